@@ -1,0 +1,1 @@
+"""An embedded, Kubernetes-compatible API server backed by SQLite (see ``server``)."""

@@ -1,0 +1,451 @@
+"""The CustomResourceDefinition kind (``apiextensions.k8s.io/v1``) and what a CRD defines.
+
+A CRD is validated as kube-apiserver validates it (``apiextensions-apiserver/pkg/apis/
+apiextensions/validation``), for the parts this server implements: names, scope, versions
+(exactly one storage version), structural schemas, printer columns and selectable fields.
+What it cannot honour it refuses with a message instead of accepting and ignoring it:
+conversion webhooks and CEL validation rules (``x-kubernetes-validations``).
+
+On create the server accepts the names at once and marks the CRD ``NamesAccepted`` and
+``Established``; :func:`resource_type` turns it into the
+:class:`~arges.apiserver.resources.ResourceType` that the registry serves.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import jsonschema
+
+from arges.apiserver.builtin import STRING, _desc, root_schema
+from arges.apiserver.errors import Cause
+from arges.apiserver.resources import (
+    PrinterColumn,
+    ResourceType,
+    Strategy,
+    Version,
+    version_priority,
+)
+from arges.apiserver.schema import Schema
+from arges.apiserver.tables import JSONPathError, age_column, compile_path, name_column
+from arges.apiserver.validation import (
+    dns1123_label_errors,
+    dns1123_subdomain_errors,
+    forbidden,
+    invalid,
+    required,
+)
+
+GROUP = "apiextensions.k8s.io"
+CLEANUP_FINALIZER = "customresourcecleanup.apiextensions.k8s.io"
+"""Held by every CRD until all of its custom resources are gone (as kube-apiserver does)."""
+
+COLUMN_TYPES = ("integer", "number", "string", "boolean", "date")
+RESERVED_GROUP_SUFFIXES = (".k8s.io", ".kubernetes.io")
+
+_PRESERVE: dict[str, Any] = {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+_NAMES: dict[str, Any] = {
+    "type": "object",
+    "required": ["plural", "kind"],
+    "properties": {
+        "plural": _desc(STRING, "The plural name of the resource to serve (lowercase)."),
+        "singular": _desc(STRING, "The singular name of the resource (lowercase)."),
+        "kind": _desc(STRING, "The serialized kind of the resource (CamelCase)."),
+        "listKind": _desc(STRING, "The serialized kind of the list for this resource."),
+        "shortNames": {"type": "array", "items": STRING},
+        "categories": {"type": "array", "items": STRING},
+    },
+}
+_VERSION: dict[str, Any] = {
+    "type": "object",
+    "required": ["name", "served", "storage"],
+    "properties": {
+        "name": STRING,
+        "served": {"type": "boolean"},
+        "storage": {"type": "boolean"},
+        "deprecated": {"type": "boolean"},
+        "deprecationWarning": STRING,
+        "schema": {
+            "type": "object",
+            "properties": {"openAPIV3Schema": _PRESERVE},
+        },
+        "subresources": {
+            "type": "object",
+            "properties": {"status": _PRESERVE, "scale": _PRESERVE},
+        },
+        "additionalPrinterColumns": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["name", "type", "jsonPath"],
+                "properties": {
+                    "name": STRING,
+                    "type": STRING,
+                    "format": STRING,
+                    "description": STRING,
+                    "priority": {"type": "integer", "format": "int32"},
+                    "jsonPath": STRING,
+                },
+            },
+        },
+        "selectableFields": {
+            "type": "array",
+            "items": {"type": "object", "properties": {"jsonPath": STRING}},
+        },
+    },
+}
+CRD_SCHEMA = root_schema(
+    "CustomResourceDefinition represents a resource that should be exposed on the API server. "
+    "Its name MUST be in the format <.spec.name>.<.spec.group>.",
+    spec={
+        "type": "object",
+        "required": ["group", "names", "scope", "versions"],
+        "properties": {
+            "group": _desc(STRING, "The API group of the defined custom resource."),
+            "names": _NAMES,
+            "scope": _desc(STRING, "Cluster or Namespaced."),
+            "versions": {"type": "array", "items": _VERSION},
+            "conversion": {
+                "type": "object",
+                "properties": {"strategy": STRING, "webhook": _PRESERVE},
+            },
+            "preserveUnknownFields": {"type": "boolean"},
+        },
+    },
+    status={
+        "type": "object",
+        "properties": {
+            "acceptedNames": _NAMES,
+            "storedVersions": {"type": "array", "items": STRING},
+            "conditions": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "type": STRING,
+                        "status": STRING,
+                        "lastTransitionTime": {"type": "string", "format": "date-time"},
+                        "reason": STRING,
+                        "message": STRING,
+                    },
+                },
+            },
+        },
+    },
+)
+CRD_SCHEMA["required"] = ["spec"]
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class CRDStrategy(Strategy):
+    """Rules for CustomResourceDefinition objects."""
+
+    unconditional_update = True
+
+    def __init__(self, builtin_resources: frozenset[tuple[str, str]]) -> None:
+        self.builtin_resources = builtin_resources
+
+    def prepare_for_create(self, rt: ResourceType, obj: dict[str, Any]) -> None:
+        obj.pop("status", None)
+        finalizers = obj["metadata"].setdefault("finalizers", [])
+        if CLEANUP_FINALIZER not in finalizers:
+            finalizers.append(CLEANUP_FINALIZER)
+        obj["status"] = _status(obj, None)
+
+    def prepare_for_update(
+        self, rt: ResourceType, new: dict[str, Any], old: dict[str, Any]
+    ) -> None:
+        new["status"] = _status(new, old.get("status"))
+
+    def validate(self, rt: ResourceType, obj: dict[str, Any]) -> list[Cause]:
+        return validate_crd(obj, self.builtin_resources)
+
+    def validate_update(
+        self, rt: ResourceType, new: dict[str, Any], old: dict[str, Any]
+    ) -> list[Cause]:
+        causes = []
+        for field in ("scope", "group"):
+            if (new.get("spec") or {}).get(field) != (old.get("spec") or {}).get(field):
+                causes.append(
+                    invalid(f"spec.{field}", new["spec"].get(field), "field is immutable")
+                )
+        return causes
+
+
+def _status(obj: dict[str, Any], old: dict[str, Any] | None) -> dict[str, Any]:
+    spec = obj.get("spec") or {}
+    old = old or {}
+    now = _now()
+    previous = {c.get("type"): c for c in old.get("conditions") or []}
+
+    def condition(kind: str, reason: str, message: str) -> dict[str, Any]:
+        before = previous.get(kind)
+        since = before["lastTransitionTime"] if before and before.get("status") == "True" else now
+        return {
+            "type": kind,
+            "status": "True",
+            "lastTransitionTime": since,
+            "reason": reason,
+            "message": message,
+        }
+
+    stored = list(old.get("storedVersions") or [])
+    for v in spec.get("versions") or []:
+        if v.get("storage") and v.get("name") not in stored:
+            stored.append(v.get("name"))
+    names = dict(spec.get("names") or {})
+    if "kind" in names:
+        names.setdefault("listKind", f"{names['kind']}List")
+    if "plural" in names:
+        names.setdefault("singular", str(names.get("kind", "")).lower())
+    return {
+        "acceptedNames": names,
+        "conditions": [
+            condition("NamesAccepted", "NoConflicts", "no conflicts found"),
+            condition(
+                "Established", "InitialNamesAccepted", "the initial names have been accepted"
+            ),
+        ],
+        "storedVersions": stored,
+    }
+
+
+def validate_crd(obj: dict[str, Any], builtin: frozenset[tuple[str, str]]) -> list[Cause]:
+    """Everything that makes ``obj`` a CRD this server cannot serve faithfully."""
+    causes: list[Cause] = []
+    spec = obj.get("spec") or {}
+    group = spec.get("group") or ""
+    names = spec.get("names") or {}
+    plural = names.get("plural") or ""
+    name = obj["metadata"].get("name", "")
+    if not group:
+        causes.append(required("spec.group"))
+    elif "." not in group:
+        causes.append(invalid("spec.group", group, "should be a domain with at least one dot"))
+    else:
+        causes += [invalid("spec.group", group, e) for e in dns1123_subdomain_errors(group)]
+        if group.endswith(RESERVED_GROUP_SUFFIXES):
+            causes.append(
+                invalid("spec.group", group, "groups under k8s.io and kubernetes.io are reserved")
+            )
+    if plural and group and name != f"{plural}.{group}":
+        causes.append(invalid("metadata.name", name, 'must be spec.names.plural+"."+spec.group'))
+    for field in ("plural", "singular"):
+        value = names.get(field)
+        if value:
+            causes += [
+                invalid(f"spec.names.{field}", value, e) for e in dns1123_label_errors(value)
+            ]
+    for field in ("kind", "listKind"):
+        value = names.get(field)
+        if value and not (value[0].isalpha() and value.replace("-", "").isalnum()):
+            causes.append(
+                invalid(
+                    f"spec.names.{field}",
+                    value,
+                    "may have mixed case, but should otherwise match: [a-z]([-a-z0-9]*[a-z0-9])?",
+                )
+            )
+    for i, short in enumerate(names.get("shortNames") or []):
+        causes += [
+            invalid(f"spec.names.shortNames[{i}]", short, e) for e in dns1123_label_errors(short)
+        ]
+    if (group, plural) in builtin:
+        causes.append(invalid("spec.names.plural", plural, "is a built-in resource"))
+    if spec.get("scope") not in ("Namespaced", "Cluster"):
+        causes.append(
+            Cause(
+                "spec.scope",
+                f'Unsupported value: "{spec.get("scope", "")}": supported values: '
+                '"Cluster", "Namespaced"',
+                "FieldValueNotSupported",
+            )
+        )
+    if spec.get("preserveUnknownFields"):
+        causes.append(invalid("spec.preserveUnknownFields", True, "must be false in v1"))
+    strategy = (spec.get("conversion") or {}).get("strategy", "None")
+    if strategy != "None":
+        causes.append(
+            invalid(
+                "spec.conversion.strategy",
+                strategy,
+                "conversion webhooks are not supported by the Arges API server; use 'None'",
+            )
+        )
+    causes += _versions_causes(spec.get("versions") or [])
+    return causes
+
+
+def _versions_causes(versions: list[dict[str, Any]]) -> list[Cause]:
+    causes: list[Cause] = []
+    if not versions:
+        return [required("spec.versions", "must have exactly one version marked as storage")]
+    seen: set[str] = set()
+    for i, v in enumerate(versions):
+        field = f"spec.versions[{i}]"
+        vname = v.get("name") or ""
+        if vname in seen:
+            causes.append(
+                Cause(f"{field}.name", f'Duplicate value: "{vname}"', "FieldValueDuplicate")
+            )
+        seen.add(vname)
+        causes += [invalid(f"{field}.name", vname, e) for e in dns1123_label_errors(vname)]
+        raw = (v.get("schema") or {}).get("openAPIV3Schema")
+        if not isinstance(raw, dict):
+            causes.append(required(f"{field}.schema.openAPIV3Schema", "schemas are required"))
+        else:
+            causes += _schema_causes(raw, f"{field}.schema.openAPIV3Schema", root=True)
+            try:
+                Schema.compile(raw)
+            except jsonschema.SchemaError as exc:
+                causes.append(invalid(f"{field}.schema.openAPIV3Schema", "", str(exc.message)))
+        for j, col in enumerate(v.get("additionalPrinterColumns") or []):
+            cfield = f"{field}.additionalPrinterColumns[{j}]"
+            if col.get("type") not in COLUMN_TYPES:
+                causes.append(
+                    Cause(
+                        f"{cfield}.type",
+                        f'Unsupported value: "{col.get("type")}": supported values: '
+                        + ", ".join(f'"{t}"' for t in COLUMN_TYPES),
+                        "FieldValueNotSupported",
+                    )
+                )
+            try:
+                compile_path(str(col.get("jsonPath", "")))
+            except JSONPathError as exc:
+                causes.append(invalid(f"{cfield}.jsonPath", col.get("jsonPath"), str(exc)))
+        for j, sel in enumerate(v.get("selectableFields") or []):
+            path = str(sel.get("jsonPath", ""))
+            if not path.startswith(".") or any(c in path for c in "[]*?@"):
+                causes.append(
+                    invalid(
+                        f"{field}.selectableFields[{j}].jsonPath",
+                        path,
+                        "must be a simple path to a field (e.g. .spec.color)",
+                    )
+                )
+    storage = [v for v in versions if v.get("storage")]
+    if len(storage) != 1:
+        causes.append(
+            invalid(
+                "spec.versions", len(storage), "must have exactly one version marked as storage"
+            )
+        )
+    if not any(v.get("served") for v in versions):
+        causes.append(invalid("spec.versions", "", "must have at least one version served"))
+    return causes
+
+
+def _schema_causes(schema: Any, field: str, *, root: bool = False) -> list[Cause]:
+    if not isinstance(schema, dict):
+        return [invalid(field, schema, "must be an object")]
+    causes: list[Cause] = []
+    if "x-kubernetes-validations" in schema:
+        causes.append(
+            forbidden(
+                f"{field}.x-kubernetes-validations",
+                "CEL validation rules are not supported by the Arges API server",
+            )
+        )
+    if root and schema.get("type") != "object":
+        causes.append(
+            invalid(f"{field}.type", schema.get("type", ""), "must be object at the root")
+        )
+    typed = (
+        "type" in schema
+        or schema.get("x-kubernetes-int-or-string")
+        or schema.get("x-kubernetes-preserve-unknown-fields")
+    )
+    if not typed and not root:
+        causes.append(required(f"{field}.type", "must not be empty for specified fields"))
+    for key, sub in (schema.get("properties") or {}).items():
+        causes += _schema_causes(sub, f"{field}.properties[{key}]")
+    if isinstance(schema.get("items"), dict):
+        causes += _schema_causes(schema["items"], f"{field}.items")
+    if isinstance(schema.get("additionalProperties"), dict):
+        causes += _schema_causes(schema["additionalProperties"], f"{field}.additionalProperties")
+    return causes
+
+
+def resource_type(crd: dict[str, Any]) -> ResourceType:
+    """The resource a valid CRD defines (call :func:`validate_crd` first)."""
+    spec = crd["spec"]
+    names = spec["names"]
+    versions = []
+    for v in sorted(spec["versions"], key=lambda v: version_priority(v["name"])):
+        raw = v["schema"]["openAPIV3Schema"]
+        columns = [
+            PrinterColumn(
+                name=c["name"],
+                type=c["type"],
+                json_path=c["jsonPath"],
+                description=c.get("description", ""),
+                format=c.get("format", ""),
+                priority=int(c.get("priority", 0)),
+            )
+            for c in v.get("additionalPrinterColumns") or []
+        ]
+        versions.append(
+            Version(
+                name=v["name"],
+                schema=Schema.compile(raw),
+                served=bool(v.get("served")),
+                storage=bool(v.get("storage")),
+                status="status" in (v.get("subresources") or {}),
+                columns=(name_column(), *columns) if columns else (name_column(), age_column()),
+                selectable_fields=tuple(s["jsonPath"] for s in v.get("selectableFields") or []),
+                deprecated=bool(v.get("deprecated")),
+                deprecation_warning=v.get("deprecationWarning"),
+            )
+        )
+    return ResourceType(
+        group=spec["group"],
+        plural=names["plural"],
+        singular=names.get("singular") or names["kind"].lower(),
+        kind=names["kind"],
+        list_kind=names.get("listKind") or f"{names['kind']}List",
+        namespaced=spec["scope"] == "Namespaced",
+        short_names=tuple(names.get("shortNames") or ()),
+        categories=tuple(names.get("categories") or ()),
+        versions=tuple(versions),
+        strategy=Strategy(),
+        crd=crd["metadata"]["name"],
+        terminating=bool(crd["metadata"].get("deletionTimestamp")),
+    )
+
+
+def crd_type(builtin: frozenset[tuple[str, str]]) -> ResourceType:
+    """The ResourceType of CustomResourceDefinition itself."""
+    return ResourceType(
+        group=GROUP,
+        plural="customresourcedefinitions",
+        singular="customresourcedefinition",
+        kind="CustomResourceDefinition",
+        namespaced=False,
+        short_names=("crd", "crds"),
+        categories=("api-extensions",),
+        strategy=CRDStrategy(builtin),
+        versions=(
+            Version(
+                "v1",
+                Schema.compile(CRD_SCHEMA),
+                storage=True,
+                status=True,
+                columns=(
+                    name_column(),
+                    PrinterColumn(
+                        "Created At",
+                        "string",
+                        json_path=".metadata.creationTimestamp",
+                        format="date-time",
+                        description="CreationTimestamp is the server time when this object was "
+                        "created, in RFC3339 form and in UTC.",
+                    ),
+                ),
+            ),
+        ),
+    )

@@ -1,0 +1,290 @@
+"""Structural OpenAPI v3 schemas: pruning, defaulting and validation of objects.
+
+This is what kube-apiserver does with a CRD's ``openAPIV3Schema`` (and what Go types do for
+built-in kinds), in the same order: prune unknown fields, apply defaults, validate.
+
+- Pruning drops every field the schema does not declare, unless the schema says
+  ``x-kubernetes-preserve-unknown-fields: true``; ``apiVersion``, ``kind`` and ``metadata`` at
+  the root (and in ``x-kubernetes-embedded-resource`` objects) are always kept, ``metadata``
+  reduced to the ``ObjectMeta`` fields. The dropped paths are returned, so the caller can warn
+  (``fieldValidation=Warn``) or refuse (``Strict``).
+- Defaulting sets ``default`` wherever the parent object exists and the field is missing (or
+  null and not ``nullable``), recursing into the defaults themselves.
+- Validation uses ``jsonschema``'s Draft 4 validator (OpenAPI 3.0 schemas are Draft 4 with
+  extensions); ``nullable`` and ``x-kubernetes-int-or-string`` are translated first. Messages
+  follow kube-apiserver's wording (``spec.replicas in body must be of type integer: "x"``).
+
+Reference: https://kubernetes.io/docs/tasks/extend-kubernetes/custom-resources/
+custom-resource-definitions/ (sections "Specifying a structural schema", "Field pruning",
+"Defaulting", "Validation").
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any
+
+import jsonschema
+from jsonschema import Draft4Validator
+from jsonschema.exceptions import ValidationError
+
+from arges.apiserver.errors import Cause
+
+OBJECT_META_FIELDS = frozenset(
+    {
+        "name",
+        "generateName",
+        "namespace",
+        "selfLink",
+        "uid",
+        "resourceVersion",
+        "generation",
+        "creationTimestamp",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "labels",
+        "annotations",
+        "ownerReferences",
+        "finalizers",
+        "managedFields",
+    }
+)
+
+_TYPE_NAMES = {
+    "object": "object",
+    "array": "array",
+    "string": "string",
+    "integer": "integer",
+    "number": "number",
+    "boolean": "boolean",
+}
+
+
+@dataclass(frozen=True)
+class Schema:
+    """A structural schema with its compiled validator.
+
+    ``raw`` is the ``openAPIV3Schema`` exactly as given (it is also what OpenAPI documents and
+    ``kubectl explain`` show).
+    """
+
+    raw: dict[str, Any]
+    validator: Draft4Validator
+
+    @classmethod
+    def compile(cls, raw: dict[str, Any]) -> Schema:
+        """Compile ``raw``.
+
+        Raises:
+            jsonschema.SchemaError: when the translated schema is not valid Draft 4.
+        """
+        translated = to_json_schema(raw)
+        Draft4Validator.check_schema(translated)
+        return cls(raw, Draft4Validator(translated))
+
+    def prune(self, obj: dict[str, Any]) -> list[str]:
+        """Drop undeclared fields from ``obj`` in place; returns their dotted paths."""
+        dropped: list[str] = []
+        _prune_root(obj, self.raw, "", dropped)
+        return dropped
+
+    def default(self, obj: dict[str, Any]) -> None:
+        """Apply the schema's defaults to ``obj`` in place."""
+        _default(obj, self.raw)
+
+    def validate(self, obj: dict[str, Any]) -> list[Cause]:
+        """Everything wrong with ``obj``, one cause per failure, in a stable order."""
+        causes = [_cause(err) for err in self.validator.iter_errors(obj)]
+        return sorted(causes, key=lambda c: c.field)
+
+
+def to_json_schema(schema: Any) -> Any:
+    """Translate an OpenAPI v3 structural schema into Draft 4 JSON Schema."""
+    if isinstance(schema, list):
+        return [to_json_schema(s) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out: dict[str, Any] = {}
+    for key, value in schema.items():
+        if key.startswith("x-kubernetes-") or key in ("nullable", "default", "example", "format"):
+            continue
+        if key in ("properties", "patternProperties", "definitions"):
+            out[key] = {k: to_json_schema(v) for k, v in value.items()}
+        elif key in ("items", "additionalProperties", "not", "allOf", "anyOf", "oneOf"):
+            out[key] = to_json_schema(value)
+        else:
+            out[key] = value
+    if schema.get("x-kubernetes-int-or-string"):
+        out.pop("type", None)
+        int_or_string = {"anyOf": [{"type": "integer"}, {"type": "string"}]}
+        out = {"allOf": [out, int_or_string]} if out.get("anyOf") else {**out, **int_or_string}
+    if schema.get("nullable") and "type" in out:
+        out["type"] = [out["type"], "null"]
+        if "enum" in out:
+            out["enum"] = [*out["enum"], None]
+    return out
+
+
+def _prune_root(obj: dict[str, Any], schema: dict[str, Any], path: str, dropped: list[str]) -> None:
+    meta = obj.get("metadata")
+    if isinstance(meta, dict):
+        for key in list(meta):
+            if key not in OBJECT_META_FIELDS:
+                del meta[key]
+                dropped.append(_join(_join(path, "metadata"), key))
+    props = schema.get("properties") or {}
+    preserve = schema.get("x-kubernetes-preserve-unknown-fields") is True
+    for key in list(obj):
+        if key in ("apiVersion", "kind", "metadata"):
+            continue
+        if key in props:
+            _prune(obj[key], props[key], _join(path, key), dropped)
+        elif not preserve:
+            del obj[key]
+            dropped.append(_join(path, key))
+
+
+def _prune(value: Any, schema: dict[str, Any], path: str, dropped: list[str]) -> None:
+    if isinstance(value, dict):
+        props = schema.get("properties")
+        additional = schema.get("additionalProperties")
+        preserve = schema.get("x-kubernetes-preserve-unknown-fields") is True
+        if schema.get("x-kubernetes-embedded-resource"):
+            _prune_root(value, schema, path, dropped)
+            return
+        for key in list(value):
+            if props is not None and key in props:
+                _prune(value[key], props[key], _join(path, key), dropped)
+            elif isinstance(additional, dict):
+                _prune(value[key], additional, _join(path, key), dropped)
+            elif additional is True or preserve:
+                continue
+            else:
+                del value[key]
+                dropped.append(_join(path, key))
+    elif isinstance(value, list):
+        items = schema.get("items")
+        if isinstance(items, dict):
+            for i, item in enumerate(value):
+                _prune(item, items, f"{path}[{i}]", dropped)
+
+
+def _default(value: Any, schema: dict[str, Any]) -> None:
+    if isinstance(value, dict):
+        props = schema.get("properties") or {}
+        for key, sub in props.items():
+            if not isinstance(sub, dict):
+                continue
+            if "default" in sub and (
+                key not in value or (value[key] is None and not sub.get("nullable"))
+            ):
+                value[key] = copy.deepcopy(sub["default"])
+            if key in value:
+                _default(value[key], sub)
+        additional = schema.get("additionalProperties")
+        if isinstance(additional, dict):
+            for key, item in value.items():
+                if key not in props:
+                    _default(item, additional)
+    elif isinstance(value, list):
+        items = schema.get("items")
+        if isinstance(items, dict):
+            for item in value:
+                _default(item, items)
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _field(err: ValidationError) -> str:
+    out = ""
+    for part in err.absolute_path:
+        out = f"{out}[{part}]" if isinstance(part, int) else _join(out, str(part))
+    return out
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, str):
+        return f'"{value}"'
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict | list):
+        return type(value).__name__
+    return str(value)
+
+
+def _cause(err: ValidationError) -> Cause:
+    field = _field(err)
+    where = field or "<root>"
+    kind = err.validator
+    if kind == "required":
+        missing = str(err.message).split("'")[1] if "'" in str(err.message) else ""
+        return Cause(_join(field, missing), "Required value", "FieldValueRequired")
+    if kind == "type":
+        wanted = err.validator_value
+        names = wanted if isinstance(wanted, list) else [wanted]
+        typ = ",".join(_TYPE_NAMES.get(str(n), str(n)) for n in names if n != "null")
+        return Cause(
+            field,
+            f"Invalid value: {_show(err.instance)}: {where} in body must be of type {typ}: "
+            f"{_show(_type_of(err.instance))}",
+            "FieldValueTypeInvalid",
+        )
+    if kind == "enum":
+        values = err.validator_value if isinstance(err.validator_value, list) else []
+        supported = ", ".join(_show(v) for v in values if v is not None)
+        return Cause(
+            field,
+            f"Unsupported value: {_show(err.instance)}: supported values: {supported}",
+            "FieldValueNotSupported",
+        )
+    if kind in ("maxLength", "maxItems", "maxProperties"):
+        unit = {"maxLength": "characters", "maxItems": "items", "maxProperties": "properties"}
+        return Cause(
+            field,
+            f"Too long: may not be more than {err.validator_value} {unit[str(kind)]}",
+            "FieldValueTooLong",
+        )
+    messages = {
+        "minimum": "should be greater than or equal to",
+        "maximum": "should be less than or equal to",
+        "minLength": "should be at least",
+        "minItems": "should have at least",
+        "minProperties": "should have at least",
+        "pattern": "should match",
+        "multipleOf": "should be a multiple of",
+    }
+    if kind in messages:
+        value = err.validator_value
+        shown = f"'{value}'" if kind == "pattern" else str(value)
+        suffix = {"minLength": " chars long", "minItems": " items", "minProperties": " properties"}
+        return Cause(
+            field,
+            f"Invalid value: {_show(err.instance)}: {where} in body {messages[str(kind)]} "
+            f"{shown}{suffix.get(str(kind), '')}",
+        )
+    if kind in ("anyOf", "oneOf", "allOf", "not") and err.context:
+        best = jsonschema.exceptions.best_match(err.context)
+        if best is not None:
+            return _cause(best)
+    return Cause(field, f"Invalid value: {_show(err.instance)}: {err.message}")
+
+
+def _type_of(value: Any) -> str:
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, dict):
+        return "object"
+    return "null"

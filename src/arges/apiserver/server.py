@@ -1,0 +1,205 @@
+"""The embedded API server, wired together: store, registry, REST, controllers, HTTPS.
+
+    server = ApiServer(ApiServerConfig(data_dir=Path(".arges")))
+    await server.start()       # serving; DIR/kubeconfig works with kubectl
+    ...
+    await server.stop()        # ends watches, finishes writes, closes the database
+
+On start it creates or loads its credentials, opens ``DIR/state.db``, serves the resources of
+the CRDs already stored, makes sure the standard namespaces exist, installs the CRDs it was
+given (created, or updated when they differ, exactly as ``kubectl apply`` would), and only
+then answers ``/readyz`` with ``ok``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import ssl
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from arges import __version__
+from arges.apiserver import crd
+from arges.apiserver.builtin import builtin_types
+from arges.apiserver.errors import AlreadyExists
+from arges.apiserver.http import Handler
+from arges.apiserver.lifecycle import CRD_RESOURCE, Lifecycle
+from arges.apiserver.pki import ensure_credentials, write_kubeconfig
+from arges.apiserver.resources import Registry
+from arges.apiserver.rest import Rest, WriteOptions
+from arges.apiserver.store import Store
+
+log = logging.getLogger(__name__)
+
+KUBE_VERSION = (1, 31)
+DEFAULT_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
+
+
+@dataclass(frozen=True)
+class ApiServerConfig:
+    """How to run the API server.
+
+    ``address``/``port``: where HTTPS listens (port 0 picks a free one).
+    ``history_seconds``: how long the change log keeps events for watches to resume from.
+    ``bookmark_interval``: seconds of idle watch before a BOOKMARK is sent.
+    ``crds``: CustomResourceDefinition objects to install at start.
+    """
+
+    data_dir: Path
+    address: str = "127.0.0.1"
+    port: int = 6443
+    history_seconds: float = 300.0
+    bookmark_interval: float = 60.0
+    crds: Sequence[dict[str, Any]] = field(default_factory=tuple)
+
+
+def version_info() -> dict[str, str]:
+    """The ``/version`` document: the Kubernetes API level this server implements."""
+    major, minor = KUBE_VERSION
+    return {
+        "major": str(major),
+        "minor": str(minor),
+        "gitVersion": f"v{major}.{minor}.0+arges-{__version__}",
+        "gitCommit": "",
+        "gitTreeState": "clean",
+        "buildDate": "",
+        "goVersion": "",
+        "compiler": "cpython",
+        "platform": "linux/amd64",
+    }
+
+
+def client_host(address: str) -> str:
+    """The address clients should use for a listening address (wildcards become loopback)."""
+    if address in ("0.0.0.0", ""):
+        return "127.0.0.1"
+    if address == "::":
+        return "::1"
+    return address
+
+
+class ApiServer:
+    """One running embedded API server (see the module docstring)."""
+
+    def __init__(self, config: ApiServerConfig) -> None:
+        self.config = config
+        self.data_dir = config.data_dir
+        self.kubeconfig_path = config.data_dir / "kubeconfig"
+        self._ready = False
+        self._runner: web.AppRunner | None = None
+        self.store: Store | None = None
+        self.lifecycle: Lifecycle | None = None
+        self.port = config.port
+        self.rest: Rest | None = None
+
+    @property
+    def url(self) -> str:
+        host = client_host(self.config.address)
+        host = f"[{host}]" if ":" in host else host
+        return f"https://{host}:{self.port}"
+
+    async def start(self) -> None:
+        """Start serving; returns once ``/readyz`` would answer ``ok``.
+
+        Raises:
+            StorageError: the database cannot be opened.
+            OSError: the address cannot be bound.
+        """
+        cfg = self.config
+        cfg.data_dir.mkdir(parents=True, exist_ok=True)
+        creds = ensure_credentials(cfg.data_dir, [client_host(cfg.address)])
+        store = Store.open(cfg.data_dir / "state.db", retention=cfg.history_seconds)
+        self.store = store
+        builtins = builtin_types()
+        builtin_keys = frozenset((rt.group, rt.plural) for rt in builtins)
+        crd_rt = crd.crd_type(builtin_keys | {(crd.GROUP, "customresourcedefinitions")})
+        registry = Registry([*builtins, crd_rt])
+        for entry in store.items(CRD_RESOURCE):
+            try:
+                registry.put(crd.resource_type(entry.object()))
+            except (ValueError, KeyError) as exc:
+                log.error("stored CRD %s cannot be served: %s", entry.name, exc)
+        await store.start()
+        rest = Rest(store, registry)
+        self.rest = rest
+        self.lifecycle = Lifecycle(rest, registry)
+        self.lifecycle.start()
+        await self._bootstrap(rest, registry)
+        handler = Handler(
+            rest,
+            registry,
+            token=creds.token,
+            server_address=f"{client_host(cfg.address)}:{cfg.port}",
+            version_info=version_info(),
+            ready=lambda: self._ready,
+            bookmark_interval=cfg.bookmark_interval,
+        )
+        self._handler = handler
+        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        tls.load_cert_chain(creds.cert, creds.key)
+        runner = web.AppRunner(handler.app(), access_log=None, handle_signals=False)
+        await runner.setup()
+        site = web.TCPSite(runner, cfg.address, cfg.port, ssl_context=tls, backlog=1024)
+        await site.start()
+        self._runner = runner
+        server = getattr(site, "_server", None)
+        if server is not None and server.sockets:
+            self.port = server.sockets[0].getsockname()[1]
+        write_kubeconfig(self.kubeconfig_path, self.url, creds)
+        self._ready = True
+        log.info("API server ready at %s (kubeconfig: %s)", self.url, self.kubeconfig_path)
+
+    async def _bootstrap(self, rest: Rest, registry: Registry) -> None:
+        ns_type = registry.get("", "namespaces")
+        assert ns_type is not None
+        for name in DEFAULT_NAMESPACES:
+            if rest.store.get("namespaces", "", name) is None:
+                with contextlib.suppress(AlreadyExists):
+                    await rest.create(
+                        ns_type,
+                        ns_type.storage_version(),
+                        "",
+                        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}},
+                        WriteOptions(),
+                    )
+        await install_crds(rest, registry, self.config.crds)
+
+    async def stop(self) -> None:
+        """Stop accepting requests, end watches, finish queued writes, close the database."""
+        self._ready = False
+        if self._runner is not None:
+            for task in list(self._handler.watches):
+                task.cancel()
+            await self._runner.cleanup()
+            self._runner = None
+        if self.lifecycle is not None:
+            await self.lifecycle.stop()
+        if self.store is not None:
+            await self.store.close()
+            self.store = None
+
+
+async def install_crds(rest: Rest, registry: Registry, crds: Sequence[dict[str, Any]]) -> None:
+    """Create each CRD, or replace its spec when it differs from the stored one.
+
+    Raises:
+        StatusError: when a CRD is invalid (the server would refuse it from kubectl too).
+    """
+    rt = registry.get(crd.GROUP, "customresourcedefinitions")
+    assert rt is not None
+    version = rt.storage_version()
+    for obj in crds:
+        name = obj["metadata"]["name"]
+        existing = rest.store.get(rt.resource, "", name)
+        if existing is None:
+            await rest.create(rt, version, "", dict(obj), WriteOptions())
+            continue
+        current = existing.object()
+        if current.get("spec") != obj.get("spec"):
+            current["spec"] = obj["spec"]
+            await rest.update(rt, version, "", name, current, WriteOptions())

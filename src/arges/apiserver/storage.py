@@ -1,0 +1,218 @@
+"""SQLite persistence: current objects, the change log that watches replay, the revision counter.
+
+One database file (``DIR/state.db``), WAL mode, ``synchronous=FULL``: a transaction is on disk
+when :meth:`Database.write` returns, so nothing is acknowledged to a client before it is durable
+(a kill -9 or a power cut after the reply loses nothing).
+
+Tables:
+
+``objects(resource, namespace, name, rv, data)``
+    The current state, one row per object. ``resource`` is ``group/plural`` (``/secrets`` for
+    the core group), ``namespace`` is ``""`` for cluster-scoped objects, ``data`` the object's
+    JSON with its ``metadata.resourceVersion`` already set to ``rv``.
+``events(rv, resource, namespace, name, type, data, prev, ts)``
+    The change log, like etcd's history: every write appends ``ADDED``, ``MODIFIED`` or
+    ``DELETED`` with the new object and the previous one (``prev``), and the wall time ``ts``
+    (seconds since the epoch). It lets a watch resume at any retained revision, across restarts,
+    and lets a paged or exact-revision list be served as of an older revision.
+``meta(key, value)``
+    ``rv``: the last revision handed out. ``compacted``: the newest revision no longer in
+    ``events``; asking for history at or before it is answered with 410 Gone.
+
+All methods are blocking and must run on the thread that owns the connection (the store runs
+them on one writer thread and one reader thread).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS objects (
+    resource TEXT NOT NULL,
+    namespace TEXT NOT NULL,
+    name TEXT NOT NULL,
+    rv INTEGER NOT NULL,
+    data BLOB NOT NULL,
+    PRIMARY KEY (resource, namespace, name)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS events (
+    rv INTEGER PRIMARY KEY,
+    resource TEXT NOT NULL,
+    namespace TEXT NOT NULL,
+    name TEXT NOT NULL,
+    type TEXT NOT NULL,
+    data BLOB NOT NULL,
+    prev BLOB,
+    ts REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_by_resource ON events (resource, rv);
+CREATE INDEX IF NOT EXISTS events_by_time ON events (ts);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """One stored object as read back: where it lives, its revision and its JSON bytes."""
+
+    resource: str
+    namespace: str
+    name: str
+    rv: int
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class LogRecord:
+    """One change: ``type`` is ADDED, MODIFIED or DELETED; ``prev`` is None for ADDED."""
+
+    rv: int
+    resource: str
+    namespace: str
+    name: str
+    type: str
+    data: bytes
+    prev: bytes | None
+
+
+class StorageError(Exception):
+    """The database could not be read or written (disk full, corrupt file, I/O error)."""
+
+
+class Database:
+    """A connection to the state database; see the module docstring for the layout.
+
+    Raises:
+        StorageError: from every method, wrapping :class:`sqlite3.Error`.
+    """
+
+    def __init__(self, path: Path, *, readonly: bool = False) -> None:
+        self.path = path
+        try:
+            if readonly:
+                uri = f"file:{path}?mode=ro"
+                self._conn = sqlite3.connect(
+                    uri, uri=True, isolation_level=None, check_same_thread=False
+                )
+            else:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+                self._conn.execute("PRAGMA journal_mode=WAL")
+                self._conn.execute("PRAGMA synchronous=FULL")
+                self._conn.executescript(SCHEMA)
+            self._conn.execute("PRAGMA busy_timeout=10000")
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot open {path}: {exc}") from exc
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def _meta_int(self, key: str) -> int:
+        row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return int(row[0]) if row else 0
+
+    def revision(self) -> int:
+        """The last revision handed out (0 for a new database)."""
+        try:
+            return self._meta_int("rv")
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot read the revision: {exc}") from exc
+
+    def compacted(self) -> int:
+        """The newest revision whose change record has been dropped from the log."""
+        try:
+            return self._meta_int("compacted")
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot read the compaction mark: {exc}") from exc
+
+    def load(self) -> Iterator[Row]:
+        """Every current object, in key order."""
+        try:
+            cur = self._conn.execute(
+                "SELECT resource, namespace, name, rv, data FROM objects "
+                "ORDER BY resource, namespace, name"
+            )
+            for resource, namespace, name, rv, data in cur:
+                yield Row(resource, namespace, name, rv, bytes(data))
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot load objects: {exc}") from exc
+
+    def write(self, records: Sequence[LogRecord], revision: int, now: float) -> None:
+        """Apply ``records`` to the current state and the log in one durable transaction."""
+        conn = self._conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for r in records:
+                if r.type == "DELETED":
+                    conn.execute(
+                        "DELETE FROM objects WHERE resource = ? AND namespace = ? AND name = ?",
+                        (r.resource, r.namespace, r.name),
+                    )
+                else:
+                    conn.execute(
+                        "INSERT OR REPLACE INTO objects (resource, namespace, name, rv, data) "
+                        "VALUES (?, ?, ?, ?, ?)",
+                        (r.resource, r.namespace, r.name, r.rv, r.data),
+                    )
+                conn.execute(
+                    "INSERT INTO events (rv, resource, namespace, name, type, data, prev, ts) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (r.rv, r.resource, r.namespace, r.name, r.type, r.data, r.prev, now),
+                )
+            conn.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('rv', ?)", (str(revision),)
+            )
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise StorageError(f"cannot write {len(records)} change(s): {exc}") from exc
+
+    def history(self, resource: str | None, after: int, upto: int) -> list[LogRecord]:
+        """Change records with ``after < rv <= upto``, oldest first, for one resource or all."""
+        try:
+            if resource is None:
+                cur = self._conn.execute(
+                    "SELECT rv, resource, namespace, name, type, data, prev FROM events "
+                    "WHERE rv > ? AND rv <= ? ORDER BY rv",
+                    (after, upto),
+                )
+            else:
+                cur = self._conn.execute(
+                    "SELECT rv, resource, namespace, name, type, data, prev FROM events "
+                    "WHERE resource = ? AND rv > ? AND rv <= ? ORDER BY rv",
+                    (resource, after, upto),
+                )
+            return [
+                LogRecord(rv, res, ns, name, typ, bytes(data), bytes(prev) if prev else None)
+                for rv, res, ns, name, typ, data, prev in cur
+            ]
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot read the change log: {exc}") from exc
+
+    def compact(self, older_than: float) -> int:
+        """Drop change records written before ``older_than`` (epoch seconds).
+
+        Returns the new compaction mark (the newest dropped revision, or the previous mark).
+        """
+        conn = self._conn
+        try:
+            row = conn.execute("SELECT MAX(rv) FROM events WHERE ts < ?", (older_than,)).fetchone()
+            newest = row[0] if row and row[0] is not None else None
+            if newest is None:
+                return self._meta_int("compacted")
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("DELETE FROM events WHERE rv <= ?", (newest,))
+            conn.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('compacted', ?)", (str(newest),)
+            )
+            conn.execute("COMMIT")
+            return int(newest)
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise StorageError(f"cannot compact the change log: {exc}") from exc

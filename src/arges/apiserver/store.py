@@ -1,0 +1,550 @@
+"""The object store: current state in memory, every write durable in SQLite before it is seen.
+
+This is the API server's equivalent of etcd plus the watch cache. All writes go through one
+writer task that groups whatever transactions are waiting into a single SQLite transaction
+(group commit), so throughput does not pay one fsync per object, yet no transaction is
+acknowledged, installed in memory or broadcast to watchers before its batch is on disk.
+
+Revisions are one global counter, as in etcd: every change (create, update, delete) gets the
+next integer, which becomes the object's ``metadata.resourceVersion``.
+
+Memory holds, per object, its JSON bytes and the few metadata fields that selectors, the
+garbage collector and the owner index need (:class:`Entry`); never a parsed object, so ten
+thousand 2 KiB objects stay around 30 MiB.
+
+Errors of this layer (:class:`StoreError` and subclasses) name which precondition failed; the
+REST layer translates them into Kubernetes ``Status`` errors with the resource's names.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from arges.apiserver import codec
+from arges.apiserver.storage import Database, LogRecord, StorageError
+
+log = logging.getLogger(__name__)
+
+ObjKey = tuple[str, str]
+"""(namespace, name) of an object inside one resource; namespace is "" when cluster-scoped."""
+
+
+@dataclass(slots=True)
+class Entry:
+    """One stored object: its JSON bytes and the metadata that indexes need.
+
+    ``resource`` is the qualified resource name (``servers.metal.arges.dev``, ``secrets``).
+    """
+
+    resource: str
+    namespace: str
+    name: str
+    rv: int
+    raw: bytes
+    uid: str
+    labels: dict[str, str]
+    owners: tuple[str, ...]
+    finalizers: tuple[str, ...]
+    deleting: bool
+    created: str
+    api_version: str
+
+    @property
+    def key(self) -> ObjKey:
+        return (self.namespace, self.name)
+
+    def object(self) -> dict[str, Any]:
+        """A freshly parsed copy of the object (callers may mutate it)."""
+        obj: dict[str, Any] = codec.loads(self.raw)
+        return obj
+
+
+def make_entry(resource: str, rv: int, raw: bytes, obj: dict[str, Any]) -> Entry:
+    """Build the index entry of ``obj`` (already serialized as ``raw`` at revision ``rv``)."""
+    meta = obj.get("metadata") or {}
+    return Entry(
+        resource=resource,
+        namespace=meta.get("namespace") or "",
+        name=meta.get("name") or "",
+        rv=rv,
+        raw=raw,
+        uid=meta.get("uid") or "",
+        labels=dict(meta.get("labels") or {}),
+        owners=tuple(ref.get("uid", "") for ref in meta.get("ownerReferences") or []),
+        finalizers=tuple(meta.get("finalizers") or []),
+        deleting=bool(meta.get("deletionTimestamp")),
+        created=meta.get("creationTimestamp") or "",
+        api_version=obj.get("apiVersion") or "",
+    )
+
+
+def entry_from_raw(resource: str, rv: int, raw: bytes) -> Entry:
+    return make_entry(resource, rv, raw, codec.loads(raw))
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """A committed change, as watchers receive it.
+
+    ``type`` is ADDED, MODIFIED or DELETED; ``entry`` is the new state (for DELETED, the final
+    state, carrying the deletion's revision); ``prev`` is the state before (None for ADDED).
+    """
+
+    type: str
+    entry: Entry
+    prev: Entry | None
+
+    @property
+    def rv(self) -> int:
+        return self.entry.rv
+
+
+@dataclass(frozen=True, slots=True)
+class Put:
+    """Create (``expect_rv`` None: must not exist) or replace (must exist at ``expect_rv``)."""
+
+    resource: str
+    obj: dict[str, Any]
+    expect_rv: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Remove:
+    """Delete an object that is still at ``expect_rv``; ``obj`` is its final recorded state."""
+
+    resource: str
+    namespace: str
+    name: str
+    expect_rv: int
+    obj: dict[str, Any] | None = None
+
+
+Op = Put | Remove
+
+
+class StoreError(Exception):
+    """A transaction's precondition failed; nothing of it was written."""
+
+    def __init__(self, resource: str, namespace: str, name: str) -> None:
+        super().__init__(f"{resource} {namespace}/{name}")
+        self.resource = resource
+        self.namespace = namespace
+        self.name = name
+
+
+class AlreadyStored(StoreError):
+    """A create found the key taken."""
+
+
+class NotStored(StoreError):
+    """An update or delete found no object."""
+
+
+class Stale(StoreError):
+    """An update or delete expected another revision than the one stored."""
+
+
+class Expired(Exception):
+    """History at or before the compaction mark was asked for (the client must relist)."""
+
+    def __init__(self, requested: int, oldest: int) -> None:
+        super().__init__(f"too old resource version: {requested} ({oldest})")
+        self.requested = requested
+        self.oldest = oldest
+
+
+class Subscription:
+    """A bounded queue of changes for one watcher; overflows end the watch instead of growing.
+
+    A watcher that falls ``limit`` changes behind is cut off (``overflowed``), as kube-apiserver
+    cuts off unresponsive watchers; its client resumes from its last revision.
+    """
+
+    def __init__(self, resource: str | None, limit: int) -> None:
+        self.resource = resource
+        self.limit = limit
+        self.overflowed = False
+        self.closed = False
+        self._buf: deque[Change] = deque()
+        self._ready = asyncio.Event()
+
+    def push(self, change: Change) -> None:
+        if self.overflowed or self.closed:
+            return
+        if len(self._buf) >= self.limit:
+            self.overflowed = True
+            self._buf.clear()
+        else:
+            self._buf.append(change)
+        self._ready.set()
+
+    def close(self) -> None:
+        self.closed = True
+        self._ready.set()
+
+    async def get(self, max_wait: float | None = None) -> list[Change]:
+        """Wait for changes (up to ``max_wait`` seconds) and return all that are queued."""
+        if not self._buf and not self.overflowed and not self.closed:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._ready.wait(), max_wait)
+        self._ready.clear()
+        out = list(self._buf)
+        self._buf.clear()
+        return out
+
+
+@dataclass
+class _Pending:
+    ops: Sequence[Op]
+    future: asyncio.Future[list[Change]]
+
+
+@dataclass
+class _State:
+    objects: dict[str, dict[ObjKey, Entry]] = field(default_factory=dict)
+    by_uid: dict[str, tuple[str, ObjKey]] = field(default_factory=dict)
+    dependents: dict[str, set[tuple[str, ObjKey]]] = field(default_factory=dict)
+
+
+class Store:
+    """Durable, watchable object storage (see the module docstring).
+
+    Create with :meth:`open`, then :meth:`start` inside the event loop; :meth:`close` drains.
+    """
+
+    def __init__(self, db: Database, reader: Database, *, retention: float) -> None:
+        self._db = db
+        self._reader = reader
+        self.retention = retention
+        self._state = _State()
+        self.rv = db.revision()
+        self.compacted = db.compacted()
+        self._writer_pool = ThreadPoolExecutor(1, thread_name_prefix="arges-store-writer")
+        self._reader_pool = ThreadPoolExecutor(1, thread_name_prefix="arges-store-reader")
+        self._queue: list[_Pending] = []
+        self._wake: asyncio.Event | None = None
+        self._writer: asyncio.Task[None] | None = None
+        self._compactor: asyncio.Task[None] | None = None
+        self._subs: set[Subscription] = set()
+        self._observers: list[Callable[[Change], None]] = []
+        self._closing = False
+        for row in db.load():
+            self._install(entry_from_raw(row.resource, row.rv, row.data))
+
+    @classmethod
+    def open(cls, path: Path, *, retention: float = 300.0) -> Store:
+        """Open (or create) the database at ``path``; ``retention`` is seconds of history.
+
+        Raises:
+            StorageError: when the file cannot be opened or read.
+        """
+        db = Database(path)
+        return cls(db, Database(path, readonly=True), retention=retention)
+
+    async def start(self) -> None:
+        self._wake = asyncio.Event()
+        self._writer = asyncio.create_task(self._write_loop(), name="arges-store-writer")
+        self._compactor = asyncio.create_task(self._compact_loop(), name="arges-store-compactor")
+
+    async def close(self) -> None:
+        """Finish queued writes, end every watch, and close the database."""
+        if self._compactor:
+            self._compactor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._compactor
+        self._closing = True
+        if self._writer and self._wake:
+            self._wake.set()
+            await self._writer
+        for sub in list(self._subs):
+            sub.close()
+        self._writer_pool.shutdown(wait=True)
+        self._reader_pool.shutdown(wait=True)
+        self._db.close()
+        self._reader.close()
+
+    # Reads: served from memory, always as of the last durable revision.
+
+    def get(self, resource: str, namespace: str, name: str) -> Entry | None:
+        return self._state.objects.get(resource, {}).get((namespace, name))
+
+    def items(self, resource: str, namespace: str | None = None) -> list[Entry]:
+        """Entries of ``resource`` (in one namespace, or all), unsorted."""
+        objs = self._state.objects.get(resource, {})
+        if namespace is None:
+            return list(objs.values())
+        return [e for e in objs.values() if e.namespace == namespace]
+
+    def resources(self) -> list[str]:
+        return [r for r, objs in self._state.objects.items() if objs]
+
+    def by_uid(self, uid: str) -> Entry | None:
+        where = self._state.by_uid.get(uid)
+        if where is None:
+            return None
+        return self._state.objects.get(where[0], {}).get(where[1])
+
+    def dependents(self, owner_uid: str) -> list[Entry]:
+        """Objects whose ownerReferences name ``owner_uid``."""
+        out = []
+        for resource, key in self._state.dependents.get(owner_uid, ()):
+            entry = self._state.objects.get(resource, {}).get(key)
+            if entry is not None:
+                out.append(entry)
+        return out
+
+    # Writes.
+
+    async def commit(self, ops: Sequence[Op]) -> list[Change]:
+        """Apply ``ops`` atomically and durably; returns one :class:`Change` per op.
+
+        ``Put.obj`` gets ``metadata.resourceVersion`` set to its new revision.
+
+        Raises:
+            AlreadyStored, NotStored, Stale: a precondition failed (nothing was written).
+            StorageError: the database refused the write (nothing was written).
+        """
+        assert self._wake is not None, "Store.start() was not awaited"
+        future: asyncio.Future[list[Change]] = asyncio.get_running_loop().create_future()
+        self._queue.append(_Pending(ops, future))
+        self._wake.set()
+        return await future
+
+    async def _write_loop(self) -> None:
+        assert self._wake is not None
+        loop = asyncio.get_running_loop()
+        while not (self._closing and not self._queue):
+            await self._wake.wait()
+            self._wake.clear()
+            batch, self._queue = self._queue, []
+            if not batch:
+                continue
+            overlay: dict[tuple[str, ObjKey], Entry | None] = {}
+            records: list[LogRecord] = []
+            planned: list[tuple[_Pending, list[Change] | Exception]] = []
+            rv = self.rv
+            for pending in batch:
+                try:
+                    changes, rv = self._plan(pending.ops, overlay, rv)
+                except StoreError as exc:
+                    planned.append((pending, exc))
+                    continue
+                planned.append((pending, changes))
+                records += [_record(c) for c in changes]
+            if records:
+                try:
+                    await loop.run_in_executor(
+                        self._writer_pool, self._db.write, records, rv, time.time()
+                    )
+                except StorageError as exc:
+                    log.error("write failed, %d transaction(s) refused: %s", len(batch), exc)
+                    for pending in batch:
+                        if not pending.future.done():
+                            pending.future.set_exception(exc)
+                    continue
+            self.rv = rv
+            for _, result in planned:
+                if isinstance(result, Exception):
+                    continue
+                for change in result:
+                    self._apply(change)
+            for pending, result in planned:
+                if pending.future.done():
+                    continue
+                if isinstance(result, Exception):
+                    pending.future.set_exception(result)
+                else:
+                    pending.future.set_result(result)
+
+    def _plan(
+        self,
+        ops: Sequence[Op],
+        overlay: dict[tuple[str, ObjKey], Entry | None],
+        rv: int,
+    ) -> tuple[list[Change], int]:
+        local: dict[tuple[str, ObjKey], Entry | None] = {}
+        changes: list[Change] = []
+
+        def current(resource: str, key: ObjKey) -> Entry | None:
+            where = (resource, key)
+            if where in local:
+                return local[where]
+            if where in overlay:
+                return overlay[where]
+            return self.get(resource, *key)
+
+        for op in ops:
+            if isinstance(op, Put):
+                meta = op.obj["metadata"]
+                key = (meta.get("namespace") or "", meta["name"])
+                existing = current(op.resource, key)
+                if op.expect_rv is None and existing is not None:
+                    raise AlreadyStored(op.resource, *key)
+                if op.expect_rv is not None:
+                    if existing is None:
+                        raise NotStored(op.resource, *key)
+                    if existing.rv != op.expect_rv:
+                        raise Stale(op.resource, *key)
+                rv += 1
+                meta["resourceVersion"] = str(rv)
+                entry = make_entry(op.resource, rv, codec.dumps(op.obj), op.obj)
+                changes.append(Change("ADDED" if existing is None else "MODIFIED", entry, existing))
+                local[(op.resource, key)] = entry
+            else:
+                key = (op.namespace, op.name)
+                existing = current(op.resource, key)
+                if existing is None:
+                    raise NotStored(op.resource, *key)
+                if existing.rv != op.expect_rv:
+                    raise Stale(op.resource, *key)
+                rv += 1
+                final = op.obj if op.obj is not None else existing.object()
+                final["metadata"]["resourceVersion"] = str(rv)
+                entry = make_entry(op.resource, rv, codec.dumps(final), final)
+                changes.append(Change("DELETED", entry, existing))
+                local[(op.resource, key)] = None
+        overlay.update(local)
+        return changes, rv
+
+    def _apply(self, change: Change) -> None:
+        if change.prev is not None:
+            self._uninstall(change.prev)
+        if change.type != "DELETED":
+            self._install(change.entry)
+        for observe in self._observers:
+            try:
+                observe(change)
+            except Exception:
+                log.exception("observer failed on %s %s", change.type, change.entry.resource)
+        for sub in list(self._subs):
+            if sub.resource is None or sub.resource == change.entry.resource:
+                sub.push(change)
+
+    def _install(self, entry: Entry) -> None:
+        state = self._state
+        state.objects.setdefault(entry.resource, {})[entry.key] = entry
+        where = (entry.resource, entry.key)
+        if entry.uid:
+            state.by_uid[entry.uid] = where
+        for owner in entry.owners:
+            state.dependents.setdefault(owner, set()).add(where)
+
+    def _uninstall(self, entry: Entry) -> None:
+        state = self._state
+        state.objects.get(entry.resource, {}).pop(entry.key, None)
+        where = (entry.resource, entry.key)
+        if entry.uid and state.by_uid.get(entry.uid) == where:
+            del state.by_uid[entry.uid]
+        for owner in entry.owners:
+            deps = state.dependents.get(owner)
+            if deps is not None:
+                deps.discard(where)
+                if not deps:
+                    del state.dependents[owner]
+
+    # Watching and history.
+
+    def observe(self, callback: Callable[[Change], None]) -> None:
+        """Call ``callback`` synchronously for every change, as it is installed.
+
+        Observers run before the writing request is answered, so what they derive (the
+        served resource types of CRDs) is in place when the client sees its write succeed.
+        They must be quick and must not write.
+        """
+        self._observers.append(callback)
+
+    def subscribe(self, resource: str | None, *, limit: int = 20000) -> Subscription:
+        """Receive every change committed from now on (to ``resource``, or to all if None)."""
+        sub = Subscription(resource, limit)
+        self._subs.add(sub)
+        return sub
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        self._subs.discard(sub)
+
+    async def history(self, resource: str | None, after: int, upto: int) -> list[Change]:
+        """Changes with ``after < rv <= upto``, oldest first.
+
+        Raises:
+            Expired: when ``after`` is older than the retained history.
+            StorageError: when the log cannot be read.
+        """
+        if after < self.compacted:
+            raise Expired(after, self.compacted + 1)
+        if after >= upto:
+            return []
+        records = await asyncio.get_running_loop().run_in_executor(
+            self._reader_pool, _read_changes, self._reader, resource, after, upto
+        )
+        if after < self.compacted:
+            raise Expired(after, self.compacted + 1)
+        return records
+
+    async def snapshot(self, resource: str, at: int) -> tuple[dict[ObjKey, Entry], int]:
+        """The objects of ``resource`` as they were at revision ``at`` (<= the current one).
+
+        Rebuilt from the current state by undoing later changes, which is how a paged list
+        keeps serving the revision its first page saw. Returns the entries and ``at``.
+
+        Raises:
+            Expired: when the changes since ``at`` are no longer retained.
+        """
+        current = dict(self._state.objects.get(resource, {}))
+        now = self.rv
+        for change in reversed(await self.history(resource, at, now)):
+            if change.type == "ADDED":
+                current.pop(change.entry.key, None)
+            elif change.prev is not None:
+                current[change.entry.key] = change.prev
+        return current, at
+
+    async def _compact_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(min(60.0, max(1.0, self.retention / 5)))
+            try:
+                self.compacted = await loop.run_in_executor(
+                    self._writer_pool, self._db.compact, time.time() - self.retention
+                )
+            except StorageError as exc:
+                log.error("compaction failed: %s", exc)
+
+
+def _record(change: Change) -> LogRecord:
+    e = change.entry
+    return LogRecord(
+        rv=e.rv,
+        resource=e.resource,
+        namespace=e.namespace,
+        name=e.name,
+        type=change.type,
+        data=e.raw,
+        prev=change.prev.raw if change.prev is not None else None,
+    )
+
+
+def _read_changes(db: Database, resource: str | None, after: int, upto: int) -> list[Change]:
+    out = []
+    for rec in db.history(resource, after, upto):
+        entry = entry_from_raw(rec.resource, rec.rv, rec.data)
+        prev = None
+        if rec.prev is not None:
+            prev_obj = codec.loads(rec.prev)
+            prev_rv = int((prev_obj.get("metadata") or {}).get("resourceVersion") or 0)
+            prev = make_entry(rec.resource, prev_rv, rec.prev, prev_obj)
+        out.append(Change(rec.type, entry, prev))
+    return out
+
+
+def sort_entries(entries: Iterable[Entry]) -> list[Entry]:
+    """Entries in kube's list order: by namespace, then name."""
+    return sorted(entries, key=lambda e: (e.namespace, e.name))

@@ -1,0 +1,1 @@
+"""The ``arges`` command line."""

@@ -1,0 +1,30 @@
+"""``arges``: the entry point; each subcommand lives in its own module."""
+
+from __future__ import annotations
+
+import logging
+
+import click
+
+from arges import __version__
+from arges.cli.up import up
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="arges")
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    default="info",
+    show_default=True,
+    help="How much to log (to standard error).",
+)
+def main(log_level: str) -> None:
+    """Arges: bare-metal Kubernetes management plane."""
+    logging.basicConfig(
+        level=getattr(logging, log_level.upper()),
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+    )
+
+
+main.add_command(up)

@@ -1,0 +1,300 @@
+"""A real API server per test, and real clients for it: kubectl and an HTTP client."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import ssl
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from arges.apiserver.server import ApiServer, ApiServerConfig
+
+KUBECTL = shutil.which("kubectl")
+KUBECTL_DIR = Path(os.path.realpath(KUBECTL)).parent if KUBECTL else None
+KUBECTL_VERSIONS = ["1.27", "1.28", "1.29", "1.30", "1.31", "1.32", "1.33"]
+
+
+def kubectl_binary(version: str | None = None) -> str:
+    """The kubectl to run (a given minor version, or the default one), or skip the test."""
+    if KUBECTL is None or KUBECTL_DIR is None:
+        pytest.skip("kubectl is not installed")
+    if version is None:
+        return KUBECTL
+    path = KUBECTL_DIR / f"kubectl.{version}"
+    if not path.exists():
+        pytest.skip(f"kubectl {version} is not installed at {path}")
+    return str(path)
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+
+class Api:
+    """A thin HTTP client for the server's REST API (JSON in, status and JSON out)."""
+
+    def __init__(self, session: aiohttp.ClientSession, base: str, token: str) -> None:
+        self.session = session
+        self.base = base
+        self.headers = {"Authorization": f"Bearer {token}"}
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        content_type: str = "application/json",
+        headers: dict[str, str] | None = None,
+        params: dict[str, str] | None = None,
+    ) -> tuple[int, Any]:
+        data = None if body is None else (body if isinstance(body, bytes) else json.dumps(body))
+        hdrs = {**self.headers, **(headers or {})}
+        if data is not None:
+            hdrs["Content-Type"] = content_type
+        async with self.session.request(
+            method, self.base + path, data=data, headers=hdrs, params=params
+        ) as resp:
+            raw = await resp.read()
+            try:
+                return resp.status, json.loads(raw) if raw else None
+            except ValueError:
+                return resp.status, raw.decode()
+
+    async def get(self, path: str, **kw: Any) -> tuple[int, Any]:
+        return await self.request("GET", path, **kw)
+
+    async def post(self, path: str, body: Any, **kw: Any) -> tuple[int, Any]:
+        return await self.request("POST", path, body, **kw)
+
+    async def put(self, path: str, body: Any, **kw: Any) -> tuple[int, Any]:
+        return await self.request("PUT", path, body, **kw)
+
+    async def patch(self, path: str, body: Any, kind: str = "merge", **kw: Any) -> tuple[int, Any]:
+        ctype = {
+            "merge": "application/merge-patch+json",
+            "json": "application/json-patch+json",
+            "strategic": "application/strategic-merge-patch+json",
+        }[kind]
+        return await self.request("PATCH", path, body, content_type=ctype, **kw)
+
+    async def delete(self, path: str, body: Any = None, **kw: Any) -> tuple[int, Any]:
+        return await self.request("DELETE", path, body, **kw)
+
+    async def watch(
+        self,
+        path: str,
+        params: dict[str, str],
+        *,
+        until: Callable[[list[dict]], bool],
+        timeout: float = 10.0,
+    ) -> list[dict]:
+        """Stream a watch until ``until(events)`` holds (or the server ends it)."""
+        events: list[dict] = []
+        async with asyncio.timeout(timeout):
+            async with self.session.get(
+                self.base + path, params={"watch": "true", **params}, headers=self.headers
+            ) as resp:
+                assert resp.status == 200, await resp.text()
+                async for line in resp.content:
+                    if line.strip():
+                        events.append(json.loads(line))
+                        if until(events):
+                            break
+        return events
+
+
+class Cluster:
+    """One running server with its clients."""
+
+    def __init__(self, server: ApiServer, api: Api, tmp: Path) -> None:
+        self.server = server
+        self.api = api
+        self.tmp = tmp
+
+    async def kubectl(
+        self,
+        *args: str,
+        version: str | None = None,
+        stdin: str | None = None,
+        env: dict[str, str] | None = None,
+        check: bool = True,
+        timeout: float = 60.0,
+    ) -> Result:
+        binary = kubectl_binary(version)
+        proc = await asyncio.create_subprocess_exec(
+            binary,
+            "--kubeconfig",
+            str(self.server.kubeconfig_path),
+            "--cache-dir",
+            str(self.tmp / f"kubectl-cache-{version or 'default'}"),
+            *args,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env={**os.environ, **(env or {})},
+        )
+        out, err = await asyncio.wait_for(
+            proc.communicate(stdin.encode() if stdin else None), timeout
+        )
+        result = Result(proc.returncode or 0, out.decode(), err.decode())
+        if check and result.code != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} failed ({result.code}): {result.err}")
+        return result
+
+    async def kubectl_background(self, *args: str) -> asyncio.subprocess.Process:
+        return await asyncio.create_subprocess_exec(
+            kubectl_binary(),
+            "--kubeconfig",
+            str(self.server.kubeconfig_path),
+            "--cache-dir",
+            str(self.tmp / "kubectl-cache-default"),
+            *args,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+
+
+async def start_server(data_dir: Path, **config: Any) -> ApiServer:
+    server = ApiServer(ApiServerConfig(data_dir=data_dir, port=0, **config))
+    await server.start()
+    return server
+
+
+def api_session(data_dir: Path) -> aiohttp.ClientSession:
+    tls = ssl.create_default_context(cafile=str(data_dir / "pki" / "ca.crt"))
+    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=tls))
+
+
+@pytest.fixture
+async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
+    data = tmp_path / "data"
+    server = await start_server(data, bookmark_interval=0.5)
+    token = (data / "pki" / "admin.token").read_text().strip()
+    async with api_session(data) as session:
+        yield Cluster(server, Api(session, server.url, token), tmp_path)
+    await server.stop()
+
+
+async def eventually(
+    check: Callable[[], Any], timeout: float = 10.0, interval: float = 0.05
+) -> Any:
+    """Poll an async or sync ``check`` until it returns something truthy."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        value = check()
+        if asyncio.iscoroutine(value):
+            value = await value
+        if value:
+            return value
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s (last: {value!r})")
+        await asyncio.sleep(interval)
+
+
+WIDGET_CRD: dict[str, Any] = {
+    "apiVersion": "apiextensions.k8s.io/v1",
+    "kind": "CustomResourceDefinition",
+    "metadata": {"name": "widgets.example.arges.dev"},
+    "spec": {
+        "group": "example.arges.dev",
+        "names": {
+            "plural": "widgets",
+            "singular": "widget",
+            "kind": "Widget",
+            "shortNames": ["wd"],
+        },
+        "scope": "Namespaced",
+        "versions": [
+            {
+                "name": "v1",
+                "served": True,
+                "storage": True,
+                "subresources": {"status": {}},
+                "additionalPrinterColumns": [
+                    {"name": "Size", "type": "integer", "jsonPath": ".spec.size"},
+                    {"name": "Color", "type": "string", "jsonPath": ".spec.color", "priority": 1},
+                    {
+                        "name": "Ready",
+                        "type": "string",
+                        "jsonPath": '.status.conditions[?(@.type=="Ready")].status',
+                    },
+                    {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+                ],
+                "selectableFields": [{"jsonPath": ".spec.color"}],
+                "schema": {
+                    "openAPIV3Schema": {
+                        "type": "object",
+                        "properties": {
+                            "spec": {
+                                "type": "object",
+                                "required": ["size"],
+                                "properties": {
+                                    "size": {
+                                        "type": "integer",
+                                        "minimum": 1,
+                                        "description": "How big the widget is.",
+                                    },
+                                    "color": {
+                                        "type": "string",
+                                        "default": "blue",
+                                        "enum": ["blue", "red", "green"],
+                                    },
+                                    "tags": {"type": "array", "items": {"type": "string"}},
+                                },
+                            },
+                            "status": {
+                                "type": "object",
+                                "properties": {
+                                    "observedGeneration": {"type": "integer"},
+                                    "conditions": {
+                                        "type": "array",
+                                        "items": {
+                                            "type": "object",
+                                            "properties": {
+                                                "type": {"type": "string"},
+                                                "status": {"type": "string"},
+                                            },
+                                        },
+                                    },
+                                },
+                            },
+                        },
+                    }
+                },
+            }
+        ],
+    },
+}
+
+WIDGETS = "/apis/example.arges.dev/v1/namespaces/default/widgets"
+
+
+def widget(name: str, size: int = 1, **meta: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "example.arges.dev/v1",
+        "kind": "Widget",
+        "metadata": {"name": name, **meta},
+        "spec": {"size": size},
+    }
+
+
+@pytest.fixture
+async def widgets(cluster: Cluster) -> Cluster:
+    """A cluster with the Widget CRD installed."""
+    status, body = await cluster.api.post(
+        "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", WIDGET_CRD
+    )
+    assert status == 201, body
+    return cluster

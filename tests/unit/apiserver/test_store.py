@@ -1,0 +1,136 @@
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from arges.apiserver.store import AlreadyStored, Expired, NotStored, Put, Remove, Stale, Store
+
+
+def obj(name: str, ns: str = "", **extra: object) -> dict:
+    return {
+        "apiVersion": "v1",
+        "kind": "Thing",
+        "metadata": {"name": name, "namespace": ns, **extra},
+    }
+
+
+@pytest.fixture
+async def store(tmp_path: Path):
+    s = Store.open(tmp_path / "state.db")
+    await s.start()
+    yield s
+    await s.close()
+
+
+async def test_revisions_are_one_global_counter(store: Store) -> None:
+    (a,) = await store.commit([Put("things", obj("a"))])
+    (b,) = await store.commit([Put("others", obj("b", "ns"))])
+    (a2,) = await store.commit([Put("things", obj("a"), expect_rv=a.rv)])
+    assert (a.rv, b.rv, a2.rv) == (1, 2, 3)
+    assert a2.type == "MODIFIED" and a2.prev is not None and a2.prev.rv == 1
+    entry = store.get("things", "", "a")
+    assert entry is not None and entry.object()["metadata"]["resourceVersion"] == "3"
+
+
+async def test_preconditions_fail_whole_transactions(store: Store) -> None:
+    (a,) = await store.commit([Put("things", obj("a"))])
+    with pytest.raises(AlreadyStored):
+        await store.commit([Put("things", obj("a"))])
+    with pytest.raises(Stale):
+        await store.commit([Put("things", obj("a"), expect_rv=a.rv + 100)])
+    with pytest.raises(NotStored):
+        await store.commit([Remove("things", "", "zzz", 1)])
+    with pytest.raises(AlreadyStored):
+        await store.commit([Put("things", obj("b")), Put("things", obj("a"))])
+    assert store.get("things", "", "b") is None, "a failed transaction wrote nothing"
+    assert store.rv == a.rv
+
+
+async def test_concurrent_writers_are_grouped_but_each_gets_its_answer(store: Store) -> None:
+    results = await asyncio.gather(
+        *(store.commit([Put("things", obj(f"n{i}"))]) for i in range(200)),
+        store.commit([Put("things", obj("n5"))]),
+        return_exceptions=True,
+    )
+    errors = [r for r in results if isinstance(r, Exception)]
+    assert len(errors) == 1 and isinstance(errors[0], AlreadyStored)
+    revs = sorted(r[0].rv for r in results if not isinstance(r, Exception))
+    assert revs == list(range(1, 201))
+
+
+async def test_state_and_history_survive_reopening(tmp_path: Path) -> None:
+    s = Store.open(tmp_path / "state.db")
+    await s.start()
+    (a,) = await s.commit([Put("things", obj("a", labels={"x": "1"}))])
+    await s.commit([Put("things", obj("b"))])
+    await s.commit([Remove("things", "", "b", 2)])
+    await s.close()
+    s = Store.open(tmp_path / "state.db")
+    await s.start()
+    try:
+        assert s.rv == 3
+        entry = s.get("things", "", "a")
+        assert entry is not None and entry.labels == {"x": "1"} and entry.rv == a.rv
+        assert s.get("things", "", "b") is None
+        history = await s.history("things", 0, s.rv)
+        assert [(c.type, c.entry.name, c.rv) for c in history] == [
+            ("ADDED", "a", 1),
+            ("ADDED", "b", 2),
+            ("DELETED", "b", 3),
+        ]
+        (c,) = await s.commit([Put("things", obj("c"))])
+        assert c.rv == 4
+    finally:
+        await s.close()
+
+
+async def test_snapshot_rebuilds_an_older_revision(store: Store) -> None:
+    await store.commit([Put("things", obj("a"))])
+    (b,) = await store.commit([Put("things", obj("b"))])
+    at = store.rv
+    await store.commit([Put("things", obj("a", labels={"v": "2"}), expect_rv=1)])
+    await store.commit([Remove("things", "", "b", b.rv)])
+    await store.commit([Put("things", obj("c"))])
+    snap, rv = await store.snapshot("things", at)
+    assert rv == at
+    assert sorted(snap) == [("", "a"), ("", "b")]
+    assert snap[("", "a")].labels == {} and snap[("", "a")].rv == 1
+
+
+async def test_compacted_history_is_expired(tmp_path: Path) -> None:
+    s = Store.open(tmp_path / "state.db", retention=0.0)
+    await s.start()
+    try:
+        await s.commit([Put("things", obj("a"))])
+        await s.commit([Put("things", obj("b"))])
+        s.compacted = await asyncio.get_running_loop().run_in_executor(None, s._db.compact, 1e12)
+        with pytest.raises(Expired):
+            await s.history("things", 0, s.rv)
+        assert await s.history("things", s.rv, s.rv) == []
+    finally:
+        await s.close()
+
+
+async def test_subscribers_see_changes_in_order_and_overflow_is_cut_off(store: Store) -> None:
+    sub = store.subscribe("things", limit=5)
+    for i in range(3):
+        await store.commit([Put("things", obj(f"x{i}"))])
+    await store.commit([Put("others", obj("o"))])
+    got = await sub.get(max_wait=1)
+    assert [c.entry.name for c in got] == ["x0", "x1", "x2"]
+    for i in range(6):
+        await store.commit([Put("things", obj(f"y{i}"))])
+    await sub.get(max_wait=1)
+    assert sub.overflowed
+    store.unsubscribe(sub)
+
+
+async def test_owner_index_follows_writes(store: Store) -> None:
+    (_owner,) = await store.commit([Put("things", obj("owner", uid="u-1"))])
+    await store.commit([Put("things", obj("dep", ownerReferences=[{"uid": "u-1"}]))])
+    assert [e.name for e in store.dependents("u-1")] == ["dep"]
+    assert store.by_uid("u-1") is not None
+    dep = store.get("things", "", "dep")
+    assert dep is not None
+    await store.commit([Remove("things", "", "dep", dep.rv)])
+    assert store.dependents("u-1") == []
