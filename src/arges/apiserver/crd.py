@@ -29,13 +29,8 @@ from arges.apiserver.resources import (
 )
 from arges.apiserver.schema import Schema
 from arges.apiserver.tables import JSONPathError, age_column, compile_path, name_column
-from arges.apiserver.validation import (
-    dns1123_label_errors,
-    dns1123_subdomain_errors,
-    forbidden,
-    invalid,
-    required,
-)
+from arges.apiserver.validation import forbidden, invalid, required
+from arges.names import dns1123_label_errors, dns1123_subdomain_errors
 
 GROUP = "apiextensions.k8s.io"
 CLEANUP_FINALIZER = "customresourcecleanup.apiextensions.k8s.io"

@@ -44,7 +44,7 @@ from arges.apiserver.errors import (
 from arges.apiserver.objects import at_version, generate_name, metadata, now_rfc3339
 from arges.apiserver.patch import apply_patch
 from arges.apiserver.resources import Registry, ResourceType, Version
-from arges.apiserver.selectors import FieldSelector, LabelSelector
+from arges.apiserver.selectors import FieldSelector
 from arges.apiserver.store import (
     AlreadyStored,
     Entry,
@@ -58,6 +58,7 @@ from arges.apiserver.store import (
 )
 from arges.apiserver.tables import evaluate
 from arges.apiserver.validation import forbidden, invalid, object_meta_causes
+from arges.selectors import LabelSelector
 
 NAMESPACES = "namespaces"
 FOREGROUND_FINALIZER = "foregroundDeletion"

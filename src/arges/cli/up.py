@@ -8,8 +8,8 @@ from pathlib import Path
 
 import click
 
-from arges.apiserver.server import ApiServer, ApiServerConfig
 from arges.apiserver.storage import StorageError
+from arges.plane import ManagementPlane, PlaneConfig
 
 
 @click.command()
@@ -39,26 +39,28 @@ def up(data_dir: Path, api_address: str, api_port: int) -> None:
     Runs in the foreground; Ctrl-C (SIGINT) or SIGTERM shuts it down cleanly.
     kubectl works at once with --kubeconfig DATA_DIR/kubeconfig.
     """
-    server = ApiServer(ApiServerConfig(data_dir=data_dir, address=api_address, port=api_port))
+    plane = ManagementPlane(
+        PlaneConfig(data_dir=data_dir, api_address=api_address, api_port=api_port)
+    )
     try:
-        asyncio.run(_run(server))
+        asyncio.run(_run(plane))
     except StorageError as exc:
         raise click.ClickException(f"cannot open the state database: {exc}") from exc
     except OSError as exc:
         raise click.ClickException(f"cannot listen on {api_address}:{api_port}: {exc}") from exc
 
 
-async def _run(server: ApiServer) -> None:
+async def _run(plane: ManagementPlane) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    await server.start()
+    await plane.start()
     try:
-        click.echo(f"Arges is up. API server: {server.url}")
-        click.echo(f"  export KUBECONFIG={server.kubeconfig_path.resolve()}")
-        click.echo("  kubectl get namespaces")
+        click.echo(f"Arges is up. API server: {plane.api.url}")
+        click.echo(f"  export KUBECONFIG={plane.api.kubeconfig_path.resolve()}")
+        click.echo("  kubectl get servers,serverclasses,environments")
         click.echo("Press Ctrl-C to stop.")
         await stop.wait()
     finally:
-        await server.stop()
+        await plane.stop()

@@ -1,11 +1,8 @@
 import pytest
 
 from arges.apiserver.errors import BadRequest
-from arges.apiserver.selectors import (
-    parse_field_selector,
-    parse_label_selector,
-    selector_from_label_selector,
-)
+from arges.apiserver.selectors import parse_field_selector, parse_label_selector
+from arges.selectors import SelectorError, selector_from_label_selector
 
 LABELS = {"app": "web", "tier": "front", "env": "prod"}
 
@@ -57,7 +54,7 @@ def test_label_selector_object_form() -> None:
     )
     assert sel.matches(LABELS)
     assert not sel.matches({"app": "web", "env": "dev"})
-    with pytest.raises(BadRequest):
+    with pytest.raises(SelectorError):
         selector_from_label_selector({"matchExpressions": [{"key": "a", "operator": "Near"}]})
 
 

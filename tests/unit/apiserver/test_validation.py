@@ -1,11 +1,11 @@
 import pytest
 
-from arges.apiserver.validation import (
+from arges.apiserver.validation import object_meta_causes
+from arges.names import (
     TOTAL_ANNOTATION_SIZE_LIMIT,
     dns1123_label_errors,
     dns1123_subdomain_errors,
     label_value_errors,
-    object_meta_causes,
     qualified_name_errors,
 )
 

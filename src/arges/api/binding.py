@@ -1,0 +1,56 @@
+"""ServerBinding: one Server allocated to one consumer (``metal.arges.dev/v1alpha1``).
+
+The binding is named after the server, so creating it is the allocation lock: two consumers
+racing for a server both try to create the same name and exactly one succeeds (409
+AlreadyExists for the other), whether the race is inside one controller or between two
+instances. Native TalosClusters and Cluster API MetalMachines both end in a binding;
+everything after it (boot, config delivery, release, wipe) is shared.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field
+
+from arges.api.base import Condition, LocalObjectReference, Model, ObjectReference, SecretReference
+
+Role = Literal["controlplane", "worker"]
+
+CONFIG_DELIVERED = "ConfigDelivered"
+INSTALLED = "Installed"
+
+
+class ServerBindingSpec(Model):
+    """Who holds which server, and with what machine config."""
+
+    server_ref: LocalObjectReference = Field(description="The bound Server (same name).")
+    consumer_ref: ObjectReference = Field(description="Whatever claimed the server.")
+    server_class_ref: LocalObjectReference | None = Field(
+        default=None, description="The ServerClass the server was allocated from, if any."
+    )
+    config_secret_ref: SecretReference | None = Field(
+        default=None, description="Secret holding this machine's config (key `config`)."
+    )
+    role: Role | None = Field(default=None, description="Talos machine type: controlplane, worker.")
+
+
+class ServerBindingStatus(Model):
+    """Progress of the bound server: ConfigDelivered, Installed."""
+
+    conditions: list[Condition] | None = None
+
+
+class ServerBinding(Model):
+    """ServerBinding allocates one Server (same name) to one consumer, with the Secret holding
+    its machine config. Creating it is the lock that prevents double allocation."""
+
+    api_version: str = "metal.arges.dev/v1alpha1"
+    kind: str = "ServerBinding"
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    spec: ServerBindingSpec
+    status: ServerBindingStatus = Field(default_factory=ServerBindingStatus)
+
+    @property
+    def name(self) -> str:
+        return str(self.metadata.get("name", ""))

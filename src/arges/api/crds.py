@@ -1,0 +1,258 @@
+"""CustomResourceDefinitions generated from the resource models.
+
+The models in :mod:`arges.api` are the single source of truth; this module turns each into an
+``apiextensions.k8s.io/v1`` CRD with a structural schema (every node typed, ``$ref``s inlined,
+``Optional`` as absent rather than null, free-form values marked
+``x-kubernetes-preserve-unknown-fields``), printer columns and short names. The embedded API
+server installs them at start, and ``deploy/crds/`` holds the same YAML for real clusters
+(regenerate with ``python -m arges.api.crds deploy/crds``; a test fails when it is stale).
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from arges.api.base import Model
+from arges.api.binding import ServerBinding
+from arges.api.environment import Environment
+from arges.api.server import Server
+from arges.api.serverclass import ServerClass
+
+GROUP = "metal.arges.dev"
+VERSION = "v1alpha1"
+CATEGORIES = ["arges"]
+_ZERO = ("", 0)
+
+
+@dataclass(frozen=True)
+class Column:
+    """An ``additionalPrinterColumns`` entry."""
+
+    name: str
+    type: str
+    json_path: str
+    priority: int = 0
+    description: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.name, "type": self.type, "jsonPath": self.json_path}
+        if self.priority:
+            out["priority"] = self.priority
+        if self.description:
+            out["description"] = self.description
+        return out
+
+
+@dataclass(frozen=True)
+class Definition:
+    """What a CRD needs beyond its model."""
+
+    model: type[Model]
+    plural: str
+    short_names: tuple[str, ...]
+    columns: tuple[Column, ...]
+    group: str = GROUP
+    version: str = VERSION
+    namespaced: bool = False
+
+    @property
+    def kind(self) -> str:
+        return self.model.__name__
+
+    @property
+    def name(self) -> str:
+        return f"{self.plural}.{self.group}"
+
+
+def _condition(kind: str) -> str:
+    return f'.status.conditions[?(@.type=="{kind}")].status'
+
+
+AGE = Column("Age", "date", ".metadata.creationTimestamp")
+DEFINITIONS = (
+    Definition(
+        Server,
+        "servers",
+        ("srv",),
+        (
+            Column("Hostname", "string", ".status.hostname"),
+            Column("BMC", "string", ".spec.bmc.address", priority=1),
+            Column("Accepted", "boolean", ".spec.accepted"),
+            Column("Cordoned", "boolean", ".spec.cordoned"),
+            Column("Allocated", "boolean", ".status.inUse"),
+            Column("Clean", "boolean", ".status.isClean"),
+            Column("Power", "string", ".status.power"),
+            AGE,
+        ),
+    ),
+    Definition(
+        ServerClass,
+        "serverclasses",
+        ("sc",),
+        (
+            Column("Available", "string", ".status.serversAvailable"),
+            Column("In Use", "string", ".status.serversInUse"),
+            AGE,
+        ),
+    ),
+    Definition(
+        Environment,
+        "environments",
+        ("env",),
+        (
+            Column("Kernel", "string", ".spec.kernel.url", priority=1),
+            Column("Initrd", "string", ".spec.initrd.url", priority=1),
+            Column("Ready", "string", _condition("Ready")),
+            AGE,
+        ),
+    ),
+    Definition(
+        ServerBinding,
+        "serverbindings",
+        ("sb",),
+        (
+            Column("Server", "string", ".spec.serverRef.name"),
+            Column("Role", "string", ".spec.role"),
+            Column("Consumer", "string", ".spec.consumerRef.name"),
+            Column("Class", "string", ".spec.serverClassRef.name", priority=1),
+            Column("Installed", "string", _condition("Installed")),
+            AGE,
+        ),
+    ),
+)
+
+
+def _resolve(node: Any, defs: dict[str, Any]) -> Any:
+    if isinstance(node, list):
+        return [_resolve(n, defs) for n in node]
+    if not isinstance(node, dict):
+        return node
+    if "$ref" in node:
+        target = defs[node["$ref"].rsplit("/", 1)[1]]
+        merged = {**target, **{k: v for k, v in node.items() if k != "$ref"}}
+        return _resolve(merged, defs)
+    return {k: _resolve(v, defs) for k, v in node.items()}
+
+
+def structural(node: Any) -> Any:
+    """Turn a pydantic JSON schema (refs already resolved) into a structural schema."""
+    if not isinstance(node, dict):
+        return node
+    variants = node.get("anyOf")
+    if variants is not None:
+        present = [v for v in variants if v.get("type") != "null"]
+        rest = {k: v for k, v in node.items() if k != "anyOf"}
+        if len(present) == 1:
+            return structural({**present[0], **rest})
+    if "allOf" in node and len(node["allOf"]) == 1:
+        rest = {k: v for k, v in node.items() if k != "allOf"}
+        return structural({**node["allOf"][0], **rest})
+    out: dict[str, Any] = {}
+    for key, value in node.items():
+        if key in ("title", "$defs"):
+            continue
+        if key == "default":
+            # Booleans keep their false default so kubectl shows "false", not "<none>"; empty
+            # strings and zeros (the inventory's) are left out.
+            if value is False or (
+                value is not None and value not in _ZERO and not isinstance(value, dict | list)
+            ):
+                out[key] = value
+        elif key == "properties":
+            out[key] = {name: structural(sub) for name, sub in value.items()}
+        elif key in ("items", "additionalProperties") and isinstance(value, dict):
+            out[key] = structural(value)
+        else:
+            out[key] = value
+    if "type" not in out and not any(k in out for k in ("anyOf", "oneOf", "allOf")):
+        out["x-kubernetes-preserve-unknown-fields"] = True
+    if out.get("additionalProperties") == {"x-kubernetes-preserve-unknown-fields": True}:
+        out.pop("additionalProperties")
+        out["x-kubernetes-preserve-unknown-fields"] = True
+    return out
+
+
+def openapi_schema(model: type[Model]) -> dict[str, Any]:
+    """The ``openAPIV3Schema`` of a top-level resource model."""
+    raw = model.model_json_schema(by_alias=True, mode="validation")
+    schema: dict[str, Any] = structural(_resolve(raw, raw.get("$defs", {})))
+    props = schema["properties"]
+    props["apiVersion"] = {
+        "type": "string",
+        "description": "APIVersion defines the versioned schema of this representation of an "
+        "object.",
+    }
+    props["kind"] = {
+        "type": "string",
+        "description": "Kind is a string value representing the REST resource this object "
+        "represents.",
+    }
+    props["metadata"] = {"type": "object"}
+    schema.pop("required", None)
+    schema["required"] = [k for k in ("spec",) if k in (raw.get("required") or [])]
+    if not schema["required"]:
+        del schema["required"]
+    return schema
+
+
+def crd(definition: Definition) -> dict[str, Any]:
+    """The CustomResourceDefinition for one resource."""
+    kind = definition.kind
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": definition.name},
+        "spec": {
+            "group": definition.group,
+            "names": {
+                "kind": kind,
+                "listKind": f"{kind}List",
+                "plural": definition.plural,
+                "singular": kind.lower(),
+                "shortNames": list(definition.short_names),
+                "categories": CATEGORIES,
+            },
+            "scope": "Namespaced" if definition.namespaced else "Cluster",
+            "versions": [
+                {
+                    "name": definition.version,
+                    "served": True,
+                    "storage": True,
+                    "subresources": {"status": {}},
+                    "additionalPrinterColumns": [c.to_json() for c in definition.columns],
+                    "schema": {"openAPIV3Schema": openapi_schema(definition.model)},
+                }
+            ],
+        },
+    }
+
+
+def all_crds() -> list[dict[str, Any]]:
+    """Every CRD Arges defines, in a stable order."""
+    return [crd(d) for d in DEFINITIONS]
+
+
+def render(obj: dict[str, Any]) -> str:
+    """The YAML text checked in under ``deploy/crds``."""
+    return yaml.safe_dump(obj, sort_keys=False, width=100)
+
+
+def write(directory: Path) -> list[Path]:
+    """Write one ``<name>.yaml`` per CRD into ``directory``; returns the paths."""
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for obj in all_crds():
+        path = directory / f"{obj['metadata']['name']}.yaml"
+        path.write_text(render(obj))
+        paths.append(path)
+    return paths
+
+
+if __name__ == "__main__":
+    for written in write(Path(sys.argv[1] if len(sys.argv) > 1 else "deploy/crds")):
+        print(written)

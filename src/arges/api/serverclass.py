@@ -1,0 +1,90 @@
+"""ServerClass: a pool of servers chosen by labels and hardware (``metal.arges.dev/v1alpha1``).
+
+Membership is computed by :mod:`arges.metal.classes` and shown in ``status``. Qualifiers come
+in two forms, both over the Server's ``status.hardware``:
+
+- ``expressions``: CEL expressions that must all be true, e.g.
+  ``hardware.compute.totalCoreCount >= 16`` or
+  ``hardware.storage.devices.exists(d, d.type == "NVMe" && d.size >= 1000000000000)``;
+- ``hardware``: Sidero's partial-match qualifiers, kept for readability: a list of partial
+  inventories, any one of which must match; inside one, every field given must equal the
+  server's (lists compared element by element).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field
+
+from arges.api.base import (
+    BootFromDiskMethod,
+    Condition,
+    JSONPatchOperation,
+    LabelSelector,
+    LocalObjectReference,
+    Model,
+)
+from arges.api.server import HardwareInformation
+
+ANY_CLASS = "any"
+"""The built-in class every accepted, uncordoned server belongs to."""
+
+
+class Qualifiers(Model):
+    """Hardware conditions a server must meet (see the module docstring)."""
+
+    expressions: list[str] | None = Field(
+        default=None,
+        description="CEL expressions over `hardware` (the Server's status.hardware), `labels` "
+        "and `name`; all must evaluate to true.",
+    )
+    hardware: list[HardwareInformation] | None = Field(
+        default=None,
+        description="Partial inventories; a server matches if any one matches, field by field "
+        "(fields left empty or zero are ignored).",
+    )
+
+
+class ServerClassSpec(Model):
+    """Which servers belong to the class, and what its members get."""
+
+    selector: LabelSelector | None = Field(
+        default=None, description="Label selector over Servers (ANDed with qualifiers)."
+    )
+    qualifiers: Qualifiers | None = None
+    environment_ref: LocalObjectReference | None = Field(
+        default=None, description="Environment booted by members allocated through this class."
+    )
+    config_patches: list[JSONPatchOperation] | None = Field(
+        default=None, description="RFC 6902 patches for members' machine configs."
+    )
+    strategic_patches: list[str] | None = Field(
+        default=None, description="Talos strategic merge patches for members' machine configs."
+    )
+    boot_from_disk_method: BootFromDiskMethod | None = None
+
+
+class ServerClassStatus(Model):
+    """Current members of the class."""
+
+    servers_available: list[str] | None = Field(
+        default=None, description="Members not bound to anything."
+    )
+    servers_in_use: list[str] | None = Field(default=None, description="Members that are bound.")
+    conditions: list[Condition] | None = None
+
+
+class ServerClass(Model):
+    """ServerClass is a pool of servers chosen by labels and hardware qualifiers, with the
+    Environment and machine-config patches its members get when allocated through it."""
+
+    api_version: str = "metal.arges.dev/v1alpha1"
+    kind: str = "ServerClass"
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    spec: ServerClassSpec = Field(default_factory=ServerClassSpec)
+    status: ServerClassStatus = Field(default_factory=ServerClassStatus)
+
+    @property
+    def name(self) -> str:
+        return str(self.metadata.get("name", ""))

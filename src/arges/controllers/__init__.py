@@ -1,0 +1,1 @@
+"""Arges' controllers: level-triggered reconcilers over the Kubernetes API (see ``runtime``)."""

@@ -1,0 +1,72 @@
+"""Allocating a server: pick candidates (pure), then take the lock (a ServerBinding create).
+
+The binding is named after the server, so a create that meets 409 AlreadyExists lost a race
+and the allocator moves on to the next candidate; two allocators (or two controller
+instances) can never hold one server. Candidates come from a cache that may lag, so the
+winner re-reads the server and gives the binding back if the server turned out not to be
+allocatable after all (cordoned, dirty, deleted).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from typing import Any
+
+from arges.api.base import LocalObjectReference, ObjectReference, SecretReference
+from arges.api.binding import Role, ServerBinding, ServerBindingSpec
+from arges.api.server import Server
+from arges.api.serverclass import ServerClass
+from arges.kube.client import KubeClient
+from arges.kube.errors import AlreadyExists, Conflict, NotFound
+from arges.kube.resources import SERVER_BINDINGS, SERVERS
+from arges.metal.allocation import candidates
+from arges.metal.classes import compile_class, matches
+
+log = logging.getLogger(__name__)
+
+
+async def allocate(
+    kube: KubeClient,
+    server_class: ServerClass,
+    servers: list[Server],
+    bound: set[str],
+    *,
+    consumer: ObjectReference,
+    role: Role | None = None,
+    config_secret: SecretReference | None = None,
+    labels: dict[str, str] | None = None,
+) -> ServerBinding | None:
+    """Bind one server of ``server_class`` to ``consumer``; None when none is available.
+
+    Raises:
+        QualifierError: the class cannot be compiled.
+        KubeError: the API failed in a way other than losing a race.
+    """
+    compiled = compile_class(server_class)
+    for server in candidates(compiled, servers, bound):
+        spec = ServerBindingSpec(
+            server_ref=LocalObjectReference(name=server.name),
+            consumer_ref=consumer,
+            server_class_ref=LocalObjectReference(name=server_class.name),
+            config_secret_ref=config_secret,
+            role=role,
+        )
+        body: dict[str, Any] = {
+            "metadata": {"name": server.name, "labels": labels or {}},
+            "spec": spec.to_json(),
+        }
+        try:
+            created = await kube.create(SERVER_BINDINGS, body)
+        except AlreadyExists:
+            continue
+        try:
+            fresh = Server.from_json(await kube.get(SERVERS, server.name))
+        except NotFound:
+            fresh = None
+        if fresh is not None and fresh.status.is_clean and matches(compiled, fresh):
+            return ServerBinding.from_json(created)
+        log.info("giving back %s: no longer allocatable", server.name)
+        with contextlib.suppress(NotFound, Conflict):
+            await kube.delete(SERVER_BINDINGS, server.name, uid=created["metadata"]["uid"])
+    return None

@@ -1,0 +1,346 @@
+"""The controller runtime: kopf watches, a cache mirrors, work queues reconcile.
+
+kopf does what is hard to get right about watching Kubernetes (list then watch, resuming,
+relisting on 410 Gone, bookmarks, timeouts, credentials). Each watch event updates an
+in-memory :class:`Cache` (the informer pattern) and is mapped to the keys of the objects
+whose state it affects, e.g. a ServerBinding change enqueues its Server and every
+ServerClass. Each :class:`Controller` then reconciles keys from its own :class:`WorkQueue`:
+
+- level-triggered: ``reconcile(key)`` reads the current state and makes the world match it,
+  so it is idempotent and a restart at any point converges (the initial listing enqueues
+  every object);
+- serialised per key, parallel across keys (``workers`` per controller);
+- a failure is retried with capped exponential backoff (never a hot loop); a reconcile may
+  ask to be called again after a delay.
+
+kopf's own bookkeeping is switched off: no annotations, finalizers or events of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import functools
+import logging
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import kopf
+
+from arges.kube.client import KubeClient
+from arges.kube.connection import Connection
+from arges.kube.errors import KubeError
+from arges.kube.resources import Resource
+
+log = logging.getLogger(__name__)
+
+Body = dict[str, Any]
+Key = str
+"""A reconcile key: ``name`` for cluster-scoped objects, ``namespace/name`` otherwise."""
+
+
+def key_of(body: Body) -> Key:
+    meta = body.get("metadata") or {}
+    namespace = meta.get("namespace")
+    return f"{namespace}/{meta['name']}" if namespace else str(meta["name"])
+
+
+class Cache:
+    """The latest observed state of every watched object, by resource and key."""
+
+    def __init__(self) -> None:
+        self._objects: dict[str, dict[Key, Body]] = {}
+        self.synced: set[str] = set()
+
+    def apply(self, resource: Resource, event_type: str | None, body: Body) -> None:
+        objects = self._objects.setdefault(resource.plural, {})
+        if event_type == "DELETED":
+            objects.pop(key_of(body), None)
+        else:
+            objects[key_of(body)] = body
+
+    def get(self, resource: Resource, key: Key) -> Body | None:
+        return self._objects.get(resource.plural, {}).get(key)
+
+    def objects(self, resource: Resource) -> list[Body]:
+        return list(self._objects.get(resource.plural, {}).values())
+
+    def names(self, resource: Resource) -> list[Key]:
+        return list(self._objects.get(resource.plural, {}))
+
+
+class WorkQueue:
+    """Keys to reconcile, each at most once at a time, with delays and per-key backoff."""
+
+    def __init__(self, *, base_delay: float = 0.5, max_delay: float = 300.0) -> None:
+        self.base_delay = base_delay
+        self.max_delay = max_delay
+        self._ready: asyncio.Queue[Key] = asyncio.Queue()
+        self._queued: set[Key] = set()
+        self._active: set[Key] = set()
+        self._again: set[Key] = set()
+        self._timers: dict[Key, asyncio.TimerHandle] = {}
+        self._failures: dict[Key, int] = {}
+
+    def add(self, key: Key, delay: float = 0.0) -> None:
+        """Schedule ``key`` now or after ``delay`` seconds (the earliest request wins)."""
+        if delay > 0:
+            loop = asyncio.get_running_loop()
+            timer = self._timers.get(key)
+            when = loop.time() + delay
+            if timer is not None and timer.when() <= when:
+                return
+            if timer is not None:
+                timer.cancel()
+            self._timers[key] = loop.call_at(when, self._fire, key)
+            return
+        if key in self._active:
+            self._again.add(key)
+        elif key not in self._queued:
+            self._queued.add(key)
+            self._ready.put_nowait(key)
+
+    def _fire(self, key: Key) -> None:
+        self._timers.pop(key, None)
+        self.add(key)
+
+    async def get(self) -> Key:
+        key = await self._ready.get()
+        self._queued.discard(key)
+        self._active.add(key)
+        return key
+
+    def done(self, key: Key, *, failed: bool, requeue_after: float | None) -> None:
+        """Finish ``key``: back off after a failure, or honour a requested delay."""
+        self._active.discard(key)
+        if failed:
+            count = self._failures.get(key, 0)
+            self._failures[key] = count + 1
+            self.add(key, min(self.max_delay, self.base_delay * 2**count))
+        else:
+            self._failures.pop(key, None)
+            if requeue_after is not None:
+                self.add(key, requeue_after)
+        if key in self._again:
+            self._again.discard(key)
+            self.add(key)
+
+    def failures(self, key: Key) -> int:
+        """How many times in a row ``key`` has failed (0 after a success)."""
+        return self._failures.get(key, 0)
+
+    def close(self) -> None:
+        for timer in self._timers.values():
+            timer.cancel()
+        self._timers.clear()
+
+
+@dataclass(frozen=True)
+class Watch:
+    """A resource to watch, and for each event the keys of the controllers it affects."""
+
+    resource: Resource
+    route: Callable[[str | None, Body], Iterable[tuple[str, Key]]]
+    """(event type, object) -> (controller name, key) pairs to enqueue."""
+
+
+class Controller:
+    """A reconciler of one kind of key; subclasses implement :meth:`reconcile`."""
+
+    name = "controller"
+    workers = 4
+
+    def __init__(self, kube: KubeClient, cache: Cache) -> None:
+        self.kube = kube
+        self.cache = cache
+        self.queue = WorkQueue()
+
+    def watches(self) -> list[Watch]:
+        """The resources this controller needs watched, and how events map to keys."""
+        return []
+
+    async def start(self) -> None:
+        """Called once before the first reconcile (e.g. to create built-in objects)."""
+
+    async def reconcile(self, key: Key) -> float | None:
+        """Make the world match the desired state of ``key``; return a delay to be called
+        again after, or None. Raising retries with backoff."""
+        raise NotImplementedError
+
+    async def run_worker(self) -> None:
+        while True:
+            key = await self.queue.get()
+            failed = False
+            again: float | None = None
+            try:
+                again = await self.reconcile(key)
+            except KubeError as exc:
+                failed = True
+                log.info("%s %s: %s (retrying)", self.name, key, exc)
+            except Exception:
+                failed = True
+                log.exception("%s %s failed (retrying)", self.name, key)
+            finally:
+                self.queue.done(key, failed=failed, requeue_after=again)
+
+
+def kopf_connection(connection: Connection) -> kopf.ConnectionInfo:
+    """The same credentials for kopf's watches as for Arges' own client."""
+    return kopf.ConnectionInfo(
+        server=connection.server,
+        ca_data=base64.b64encode(connection.ca_data).decode() if connection.ca_data else None,
+        insecure=connection.insecure,
+        token=connection.bearer(),
+        certificate_data=(
+            base64.b64encode(connection.cert_data).decode() if connection.cert_data else None
+        ),
+        private_key_data=(
+            base64.b64encode(connection.key_data).decode() if connection.key_data else None
+        ),
+        default_namespace=connection.namespace,
+    )
+
+
+class Manager:
+    """Runs controllers: kopf in a thread of its own, the cache and workers in the caller's loop.
+
+    kopf treats every task created in its event loop after it started as its own, and at
+    exit waits for and cancels them all; embedded beside the API server that would reach
+    into unrelated request handlers. So kopf runs its own loop on a thread, and its event
+    handler hands each event to the main loop (``call_soon_threadsafe``), where the cache
+    and the queues live.
+    """
+
+    def __init__(self, connection: Connection, controllers: list[Controller], cache: Cache) -> None:
+        self.connection = connection
+        self.controllers = {c.name: c for c in controllers}
+        self.cache = cache
+
+    def _registry(self, loop: asyncio.AbstractEventLoop) -> kopf.OperatorRegistry:
+        registry = kopf.OperatorRegistry()
+
+        @kopf.on.login(registry=registry)
+        def login(**_: Any) -> kopf.ConnectionInfo:
+            return kopf_connection(self.connection)
+
+        routes: dict[Resource, list[Watch]] = {}
+        for controller in self.controllers.values():
+            for watch in controller.watches():
+                routes.setdefault(watch.resource, []).append(watch)
+        for resource, watches in routes.items():
+            forward = functools.partial(self._forward, loop, resource, watches)
+            register_watch(registry, resource, forward)
+        return registry
+
+    def _forward(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        resource: Resource,
+        watches: list[Watch],
+        event_type: str | None,
+        body: Body,
+    ) -> None:
+        loop.call_soon_threadsafe(self._dispatch, resource, watches, event_type, body)
+
+    def _dispatch(
+        self, resource: Resource, watches: list[Watch], event_type: str | None, body: Body
+    ) -> None:
+        self.cache.apply(resource, event_type, body)
+        for watch in watches:
+            for controller_name, key in watch.route(event_type, body):
+                self.controllers[controller_name].queue.add(key)
+
+    async def run(self, stop: asyncio.Event, ready: asyncio.Event | None = None) -> None:
+        """Run until ``stop`` is set; ``ready`` is set once every controller has started.
+
+        Raises:
+            RuntimeError: kopf stopped on its own (its log says why).
+        """
+        # kopf reports every handled event at INFO; Arges' own logs say what matters.
+        logging.getLogger("kopf").setLevel(max(logging.WARNING, log.getEffectiveLevel()))
+        registry = self._registry(asyncio.get_running_loop())
+        kopf_thread = _KopfThread(registry)
+        kopf_thread.start()
+        tasks: list[asyncio.Task[None]] = []
+        try:
+            for controller in self.controllers.values():
+                await controller.start()
+                for i in range(controller.workers):
+                    tasks.append(
+                        asyncio.create_task(controller.run_worker(), name=f"{controller.name}-{i}")
+                    )
+            if ready is not None:
+                ready.set()
+            ended = asyncio.ensure_future(asyncio.to_thread(kopf_thread.join))
+            stopped = asyncio.ensure_future(stop.wait())
+            await asyncio.wait([ended, stopped], return_when=asyncio.FIRST_COMPLETED)
+            stopped.cancel()
+            if ended.done():
+                raise RuntimeError("the controllers' watches stopped unexpectedly")
+        finally:
+            kopf_thread.stop()
+            await asyncio.to_thread(kopf_thread.join)
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            for controller in self.controllers.values():
+                controller.queue.close()
+
+
+class _KopfThread(threading.Thread):
+    """kopf's operator on its own event loop."""
+
+    def __init__(self, registry: kopf.OperatorRegistry) -> None:
+        super().__init__(name="arges-kopf", daemon=True)
+        self.registry = registry
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop_flag: asyncio.Event | None = None
+        self._started = threading.Event()
+
+    def run(self) -> None:
+        asyncio.run(self._main())
+
+    async def _main(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop_flag = asyncio.Event()
+        self._started.set()
+        settings = kopf.OperatorSettings()
+        settings.peering.standalone = True
+        settings.posting.enabled = False
+        settings.watching.server_timeout = 300
+        settings.watching.client_timeout = 330
+        settings.networking.request_timeout = 30
+        try:
+            await kopf.operator(
+                registry=self.registry,
+                settings=settings,
+                clusterwide=True,
+                standalone=True,
+                stop_flag=self._stop_flag,
+            )
+        except Exception:
+            log.exception("kopf stopped")
+
+    def stop(self) -> None:
+        self._started.wait(10)
+        if self._loop is not None and self._stop_flag is not None and not self._loop.is_closed():
+            with contextlib.suppress(RuntimeError):
+                self._loop.call_soon_threadsafe(self._stop_flag.set)
+
+
+def register_watch(
+    registry: kopf.OperatorRegistry,
+    resource: Resource,
+    forward: Callable[[str | None, Body], object],
+) -> None:
+    """Register one kopf event handler for ``resource`` that forwards every event."""
+
+    async def on_event(*, event: kopf.RawEvent, **_: Any) -> None:
+        forward(event.get("type"), dict(event["object"]))
+
+    kopf.on.event(resource.group, resource.version, resource.plural, registry=registry)(on_event)

@@ -1,0 +1,106 @@
+"""The ServerClass controller: membership in status, qualifier errors as a condition.
+
+Any Server or ServerBinding change enqueues every class (membership depends on all of
+them); the queue folds bursts into one reconcile per class. A class whose selector or CEL
+expressions cannot be used gets ``Valid=False`` with a message naming the field, and no
+members, instead of silently matching nothing. The built-in class ``any`` is created at
+start and keeps no qualifiers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+from typing import Any
+
+from arges.api.server import Server
+from arges.api.serverclass import ANY_CLASS, ServerClass
+from arges.controllers.runtime import Body, Controller, Key, Watch, key_of
+from arges.kube.errors import AlreadyExists
+from arges.kube.resources import SERVER_BINDINGS, SERVER_CLASSES, SERVERS
+from arges.metal.classes import QualifierError, compile_class, members
+from arges.metal.conditions import set_condition
+
+VALID = "Valid"
+
+
+class ServerClassController(Controller):
+    """See the module docstring."""
+
+    name = "serverclasses"
+    workers = 2
+
+    def watches(self) -> list[Watch]:
+        def own(event_type: str | None, body: Body) -> list[tuple[str, Key]]:
+            return [(self.name, key_of(body))]
+
+        def every_class(event_type: str | None, body: Body) -> list[tuple[str, Key]]:
+            return [(self.name, k) for k in self.cache.names(SERVER_CLASSES)]
+
+        return [
+            Watch(SERVER_CLASSES, own),
+            Watch(SERVERS, every_class),
+            Watch(SERVER_BINDINGS, every_class),
+        ]
+
+    async def start(self) -> None:
+        with contextlib.suppress(AlreadyExists):
+            await self.kube.create(SERVER_CLASSES, {"metadata": {"name": ANY_CLASS}, "spec": {}})
+
+    async def reconcile(self, key: Key) -> float | None:
+        body = self.cache.get(SERVER_CLASSES, key)
+        if body is None:
+            return None
+        sc = ServerClass.from_json(body)
+        rv = body["metadata"]["resourceVersion"]
+        if key == ANY_CLASS and (body.get("spec") or {}).get("qualifiers"):
+            await self.kube.patch(
+                SERVER_CLASSES,
+                key,
+                {"metadata": {"resourceVersion": rv}, "spec": {"qualifiers": None}},
+            )
+            return None
+        now = dt.datetime.now(dt.UTC)
+        generation = body["metadata"].get("generation")
+        try:
+            compiled = compile_class(sc)
+        except QualifierError as exc:
+            available: list[str] = []
+            in_use: list[str] = []
+            conditions = set_condition(
+                sc.status.conditions,
+                VALID,
+                "False",
+                "InvalidQualifier",
+                str(exc),
+                now=now,
+                observed_generation=generation,
+            )
+        else:
+            servers = [Server.from_json(b) for b in self.cache.objects(SERVERS)]
+            bound = set(self.cache.names(SERVER_BINDINGS))
+            available, in_use = members(compiled, servers, bound)
+            conditions = set_condition(
+                sc.status.conditions,
+                VALID,
+                "True",
+                "QualifiersCompiled",
+                "selector and qualifiers are usable",
+                now=now,
+                observed_generation=generation,
+            )
+        status: dict[str, Any] = {
+            "serversAvailable": available,
+            "serversInUse": in_use,
+            "conditions": [c.to_json() for c in conditions],
+        }
+        current = body.get("status") or {}
+        if all(current.get(k) == v for k, v in status.items()):
+            return None
+        await self.kube.patch(
+            SERVER_CLASSES,
+            key,
+            {"metadata": {"resourceVersion": rv}, "status": status},
+            subresource="status",
+        )
+        return None

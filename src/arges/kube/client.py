@@ -1,0 +1,218 @@
+"""An asyncio client for the Kubernetes REST API: the only module Arges' own calls go through.
+
+Thin by design: JSON objects in and out (controllers parse them into :mod:`arges.api`
+models), one method per verb, one error tree (:mod:`arges.kube.errors`). It works unchanged
+against the embedded API server and a real one. Watching is kopf's job (see
+:mod:`arges.controllers.runtime`); this client does reads and writes.
+
+    async with KubeClient(connection) as kube:
+        server = await kube.get(SERVERS, "4c4c4544-...")
+        await kube.patch(SERVERS, name, {"status": {"power": "on"}}, subresource="status")
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import uuid
+from typing import Any, Self
+
+import aiohttp
+
+from arges.kube.connection import Connection
+from arges.kube.errors import KubeError, Unavailable, from_status
+from arges.kube.resources import EVENTS, Resource
+
+log = logging.getLogger(__name__)
+
+MERGE = "application/merge-patch+json"
+JSON_PATCH = "application/json-patch+json"
+TIMEOUT = aiohttp.ClientTimeout(total=30, connect=5)
+
+
+class KubeClient:
+    """A session to one API server (see the module docstring).
+
+    Every method raises :class:`~arges.kube.errors.KubeError` subclasses only.
+    """
+
+    def __init__(self, connection: Connection, *, component: str = "arges") -> None:
+        self.connection = connection
+        self.component = component
+        self._session: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> Self:
+        self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def open(self) -> None:
+        if self._session is None:
+            connector = aiohttp.TCPConnector(ssl=self.connection.ssl_context(), limit=32)
+            self._session = aiohttp.ClientSession(connector=connector, timeout=TIMEOUT)
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        content_type: str = "application/json",
+        params: dict[str, str] | None = None,
+    ) -> Any:
+        """One API call; returns the decoded JSON answer."""
+        self.open()
+        assert self._session is not None
+        headers = {"Accept": "application/json"}
+        token = self.connection.bearer()
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        data = None
+        if body is not None:
+            headers["Content-Type"] = content_type
+            data = json.dumps(body)
+        what = f"{method} {path}"
+        try:
+            async with self._session.request(
+                method, self.connection.server + path, data=data, headers=headers, params=params
+            ) as resp:
+                raw = await resp.read()
+                try:
+                    decoded = json.loads(raw) if raw else None
+                except ValueError:
+                    decoded = raw.decode(errors="replace")
+                if resp.status >= 400:
+                    raise from_status(resp.status, decoded, what)
+                return decoded
+        except KubeError:
+            raise
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            raise Unavailable(f"{what}: {exc or type(exc).__name__}") from exc
+
+    async def get(self, res: Resource, name: str, namespace: str | None = None) -> dict[str, Any]:
+        """One object. Raises NotFound when there is none."""
+        obj: dict[str, Any] = await self.request("GET", res.path(namespace, name))
+        return obj
+
+    async def list(
+        self,
+        res: Resource,
+        namespace: str | None = None,
+        *,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """Every matching object (across namespaces when ``namespace`` is None)."""
+        params = {}
+        if label_selector:
+            params["labelSelector"] = label_selector
+        if field_selector:
+            params["fieldSelector"] = field_selector
+        body = await self.request("GET", res.path(namespace), params=params)
+        items: list[dict[str, Any]] = body.get("items") or []
+        return items
+
+    async def create(
+        self, res: Resource, obj: dict[str, Any], namespace: str | None = None
+    ) -> dict[str, Any]:
+        """Create ``obj``. Raises AlreadyExists when the name is taken."""
+        body = {"apiVersion": res.api_version, "kind": res.kind, **obj}
+        created: dict[str, Any] = await self.request("POST", res.path(namespace), body)
+        return created
+
+    async def patch(
+        self,
+        res: Resource,
+        name: str,
+        patch: Any,
+        namespace: str | None = None,
+        *,
+        subresource: str | None = None,
+        content_type: str = MERGE,
+    ) -> dict[str, Any]:
+        """Patch an object (JSON merge patch by default; a list is sent as JSON Patch)."""
+        if isinstance(patch, list):
+            content_type = JSON_PATCH
+        patched: dict[str, Any] = await self.request(
+            "PATCH", res.path(namespace, name, subresource), patch, content_type=content_type
+        )
+        return patched
+
+    async def replace(
+        self, res: Resource, obj: dict[str, Any], *, subresource: str | None = None
+    ) -> dict[str, Any]:
+        """PUT ``obj`` (which carries its resourceVersion: a stale one raises Conflict)."""
+        meta = obj["metadata"]
+        replaced: dict[str, Any] = await self.request(
+            "PUT", res.path(meta.get("namespace"), meta["name"], subresource), obj
+        )
+        return replaced
+
+    async def delete(
+        self,
+        res: Resource,
+        name: str,
+        namespace: str | None = None,
+        *,
+        propagation: str = "Background",
+        uid: str | None = None,
+    ) -> None:
+        """Delete an object; with ``uid``, only that incarnation of it (else Conflict)."""
+        options: dict[str, Any] = {
+            "apiVersion": "v1",
+            "kind": "DeleteOptions",
+            "propagationPolicy": propagation,
+        }
+        if uid:
+            options["preconditions"] = {"uid": uid}
+        await self.request("DELETE", res.path(namespace, name), options)
+
+    async def event(
+        self,
+        regarding: dict[str, Any],
+        reason: str,
+        message: str,
+        *,
+        type: str = "Normal",
+    ) -> None:
+        """Record a ``core/v1`` Event about ``regarding`` (in ``default`` when cluster-scoped).
+
+        Failures are logged, never raised: an event is a courtesy, not part of the change.
+        """
+        meta = regarding.get("metadata") or {}
+        namespace = meta.get("namespace") or "default"
+        now = _now()
+        event = {
+            "metadata": {"name": f"{meta.get('name', 'object')}.{uuid.uuid4().hex[:16]}"},
+            "involvedObject": {
+                "apiVersion": regarding.get("apiVersion", ""),
+                "kind": regarding.get("kind", ""),
+                "name": meta.get("name", ""),
+                "uid": meta.get("uid", ""),
+                **({"namespace": meta["namespace"]} if meta.get("namespace") else {}),
+            },
+            "reason": reason,
+            "message": message,
+            "type": type,
+            "source": {"component": self.component},
+            "reportingComponent": self.component,
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+        }
+        try:
+            await self.create(EVENTS, event, namespace)
+        except KubeError as exc:
+            log.warning("could not record event %s on %s: %s", reason, meta.get("name"), exc)
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

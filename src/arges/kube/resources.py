@@ -1,0 +1,44 @@
+"""The Kubernetes resources Arges reads and writes, by API path."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Resource:
+    """A resource's coordinates: group ("" for core), version, plural, scope, kind."""
+
+    group: str
+    version: str
+    plural: str
+    kind: str
+    namespaced: bool
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+    def path(
+        self, namespace: str | None = None, name: str | None = None, subresource: str | None = None
+    ) -> str:
+        """The REST path of the collection, or of one object (and its subresource)."""
+        base = f"/apis/{self.group}/{self.version}" if self.group else f"/api/{self.version}"
+        if self.namespaced and namespace is not None:
+            base += f"/namespaces/{namespace}"
+        base += f"/{self.plural}"
+        if name is not None:
+            base += f"/{name}"
+            if subresource:
+                base += f"/{subresource}"
+        return base
+
+
+METAL = "metal.arges.dev"
+SERVERS = Resource(METAL, "v1alpha1", "servers", "Server", namespaced=False)
+SERVER_CLASSES = Resource(METAL, "v1alpha1", "serverclasses", "ServerClass", namespaced=False)
+ENVIRONMENTS = Resource(METAL, "v1alpha1", "environments", "Environment", namespaced=False)
+SERVER_BINDINGS = Resource(METAL, "v1alpha1", "serverbindings", "ServerBinding", namespaced=False)
+SECRETS = Resource("", "v1", "secrets", "Secret", namespaced=True)
+EVENTS = Resource("", "v1", "events", "Event", namespaced=True)
+NAMESPACES = Resource("", "v1", "namespaces", "Namespace", namespaced=False)

@@ -1,0 +1,22 @@
+"""Which server to allocate for a request: a pure ordering of candidates.
+
+A candidate is a member of the requested class that is clean (wiped since its last use),
+not bound, and not being deleted. Candidates are ordered by name, so allocation is
+deterministic and two allocators racing for servers contend for the same one first; the
+ServerBinding create (named after the server) decides the race.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from arges.api.server import Server
+from arges.metal.classes import CompiledClass, matches
+
+
+def candidates(cls: CompiledClass, servers: Iterable[Server], bound: set[str]) -> list[Server]:
+    """Servers that may be bound for ``cls`` now, in allocation order."""
+    return sorted(
+        (s for s in servers if s.name not in bound and s.status.is_clean and matches(cls, s)),
+        key=lambda s: s.name,
+    )

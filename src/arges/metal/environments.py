@@ -1,0 +1,37 @@
+"""The built-in Environments' specs."""
+
+from __future__ import annotations
+
+from arges.api.environment import Asset, EnvironmentSpec, Kernel
+
+TALOS_VERSION = "v1.11.5"
+TALOS_RELEASES = "https://github.com/siderolabs/talos/releases/download"
+
+TALOS_KERNEL_ARGS = (
+    "console=tty0",
+    "console=ttyS0,115200n8",
+    "consoleblank=0",
+    "init_on_alloc=1",
+    "initrd=initramfs.xz",
+    "nvme_core.io_timeout=4294967295",
+    "printk.devkmsg=on",
+    "pti=on",
+    "selinux=1",
+    "slab_nomerge=",
+    "talos.platform=metal",
+)
+"""Talos v1.11's ``kernel.DefaultArgs()`` for metal/amd64 plus a serial console
+(``reference/talos-capi.md`` §4.1); ``talos.config=`` is added per request by the boot
+service."""
+
+
+def talos_default(
+    version: str = TALOS_VERSION, kernel_url: str | None = None, initrd_url: str | None = None
+) -> EnvironmentSpec:
+    """The ``default`` Environment: Talos ``version`` from its GitHub release, or the URLs
+    given (``file://`` for an offline mirror)."""
+    base = f"{TALOS_RELEASES}/{version}"
+    return EnvironmentSpec(
+        kernel=Kernel(url=kernel_url or f"{base}/vmlinuz-amd64", args=list(TALOS_KERNEL_ARGS)),
+        initrd=Asset(url=initrd_url or f"{base}/initramfs-amd64.xz"),
+    )

@@ -1,0 +1,94 @@
+"""The management plane in one process: API server, controllers (and, in turn, boot services).
+
+``arges up`` runs one :class:`ManagementPlane`; integration tests run it in-process. Start
+order follows dependencies: the API server (with Arges' CRDs installed), then the
+controllers, which talk to it through a Kubernetes client exactly as they would to a real
+cluster.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from arges.api.crds import all_crds
+from arges.api.environment import DEFAULT_ENVIRONMENT, EnvironmentSpec
+from arges.apiserver.server import ApiServer, ApiServerConfig
+from arges.assets import AssetCache
+from arges.controllers.environments import EnvironmentController
+from arges.controllers.runtime import Cache, Controller, Manager
+from arges.controllers.serverclasses import ServerClassController
+from arges.controllers.servers import ServerController
+from arges.kube.client import KubeClient
+from arges.kube.connection import from_kubeconfig
+from arges.metal.environments import talos_default
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PlaneConfig:
+    """Everything ``arges up`` can be told."""
+
+    data_dir: Path
+    api_address: str = "127.0.0.1"
+    api_port: int = 6443
+    default_environment: EnvironmentSpec = field(default_factory=talos_default)
+
+
+class ManagementPlane:
+    """A running management plane (see the module docstring)."""
+
+    def __init__(self, config: PlaneConfig) -> None:
+        self.config = config
+        self.api = ApiServer(
+            ApiServerConfig(
+                data_dir=config.data_dir,
+                address=config.api_address,
+                port=config.api_port,
+                crds=all_crds(),
+            )
+        )
+        self.assets = AssetCache(config.data_dir / "assets")
+        self.kube: KubeClient | None = None
+        self._stop = asyncio.Event()
+        self._controllers: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Start everything; returns once the controllers are running."""
+        await self.api.start()
+        connection = from_kubeconfig(self.api.kubeconfig_path)
+        self.kube = KubeClient(connection, component="arges")
+        cache = Cache()
+        controllers: list[Controller] = [
+            ServerController(self.kube, cache),
+            ServerClassController(self.kube, cache),
+            EnvironmentController(
+                self.kube,
+                cache,
+                self.assets,
+                {DEFAULT_ENVIRONMENT: self.config.default_environment},
+            ),
+        ]
+        ready = asyncio.Event()
+        manager = Manager(connection, controllers, cache)
+        self._controllers = asyncio.create_task(manager.run(self._stop, ready), name="controllers")
+        done, _ = await asyncio.wait(
+            [self._controllers, asyncio.create_task(ready.wait())],
+            return_when=asyncio.FIRST_COMPLETED,
+        )
+        if self._controllers in done:
+            self._controllers.result()
+
+    async def stop(self) -> None:
+        """Stop the controllers, then the API server."""
+        self._stop.set()
+        if self._controllers is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait_for(self._controllers, 30)
+        if self.kube is not None:
+            await self.kube.close()
+        await self.api.stop()

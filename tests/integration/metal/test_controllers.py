@@ -1,0 +1,285 @@
+"""Metal controllers against the embedded API server, through a real Kubernetes client."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import yaml
+
+from arges.api.base import ObjectReference
+from arges.api.crds import DEFINITIONS, crd, render
+from arges.api.server import Server
+from arges.api.serverclass import ServerClass
+from arges.controllers.allocation import allocate
+from arges.kube.client import KubeClient
+from arges.kube.errors import NotFound
+from arges.kube.resources import ENVIRONMENTS, EVENTS, SERVER_BINDINGS, SERVER_CLASSES, SERVERS
+from arges.plane import ManagementPlane
+from tests.integration.conftest import eventually
+from tests.integration.metal.conftest import make_assets, register, sha512
+
+UUID_A = "4c4c4544-0035-4b10-8036-000000000a0a"
+UUID_B = "4c4c4544-0035-4b10-8036-000000000b0b"
+CONSUMER = ObjectReference(
+    api_version="cluster.arges.dev/v1alpha1", kind="TalosCluster", name="demo", namespace="default"
+)
+
+
+async def status_of(kube: KubeClient, name: str) -> dict:
+    return (await kube.get(SERVERS, name)).get("status") or {}
+
+
+async def class_status(kube: KubeClient, name: str = "any") -> dict:
+    return (await kube.get(SERVER_CLASSES, name)).get("status") or {}
+
+
+async def bind(kube: KubeClient, name: str) -> None:
+    await kube.create(
+        SERVER_BINDINGS,
+        {
+            "metadata": {"name": name},
+            "spec": {
+                "serverRef": {"name": name},
+                "consumerRef": CONSUMER.to_json(),
+                "role": "worker",
+            },
+        },
+    )
+
+
+async def test_accept_clean_available_bind_release(kube: KubeClient) -> None:
+    await register(kube, UUID_A)
+    await eventually(lambda: _status_is(kube, UUID_A, inUse=False, isClean=False))
+    assert (await class_status(kube)).get("serversAvailable") == []
+    got = await kube.get(SERVERS, UUID_A)
+    assert "metal.arges.dev/server-protection" in got["metadata"]["finalizers"]
+
+    await kube.patch(SERVERS, UUID_A, {"spec": {"accepted": True}})
+    await kube.patch(SERVERS, UUID_A, {"status": {"isClean": True}}, subresource="status")
+    await eventually(lambda: _class_has(kube, available=[UUID_A], in_use=[]))
+
+    await bind(kube, UUID_A)
+    await eventually(lambda: _status_is(kube, UUID_A, inUse=True, isClean=False))
+    await eventually(lambda: _class_has(kube, available=[], in_use=[UUID_A]))
+
+    await kube.delete(SERVER_BINDINGS, UUID_A)
+    await eventually(lambda: _status_is(kube, UUID_A, inUse=False, isClean=False))
+    events = await kube.list(EVENTS, "default", field_selector=f"involvedObject.name={UUID_A}")
+    assert {e["reason"] for e in events} >= {"Allocated", "Released"}
+    await eventually(lambda: _class_has(kube, available=[UUID_A], in_use=[]))
+
+
+async def test_unaccepted_servers_are_never_clean(kube: KubeClient) -> None:
+    await register(kube, UUID_A, accepted=False, clean=True)
+    await eventually(lambda: _status_is(kube, UUID_A, isClean=False))
+
+
+async def test_a_bound_server_cannot_be_deleted(kube: KubeClient) -> None:
+    await register(kube, UUID_A, accepted=True, clean=True)
+    await eventually(lambda: _has_finalizer(kube, UUID_A))
+    await bind(kube, UUID_A)
+    await kube.delete(SERVERS, UUID_A)
+    await eventually(lambda: _condition(kube, UUID_A, "DeletionBlocked"))
+    await asyncio.sleep(0.3)
+    assert (await kube.get(SERVERS, UUID_A))["metadata"]["deletionTimestamp"]
+    await kube.delete(SERVER_BINDINGS, UUID_A)
+    await eventually(lambda: _gone(kube, UUID_A))
+
+
+async def test_concurrent_allocations_for_one_server_exactly_one_wins(
+    kube: KubeClient, plane: ManagementPlane
+) -> None:
+    await register(kube, UUID_A, accepted=True, clean=True)
+    await eventually(lambda: _class_has(kube, available=[UUID_A], in_use=[]))
+    any_class = ServerClass.from_json(await kube.get(SERVER_CLASSES, "any"))
+    servers = [Server.from_json(await kube.get(SERVERS, UUID_A))]
+    results = await asyncio.gather(
+        *(
+            allocate(
+                kube,
+                any_class,
+                servers,
+                set(),
+                consumer=ObjectReference(api_version="v1", kind="Test", name=f"c{i}"),
+            )
+            for i in range(5)
+        )
+    )
+    winners = [r for r in results if r is not None]
+    assert len(winners) == 1
+    bindings = await kube.list(SERVER_BINDINGS)
+    assert [b["metadata"]["name"] for b in bindings] == [UUID_A]
+    assert bindings[0]["spec"]["consumerRef"]["name"] == winners[0].spec.consumer_ref.name
+
+
+async def test_allocation_skips_dirty_and_unqualified_servers(kube: KubeClient) -> None:
+    await register(kube, UUID_A, accepted=True, clean=False)
+    await register(kube, UUID_B, accepted=True, clean=True)
+    any_class = ServerClass.from_json(await kube.get(SERVER_CLASSES, "any"))
+    await eventually(lambda: _status_is(kube, UUID_B, isClean=True))
+    servers = [Server.from_json(b) for b in await kube.list(SERVERS)]
+    got = await allocate(
+        kube,
+        any_class,
+        servers,
+        set(),
+        consumer=ObjectReference(api_version="v1", kind="Test", name="t"),
+    )
+    assert got is not None and got.name == UUID_B
+    again = await allocate(
+        kube,
+        any_class,
+        servers,
+        {UUID_B},
+        consumer=ObjectReference(api_version="v1", kind="Test", name="u"),
+    )
+    assert again is None
+
+
+async def test_invalid_qualifiers_are_reported_naming_the_field(kube: KubeClient) -> None:
+    await kube.create(
+        SERVER_CLASSES,
+        {
+            "metadata": {"name": "big"},
+            "spec": {
+                "qualifiers": {
+                    "expressions": [
+                        "hardware.compute.totalCoreCount >= 2",
+                        "hardware.cpu.cores > 1",
+                    ]
+                }
+            },
+        },
+    )
+    cond = await eventually(lambda: _class_condition(kube, "big", "Valid"))
+    assert cond["status"] == "False" and cond["reason"] == "InvalidQualifier"
+    assert cond["message"].startswith("spec.qualifiers.expressions[1]:")
+    await kube.patch(
+        SERVER_CLASSES,
+        "big",
+        {"spec": {"qualifiers": {"expressions": ["hardware.compute.totalCoreCount >= 2"]}}},
+    )
+    await register(kube, UUID_A, accepted=True, clean=True)
+    await eventually(lambda: _class_has(kube, available=[UUID_A], in_use=[], name="big"))
+
+
+async def test_environments_verify_their_assets(kube: KubeClient, tmp_path: Path) -> None:
+    cond = await eventually(lambda: _env_condition(kube, "default"))
+    assert cond["status"] == "True", cond
+    kernel, initrd = make_assets(tmp_path / "other")
+    await kube.create(
+        ENVIRONMENTS,
+        {
+            "metadata": {"name": "bad-sum"},
+            "spec": {
+                "kernel": {"url": kernel.as_uri(), "sha512": "0" * 128},
+                "initrd": {"url": initrd.as_uri(), "sha512": sha512(initrd)},
+            },
+        },
+    )
+    await kube.create(
+        ENVIRONMENTS,
+        {
+            "metadata": {"name": "missing"},
+            "spec": {
+                "kernel": {"url": "file:///nonexistent/vmlinuz"},
+                "initrd": {"url": initrd.as_uri()},
+            },
+        },
+    )
+    bad = await eventually(lambda: _env_condition(kube, "bad-sum"))
+    assert (bad["status"], bad["reason"]) == ("False", "ChecksumMismatch")
+    missing = await eventually(lambda: _env_condition(kube, "missing"))
+    assert (missing["status"], missing["reason"]) == ("False", "FetchFailed")
+    assert "/nonexistent/vmlinuz" in missing["message"]
+    await kube.patch(ENVIRONMENTS, "bad-sum", {"spec": {"kernel": {"sha512": sha512(kernel)}}})
+    fixed = await eventually(lambda: _env_condition(kube, "bad-sum", status="True"))
+    assert fixed["reason"] == "AssetsVerified"
+
+
+async def test_the_checked_in_crds_are_current() -> None:
+    for definition in DEFINITIONS:
+        path = Path(__file__).parents[3] / "deploy" / "crds" / f"{definition.name}.yaml"
+        assert path.read_text() == render(crd(definition)), (
+            f"{path} is stale: run `python -m arges.api.crds deploy/crds`"
+        )
+        assert yaml.safe_load(path.read_text())["spec"]["names"]["kind"] == definition.kind
+
+
+async def test_kubectl_shows_server_columns(plane: ManagementPlane, kube: KubeClient) -> None:
+    await register(kube, UUID_A, accepted=True, clean=True)
+    await eventually(lambda: _status_is(kube, UUID_A, inUse=False, isClean=True))
+    from tests.integration.conftest import kubectl_binary
+
+    proc = await asyncio.create_subprocess_exec(
+        kubectl_binary(),
+        "--kubeconfig",
+        str(plane.api.kubeconfig_path),
+        "get",
+        "servers",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await proc.communicate()
+    lines = out.decode().splitlines()
+    assert lines[0].split() == [
+        "NAME",
+        "HOSTNAME",
+        "ACCEPTED",
+        "CORDONED",
+        "ALLOCATED",
+        "CLEAN",
+        "POWER",
+        "AGE",
+    ], err
+    assert lines[1].split()[:6] == [UUID_A, "host-4c4c", "true", "false", "false", "true"]
+
+
+async def _status_is(kube: KubeClient, name: str, **want: object) -> bool:
+    status = await status_of(kube, name)
+    return all(status.get(k) == v for k, v in want.items())
+
+
+async def _class_has(
+    kube: KubeClient, *, available: list[str], in_use: list[str], name: str = "any"
+) -> bool:
+    status = await class_status(kube, name)
+    return status.get("serversAvailable") == available and status.get("serversInUse") == in_use
+
+
+async def _has_finalizer(kube: KubeClient, name: str) -> bool:
+    return bool((await kube.get(SERVERS, name))["metadata"].get("finalizers"))
+
+
+async def _condition(kube: KubeClient, name: str, kind: str) -> dict | None:
+    for cond in (await status_of(kube, name)).get("conditions") or []:
+        if cond["type"] == kind:
+            return cond
+    return None
+
+
+async def _class_condition(kube: KubeClient, name: str, kind: str) -> dict | None:
+    for cond in (await class_status(kube, name)).get("conditions") or []:
+        if cond["type"] == kind:
+            return cond
+    return None
+
+
+async def _env_condition(kube: KubeClient, name: str, status: str | None = None) -> dict | None:
+    try:
+        env = await kube.get(ENVIRONMENTS, name)
+    except NotFound:
+        return None
+    for cond in (env.get("status") or {}).get("conditions") or []:
+        if cond["type"] == "Ready" and (status is None or cond["status"] == status):
+            return cond
+    return None
+
+
+async def _gone(kube: KubeClient, name: str) -> bool:
+    try:
+        await kube.get(SERVERS, name)
+    except NotFound:
+        return True
+    return False
