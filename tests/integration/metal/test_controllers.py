@@ -16,8 +16,7 @@ from arges.kube.client import KubeClient
 from arges.kube.errors import NotFound
 from arges.kube.resources import ENVIRONMENTS, EVENTS, SERVER_BINDINGS, SERVER_CLASSES, SERVERS
 from arges.plane import ManagementPlane
-from tests.integration.conftest import eventually
-from tests.integration.metal.conftest import make_assets, register, sha512
+from tests.integration.conftest import eventually, make_assets, register, sha512
 
 UUID_A = "4c4c4544-0035-4b10-8036-000000000a0a"
 UUID_B = "4c4c4544-0035-4b10-8036-000000000b0b"

@@ -1,0 +1,1 @@
+"""The discovery agent (runs on the servers, standard library only) and its image builder."""

@@ -1,0 +1,112 @@
+"""The agent protocol: what the discovery agent and Arges say to each other over HTTP.
+
+The agent runs from a minimal initramfs, so this module uses the standard library only.
+All bodies are JSON; field names are camelCase like Kubernetes'. The agent holds no
+credentials; it knows only ``arges.url=`` from the kernel command line.
+
+``POST {arges.url}/agent/v1/register`` with a :class:`Registration`
+    Creates the Server (named by the lowercase SMBIOS UUID) or refreshes its inventory,
+    addresses and ``lastSeen``; answers an :class:`Instruction`.
+``POST {arges.url}/agent/v1/report`` with a :class:`Report`
+    Heartbeats and outcomes (wipe progress, wipe done or failed, target config installed);
+    answers the next :class:`Instruction`.
+
+Instructions: ``wait`` (poll again after ``pollSeconds``), ``wipe`` (``wipeMode`` fast: the
+first and last MiB of each disk plus partition tables and filesystem signatures; full:
+every byte), ``reboot``, ``poweroff``. Errors are HTTP 4xx with a JSON ``{"error": "..."}``
+the agent logs; it then retries after a delay.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+REGISTER_PATH = "/agent/v1/register"
+REPORT_PATH = "/agent/v1/report"
+MAX_BODY_BYTES = 256 * 1024
+"""Largest registration or report Arges accepts (an inventory is a few KiB)."""
+
+Action = Literal["wait", "wipe", "reboot", "poweroff"]
+WipeMode = Literal["fast", "full"]
+Phase = Literal["idle", "wiping", "wiped", "wipe-failed", "installed", "install-failed"]
+
+ACTIONS: tuple[str, ...] = ("wait", "wipe", "reboot", "poweroff")
+PHASES: tuple[str, ...] = ("idle", "wiping", "wiped", "wipe-failed", "installed", "install-failed")
+
+
+@dataclass
+class Registration:
+    """What the agent sends first: who it is and what it found.
+
+    ``hardware`` has the shape of the Server's ``status.hardware`` (see
+    :class:`arges.api.server.HardwareInformation`): system, compute, memory, storage,
+    network, sizes in bytes. ``uuid`` must equal ``hardware.system.uuid``.
+    """
+
+    uuid: str
+    hardware: dict[str, Any]
+    hostname: str = ""
+    addresses: list[str] = field(default_factory=list)
+    boot_mac: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "uuid": self.uuid,
+            "hardware": self.hardware,
+            "hostname": self.hostname,
+            "addresses": self.addresses,
+            "bootMac": self.boot_mac,
+        }
+
+
+@dataclass
+class Report:
+    """A heartbeat or an outcome. ``wiped`` lists ``{"name", "size", "bytesZeroed"}`` per disk
+    once a wipe is done; ``message`` explains a failure."""
+
+    uuid: str
+    phase: Phase
+    message: str = ""
+    wiped: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        out = asdict(self)
+        return {k: v for k, v in out.items() if v not in ("", [])}
+
+
+@dataclass
+class Instruction:
+    """What Arges tells the agent to do next."""
+
+    action: Action
+    poll_seconds: int = 10
+    wipe_mode: WipeMode = "fast"
+    reason: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "action": self.action,
+            "pollSeconds": self.poll_seconds,
+            "wipeMode": self.wipe_mode,
+            "reason": self.reason,
+        }
+
+    @classmethod
+    def from_json(cls, data: Any) -> Instruction:
+        """Parse an answer from Arges.
+
+        Raises:
+            ValueError: when it is not an instruction this agent understands.
+        """
+        if not isinstance(data, dict) or data.get("action") not in ACTIONS:
+            raise ValueError(f"not an instruction: {data!r}")
+        mode = data.get("wipeMode", "fast")
+        if mode not in ("fast", "full"):
+            raise ValueError(f"unknown wipe mode {mode!r}")
+        return cls(
+            action=data["action"],
+            poll_seconds=max(1, int(data.get("pollSeconds", 10))),
+            wipe_mode=mode,
+            reason=str(data.get("reason", "")),
+        )

@@ -1,0 +1,1 @@
+"""The discovery endpoint: agents register servers and report wipes and installs."""

@@ -1,0 +1,222 @@
+"""The discovery endpoint against a real plane: Servers created, refreshed, wiped, installed."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from arges.agent.protocol import REGISTER_PATH, REPORT_PATH
+from arges.discovery.api import DiscoveryApi, DiscoveryConfig
+from arges.kube.client import KubeClient
+from arges.kube.resources import EVENTS, SERVER_BINDINGS, SERVERS
+from arges.plane import ManagementPlane
+from tests.integration.conftest import eventually
+
+UUID = "8b2c7a12-5f3e-4d61-9a0b-1c2d3e4f5a6b"
+HW: dict[str, Any] = {
+    "system": {
+        "uuid": UUID.upper(),
+        "manufacturer": "QEMU",
+        "productName": "Standard PC",
+        "serialNumber": "LAB-0001",
+    },
+    "compute": {
+        "processorCount": 1,
+        "totalCoreCount": 2,
+        "totalThreadCount": 2,
+        "processors": [
+            {
+                "manufacturer": "QEMU",
+                "productName": "qemu64",
+                "speed": 2000,
+                "coreCount": 2,
+                "threadCount": 2,
+            }
+        ],
+    },
+    "memory": {
+        "totalSize": 2 * 2**30,
+        "moduleCount": 1,
+        "modules": [{"size": 2 * 2**30, "type": "RAM"}],
+    },
+    "storage": {
+        "totalSize": 3 * 2**30,
+        "deviceCount": 2,
+        "devices": [
+            {"name": "vda", "type": "virtio", "size": 2**30},
+            {"name": "vdb", "type": "virtio", "size": 2 * 2**30},
+        ],
+    },
+    "network": {
+        "interfaceCount": 2,
+        "interfaces": [
+            {
+                "index": 2,
+                "name": "eth0",
+                "mac": "52:54:00:12:34:56",
+                "link": "up",
+                "addresses": ["10.0.2.15/24"],
+            },
+            {"index": 3, "name": "eth1", "mac": "52:54:00:12:34:57", "link": "down"},
+        ],
+    },
+}
+
+
+@pytest.fixture(params=[False, True], ids=["manual-accept", "auto-accept"])
+async def endpoint(
+    plane: ManagementPlane, request: pytest.FixtureRequest
+) -> AsyncIterator[tuple[str, aiohttp.ClientSession, KubeClient]]:
+    assert plane.kube is not None
+    api = DiscoveryApi(plane.kube, DiscoveryConfig(auto_accept=request.param))
+    app = web.Application()
+    app.add_routes(api.routes())
+    server = TestServer(app)
+    await server.start_server()
+    async with aiohttp.ClientSession() as session:
+        yield str(server.make_url("")), session, plane.kube
+    await server.close()
+
+
+async def post(session: aiohttp.ClientSession, url: str, body: Any) -> tuple[int, Any]:
+    async with session.post(
+        url,
+        data=body if isinstance(body, bytes) else None,
+        json=None if isinstance(body, bytes) else body,
+    ) as resp:
+        return resp.status, await resp.json()
+
+
+def registration(**changes: Any) -> dict[str, Any]:
+    body = {
+        "uuid": UUID.upper(),
+        "hardware": copy.deepcopy(HW),
+        "hostname": "lab-1",
+        "addresses": ["10.0.2.15/24"],
+        "bootMac": "52:54:00:12:34:56",
+    }
+    body.update(changes)
+    return body
+
+
+async def test_register_creates_then_refreshes_the_server(endpoint) -> None:
+    base, session, kube = endpoint
+    status, answer = await post(session, base + REGISTER_PATH, registration())
+    assert status == 200, answer
+    server = await kube.get(SERVERS, UUID)
+    auto = server["spec"]["accepted"]
+    assert answer["action"] == ("wipe" if auto else "wait")
+    hw = server["status"]["hardware"]
+    assert hw["system"]["uuid"] == UUID, "stored lowercase, as the Server's name"
+    assert [d["size"] for d in hw["storage"]["devices"]] == [2**30, 2 * 2**30]
+    assert [i["mac"] for i in hw["network"]["interfaces"]] == [
+        "52:54:00:12:34:56",
+        "52:54:00:12:34:57",
+    ]
+    assert server["status"]["addresses"] == [{"type": "InternalIP", "address": "10.0.2.15"}]
+    assert server["status"]["lastSeen"]
+    changed = registration()
+    changed["hardware"]["storage"]["devices"].append(
+        {"name": "vdc", "type": "virtio", "size": 4096}
+    )
+    status, _ = await post(session, base + REGISTER_PATH, changed)
+    assert status == 200
+    server = await kube.get(SERVERS, UUID)
+    assert len(server["status"]["hardware"]["storage"]["devices"]) == 3, "re-registration refreshes"
+    reasons = [
+        e["reason"]
+        for e in await kube.list(EVENTS, "default", field_selector=f"involvedObject.name={UUID}")
+    ]
+    assert "Registered" in reasons and "InventoryChanged" in reasons
+
+
+async def test_wipe_report_makes_an_accepted_server_clean(endpoint) -> None:
+    base, session, kube = endpoint
+    await post(session, base + REGISTER_PATH, registration())
+    await kube.patch(SERVERS, UUID, {"spec": {"accepted": True}})
+    status, answer = await post(session, base + REPORT_PATH, {"uuid": UUID, "phase": "wiping"})
+    assert status == 200 and answer["action"] == "wipe"
+    status, answer = await post(
+        session,
+        base + REPORT_PATH,
+        {
+            "uuid": UUID,
+            "phase": "wiped",
+            "wiped": [{"name": "vda", "size": 2**30, "bytesZeroed": 2 * 2**20}],
+        },
+    )
+    assert status == 200 and answer["action"] == "wait", "clean, no BMC: wait for allocation"
+    server = await kube.get(SERVERS, UUID)
+    assert server["status"]["isClean"] is True
+    wipe = next(c for c in server["status"]["conditions"] if c["type"] == "Wipe")
+    assert (wipe["status"], wipe["reason"]) == ("True", "Wiped")
+    await kube.patch(SERVERS, UUID, {"spec": {"bmc": {"address": "127.0.0.1"}}})
+    _, answer = await post(session, base + REPORT_PATH, {"uuid": UUID, "phase": "idle"})
+    assert answer["action"] == "poweroff"
+
+
+async def test_install_report_marks_the_binding(endpoint) -> None:
+    base, session, kube = endpoint
+    await post(session, base + REGISTER_PATH, registration())
+    await kube.patch(SERVERS, UUID, {"spec": {"accepted": True}})
+    await kube.create(
+        SERVER_BINDINGS,
+        {
+            "metadata": {"name": UUID},
+            "spec": {
+                "serverRef": {"name": UUID},
+                "consumerRef": {"apiVersion": "v1", "kind": "X", "name": "x"},
+            },
+        },
+    )
+    status, answer = await post(session, base + REPORT_PATH, {"uuid": UUID, "phase": "installed"})
+    assert status == 200 and answer["action"] == "reboot"
+    binding = await kube.get(SERVER_BINDINGS, UUID)
+    installed = binding["status"]["conditions"][0]
+    assert (installed["type"], installed["status"]) == ("Installed", "True")
+
+    async def not_clean() -> bool:
+        return (await kube.get(SERVERS, UUID))["status"].get("isClean") is False
+
+    await eventually(not_clean)
+
+
+@pytest.mark.parametrize(
+    ("body", "words"),
+    [
+        (registration(uuid="not-a-uuid"), "not an SMBIOS UUID"),
+        (registration(uuid="00000000-0000-0000-0000-000000000000"), "placeholder"),
+        (registration(uuid="11111111-2222-3333-4444-555555555555"), "does not match"),
+        (
+            registration(hardware={"storage": {"devices": [{"size": "big"}]}}),
+            "hardware.storage.devices.0.size",
+        ),
+        (registration(addresses=["not-an-ip"]), "not an IP address"),
+        (registration(bootMac="zz"), "not a MAC"),
+        (registration(hardware="nope"), "hardware must be an object"),
+        (registration(hardware={**HW, "storage": {"devices": [{}] * 300}}), "more than 256"),
+        (b"{not json", "not JSON"),
+        (b"[1, 2]", "JSON object"),
+    ],
+)
+async def test_bad_registrations_are_refused_with_a_reason(endpoint, body, words) -> None:
+    base, session, kube = endpoint
+    status, answer = await post(session, base + REGISTER_PATH, body)
+    assert status == 400 and words in answer["error"], answer
+    assert await kube.list(SERVERS) == [], "nothing was written"
+
+
+async def test_oversized_bodies_and_unknown_servers(endpoint) -> None:
+    base, session, _ = endpoint
+    status, answer = await post(session, base + REGISTER_PATH, b"{" + b" " * 300_000 + b"}")
+    assert status == 413
+    status, answer = await post(session, base + REPORT_PATH, {"uuid": UUID, "phase": "idle"})
+    assert status == 400 and "register first" in answer["error"]
+    status, answer = await post(session, base + REPORT_PATH, {"uuid": UUID, "phase": "dancing"})
+    assert status == 400 and "phase must be one of" in answer["error"]
