@@ -19,13 +19,13 @@ import yaml
 
 from arges.api.base import Model
 from arges.api.binding import ServerBinding
+from arges.api.cluster import CLUSTER_GROUP, TalosCluster
 from arges.api.environment import Environment
 from arges.api.server import Server
 from arges.api.serverclass import ServerClass
 
 GROUP = "metal.arges.dev"
 VERSION = "v1alpha1"
-CATEGORIES = ["arges"]
 _ZERO = ("", 0)
 
 
@@ -59,6 +59,7 @@ class Definition:
     group: str = GROUP
     version: str = VERSION
     namespaced: bool = False
+    categories: tuple[str, ...] = ("arges",)
 
     @property
     def kind(self) -> str:
@@ -124,6 +125,21 @@ DEFINITIONS = (
             AGE,
         ),
     ),
+    Definition(
+        TalosCluster,
+        "talosclusters",
+        ("tc",),
+        (
+            Column("Endpoint", "string", ".spec.endpoint"),
+            Column("Control Planes", "string", ".status.controlPlanes"),
+            Column("Workers", "string", ".status.workerCount"),
+            Column("Phase", "string", ".status.phase"),
+            Column("Talos", "string", ".spec.talosVersion", priority=1),
+            AGE,
+        ),
+        group=CLUSTER_GROUP,
+        namespaced=True,
+    ),
 )
 
 
@@ -163,6 +179,8 @@ def structural(node: Any) -> Any:
                 value is not None and value not in _ZERO and not isinstance(value, dict | list)
             ):
                 out[key] = value
+        elif key == "description":
+            out[key] = " ".join(str(value).split())
         elif key == "properties":
             out[key] = {name: structural(sub) for name, sub in value.items()}
         elif key in ("items", "additionalProperties") and isinstance(value, dict):
@@ -215,7 +233,7 @@ def crd(definition: Definition) -> dict[str, Any]:
                 "plural": definition.plural,
                 "singular": kind.lower(),
                 "shortNames": list(definition.short_names),
-                "categories": CATEGORIES,
+                "categories": list(definition.categories),
             },
             "scope": "Namespaced" if definition.namespaced else "Cluster",
             "versions": [
