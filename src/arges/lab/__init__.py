@@ -1,0 +1,1 @@
+"""The lab: a virtual datacenter of QEMU servers, BMCs and a provisioning network."""

@@ -1,0 +1,161 @@
+"""Lab servers as QEMU command lines: a pure function from a machine description to argv.
+
+Each lab server is a QEMU virtual machine under TCG (no KVM here) with its own SMBIOS type 1
+identity, raw disks, and NICs on tap devices of the lab bridge. Two firmware paths, as real
+racks have:
+
+- ``bios``: SeaBIOS with the NIC's option ROM, which in Debian's QEMU is iPXE
+  (``ipxe-qemu``): iPXE does DHCP itself and chains Arges' ``boot.ipxe``;
+- ``uefi``: OVMF with the NIC option ROM disabled (``romfile=``), so the firmware's own
+  UEFI network stack does PXE: ProxyDHCP, then TFTP of ``ipxe.efi``, then HTTP.
+
+Boot order is expressed with ``bootindex`` on the NIC and the disks, which both firmwares
+honour; "boot from network" puts the first NIC first.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+Firmware = Literal["bios", "uefi"]
+BootDevice = Literal["network", "disk"]
+
+
+@dataclass(frozen=True)
+class Disk:
+    """A raw disk image of ``size`` bytes with a serial number the guest can read."""
+
+    path: Path
+    size: int
+    serial: str
+
+
+@dataclass(frozen=True)
+class Nic:
+    """A NIC on tap device ``tap`` with MAC ``mac``."""
+
+    tap: str
+    mac: str
+
+
+@dataclass(frozen=True)
+class Smbios:
+    """SMBIOS type 1 (System Information) as QEMU's ``-smbios type=1`` sets it."""
+
+    uuid: str
+    manufacturer: str = "Arges Lab"
+    product: str = "Virtual Server"
+    version: str = "1.0"
+    serial: str = ""
+    sku: str = ""
+    family: str = "Lab"
+
+    def option(self) -> str:
+        fields = {
+            "uuid": self.uuid,
+            "manufacturer": self.manufacturer,
+            "product": self.product,
+            "version": self.version,
+            "serial": self.serial,
+            "sku": self.sku,
+            "family": self.family,
+        }
+        # QEMU's option syntax escapes a comma by doubling it.
+        return "type=1," + ",".join(f"{k}={v.replace(',', ',,')}" for k, v in fields.items() if v)
+
+
+@dataclass(frozen=True)
+class Machine:
+    """Everything QEMU needs to run one lab server."""
+
+    name: str
+    firmware: Firmware
+    smbios: Smbios
+    disks: tuple[Disk, ...]
+    nics: tuple[Nic, ...]
+    run_dir: Path
+    memory_mib: int = 1024
+    cpus: int = 1
+    ovmf_code: Path | None = None
+    ovmf_vars: Path | None = None
+    extra: tuple[str, ...] = field(default=())
+
+    @property
+    def console_log(self) -> Path:
+        return self.run_dir / "console.log"
+
+    @property
+    def console_socket(self) -> Path:
+        return self.run_dir / "console.sock"
+
+    @property
+    def qmp_socket(self) -> Path:
+        return self.run_dir / "qmp.sock"
+
+
+def qemu_argv(machine: Machine, boot: BootDevice, qemu: str = "qemu-system-x86_64") -> list[str]:
+    """The QEMU command line for ``machine`` booting first from ``boot``.
+
+    Raises:
+        ValueError: a UEFI machine without OVMF images, or a machine without NICs.
+    """
+    if not machine.nics:
+        raise ValueError(f"{machine.name}: a lab server needs at least one NIC")
+    argv = [
+        qemu,
+        "-name",
+        machine.name,
+        "-accel",
+        "tcg",
+        "-machine",
+        "q35" if machine.firmware == "uefi" else "pc",
+        "-m",
+        str(machine.memory_mib),
+        "-smp",
+        str(machine.cpus),
+        "-smbios",
+        machine.smbios.option(),
+        "-display",
+        "none",
+        "-monitor",
+        "none",
+        "-nodefaults",
+        "-no-user-config",
+        "-chardev",
+        f"socket,id=serial0,path={machine.console_socket},server=on,wait=off,"
+        f"logfile={machine.console_log},logappend=on",
+        "-serial",
+        "chardev:serial0",
+        "-qmp",
+        f"unix:{machine.qmp_socket},server=on,wait=off",
+    ]
+    if machine.firmware == "uefi":
+        if machine.ovmf_code is None or machine.ovmf_vars is None:
+            raise ValueError(f"{machine.name}: UEFI needs OVMF code and variable images")
+        argv += [
+            "-drive",
+            f"if=pflash,format=raw,unit=0,readonly=on,file={machine.ovmf_code}",
+            "-drive",
+            f"if=pflash,format=raw,unit=1,file={machine.ovmf_vars}",
+        ]
+    index = 1
+    for i, nic in enumerate(machine.nics):
+        argv += ["-netdev", f"tap,id=net{i},ifname={nic.tap},script=no,downscript=no"]
+        device = f"virtio-net-pci,netdev=net{i},mac={nic.mac}"
+        if machine.firmware == "uefi":
+            device += ",romfile="
+        if i == 0 and boot == "network":
+            device += f",bootindex={index}"
+            index += 1
+        argv += ["-device", device]
+    for i, disk in enumerate(machine.disks):
+        argv += [
+            "-drive",
+            f"file={disk.path},if=none,id=disk{i},format=raw,cache=unsafe",
+            "-device",
+            f"virtio-blk-pci,drive=disk{i},serial={disk.serial},bootindex={index}",
+        ]
+        index += 1
+    return argv + list(machine.extra)
