@@ -36,6 +36,24 @@ class Model(BaseModel):
         return cls.model_validate(data)
 
 
+class Object(Model):
+    """A top-level Kubernetes object: metadata (kept as plain JSON) and its name and namespace."""
+
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return str(self.metadata.get("name", ""))
+
+    @property
+    def namespace(self) -> str:
+        return str(self.metadata.get("namespace") or "")
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return dict(self.metadata.get("labels") or {})
+
+
 class LocalObjectReference(Model):
     """A reference to a cluster-scoped object of a known kind, by name."""
 

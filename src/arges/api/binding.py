@@ -9,11 +9,18 @@ everything after it (boot, config delivery, release, wipe) is shared.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import Field
 
-from arges.api.base import Condition, LocalObjectReference, Model, ObjectReference, SecretReference
+from arges.api.base import (
+    Condition,
+    LocalObjectReference,
+    Model,
+    Object,
+    ObjectReference,
+    SecretReference,
+)
 
 Role = Literal["controlplane", "worker"]
 
@@ -41,16 +48,11 @@ class ServerBindingStatus(Model):
     conditions: list[Condition] | None = None
 
 
-class ServerBinding(Model):
+class ServerBinding(Object):
     """ServerBinding allocates one Server (same name) to one consumer, with the Secret holding
     its machine config. Creating it is the lock that prevents double allocation."""
 
     api_version: str = "metal.arges.dev/v1alpha1"
     kind: str = "ServerBinding"
-    metadata: dict[str, Any] = Field(default_factory=dict)
     spec: ServerBindingSpec
     status: ServerBindingStatus = Field(default_factory=ServerBindingStatus)
-
-    @property
-    def name(self) -> str:
-        return str(self.metadata.get("name", ""))

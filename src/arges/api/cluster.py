@@ -9,11 +9,11 @@ ServerClass, then Server).
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import Field
 
-from arges.api.base import Condition, JSONPatchOperation, LocalObjectReference, Model
+from arges.api.base import Condition, JSONPatchOperation, LocalObjectReference, Model, Object
 from arges.api.binding import Role
 
 CLUSTER_GROUP = "cluster.arges.dev"
@@ -96,7 +96,7 @@ class TalosClusterStatus(Model):
     conditions: list[Condition] | None = None
 
 
-class TalosCluster(Model):
+class TalosCluster(Object):
     """TalosCluster is a Talos Kubernetes cluster declared in one object: endpoint, versions,
     a control-plane pool and worker pools drawn from ServerClasses, and config patches. Arges
     allocates servers, renders and delivers their machine configs, bootstraps etcd, and
@@ -104,14 +104,5 @@ class TalosCluster(Model):
 
     api_version: str = f"{CLUSTER_GROUP}/v1alpha1"
     kind: str = "TalosCluster"
-    metadata: dict[str, Any] = Field(default_factory=dict)
     spec: TalosClusterSpec
     status: TalosClusterStatus = Field(default_factory=TalosClusterStatus)
-
-    @property
-    def name(self) -> str:
-        return str(self.metadata.get("name", ""))
-
-    @property
-    def namespace(self) -> str:
-        return str(self.metadata.get("namespace", "default"))

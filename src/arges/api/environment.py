@@ -7,11 +7,9 @@ of the box: ``agent`` (the discovery image Arges builds) and ``default`` (Talos)
 
 from __future__ import annotations
 
-from typing import Any
-
 from pydantic import Field
 
-from arges.api.base import Condition, Model
+from arges.api.base import Condition, Model, Object
 
 AGENT_ENVIRONMENT = "agent"
 DEFAULT_ENVIRONMENT = "default"
@@ -55,16 +53,11 @@ class EnvironmentStatus(Model):
     conditions: list[Condition] | None = None
 
 
-class Environment(Model):
+class Environment(Object):
     """Environment is what a server network-boots: a kernel with its arguments and an initrd,
     fetched into Arges' asset cache and verified before they are served."""
 
     api_version: str = "metal.arges.dev/v1alpha1"
     kind: str = "Environment"
-    metadata: dict[str, Any] = Field(default_factory=dict)
     spec: EnvironmentSpec
     status: EnvironmentStatus = Field(default_factory=EnvironmentStatus)
-
-    @property
-    def name(self) -> str:
-        return str(self.metadata.get("name", ""))

@@ -9,7 +9,7 @@ MT/s, and the inventory is refreshed on every registration.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import Field
 
@@ -19,6 +19,7 @@ from arges.api.base import (
     JSONPatchOperation,
     LocalObjectReference,
     Model,
+    Object,
     SecretReference,
 )
 
@@ -196,21 +197,12 @@ class ServerStatus(Model):
     conditions: list[Condition] | None = None
 
 
-class Server(Model):
+class Server(Object):
     """Server is one physical machine, named by its lowercase SMBIOS UUID. The discovery agent
     creates it and reports its hardware; people accept it; Arges wipes, powers and provisions
     it."""
 
     api_version: str = "metal.arges.dev/v1alpha1"
     kind: str = "Server"
-    metadata: dict[str, Any] = Field(default_factory=dict)
     spec: ServerSpec = Field(default_factory=ServerSpec)
     status: ServerStatus = Field(default_factory=ServerStatus)
-
-    @property
-    def name(self) -> str:
-        return str(self.metadata.get("name", ""))
-
-    @property
-    def labels(self) -> dict[str, str]:
-        return dict(self.metadata.get("labels") or {})

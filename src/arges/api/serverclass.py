@@ -13,8 +13,6 @@ in two forms, both over the Server's ``status.hardware``:
 
 from __future__ import annotations
 
-from typing import Any
-
 from pydantic import Field
 
 from arges.api.base import (
@@ -24,6 +22,7 @@ from arges.api.base import (
     LabelSelector,
     LocalObjectReference,
     Model,
+    Object,
 )
 from arges.api.server import HardwareInformation
 
@@ -75,16 +74,11 @@ class ServerClassStatus(Model):
     conditions: list[Condition] | None = None
 
 
-class ServerClass(Model):
+class ServerClass(Object):
     """ServerClass is a pool of servers chosen by labels and hardware qualifiers, with the
     Environment and machine-config patches its members get when allocated through it."""
 
     api_version: str = "metal.arges.dev/v1alpha1"
     kind: str = "ServerClass"
-    metadata: dict[str, Any] = Field(default_factory=dict)
     spec: ServerClassSpec = Field(default_factory=ServerClassSpec)
     status: ServerClassStatus = Field(default_factory=ServerClassStatus)
-
-    @property
-    def name(self) -> str:
-        return str(self.metadata.get("name", ""))
