@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from arges.api.environment import Asset, EnvironmentSpec, Kernel
 
-TALOS_VERSION = "v1.11.5"
+TALOS_VERSION = "v1.11.6"
 TALOS_RELEASES = "https://github.com/siderolabs/talos/releases/download"
 
 TALOS_KERNEL_ARGS = (

@@ -1,0 +1,1 @@
+"""The metadata service: machine configs delivered to booting servers (``/configdata``)."""

@@ -1,0 +1,215 @@
+"""The metadata service: ``GET /configdata?uuid=<uuid>``, the machine config a server boots with.
+
+Talos' metal platform fetches the URL given as ``talos.config=`` (Arges passes
+``.../configdata?uuid=``; Talos fills in the SMBIOS UUID) and retries until it gets a 200.
+The answer is assembled from the cluster's state at request time:
+
+    Server (by UUID, case-insensitive) -> ServerBinding (same name)
+      -> the config Secret it names (key ``config``, rendered by the cluster controller with
+         the cluster's and the pool's patches)
+      -> the ServerClass's patches -> the Server's patches -> YAML (text/yaml)
+
+A server that is unknown, not bound, or whose config is not rendered yet gets a 404 with the
+reason; a patch that fails gets a 500 naming the patch. Both are cheap and stable, since Talos
+keeps asking. Every delivery is recorded: a ``ConfigDelivered`` condition (time and client
+address) on the Server and its ServerBinding, and an Event.
+
+Who may fetch a config is decided in one place (:meth:`MetadataService.authorize`), which
+today lets every request through, as Sidero did; restricting delivery to the bound machine
+(its address, or a one-time token in its kernel arguments) changes only that method.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from aiohttp import web
+
+from arges.api.base import JSONPatchOperation
+from arges.api.binding import CONFIG_DELIVERED, ServerBinding
+from arges.api.server import Server
+from arges.api.serverclass import ServerClass
+from arges.kube.client import KubeClient
+from arges.kube.errors import KubeError, NotFound
+from arges.kube.resources import SECRETS, SERVER_BINDINGS, SERVER_CLASSES, SERVERS
+from arges.metal.conditions import set_condition
+from arges.talos.errors import TalosError
+from arges.talos.patches import JSONPatch, Patch, PatchSet, apply_text, load
+
+log = logging.getLogger(__name__)
+
+CONFIG_KEY = "config"
+"""The key of the machine config in a ServerBinding's config Secret."""
+
+
+@dataclass(frozen=True)
+class PatchSource:
+    """The patches one object contributes, and how to name it in an error."""
+
+    label: str
+    json_patches: list[dict[str, Any]] = field(default_factory=list)
+    strategic: list[str] = field(default_factory=list)
+
+
+class PatchFailed(Exception):
+    """A patch could not be applied; the message names its source and position."""
+
+
+class Patcher(Protocol):
+    """Applies patch sources to a machine config (YAML text) in order, returning YAML text.
+
+    Raises:
+        PatchFailed: naming the patch (source label and index) and why.
+    """
+
+    def __call__(self, config: str, sources: Sequence[PatchSource]) -> str: ...
+
+
+def sources_of(server_class: ServerClass | None, server: Server) -> list[PatchSource]:
+    """The patch sources applied at delivery, in order: the ServerClass's, then the Server's."""
+    out = []
+    if server_class is not None:
+        spec = server_class.spec
+        out.append(
+            PatchSource(
+                f"ServerClass {server_class.name}",
+                _ops(spec.config_patches),
+                list(spec.strategic_patches or []),
+            )
+        )
+    out.append(
+        PatchSource(
+            f"Server {server.name}",
+            _ops(server.spec.config_patches),
+            list(server.spec.strategic_patches or []),
+        )
+    )
+    return out
+
+
+def _ops(patches: list[JSONPatchOperation] | None) -> list[dict[str, Any]]:
+    return [p.to_json() for p in patches or []]
+
+
+class NotServed(Exception):
+    """Why a config cannot be served: an HTTP status and a reason for Talos' log."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+class MetadataService:
+    """The ``/configdata`` handler (see the module docstring); mount with :meth:`routes`."""
+
+    def __init__(self, kube: KubeClient, patcher: Patcher) -> None:
+        self.kube = kube
+        self.patcher = patcher
+
+    def routes(self) -> list[web.RouteDef]:
+        return [web.get("/configdata", self.configdata)]
+
+    async def configdata(self, request: web.Request) -> web.Response:
+        uuid = request.query.get("uuid", "").strip().lower()
+        remote = request.remote or ""
+        try:
+            if not uuid:
+                raise NotServed(400, "the uuid query parameter is required")
+            server, binding, config = await self._lookup(uuid)
+            self.authorize(request, server, binding)
+            server_class = await self._server_class(binding)
+            try:
+                body = self.patcher(config, sources_of(server_class, server))
+            except PatchFailed as exc:
+                raise NotServed(500, f"cannot render the config of {uuid}: {exc}") from exc
+        except NotServed as exc:
+            log.info("configdata for %r from %s: %d %s", uuid, remote, exc.status, exc.reason)
+            return web.Response(status=exc.status, text=exc.reason + "\n")
+        except KubeError as exc:
+            log.warning("configdata for %s from %s: %s", uuid, remote, exc)
+            return web.Response(status=503, text="Arges cannot reach its API; retry later\n")
+        await self._record(server, binding, remote)
+        return web.Response(text=body, content_type="text/yaml")
+
+    def authorize(self, request: web.Request, server: Server, binding: ServerBinding) -> None:
+        """Whether this request may have this server's config (see the module docstring).
+
+        Raises:
+            NotServed: 403, when it may not.
+        """
+
+    async def _lookup(self, uuid: str) -> tuple[Server, ServerBinding, str]:
+        try:
+            server = Server.from_json(await self.kube.get(SERVERS, uuid))
+        except NotFound as exc:
+            raise NotServed(404, f"server {uuid} is not registered") from exc
+        try:
+            binding = ServerBinding.from_json(await self.kube.get(SERVER_BINDINGS, uuid))
+        except NotFound as exc:
+            raise NotServed(404, f"server {uuid} is not allocated to any cluster") from exc
+        ref = binding.spec.config_secret_ref
+        if ref is None:
+            raise NotServed(404, f"server {uuid} has no machine config yet")
+        try:
+            secret = await self.kube.get(SECRETS, ref.name, ref.namespace)
+        except NotFound as exc:
+            raise NotServed(
+                404, f"the config Secret {ref.namespace}/{ref.name} is missing"
+            ) from exc
+        encoded = (secret.get("data") or {}).get(CONFIG_KEY)
+        if not encoded:
+            raise NotServed(404, f"the Secret {ref.namespace}/{ref.name} has no key {CONFIG_KEY!r}")
+        try:
+            return server, binding, base64.b64decode(encoded).decode()
+        except (binascii.Error, UnicodeDecodeError) as exc:
+            raise NotServed(500, f"the Secret {ref.namespace}/{ref.name} is not text") from exc
+
+    async def _server_class(self, binding: ServerBinding) -> ServerClass | None:
+        ref = binding.spec.server_class_ref
+        if ref is None:
+            return None
+        try:
+            return ServerClass.from_json(await self.kube.get(SERVER_CLASSES, ref.name))
+        except NotFound as exc:
+            raise NotServed(500, f"the ServerClass {ref.name} of this server is missing") from exc
+
+    async def _record(self, server: Server, binding: ServerBinding, remote: str) -> None:
+        now = dt.datetime.now(dt.UTC)
+        message = f"machine config delivered to {remote or 'an unknown address'}"
+        try:
+            for resource, obj in ((SERVERS, server), (SERVER_BINDINGS, binding)):
+                conditions = set_condition(
+                    obj.status.conditions, CONFIG_DELIVERED, "True", "Delivered", message, now=now
+                )
+                await self.kube.patch(
+                    resource,
+                    obj.name,
+                    {"status": {"conditions": [c.to_json() for c in conditions]}},
+                    subresource="status",
+                )
+            await self.kube.event(server.to_json(), "ConfigDelivered", message)
+        except KubeError as exc:
+            log.warning("could not record the delivery to %s: %s", server.name, exc)
+
+
+def talos_patcher(config: str, sources: Sequence[PatchSource]) -> str:
+    """The :class:`Patcher` of Talos' own semantics: per source, its JSON patches (as one
+    RFC 6902 patch) then its strategic merge patches, as Sidero applied them."""
+    sets = []
+    try:
+        for source in sources:
+            patches: list[Patch] = []
+            if source.json_patches:
+                patches.append(JSONPatch(list(source.json_patches)))
+            patches += [load(text) for text in source.strategic]
+            sets.append(PatchSet(source.label, tuple(patches)))
+        return apply_text(config, sets)
+    except TalosError as exc:
+        raise PatchFailed(str(exc)) from exc

@@ -1,0 +1,1 @@
+"""Talos Linux: machine configs generated as ``talosctl gen config`` does, patches, API calls."""

@@ -1,0 +1,56 @@
+"""Machine-config YAML streams: Talos' style in, plain data out."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+from arges.talos.errors import InvalidInput
+
+
+class _TalosDumper(yaml.SafeDumper):
+    """YAML as Talos' yaml.v3 writes it: 4-space indent, list items indented under keys."""
+
+    def increase_indent(self, flow: bool = False, indentless: bool = False) -> None:
+        super().increase_indent(flow, False)
+
+
+def _string(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    # yaml.v3 writes the empty string as "" (a worker's empty CA key, for one).
+    return dumper.represent_scalar(
+        "tag:yaml.org,2002:str", value, style='"' if value == "" else None
+    )
+
+
+_TalosDumper.add_representer(str, _string)
+
+
+def encode(documents: list[dict[str, Any]]) -> str:
+    """A YAML stream of ``documents`` (``---`` between them), in Talos' style."""
+    return "---\n".join(
+        yaml.dump(
+            doc,
+            Dumper=_TalosDumper,
+            indent=4,
+            sort_keys=False,
+            width=1 << 30,
+            allow_unicode=True,
+        )
+        for doc in documents
+    )
+
+
+def decode(text: str) -> list[dict[str, Any]]:
+    """The documents of a machine-config YAML stream.
+
+    Raises:
+        InvalidInput: when it is not YAML or a document is not a mapping.
+    """
+    try:
+        docs = [d for d in yaml.safe_load_all(text) if d is not None]
+    except yaml.YAMLError as exc:
+        raise InvalidInput(f"machine config is not YAML: {exc}") from exc
+    if not docs or not all(isinstance(d, dict) for d in docs):
+        raise InvalidInput("a machine config is one or more YAML mappings")
+    return docs

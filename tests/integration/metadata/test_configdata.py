@@ -1,0 +1,150 @@
+"""``/configdata`` against a real plane: lookups, patches, errors, delivery records."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import AsyncIterator
+
+import aiohttp
+import pytest
+import yaml
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from arges.kube.client import KubeClient
+from arges.kube.resources import EVENTS, SECRETS, SERVER_BINDINGS, SERVER_CLASSES, SERVERS
+from arges.metadata.service import MetadataService, talos_patcher
+from arges.plane import ManagementPlane
+from arges.talos.configgen import ClusterInput
+from arges.talos.render import render
+from arges.talos.secrets import generate
+from tests.integration.conftest import register
+
+UUID = "8b2c7a12-5f3e-4d61-9a0b-1c2d3e4f5a6b"
+
+
+@pytest.fixture
+async def metadata(
+    plane: ManagementPlane,
+) -> AsyncIterator[tuple[str, aiohttp.ClientSession, KubeClient]]:
+    assert plane.kube is not None
+    app = web.Application()
+    app.add_routes(MetadataService(plane.kube, talos_patcher).routes())
+    server = TestServer(app)
+    await server.start_server()
+    async with aiohttp.ClientSession() as session:
+        yield str(server.make_url("/configdata")), session, plane.kube
+    await server.close()
+
+
+async def fetch(session: aiohttp.ClientSession, url: str, uuid: str) -> tuple[int, str, str]:
+    async with session.get(url, params={"uuid": uuid}) as resp:
+        return resp.status, resp.content_type, await resp.text()
+
+
+async def bound_server(
+    kube: KubeClient,
+    *,
+    class_patches: dict | None = None,
+    server_patches: dict | None = None,
+    with_secret: bool = True,
+) -> str:
+    await register(kube, UUID, accepted=True, clean=True)
+    await kube.create(
+        SERVER_CLASSES, {"metadata": {"name": "workers"}, "spec": class_patches or {}}
+    )
+    if server_patches:
+        await kube.patch(SERVERS, UUID, {"spec": server_patches})
+    config = render(generate(), "worker", ClusterInput("demo", "https://10.88.0.10:6443"))
+    if with_secret:
+        await kube.create(
+            SECRETS,
+            {
+                "metadata": {"name": f"demo-{UUID[:8]}-config"},
+                "data": {"config": base64.b64encode(config.encode()).decode()},
+            },
+            "default",
+        )
+    await kube.create(
+        SERVER_BINDINGS,
+        {
+            "metadata": {"name": UUID},
+            "spec": {
+                "serverRef": {"name": UUID},
+                "serverClassRef": {"name": "workers"},
+                "role": "worker",
+                "consumerRef": {
+                    "apiVersion": "cluster.arges.dev/v1alpha1",
+                    "kind": "TalosCluster",
+                    "name": "demo",
+                    "namespace": "default",
+                },
+                "configSecretRef": {"name": f"demo-{UUID[:8]}-config", "namespace": "default"},
+            },
+        },
+    )
+    return config
+
+
+async def test_a_bound_server_gets_its_patched_config(metadata) -> None:
+    url, session, kube = metadata
+    await bound_server(
+        kube,
+        class_patches={
+            "strategicPatches": ["machine: {nodeLabels: {pool: workers}}"],
+            "configPatches": [
+                {"op": "add", "path": "/machine/network/hostname", "value": "from-class"}
+            ],
+        },
+        server_patches={
+            "configPatches": [
+                {"op": "replace", "path": "/machine/network/hostname", "value": "from-server"}
+            ],
+            "strategicPatches": ["machine: {install: {disk: /dev/vda}}"],
+        },
+    )
+    status, ctype, body = await fetch(session, url, UUID.upper())
+    assert (status, ctype) == (200, "text/yaml"), body
+    doc = yaml.safe_load(body)
+    assert doc["machine"]["type"] == "worker"
+    assert doc["machine"]["network"]["hostname"] == "from-server", "server patches come last"
+    assert doc["machine"]["nodeLabels"] == {"pool": "workers"}
+    assert doc["machine"]["install"]["disk"] == "/dev/vda"
+    server = await kube.get(SERVERS, UUID)
+    delivered = next(c for c in server["status"]["conditions"] if c["type"] == "ConfigDelivered")
+    assert delivered["status"] == "True" and "127.0.0.1" in delivered["message"]
+    binding = await kube.get(SERVER_BINDINGS, UUID)
+    assert binding["status"]["conditions"][0]["type"] == "ConfigDelivered"
+    events = await kube.list(EVENTS, "default", field_selector=f"involvedObject.name={UUID}")
+    assert "ConfigDelivered" in {e["reason"] for e in events}
+
+
+async def test_unknown_unbound_and_unrendered_servers_get_404s(metadata) -> None:
+    url, session, kube = metadata
+    status, _, body = await fetch(session, url, UUID)
+    assert status == 404 and "not registered" in body
+    await register(kube, UUID, accepted=True, clean=True)
+    status, _, body = await fetch(session, url, UUID)
+    assert status == 404 and "not allocated" in body
+    async with session.get(url) as resp:
+        assert resp.status == 400 and "uuid query parameter is required" in await resp.text()
+
+
+async def test_a_missing_secret_is_a_404_with_its_name(metadata) -> None:
+    url, session, kube = metadata
+    await bound_server(kube, with_secret=False)
+    status, _, body = await fetch(session, url, UUID)
+    assert status == 404 and f"default/demo-{UUID[:8]}-config is missing" in body
+
+
+async def test_a_failing_patch_is_a_500_naming_it(metadata) -> None:
+    url, session, kube = metadata
+    await bound_server(
+        kube,
+        server_patches={
+            "configPatches": [{"op": "replace", "path": "/machine/does/not/exist", "value": 1}]
+        },
+    )
+    for _ in range(2):
+        status, _, body = await fetch(session, url, UUID)
+        assert status == 500 and f"Server {UUID} patch #1" in body
