@@ -1,9 +1,10 @@
-"""The management plane in one process: API server, controllers (and, in turn, boot services).
+"""The management plane in one process: API server, controllers, boot services.
 
 ``arges up`` runs one :class:`ManagementPlane`; integration tests run it in-process. Start
 order follows dependencies: the API server (with Arges' CRDs installed), then the
 controllers, which talk to it through a Kubernetes client exactly as they would to a real
-cluster.
+cluster, then the boot services (DHCP, TFTP, and the HTTP port that also serves the
+metadata service and the discovery endpoint).
 """
 
 from __future__ import annotations
@@ -18,12 +19,16 @@ from arges.api.crds import all_crds
 from arges.api.environment import DEFAULT_ENVIRONMENT, EnvironmentSpec
 from arges.apiserver.server import ApiServer, ApiServerConfig
 from arges.assets import AssetCache
+from arges.boot.decider import KubeBootDecider
+from arges.boot.services import BootConfig, BootServices
 from arges.controllers.environments import EnvironmentController
 from arges.controllers.runtime import Cache, Controller, Manager
 from arges.controllers.serverclasses import ServerClassController
 from arges.controllers.servers import ServerController
+from arges.discovery.api import DiscoveryApi, DiscoveryConfig
 from arges.kube.client import KubeClient
 from arges.kube.connection import from_kubeconfig
+from arges.metadata.service import MetadataService, talos_patcher
 from arges.metal.environments import talos_default
 
 log = logging.getLogger(__name__)
@@ -37,6 +42,9 @@ class PlaneConfig:
     api_address: str = "127.0.0.1"
     api_port: int = 6443
     default_environment: EnvironmentSpec = field(default_factory=talos_default)
+    boot: BootConfig | None = None
+    """Network boot services; None runs none (tests, or a plane without a boot network)."""
+    discovery: DiscoveryConfig = field(default_factory=DiscoveryConfig)
 
 
 class ManagementPlane:
@@ -54,6 +62,7 @@ class ManagementPlane:
         )
         self.assets = AssetCache(config.data_dir / "assets")
         self.kube: KubeClient | None = None
+        self.boot: BootServices | None = None
         self._stop = asyncio.Event()
         self._controllers: asyncio.Task[None] | None = None
 
@@ -82,9 +91,24 @@ class ManagementPlane:
         )
         if self._controllers in done:
             self._controllers.result()
+        if self.config.boot is not None:
+            routes = [
+                *MetadataService(self.kube, talos_patcher).routes(),
+                *DiscoveryApi(self.kube, self.config.discovery).routes(),
+            ]
+            self.boot = BootServices(
+                self.config.boot,
+                KubeBootDecider(self.kube),
+                self.assets,
+                self.config.data_dir,
+                routes,
+            )
+            await self.boot.start()
 
     async def stop(self) -> None:
-        """Stop the controllers, then the API server."""
+        """Stop the boot services, the controllers, then the API server."""
+        if self.boot is not None:
+            await self.boot.stop()
         self._stop.set()
         if self._controllers is not None:
             with contextlib.suppress(asyncio.CancelledError):

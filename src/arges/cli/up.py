@@ -9,6 +9,9 @@ from pathlib import Path
 import click
 
 from arges.apiserver.storage import StorageError
+from arges.boot.services import BootConfig, default_address
+from arges.discovery.api import DiscoveryConfig
+from arges.metal.environments import talos_default
 from arges.plane import ManagementPlane, PlaneConfig
 
 
@@ -33,21 +36,117 @@ from arges.plane import ManagementPlane, PlaneConfig
     show_default=True,
     help="Port the Kubernetes API listens on (0: any free port).",
 )
-def up(data_dir: Path, api_address: str, api_port: int) -> None:
-    """Start Arges: the embedded Kubernetes API server and everything built on it.
+@click.option(
+    "--boot-address",
+    default=None,
+    help="Address servers reach Arges at (default: the first non-loopback address).",
+)
+@click.option(
+    "--http-port",
+    type=click.IntRange(0, 65535),
+    default=8081,
+    show_default=True,
+    help="Boot HTTP port (iPXE scripts, kernels, /configdata, the agent endpoint).",
+)
+@click.option("--tftp-port", type=click.IntRange(0, 65535), default=69, show_default=True)
+@click.option(
+    "--dhcp-mode",
+    type=click.Choice(["proxy", "full", "off"]),
+    default="proxy",
+    show_default=True,
+    help="ProxyDHCP beside the site's DHCP server, a full DHCP "
+    "server for a network Arges owns, or none.",
+)
+@click.option("--dhcp-interface", default=None, help="Interface DHCP listens on.")
+@click.option("--proxydhcp-port", type=click.IntRange(1, 65535), default=4011, show_default=True)
+@click.option(
+    "--dhcp-network", default=None, help="Full DHCP mode: the network, e.g. 10.88.0.0/24."
+)
+@click.option("--dhcp-pool", default=None, help="Full DHCP mode: START-END (default: upper half).")
+@click.option(
+    "--auto-accept-servers",
+    is_flag=True,
+    help="Accept newly discovered servers at once (off: a person accepts them).",
+)
+@click.option(
+    "--wipe-mode",
+    type=click.Choice(["fast", "full"]),
+    default="fast",
+    show_default=True,
+    help="fast: first and last MiB plus signatures of each disk; full: every byte.",
+)
+@click.option(
+    "--talos-kernel-url",
+    default=None,
+    help="Kernel of the built-in 'default' Environment (default: the Talos release).",
+)
+@click.option(
+    "--talos-initrd-url", default=None, help="Initramfs of the built-in 'default' Environment."
+)
+@click.option("--no-boot", is_flag=True, help="Run no network boot services at all.")
+def up(
+    data_dir: Path,
+    api_address: str,
+    api_port: int,
+    boot_address: str | None,
+    http_port: int,
+    tftp_port: int,
+    dhcp_mode: str,
+    dhcp_interface: str | None,
+    proxydhcp_port: int,
+    dhcp_network: str | None,
+    dhcp_pool: str | None,
+    auto_accept_servers: bool,
+    wipe_mode: str,
+    talos_kernel_url: str | None,
+    talos_initrd_url: str | None,
+    no_boot: bool,
+) -> None:
+    """Start Arges: the Kubernetes API, the controllers and the network boot services.
 
     Runs in the foreground; Ctrl-C (SIGINT) or SIGTERM shuts it down cleanly.
     kubectl works at once with --kubeconfig DATA_DIR/kubeconfig.
     """
-    plane = ManagementPlane(
-        PlaneConfig(data_dir=data_dir, api_address=api_address, api_port=api_port)
+    boot = None
+    if not no_boot:
+        pool: tuple[str, str] | None = None
+        if dhcp_pool:
+            start, sep, end = dhcp_pool.partition("-")
+            if not sep:
+                raise click.BadParameter("use START-END", param_hint="--dhcp-pool")
+            pool = (start, end)
+        boot = BootConfig(
+            address=boot_address or default_address(),
+            http_port=http_port,
+            tftp_port=tftp_port,
+            dhcp_mode=None if dhcp_mode == "off" else dhcp_mode,  # type: ignore[arg-type]
+            dhcp_interface=dhcp_interface,
+            proxydhcp_port=proxydhcp_port,
+            dhcp_network=dhcp_network,
+            dhcp_pool=pool,
+        )
+    config = PlaneConfig(
+        data_dir=data_dir,
+        api_address=api_address,
+        api_port=api_port,
+        default_environment=talos_default(kernel_url=talos_kernel_url, initrd_url=talos_initrd_url),
+        boot=boot,
+        discovery=DiscoveryConfig(auto_accept=auto_accept_servers, wipe_mode=wipe_mode),  # type: ignore[arg-type]
     )
+    plane = ManagementPlane(config)
     try:
         asyncio.run(_run(plane))
     except StorageError as exc:
         raise click.ClickException(f"cannot open the state database: {exc}") from exc
+    except PermissionError as exc:
+        raise click.ClickException(
+            f"{exc}; ports below 1024 (DHCP 67, TFTP 69) need root: run as root, or use "
+            "--dhcp-mode off and --tftp-port above 1023"
+        ) from exc
     except OSError as exc:
-        raise click.ClickException(f"cannot listen on {api_address}:{api_port}: {exc}") from exc
+        raise click.ClickException(f"cannot start: {exc}") from exc
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
 
 
 async def _run(plane: ManagementPlane) -> None:
@@ -55,9 +154,15 @@ async def _run(plane: ManagementPlane) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    await plane.start()
+    try:
+        await plane.start()
+    except BaseException:
+        await plane.stop()
+        raise
     try:
         click.echo(f"Arges is up. API server: {plane.api.url}")
+        if plane.boot is not None:
+            click.echo(f"  network boot: {plane.boot.http.base_url}")
         click.echo(f"  export KUBECONFIG={plane.api.kubeconfig_path.resolve()}")
         click.echo("  kubectl get servers,serverclasses,environments")
         click.echo("Press Ctrl-C to stop.")

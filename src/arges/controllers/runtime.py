@@ -292,6 +292,16 @@ class Manager:
                 controller.queue.close()
 
 
+class _SignalsHandledElsewhere(logging.Filter):
+    """kopf warns that it ignores OS signals off the main thread; the process handles them."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "OS signals are ignored" not in record.getMessage()
+
+
+logging.getLogger("kopf._core.reactor.running").addFilter(_SignalsHandledElsewhere())
+
+
 class _KopfThread(threading.Thread):
     """kopf's operator on its own event loop."""
 

@@ -1,0 +1,107 @@
+"""The ``/ipxe`` decision made from cluster state, and the record that a server network-booted.
+
+Reads the Server (by the UUID iPXE reports), its ServerBinding and ServerClass, and the
+Environments, then applies :func:`arges.metal.boot.decide`. Each answer is recorded on the
+Server as condition ``PXEBooted`` (what it was given, from where, and when), best effort: a
+failure to record never fails the boot.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from typing import TypeVar
+
+from arges.api.base import BootFromDiskMethod
+from arges.api.binding import ServerBinding
+from arges.api.environment import Environment
+from arges.api.server import Server
+from arges.api.serverclass import ServerClass
+from arges.kube.client import KubeClient
+from arges.kube.errors import KubeError, NotFound
+from arges.kube.resources import (
+    ENVIRONMENTS,
+    SERVER_BINDINGS,
+    SERVER_CLASSES,
+    SERVERS,
+    Resource,
+)
+from arges.metal.boot import BootDecision, decide
+from arges.metal.conditions import set_condition
+
+log = logging.getLogger(__name__)
+_T = TypeVar("_T", Server, ServerBinding, ServerClass)
+
+PXE_BOOTED = "PXEBooted"
+
+
+class KubeBootDecider:
+    """Decides from the Kubernetes API (the embedded one or a real one)."""
+
+    def __init__(self, kube: KubeClient, default_disk_method: BootFromDiskMethod = "ipxe-exit"):
+        self.kube = kube
+        self.default_disk_method = default_disk_method
+
+    async def decide(self, uuid: str, client: str) -> tuple[BootDecision, Environment | None]:
+        """The decision for the server ``uuid`` booting from address ``client``.
+
+        Raises:
+            KubeError: when the API cannot be read (the caller answers 503).
+        """
+        server = await self._get(Server, SERVERS, uuid) if uuid else None
+        binding = await self._get(ServerBinding, SERVER_BINDINGS, uuid) if server else None
+        server_class = None
+        if binding is not None and binding.spec.server_class_ref is not None:
+            server_class = await self._get(
+                ServerClass, SERVER_CLASSES, binding.spec.server_class_ref.name
+            )
+        environments = {
+            e["metadata"]["name"]: Environment.from_json(e)
+            for e in await self.kube.list(ENVIRONMENTS)
+        }
+        decision = decide(
+            server,
+            binding,
+            server_class,
+            environments,
+            default_disk_method=self.default_disk_method,
+        )
+        env = environments.get(decision.environment or "")
+        if server is not None:
+            await self._record(server, decision, client)
+        return decision, env
+
+    async def _get(self, model: type[_T], resource: Resource, name: str) -> _T | None:
+        try:
+            return model.from_json(await self.kube.get(resource, name))
+        except NotFound:
+            return None
+
+    async def _record(self, server: Server, decision: BootDecision, client: str) -> None:
+        now = dt.datetime.now(dt.UTC)
+        what = (
+            f"environment {decision.environment}"
+            if decision.kind == "environment"
+            else "boot from disk"
+            if decision.kind == "disk"
+            else f"nothing ({decision.reason})"
+        )
+        conditions = set_condition(
+            server.status.conditions,
+            PXE_BOOTED,
+            "True" if decision.kind != "not-ready" else "False",
+            {"environment": "Target" if decision.target else "Agent", "disk": "Disk"}.get(
+                decision.kind, "NotReady"
+            ),
+            f"{now:%Y-%m-%dT%H:%M:%SZ}: {client} was given {what}",
+            now=now,
+        )
+        try:
+            await self.kube.patch(
+                SERVERS,
+                server.name,
+                {"status": {"conditions": [c.to_json() for c in conditions]}},
+                subresource="status",
+            )
+        except KubeError as exc:
+            log.info("could not record the network boot of %s: %s", server.name, exc)

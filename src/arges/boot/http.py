@@ -1,0 +1,141 @@
+"""The boot HTTP service (one port, default 8081): scripts, kernels, boot files, and more.
+
+- ``GET /boot.ipxe``: the chain script (:func:`arges.boot.ipxe.chain_script`);
+- ``GET /ipxe?uuid=&mac=&arch=&platform=``: the boot decision as an iPXE script (412 while
+  the Environment is not ready, 503 while the API cannot be read);
+- ``GET|HEAD /env/<name>/kernel`` and ``/env/<name>/initrd``: verified assets from the cache,
+  sent with sendfile, with Range support;
+- ``GET|HEAD /tftp/<file>``: the TFTP root over HTTP, for UEFI HTTP boot.
+
+Other services on the same port (the metadata service's ``/configdata``, the discovery
+endpoint) add their routes through ``extra_routes``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from aiohttp import web
+
+from arges.api.environment import Environment
+from arges.assets import AssetCache
+from arges.boot import ipxe
+from arges.boot.tftp import Refused, resolve
+from arges.kube.errors import KubeError
+from arges.metal.boot import BootDecision
+
+log = logging.getLogger(__name__)
+
+
+class Decider(Protocol):
+    """Decides what a booting server gets (see :class:`arges.boot.decider.KubeBootDecider`).
+
+    Raises:
+        KubeError: when the state cannot be read.
+    """
+
+    async def decide(self, uuid: str, client: str) -> tuple[BootDecision, Environment | None]: ...
+
+
+@dataclass(frozen=True)
+class HttpConfig:
+    """Where the service listens, and the address servers use to reach it."""
+
+    address: str
+    port: int = 8081
+    listen: str = "0.0.0.0"
+    tftp_root: Path = Path("/usr/lib/ipxe")
+
+
+class BootHttp:
+    """The aiohttp application of the boot port (see the module docstring)."""
+
+    def __init__(
+        self,
+        config: HttpConfig,
+        decider: Decider,
+        assets: AssetCache,
+        extra_routes: Sequence[web.RouteDef] = (),
+    ) -> None:
+        self.config = config
+        self.decider = decider
+        self.assets = assets
+        self.extra_routes = list(extra_routes)
+        self._runner: web.AppRunner | None = None
+        self.port = config.port
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=1 << 20)
+        app.add_routes(
+            [
+                web.get("/boot.ipxe", self.boot_ipxe),
+                web.get("/ipxe", self.ipxe),
+                web.get("/env/{name}/{asset}", self.asset),
+                web.get("/tftp/{file:.+}", self.tftp_file),
+                *self.extra_routes,
+            ]
+        )
+        return app
+
+    async def start(self) -> None:
+        runner = web.AppRunner(self.app(), access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, self.config.listen, self.config.port, reuse_address=True)
+        await site.start()
+        self._runner = runner
+        server = getattr(site, "_server", None)
+        if server is not None and server.sockets:
+            self.port = server.sockets[0].getsockname()[1]
+        log.info(
+            "boot HTTP on %s:%d (servers use %s)",
+            self.config.listen,
+            self.port,
+            self.base_url,
+        )
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    @property
+    def base_url(self) -> str:
+        """The URL servers use, with the port actually bound."""
+        return f"http://{self.config.address}:{self.port}"
+
+    async def boot_ipxe(self, request: web.Request) -> web.Response:
+        return web.Response(text=ipxe.chain_script(self.base_url))
+
+    async def ipxe(self, request: web.Request) -> web.Response:
+        uuid = request.query.get("uuid", "").strip().lower()
+        mac = ipxe.mac_from_query(request.query.get("mac", ""))
+        client = request.remote or ""
+        try:
+            decision, env = await self.decider.decide(uuid, client)
+        except KubeError as exc:
+            log.warning("/ipxe for %s from %s: %s", uuid, client, exc)
+            return web.Response(status=503, text="Arges cannot reach its API; retry\n")
+        script = ipxe.render(decision, env, base_url=self.base_url, mac=mac)
+        log.info("/ipxe %s (%s) from %s: %s", uuid or "-", mac or "-", client, decision.reason)
+        return web.Response(status=script.status, text=script.body)
+
+    async def asset(self, request: web.Request) -> web.StreamResponse:
+        name, asset = request.match_info["name"], request.match_info["asset"]
+        try:
+            cached = self.assets.cached(name, asset)
+        except ValueError:
+            cached = None
+        if cached is None:
+            raise web.HTTPNotFound(text=f"{name}/{asset} is not in the asset cache\n")
+        return web.FileResponse(cached.path, headers={"Content-Type": "application/octet-stream"})
+
+    async def tftp_file(self, request: web.Request) -> web.StreamResponse:
+        try:
+            path = resolve(self.config.tftp_root, request.match_info["file"])
+        except Refused as exc:
+            raise web.HTTPNotFound(text=f"{exc.message}\n") from exc
+        return web.FileResponse(path, headers={"Content-Type": "application/octet-stream"})

@@ -1,0 +1,157 @@
+"""The boot HTTP endpoints against a live plane, with curl as the client."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from arges.boot.decider import KubeBootDecider
+from arges.boot.http import BootHttp, HttpConfig
+from arges.kube.resources import ENVIRONMENTS, SERVER_BINDINGS, SERVERS
+from arges.plane import ManagementPlane
+from tests.integration.conftest import eventually, make_assets, register
+
+UUID = "8b2c7a12-5f3e-4d61-9a0b-1c2d3e4f5a6b"
+
+
+@pytest.fixture
+async def boot(
+    plane: ManagementPlane, tmp_path: Path
+) -> AsyncIterator[tuple[str, ManagementPlane, Path]]:
+    root = tmp_path / "tftp"
+    root.mkdir()
+    (root / "ipxe.efi").write_bytes(b"EFI" * 1000)
+    assert plane.kube is not None
+    http = BootHttp(
+        HttpConfig("127.0.0.1", 0, listen="127.0.0.1", tftp_root=root),
+        KubeBootDecider(plane.kube),
+        plane.assets,
+    )
+    await http.start()
+    yield f"http://127.0.0.1:{http.port}", plane, root
+    await http.stop()
+
+
+async def get(url: str, headers: dict[str, str] | None = None) -> tuple[int, bytes, dict]:
+    async with aiohttp.ClientSession() as s, s.get(url, headers=headers) as r:
+        return r.status, await r.read(), dict(r.headers)
+
+
+async def agent_environment(plane: ManagementPlane, tmp_path: Path) -> None:
+    assert plane.kube is not None
+    kernel, initrd = make_assets(tmp_path / "agent")
+    await plane.kube.create(
+        ENVIRONMENTS,
+        {
+            "metadata": {"name": "agent"},
+            "spec": {
+                "kernel": {"url": kernel.as_uri(), "args": ["console=ttyS0"]},
+                "initrd": {"url": initrd.as_uri()},
+            },
+        },
+    )
+
+    async def ready() -> bool:
+        env = await plane.kube.get(ENVIRONMENTS, "agent")
+        return any(c["status"] == "True" for c in (env.get("status") or {}).get("conditions", []))
+
+    await eventually(ready)
+
+
+async def test_unknown_servers_get_the_agent_then_its_assets(boot, tmp_path: Path) -> None:
+    base, plane, _ = boot
+    status, body, _ = await get(f"{base}/ipxe?uuid={UUID}&mac=52-54-00-12-34-56&arch=x86_64")
+    assert status == 412 and b"'agent' does not exist" in body
+    await agent_environment(plane, tmp_path)
+    status, body, _ = await get(f"{base}/ipxe?uuid={UUID}&mac=52-54-00-12-34-56&arch=x86_64")
+    script = body.decode()
+    assert status == 200 and f"kernel {base}/env/agent/kernel console=ttyS0 initrd=initrd" in script
+    assert "arges.mac=52:54:00:12:34:56" in script and f"arges.url={base}" in script
+    kernel = (tmp_path / "agent" / "vmlinuz").read_bytes()
+    status, body, headers = await get(f"{base}/env/agent/kernel")
+    assert status == 200 and body == kernel and int(headers["Content-Length"]) == len(kernel)
+    status, body, _ = await get(f"{base}/env/agent/kernel", {"Range": "bytes=10-19"})
+    assert status == 206 and body == kernel[10:20]
+    async with aiohttp.ClientSession() as s, s.head(f"{base}/env/agent/initrd") as r:
+        assert (
+            r.status == 200
+            and int(r.headers["Content-Length"])
+            == (tmp_path / "agent" / "initrd.img").stat().st_size
+        )
+    assert (await get(f"{base}/env/agent/nothing"))[0] == 404
+    assert (await get(f"{base}/env/..%2F..%2Fetc/kernel"))[0] == 404
+
+
+async def test_a_bound_server_gets_talos_then_boots_from_disk(boot, tmp_path: Path) -> None:
+    base, plane, _ = boot
+    kube = plane.kube
+    assert kube is not None
+    await register(kube, UUID, accepted=True, clean=True)
+    await kube.create(
+        SERVER_BINDINGS,
+        {
+            "metadata": {"name": UUID},
+            "spec": {
+                "serverRef": {"name": UUID},
+                "consumerRef": {"apiVersion": "v1", "kind": "X", "name": "x"},
+            },
+        },
+    )
+
+    async def default_ready() -> bool:
+        status, _, _ = await get(f"{base}/ipxe?uuid={UUID.upper()}&mac=52-54-00-12-34-56")
+        return status == 200
+
+    await eventually(default_ready)
+    status, body, _ = await get(f"{base}/ipxe?uuid={UUID}")
+    assert f"talos.config={base}/configdata?uuid=" in body.decode()
+    server = await kube.get(SERVERS, UUID)
+    booted = next(c for c in server["status"]["conditions"] if c["type"] == "PXEBooted")
+    assert booted["reason"] == "Target" and "environment default" in booted["message"]
+    await kube.patch(
+        SERVER_BINDINGS,
+        UUID,
+        {
+            "status": {
+                "conditions": [
+                    {
+                        "type": "Installed",
+                        "status": "True",
+                        "lastTransitionTime": "2026-01-01T00:00:00Z",
+                        "reason": "Installed",
+                        "message": "",
+                    }
+                ]
+            }
+        },
+        subresource="status",
+    )
+    status, body, _ = await get(f"{base}/ipxe?uuid={UUID}")
+    assert (status, body) == (200, b"#!ipxe\nexit\n")
+
+
+async def test_chain_script_and_tftp_over_http(boot) -> None:
+    base, _, root = boot
+    status, body, _ = await get(f"{base}/boot.ipxe")
+    assert status == 200 and body.startswith(b"#!ipxe") and f"{base}/ipxe?uuid=".encode() in body
+    status, body, _ = await get(f"{base}/tftp/ipxe.efi")
+    assert (
+        status == 200
+        and hashlib.sha256(body).digest()
+        == hashlib.sha256((root / "ipxe.efi").read_bytes()).digest()
+    )
+    assert (await get(f"{base}/tftp/../etc/passwd"))[0] == 404
+
+
+async def test_curl_fetches_the_scripts(boot) -> None:
+    base, _, _ = boot
+    proc = await asyncio.create_subprocess_exec(
+        "curl", "-sf", f"{base}/boot.ipxe", stdout=asyncio.subprocess.PIPE
+    )
+    out, _ = await proc.communicate()
+    assert proc.returncode == 0 and out.startswith(b"#!ipxe")
