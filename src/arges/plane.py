@@ -22,6 +22,7 @@ from arges.assets import AssetCache
 from arges.boot.decider import KubeBootDecider
 from arges.boot.services import BootConfig, BootServices
 from arges.controllers.environments import EnvironmentController
+from arges.controllers.power import PowerController
 from arges.controllers.runtime import Cache, Controller, Manager
 from arges.controllers.serverclasses import ServerClassController
 from arges.controllers.servers import ServerController
@@ -45,6 +46,10 @@ class PlaneConfig:
     boot: BootConfig | None = None
     """Network boot services; None runs none (tests, or a plane without a boot network)."""
     discovery: DiscoveryConfig = field(default_factory=DiscoveryConfig)
+    power_refresh: float = 60.0
+    """Seconds between BMC power-state reads of a server with nothing to do."""
+    reboot_timeout: float = 900.0
+    """Seconds to wait for the agent after a power cycle before cycling again."""
 
 
 class ManagementPlane:
@@ -80,6 +85,12 @@ class ManagementPlane:
                 cache,
                 self.assets,
                 {DEFAULT_ENVIRONMENT: self.config.default_environment},
+            ),
+            PowerController(
+                self.kube,
+                cache,
+                refresh=self.config.power_refresh,
+                reboot_timeout=self.config.reboot_timeout,
             ),
         ]
         ready = asyncio.Event()

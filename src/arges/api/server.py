@@ -32,8 +32,10 @@ class BMC(Model):
 
     address: str = Field(description="IP address or host name of the BMC.")
     port: int = Field(default=623, ge=1, le=65535, description="BMC port (IPMI: 623).")
-    protocol: Literal["ipmi", "redfish"] = Field(
-        default="ipmi", description="Management protocol: ipmi (IPMI 2.0 over LAN) or redfish."
+    protocol: Literal["ipmi", "redfish", "fake"] = Field(
+        default="ipmi",
+        description="Management protocol: ipmi (IPMI 2.0 over LAN), redfish, or fake (an "
+        "in-memory BMC for tests).",
     )
     credentials_secret_ref: SecretReference | None = Field(
         default=None,

@@ -48,6 +48,11 @@ def key_of(body: Body) -> Key:
     return f"{namespace}/{meta['name']}" if namespace else str(meta["name"])
 
 
+class RetryLater(Exception):
+    """A reconcile that met an expected failure (already recorded on the object): retry with
+    backoff, without a traceback in the log."""
+
+
 class Cache:
     """The latest observed state of every watched object, by resource and key."""
 
@@ -84,9 +89,17 @@ class WorkQueue:
         self._again: set[Key] = set()
         self._timers: dict[Key, asyncio.TimerHandle] = {}
         self._failures: dict[Key, int] = {}
+        self._backing_off: set[Key] = set()
 
     def add(self, key: Key, delay: float = 0.0) -> None:
-        """Schedule ``key`` now or after ``delay`` seconds (the earliest request wins)."""
+        """Schedule ``key`` now or after ``delay`` seconds (the earliest request wins).
+
+        A key backing off after failures waits for its backoff even when an event asks for
+        it sooner: the retry reads the latest state anyway, and a failing BMC or API is not
+        hammered by every change that happens meanwhile.
+        """
+        if key in self._backing_off:
+            return
         if delay > 0:
             loop = asyncio.get_running_loop()
             timer = self._timers.get(key)
@@ -105,6 +118,7 @@ class WorkQueue:
 
     def _fire(self, key: Key) -> None:
         self._timers.pop(key, None)
+        self._backing_off.discard(key)
         self.add(key)
 
     async def get(self) -> Key:
@@ -119,11 +133,16 @@ class WorkQueue:
         if failed:
             count = self._failures.get(key, 0)
             self._failures[key] = count + 1
+            self._again.discard(key)
+            timer = self._timers.pop(key, None)
+            if timer is not None:
+                timer.cancel()
             self.add(key, min(self.max_delay, self.base_delay * 2**count))
-        else:
-            self._failures.pop(key, None)
-            if requeue_after is not None:
-                self.add(key, requeue_after)
+            self._backing_off.add(key)
+            return
+        self._failures.pop(key, None)
+        if requeue_after is not None:
+            self.add(key, requeue_after)
         if key in self._again:
             self._again.discard(key)
             self.add(key)
@@ -177,7 +196,7 @@ class Controller:
             again: float | None = None
             try:
                 again = await self.reconcile(key)
-            except KubeError as exc:
+            except (KubeError, RetryLater) as exc:
                 failed = True
                 log.info("%s %s: %s (retrying)", self.name, key, exc)
             except Exception:

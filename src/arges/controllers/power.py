@@ -1,0 +1,191 @@
+"""The power controller: every server's BMC made to follow :func:`arges.metal.power.intent`.
+
+Per server, one action at a time (the work queue serialises keys); across servers, in
+parallel. Each reconcile reads the power state into ``status.power``, performs the intended
+action through the driver the factory picks (verified by reading back), and records the
+outcome in the ``PowerManagement`` condition. A BMC error becomes that condition (False, with
+the BMC's words) and a retry with capped exponential backoff; the condition turns True again
+when the BMC answers. A cycle is recorded (condition ``PowerCycle``) before it is sent, so a
+controller restarted in the middle of a cycle does not cycle again.
+
+A server without a BMC gets no power actions and ``status.power`` unknown; its agent waits
+(polling) instead of rebooting, so it is reprovisioned when allocated without reboot loops.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import logging
+from typing import Any
+
+from arges.api.base import Condition
+from arges.api.binding import ServerBinding
+from arges.api.server import Server
+from arges.controllers.runtime import Body, Cache, Controller, Key, RetryLater, Watch, key_of
+from arges.kube.client import KubeClient
+from arges.kube.errors import NotFound
+from arges.kube.resources import SECRETS, SERVER_BINDINGS, SERVERS
+from arges.metal.conditions import set_condition
+from arges.metal.power import POWER_CYCLE, intent
+from arges.power.base import BmcInfo, BootDevice, PowerAction, PowerDriver, PowerState
+from arges.power.errors import PowerError, Unsupported
+from arges.power.factory import build_driver
+
+log = logging.getLogger(__name__)
+
+POWER_MANAGEMENT = "PowerManagement"
+ACTIONS = {"on": PowerAction.ON, "off": PowerAction.OFF, "cycle": PowerAction.CYCLE}
+
+
+class CredentialsProblem(Exception):
+    """The BMC credentials Secret is missing or incomplete."""
+
+
+class PowerController(Controller):
+    """See the module docstring."""
+
+    name = "power"
+    workers = 8
+
+    def __init__(
+        self,
+        kube: KubeClient,
+        cache: Cache,
+        *,
+        reboot_timeout: float = 900.0,
+        refresh: float = 60.0,
+        action_wait: float = 60.0,
+    ) -> None:
+        super().__init__(kube, cache)
+        self.reboot_timeout = dt.timedelta(seconds=reboot_timeout)
+        self.refresh = refresh
+        self.action_wait = action_wait
+
+    def watches(self) -> list[Watch]:
+        def own(event_type: str | None, body: Body) -> list[tuple[str, Key]]:
+            return [(self.name, key_of(body))]
+
+        def bound(event_type: str | None, body: Body) -> list[tuple[str, Key]]:
+            ref = (body.get("spec") or {}).get("serverRef") or {}
+            return [(self.name, ref.get("name") or key_of(body))]
+
+        return [Watch(SERVERS, own), Watch(SERVER_BINDINGS, bound)]
+
+    async def reconcile(self, key: Key) -> float | None:
+        body = self.cache.get(SERVERS, key)
+        if body is None or body["metadata"].get("deletionTimestamp"):
+            return None
+        server = Server.from_json(body)
+        if server.spec.bmc is None:
+            await self._record(
+                server,
+                PowerState.UNKNOWN,
+                "False",
+                "NoBMC",
+                "no BMC configured: the agent waits for allocation instead",
+            )
+            return None
+        try:
+            driver = build_driver(await self._credentials(server))
+            driver.validate()
+        except (CredentialsProblem, Unsupported, ValueError) as exc:
+            await self._record(server, PowerState.UNKNOWN, "False", "InvalidBMC", str(exc))
+            return self.refresh
+        binding_body = self.cache.get(SERVER_BINDINGS, key)
+        binding = ServerBinding.from_json(binding_body) if binding_body else None
+        now = dt.datetime.now(dt.UTC)
+        plan = intent(server, binding, now=now, reboot_timeout=self.reboot_timeout)
+        try:
+            state = await self._apply(server, driver, plan.action, plan.network_boot, now)
+        except PowerError as exc:
+            await self._record(server, PowerState.UNKNOWN, "False", type(exc).__name__, str(exc))
+            raise RetryLater(str(exc)) from exc
+        await self._record(server, state, "True", "BMCAnswers", plan.reason)
+        return self.refresh
+
+    async def _apply(
+        self,
+        server: Server,
+        driver: PowerDriver,
+        action: str | None,
+        network_boot: bool,
+        now: dt.datetime,
+    ) -> PowerState:
+        state = await driver.get_power_state()
+        if (
+            action is None
+            or (action == "on" and state == PowerState.ON)
+            or (action == "off" and state == PowerState.OFF)
+        ):
+            return state
+        if network_boot:
+            await driver.set_boot_device(BootDevice.NETWORK)
+        if action == "cycle":
+            await self._cycle_requested(server, now)
+        log.info("%s: power %s%s", server.name, action, " (network boot)" if network_boot else "")
+        return await driver.power(ACTIONS[action], self.action_wait)
+
+    async def _cycle_requested(self, server: Server, now: dt.datetime) -> None:
+        conditions = [c for c in server.status.conditions or [] if c.type != POWER_CYCLE]
+        conditions.append(
+            Condition(
+                type=POWER_CYCLE,
+                status="True",
+                reason="Requested",
+                message="power cycle requested so the agent wipes the disks",
+                last_transition_time=now.replace(microsecond=0),
+            )
+        )
+        await self.kube.patch(
+            SERVERS,
+            server.name,
+            {"status": {"conditions": [c.to_json() for c in conditions]}},
+            subresource="status",
+        )
+        server.status.conditions = conditions
+        await self.kube.event(server.to_json(), "PowerCycle", "network boot, then power cycle")
+
+    async def _credentials(self, server: Server) -> BmcInfo:
+        bmc = server.spec.bmc
+        assert bmc is not None
+        username = password = ""
+        ref = bmc.credentials_secret_ref
+        if ref is not None:
+            try:
+                secret = await self.kube.get(SECRETS, ref.name, ref.namespace)
+            except NotFound as exc:
+                raise CredentialsProblem(
+                    f"the BMC credentials Secret {ref.namespace}/{ref.name} does not exist"
+                ) from exc
+            data = secret.get("data") or {}
+            try:
+                username = base64.b64decode(data.get("username", "")).decode()
+                password = base64.b64decode(data.get("password", "")).decode()
+            except (binascii.Error, UnicodeDecodeError) as exc:
+                raise CredentialsProblem(f"Secret {ref.namespace}/{ref.name} is malformed") from exc
+            if not username or not password:
+                raise CredentialsProblem(
+                    f"Secret {ref.namespace}/{ref.name} needs keys username and password"
+                )
+        return BmcInfo(bmc.address, bmc.port, username, password, bmc.protocol)
+
+    async def _record(
+        self, server: Server, power: PowerState, status: Any, reason: str, message: str
+    ) -> None:
+        conditions = set_condition(
+            server.status.conditions,
+            POWER_MANAGEMENT,
+            status,
+            reason,
+            message,
+            now=dt.datetime.now(dt.UTC),
+        )
+        wanted = {"power": power.value, "conditions": [c.to_json() for c in conditions]}
+        current = {
+            "power": server.status.power,
+            "conditions": [c.to_json() for c in server.status.conditions or []],
+        }
+        if wanted != current:
+            await self.kube.patch(SERVERS, server.name, {"status": wanted}, subresource="status")

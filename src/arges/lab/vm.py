@@ -1,0 +1,130 @@
+"""A lab server's life as a process: powered on is a running QEMU, powered off is none.
+
+The BMC drives it. The boot device the BMC was last told applies at the next start only,
+unless it was persistent (IPMI "boot flags valid" with or without "persistent"), after which
+the server boots from its default device again, as real firmware does. A reset or a cycle is
+a stop and a start, so a pending boot device takes effect (QEMU's own reset would keep the
+boot order it was started with).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+from arges.lab.machines import BootDevice, Machine, qemu_argv
+
+log = logging.getLogger(__name__)
+
+
+class VirtualMachine:
+    """Starts, stops and resets one QEMU process (thread-safe: the BMC calls from its own
+    thread). ``argv`` replaces QEMU (tests use a harmless long-running command)."""
+
+    def __init__(
+        self,
+        machine: Machine,
+        *,
+        namespace: str | None = None,
+        qemu: str = "qemu-system-x86_64",
+        default_boot: BootDevice = "disk",
+        argv: list[str] | None = None,
+    ) -> None:
+        self.machine = machine
+        self.namespace = namespace
+        self.qemu = qemu
+        self.default_boot: BootDevice = default_boot
+        self.next_boot: BootDevice | None = None
+        self.last_boot: BootDevice | None = None
+        self.argv_override = argv
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._lock = threading.Lock()
+
+    def argv(self, boot: BootDevice) -> list[str]:
+        argv = self.argv_override or qemu_argv(self.machine, boot, self.qemu)
+        if self.namespace:
+            argv = ["ip", "netns", "exec", self.namespace, *argv]
+        return argv
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def set_boot(self, device: BootDevice, persistent: bool) -> None:
+        with self._lock:
+            if persistent:
+                self.default_boot = device
+                self.next_boot = None
+            else:
+                self.next_boot = device
+
+    def boot_device(self) -> BootDevice:
+        return self.next_boot or self.default_boot
+
+    def power_on(self) -> None:
+        with self._lock:
+            if self.running:
+                return
+            boot = self.next_boot or self.default_boot
+            self.next_boot = None
+            self.last_boot = boot
+            self.machine.run_dir.mkdir(parents=True, exist_ok=True)
+            log_file = (self.machine.run_dir / "qemu.log").open("ab")
+            self._proc = subprocess.Popen(
+                self.argv(boot),
+                stdin=subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=log_file,
+                start_new_session=True,
+            )
+            log_file.close()
+            log.info(
+                "%s: powered on, booting from %s (pid %d)", self.machine.name, boot, self._proc.pid
+            )
+
+    def power_off(self) -> None:
+        with self._lock:
+            proc, self._proc = self._proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.info("%s: powered off", self.machine.name)
+
+    def reset(self) -> None:
+        self.power_off()
+        self.power_on()
+
+    def shutdown(self, grace: float = 30.0) -> None:
+        """An ACPI power-button press; powered off hard if the guest ignores it."""
+        if self.running and _qmp(self.machine.qmp_socket, "system_powerdown"):
+            deadline = time.monotonic() + grace
+            while self.running and time.monotonic() < deadline:
+                time.sleep(0.5)
+        self.power_off()
+
+
+def _qmp(path: Path, command: str) -> bool:
+    """Send one QMP command; False when QEMU's monitor cannot be reached."""
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(5)
+            sock.connect(str(path))
+            reader = sock.makefile("rb")
+            reader.readline()
+            for execute in ("qmp_capabilities", command):
+                sock.sendall(json.dumps({"execute": execute}).encode() + b"\n")
+                reader.readline()
+        return True
+    except OSError:
+        return False

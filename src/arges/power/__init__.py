@@ -1,0 +1,1 @@
+"""Power management: one driver interface, drivers per protocol, and the one factory."""

@@ -1,0 +1,115 @@
+"""The power driver interface (after Ironic's ``PowerInterface`` and ``ManagementInterface``).
+
+A driver implements three primitives (read the power state, send an action, set the boot
+device) and :meth:`PowerDriver.validate`. The base class turns them into what controllers
+call: :meth:`PowerDriver.power`, which skips an action whose target state already holds,
+turns a cycle of a server that is off into a power-on (many BMCs refuse to cycle an off
+chassis), and then reads the state back until it matches or the timeout passes, because
+BMCs report the new state late (Sidero #257) and sometimes not at all.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import time
+from dataclasses import dataclass, field
+from enum import Enum
+
+from arges.power.errors import PowerTimeout
+
+
+class PowerState(Enum):
+    ON = "on"
+    OFF = "off"
+    UNKNOWN = "unknown"
+
+
+class PowerAction(Enum):
+    ON = "on"
+    OFF = "off"
+    SOFT_OFF = "soft"
+    CYCLE = "cycle"
+    RESET = "reset"
+
+
+TARGET_STATE = {
+    PowerAction.ON: PowerState.ON,
+    PowerAction.OFF: PowerState.OFF,
+    PowerAction.SOFT_OFF: PowerState.OFF,
+    PowerAction.CYCLE: PowerState.ON,
+    PowerAction.RESET: PowerState.ON,
+}
+
+
+class BootDevice(Enum):
+    NETWORK = "network"
+    DISK = "disk"
+
+
+@dataclass(frozen=True)
+class BmcInfo:
+    """How to reach one BMC. The password is kept out of ``repr`` (and so out of logs)."""
+
+    address: str
+    port: int
+    username: str
+    password: str = field(repr=False)
+    protocol: str = "ipmi"
+
+    def __str__(self) -> str:
+        return f"{self.protocol}://{self.address}:{self.port}"
+
+
+class PowerDriver(abc.ABC):
+    """One BMC (see the module docstring). Errors: :mod:`arges.power.errors`."""
+
+    poll_interval = 1.0
+    """Seconds between state reads while waiting for an action to take effect."""
+
+    def __init__(self, info: BmcInfo) -> None:
+        self.info = info
+
+    @abc.abstractmethod
+    def validate(self) -> None:
+        """Check the parameters without touching the BMC (it is called often, and BMCs
+        are fragile). Raises Unsupported or ValueError."""
+
+    @abc.abstractmethod
+    async def get_power_state(self) -> PowerState:
+        """The chassis power state as the BMC reports it."""
+
+    @abc.abstractmethod
+    async def _send(self, action: PowerAction) -> None:
+        """Ask the BMC to perform ``action`` (without waiting for its effect)."""
+
+    @abc.abstractmethod
+    async def set_boot_device(
+        self, device: BootDevice, *, persistent: bool = False, uefi: bool = False
+    ) -> None:
+        """Boot from ``device`` next time (every time with ``persistent``), in UEFI mode
+        when ``uefi``."""
+
+    async def power(self, action: PowerAction, wait: float = 60.0) -> PowerState:
+        """Perform ``action`` and wait (up to ``wait`` seconds) until the state reflects it.
+
+        Returns the state read back. Raises PowerTimeout when it never matches.
+        """
+        target = TARGET_STATE[action]
+        current = await self.get_power_state()
+        if action in (PowerAction.ON, PowerAction.OFF, PowerAction.SOFT_OFF) and current == target:
+            return current
+        if action in (PowerAction.CYCLE, PowerAction.RESET) and current == PowerState.OFF:
+            action = PowerAction.ON
+        await self._send(action)
+        deadline = time.monotonic() + wait
+        while True:
+            state = await self.get_power_state()
+            if state == target:
+                return state
+            if time.monotonic() >= deadline:
+                raise PowerTimeout(
+                    f"{self.info}: asked for power {action.value}, the BMC still reports "
+                    f"{state.value} after {wait:.0f} s"
+                )
+            await asyncio.sleep(self.poll_interval)

@@ -1,0 +1,193 @@
+"""The power controller with the fake driver, against a live plane."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from arges.kube.client import KubeClient
+from arges.kube.resources import SECRETS, SERVER_BINDINGS, SERVERS
+from arges.plane import ManagementPlane, PlaneConfig
+from arges.power import fake
+from arges.power.base import BootDevice, PowerState
+from arges.power.errors import BmcUnreachable
+from tests.integration.conftest import eventually, register
+
+UUID = "8b2c7a12-5f3e-4d61-9a0b-1c2d3e4f5a6b"
+
+
+async def start(tmp_path: Path) -> ManagementPlane:
+    plane = ManagementPlane(
+        PlaneConfig(data_dir=tmp_path / "data", api_port=0, power_refresh=0.2, reboot_timeout=600)
+    )
+    await plane.start()
+    return plane
+
+
+@pytest.fixture
+async def plane(tmp_path: Path) -> AsyncIterator[ManagementPlane]:
+    fake.MACHINES.clear()
+    p = await start(tmp_path)
+    yield p
+    await p.stop()
+
+
+async def with_bmc(
+    kube: KubeClient, *, accepted: bool, clean: bool, password: str = "secret"
+) -> fake.FakeMachine:
+    await kube.create(
+        SECRETS,
+        {
+            "metadata": {"name": "bmc-creds"},
+            "stringData": {"username": "admin", "password": password},
+        },
+        "default",
+    )
+    await register(kube, UUID, accepted=accepted, clean=clean)
+    machine = fake.MACHINES.setdefault("bmc.lab:623", fake.FakeMachine())
+    await kube.patch(
+        SERVERS,
+        UUID,
+        {
+            "spec": {
+                "bmc": {
+                    "address": "bmc.lab",
+                    "protocol": "fake",
+                    "credentialsSecretRef": {"name": "bmc-creds", "namespace": "default"},
+                }
+            }
+        },
+    )
+    return machine
+
+
+async def condition(kube: KubeClient, kind: str) -> dict | None:
+    status = (await kube.get(SERVERS, UUID)).get("status") or {}
+    return next((c for c in status.get("conditions") or [] if c["type"] == kind), None)
+
+
+async def test_dirty_servers_are_cycled_into_the_agent_once(plane: ManagementPlane) -> None:
+    kube = plane.kube
+    assert kube is not None
+    machine = await with_bmc(kube, accepted=True, clean=False)
+    await kube.patch(SERVERS, UUID, {"status": {"lastSeen": None}}, subresource="status")
+    await eventually(lambda: machine.power == PowerState.ON)
+    assert machine.actions[:2] == ["bootdev network", "on"]
+    cycle = await eventually(lambda: condition(kube, "PowerCycle"))
+    assert cycle["reason"] == "Requested"
+
+    async def on() -> bool:
+        return (await kube.get(SERVERS, UUID))["status"].get("power") == "on"
+
+    await eventually(on)
+    before = list(machine.actions)
+    await asyncio.sleep(1.0)
+    assert machine.actions == before, "no second cycle while the agent gets to work"
+    await kube.patch(SERVERS, UUID, {"status": {"isClean": True}}, subresource="status")
+    await eventually(lambda: machine.power == PowerState.OFF)
+
+
+async def test_allocated_servers_boot_from_the_network_then_stay_on(plane: ManagementPlane) -> None:
+    kube = plane.kube
+    assert kube is not None
+    machine = await with_bmc(kube, accepted=True, clean=True)
+    await eventually(lambda: machine.actions == [] and True)
+    await kube.create(
+        SERVER_BINDINGS,
+        {
+            "metadata": {"name": UUID},
+            "spec": {
+                "serverRef": {"name": UUID},
+                "consumerRef": {"apiVersion": "v1", "kind": "X", "name": "x"},
+            },
+        },
+    )
+    await eventually(lambda: machine.power == PowerState.ON)
+    assert machine.boot_device == BootDevice.NETWORK and "bootdev network" in machine.actions
+
+
+async def test_unaccepted_servers_are_left_alone(plane: ManagementPlane) -> None:
+    kube = plane.kube
+    assert kube is not None
+    machine = await with_bmc(kube, accepted=False, clean=False)
+    machine.power = PowerState.ON
+
+    async def answered() -> dict | None:
+        c = await condition(kube, "PowerManagement")
+        return c if c and c["reason"] == "BMCAnswers" else None
+
+    pm = await eventually(answered)
+    assert pm["status"] == "True" and "not accepted" in pm["message"]
+    assert machine.actions == []
+
+
+async def test_a_failing_bmc_is_reported_then_recovers(plane: ManagementPlane) -> None:
+    kube = plane.kube
+    assert kube is not None
+    fake.MACHINES["bmc.lab:623"] = fake.FakeMachine(
+        faults=fake.Faults(fail=3, error=BmcUnreachable)
+    )
+    await with_bmc(kube, accepted=True, clean=True)
+
+    async def failed() -> bool:
+        c = await condition(kube, "PowerManagement")
+        return bool(
+            c
+            and c["status"] == "False"
+            and c["reason"] == "BmcUnreachable"
+            and "injected failure" in c["message"]
+        )
+
+    await eventually(failed)
+    assert (await kube.get(SERVERS, UUID))["status"]["power"] == "unknown"
+
+    async def recovered() -> bool:
+        c = await condition(kube, "PowerManagement")
+        return bool(c and c["status"] == "True")
+
+    await eventually(recovered, timeout=15)
+    assert fake.MACHINES["bmc.lab:623"].faults.fail == 0
+
+
+async def test_bad_credentials_and_missing_bmcs_are_conditions(plane: ManagementPlane) -> None:
+    kube = plane.kube
+    assert kube is not None
+    await with_bmc(kube, accepted=True, clean=True)
+    await kube.patch(SECRETS, "bmc-creds", {"data": {"password": None}}, "default")
+
+    async def invalid() -> bool:
+        c = await condition(kube, "PowerManagement")
+        return bool(c and c["reason"] == "InvalidBMC" and "username and password" in c["message"])
+
+    await eventually(invalid)
+    await kube.patch(SERVERS, UUID, {"spec": {"bmc": None}})
+
+    async def no_bmc() -> bool:
+        c = await condition(kube, "PowerManagement")
+        return bool(c and c["reason"] == "NoBMC")
+
+    await eventually(no_bmc)
+
+
+async def test_restarts_in_the_middle_of_a_cycle_converge(tmp_path: Path) -> None:
+    fake.MACHINES.clear()
+    plane = await start(tmp_path)
+    kube = plane.kube
+    assert kube is not None
+    machine = await with_bmc(kube, accepted=True, clean=False)
+    await eventually(lambda: condition(kube, "PowerCycle"))
+    await plane.stop()
+    for _ in range(2):
+        plane = await start(tmp_path)
+        assert plane.kube is not None
+        await asyncio.sleep(1.0)
+        await plane.stop()
+    assert machine.actions.count("on") + machine.actions.count("cycle") == 1, machine.actions
+    plane = await start(tmp_path)
+    assert plane.kube is not None
+    await plane.kube.patch(SERVERS, UUID, {"status": {"isClean": True}}, subresource="status")
+    await eventually(lambda: machine.power == PowerState.OFF)
+    await plane.stop()

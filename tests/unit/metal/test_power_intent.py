@@ -1,0 +1,73 @@
+import datetime as dt
+
+import pytest
+
+from arges.api.base import Condition
+from arges.api.binding import ServerBinding
+from arges.metal.power import intent
+from tests.unit.metal.conftest import server
+
+NOW = dt.datetime(2026, 11, 24, 12, 0, tzinfo=dt.UTC)
+TIMEOUT = dt.timedelta(minutes=15)
+
+
+def binding(installed: bool = False) -> ServerBinding:
+    status = (
+        {
+            "conditions": [
+                {"type": "Installed", "status": "True", "lastTransitionTime": NOW.isoformat()}
+            ]
+        }
+        if installed
+        else {}
+    )
+    return ServerBinding.from_json(
+        {
+            "metadata": {"name": "s"},
+            "spec": {
+                "serverRef": {"name": "s"},
+                "consumerRef": {"apiVersion": "v1", "kind": "X", "name": "x"},
+            },
+            "status": status,
+        }
+    )
+
+
+def _with_cycle(minutes_ago: int):
+    s = server("s", clean=False)
+    s.status.conditions = [
+        Condition(
+            type="PowerCycle",
+            status="True",
+            last_transition_time=NOW - dt.timedelta(minutes=minutes_ago),
+        )
+    ]
+    return s
+
+
+def seen(minutes_ago: int):
+    s = server("s", clean=False)
+    s.status.last_seen = NOW - dt.timedelta(minutes=minutes_ago)
+    return s
+
+
+@pytest.mark.parametrize(
+    ("srv", "bnd", "action", "network"),
+    [
+        (server("s", accepted=False, clean=False), None, None, False),
+        (server("s", accepted=False, clean=False), binding(), None, False),
+        (server("s", clean=False), binding(), "on", True),
+        (server("s", clean=True), binding(), "on", True),
+        (server("s", clean=False), binding(installed=True), "on", False),
+        (server("s", clean=False), None, "cycle", True),
+        (server("s", clean=None), None, "cycle", True),
+        (_with_cycle(5), None, None, False),
+        (_with_cycle(30), None, "cycle", True),
+        (seen(1), None, None, False),
+        (seen(60), None, "cycle", True),
+        (server("s", clean=True), None, "off", False),
+    ],
+)
+def test_every_row_of_the_power_rules(srv, bnd, action, network) -> None:
+    got = intent(srv, bnd, now=NOW, reboot_timeout=TIMEOUT)
+    assert (got.action, got.network_boot) == (action, network) and got.reason
