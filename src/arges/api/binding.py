@@ -26,6 +26,8 @@ Role = Literal["controlplane", "worker"]
 
 CONFIG_DELIVERED = "ConfigDelivered"
 INSTALLED = "Installed"
+CONFIG_KEY = "config"
+"""The key of the machine config in the Secret a binding's ``configSecretRef`` names."""
 
 
 class ServerBindingSpec(Model):

@@ -12,7 +12,7 @@ import datetime as dt
 import logging
 from typing import TypeVar
 
-from arges.api.base import BootFromDiskMethod
+from arges.api.base import BootFromDiskMethod, ConditionStatus
 from arges.api.binding import ServerBinding
 from arges.api.environment import Environment
 from arges.api.server import Server
@@ -26,13 +26,11 @@ from arges.kube.resources import (
     SERVERS,
     Resource,
 )
-from arges.metal.boot import BootDecision, decide
-from arges.metal.conditions import set_condition
+from arges.metal.boot import PXE_BOOTED, BootDecision, decide
+from arges.metal.conditions import condition_patch
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T", Server, ServerBinding, ServerClass)
-
-PXE_BOOTED = "PXEBooted"
 
 
 class KubeBootDecider:
@@ -86,22 +84,16 @@ class KubeBootDecider:
             if decision.kind == "disk"
             else f"nothing ({decision.reason})"
         )
-        conditions = set_condition(
-            server.status.conditions,
-            PXE_BOOTED,
-            "True" if decision.kind != "not-ready" else "False",
-            {"environment": "Target" if decision.target else "Agent", "disk": "Disk"}.get(
-                decision.kind, "NotReady"
-            ),
-            f"{now:%Y-%m-%dT%H:%M:%SZ}: {client} was given {what}",
-            now=now,
+        status: ConditionStatus = "True" if decision.kind != "not-ready" else "False"
+        reason = {"environment": "Target" if decision.target else "Agent", "disk": "Disk"}.get(
+            decision.kind, "NotReady"
         )
+        message = f"{now:%Y-%m-%dT%H:%M:%SZ}: {client} was given {what}"
         try:
-            await self.kube.patch(
+            await self.kube.update_status(
                 SERVERS,
                 server.name,
-                {"status": {"conditions": [c.to_json() for c in conditions]}},
-                subresource="status",
+                lambda obj: condition_patch(obj, PXE_BOOTED, status, reason, message, now=now),
             )
         except KubeError as exc:
             log.info("could not record the network boot of %s: %s", server.name, exc)

@@ -27,7 +27,7 @@ from arges.controllers.runtime import Body, Cache, Controller, Key, RetryLater, 
 from arges.kube.client import KubeClient
 from arges.kube.errors import NotFound
 from arges.kube.resources import SECRETS, SERVER_BINDINGS, SERVERS
-from arges.metal.conditions import set_condition
+from arges.metal.conditions import condition_patch
 from arges.metal.power import POWER_CYCLE, intent
 from arges.power.base import BmcInfo, BootDevice, PowerAction, PowerDriver, PowerState
 from arges.power.errors import PowerError, Unsupported
@@ -128,24 +128,21 @@ class PowerController(Controller):
         return await driver.power(ACTIONS[action], self.action_wait)
 
     async def _cycle_requested(self, server: Server, now: dt.datetime) -> None:
-        conditions = [c for c in server.status.conditions or [] if c.type != POWER_CYCLE]
-        conditions.append(
-            Condition(
+        def record(obj: dict[str, Any]) -> dict[str, Any]:
+            conditions = (obj.get("status") or {}).get("conditions") or []
+            # Each request is a new one: its time moves even though the status stays True.
+            fresh = Condition(
                 type=POWER_CYCLE,
                 status="True",
                 reason="Requested",
                 message="power cycle requested so the agent wipes the disks",
                 last_transition_time=now.replace(microsecond=0),
             )
-        )
-        await self.kube.patch(
-            SERVERS,
-            server.name,
-            {"status": {"conditions": [c.to_json() for c in conditions]}},
-            subresource="status",
-        )
-        server.status.conditions = conditions
-        await self.kube.event(server.to_json(), "PowerCycle", "network boot, then power cycle")
+            kept = [c for c in conditions if c.get("type") != POWER_CYCLE]
+            return {"conditions": [*kept, fresh.to_json()]}
+
+        updated = await self.kube.update_status(SERVERS, server.name, record)
+        await self.kube.event(updated, "PowerCycle", "network boot, then power cycle")
 
     async def _credentials(self, server: Server) -> BmcInfo:
         bmc = server.spec.bmc
@@ -174,18 +171,17 @@ class PowerController(Controller):
     async def _record(
         self, server: Server, power: PowerState, status: Any, reason: str, message: str
     ) -> None:
-        conditions = set_condition(
-            server.status.conditions,
-            POWER_MANAGEMENT,
-            status,
-            reason,
-            message,
-            now=dt.datetime.now(dt.UTC),
+        now = dt.datetime.now(dt.UTC)
+        await self.kube.update_status(
+            SERVERS,
+            server.name,
+            lambda obj: condition_patch(
+                obj,
+                POWER_MANAGEMENT,
+                status,
+                reason,
+                message,
+                now=now,
+                extra={"power": power.value},
+            ),
         )
-        wanted = {"power": power.value, "conditions": [c.to_json() for c in conditions]}
-        current = {
-            "power": server.status.power,
-            "conditions": [c.to_json() for c in server.status.conditions or []],
-        }
-        if wanted != current:
-            await self.kube.patch(SERVERS, server.name, {"status": wanted}, subresource="status")

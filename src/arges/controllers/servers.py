@@ -4,7 +4,8 @@ For each Server, from its own state and whether a ServerBinding of the same name
 
 - a bound server is in use and not clean (it is about to be installed);
 - an unbound server is not in use; a server that was in use and no longer is has been
-  released: it stays not clean until the agent reports a successful wipe;
+  released: it stays not clean until the agent reports a successful wipe, and its
+  ``PowerCycle`` record is dropped so the power controller reboots it into the agent at once;
 - a server that is not accepted is never clean (it is wiped once accepted);
 - every server carries the ``metal.arges.dev/server-protection`` finalizer, removed only when
   it is being deleted and no binding holds it, so a bound server cannot be deleted.
@@ -21,7 +22,8 @@ from typing import Any
 from arges.api.server import Server
 from arges.controllers.runtime import Body, Controller, Key, Watch, key_of
 from arges.kube.resources import SERVER_BINDINGS, SERVERS
-from arges.metal.conditions import set_condition
+from arges.metal.conditions import condition_patch
+from arges.metal.power import POWER_CYCLE
 
 FINALIZER = "metal.arges.dev/server-protection"
 
@@ -59,7 +61,7 @@ class ServerController(Controller):
                     SERVERS, key, {"metadata": {"finalizers": rest or None, "resourceVersion": rv}}
                 )
             elif bound:
-                await self._deletion_blocked(server, rv)
+                await self._deletion_blocked(server)
             return None
         if FINALIZER not in finalizers:
             await self.kube.patch(
@@ -77,6 +79,11 @@ class ServerController(Controller):
             "metadata": {"resourceVersion": rv},
             "status": {"inUse": in_use, "isClean": is_clean},
         }
+        if status.in_use and not in_use:
+            # A release starts a new wipe: an earlier power-cycle request must not hold it off.
+            patch["status"]["conditions"] = [
+                c.to_json() for c in status.conditions or [] if c.type != POWER_CYCLE
+            ]
         await self.kube.patch(SERVERS, key, patch, subresource="status")
         if status.in_use and not in_use:
             await self.kube.event(
@@ -90,21 +97,17 @@ class ServerController(Controller):
             )
         return None
 
-    async def _deletion_blocked(self, server: Server, rv: str) -> None:
-        conditions = set_condition(
-            server.status.conditions,
-            "DeletionBlocked",
-            "True",
-            "Bound",
-            "the server is bound (see its ServerBinding); release it before deleting",
-            now=dt.datetime.now(dt.UTC),
+    async def _deletion_blocked(self, server: Server) -> None:
+        now = dt.datetime.now(dt.UTC)
+        await self.kube.update_status(
+            SERVERS,
+            server.name,
+            lambda obj: condition_patch(
+                obj,
+                "DeletionBlocked",
+                "True",
+                "Bound",
+                "the server is bound (see its ServerBinding); release it before deleting",
+                now=now,
+            ),
         )
-        current = [c.to_json() for c in server.status.conditions or []]
-        wanted = [c.to_json() for c in conditions]
-        if current != wanted:
-            await self.kube.patch(
-                SERVERS,
-                server.name,
-                {"metadata": {"resourceVersion": rv}, "status": {"conditions": wanted}},
-                subresource="status",
-            )

@@ -33,10 +33,10 @@ from arges.api.base import ConditionStatus
 from arges.api.binding import INSTALLED, ServerBinding
 from arges.api.server import HardwareInformation, Server
 from arges.kube.client import KubeClient
-from arges.kube.errors import AlreadyExists, Conflict, KubeError, NotFound
+from arges.kube.errors import AlreadyExists, KubeError, NotFound
 from arges.kube.resources import SERVER_BINDINGS, SERVERS
 from arges.metal.agent import instruct
-from arges.metal.conditions import set_condition
+from arges.metal.conditions import condition_patch
 
 log = logging.getLogger(__name__)
 
@@ -164,28 +164,8 @@ class DiscoveryApi:
         message = body.get("message", "")
         if not isinstance(message, str) or len(message) > 4096:
             raise BadRegistration("message must be a string of at most 4096 characters")
-        try:
-            server_body = await self.kube.get(SERVERS, uuid)
-        except NotFound as exc:
-            raise BadRegistration(f"server {uuid} is not registered; register first") from exc
-        for attempt in range(5):
-            try:
-                server_body = await self._record(server_body, phase, message, body)
-                break
-            except Conflict:
-                if attempt == 4:
-                    raise
-                server_body = await self.kube.get(SERVERS, uuid)
-        return await self._instruction(server_body)
-
-    async def _record(
-        self, server_body: dict[str, Any], phase: str, message: str, body: dict[str, Any]
-    ) -> dict[str, Any]:
-        server = Server.from_json(server_body)
-        name = server.name
-        rv = server_body["metadata"]["resourceVersion"]
-        status: dict[str, Any] = {"lastSeen": _now()}
-        binding = await self._binding(name)
+        binding = await self._binding(uuid)
+        now = dt.datetime.now(dt.UTC)
         wipe: tuple[ConditionStatus, str, str] | None = None
         if phase == "wiping":
             wipe = ("Unknown", "InProgress", message or "wiping disks")
@@ -193,44 +173,42 @@ class DiscoveryApi:
             wiped = [d for d in body.get("wiped") or [] if isinstance(d, dict)]
             total = sum(int(d.get("bytesZeroed", 0)) for d in wiped)
             wipe = ("True", "Wiped", f"wiped {len(wiped)} disk(s), {total} bytes zeroed")
-            if server.spec.accepted and binding is None:
-                status["isClean"] = True
         elif phase == "wipe-failed":
             wipe = ("False", "WipeFailed", message or "the agent could not wipe the disks")
-        if wipe is not None:
-            conditions = set_condition(
-                server.status.conditions, WIPE, *wipe, now=dt.datetime.now(dt.UTC)
-            )
-            status["conditions"] = [c.to_json() for c in conditions]
-        updated = await self.kube.patch(
-            SERVERS,
-            name,
-            {"metadata": {"resourceVersion": rv}, "status": status},
-            subresource="status",
-        )
-        if phase == "wiped" and status.get("isClean") and wipe is not None:
+
+        def record(obj: dict[str, Any]) -> dict[str, Any]:
+            status: dict[str, Any] = {"lastSeen": _now()}
+            if wipe is not None:
+                status |= condition_patch(obj, WIPE, *wipe, now=now) or {}
+            if phase == "wiped" and (obj.get("spec") or {}).get("accepted") and binding is None:
+                status["isClean"] = True
+            return status
+
+        try:
+            updated = await self.kube.update_status(SERVERS, uuid, record)
+        except NotFound as exc:
+            raise BadRegistration(f"server {uuid} is not registered; register first") from exc
+        if phase == "wiped" and wipe is not None and (updated.get("status") or {}).get("isClean"):
             await self.kube.event(updated, "Wiped", wipe[2])
         elif phase == "wipe-failed":
             await self.kube.event(updated, "WipeFailed", message, type="Warning")
         elif phase in ("installed", "install-failed") and binding is not None:
             await self._installed(binding, phase == "installed", message)
-        return updated
+        return await self._instruction(updated)
 
     async def _installed(self, binding: ServerBinding, ok: bool, message: str) -> None:
         now = dt.datetime.now(dt.UTC)
-        conditions = set_condition(
-            binding.status.conditions,
-            INSTALLED,
-            "True" if ok else "False",
-            "Installed" if ok else "InstallFailed",
-            message or ("the machine config is on disk" if ok else "installation failed"),
-            now=now,
-        )
-        await self.kube.patch(
+        await self.kube.update_status(
             SERVER_BINDINGS,
             binding.name,
-            {"status": {"conditions": [c.to_json() for c in conditions]}},
-            subresource="status",
+            lambda obj: condition_patch(
+                obj,
+                INSTALLED,
+                "True" if ok else "False",
+                "Installed" if ok else "InstallFailed",
+                message or ("the machine config is on disk" if ok else "installation failed"),
+                now=now,
+            ),
         )
 
     async def _binding(self, name: str) -> ServerBinding | None:

@@ -16,12 +16,13 @@ import datetime as dt
 import json
 import logging
 import uuid
+from collections.abc import Callable
 from typing import Any, Self
 
 import aiohttp
 
 from arges.kube.connection import Connection
-from arges.kube.errors import KubeError, Unavailable, from_status
+from arges.kube.errors import Conflict, KubeError, Unavailable, from_status
 from arges.kube.resources import EVENTS, Resource
 
 log = logging.getLogger(__name__)
@@ -145,6 +146,46 @@ class KubeClient:
             "PATCH", res.path(namespace, name, subresource), patch, content_type=content_type
         )
         return patched
+
+    async def update_status(
+        self,
+        res: Resource,
+        name: str,
+        change: Callable[[dict[str, Any]], dict[str, Any] | None],
+        namespace: str | None = None,
+        *,
+        attempts: int = 5,
+    ) -> dict[str, Any]:
+        """Read-modify-write of an object's status, retried on 409 (client-go's
+        ``RetryOnConflict``).
+
+        ``change`` gets the object as just read and returns the status fields to merge, or
+        None when nothing needs writing. The patch carries the resourceVersion ``change``
+        saw, so a field another writer changed meanwhile (a condition in the same list, say)
+        is never lost: the write is refused and recomputed from the newer object.
+
+        Returns the object as written, or as read when nothing changed.
+
+        Raises:
+            NotFound: the object does not exist; Conflict: still conflicting after
+            ``attempts`` tries; KubeError: any other failure.
+        """
+        tries = 0
+        while True:
+            current = await self.get(res, name, namespace)
+            status = change(current)
+            if status is None:
+                return current
+            patch = {
+                "metadata": {"resourceVersion": current["metadata"]["resourceVersion"]},
+                "status": status,
+            }
+            try:
+                return await self.patch(res, name, patch, namespace, subresource="status")
+            except Conflict:
+                tries += 1
+                if tries >= attempts:
+                    raise
 
     async def replace(
         self, res: Resource, obj: dict[str, Any], *, subresource: str | None = None

@@ -32,20 +32,17 @@ from typing import Any, Protocol
 from aiohttp import web
 
 from arges.api.base import JSONPatchOperation
-from arges.api.binding import CONFIG_DELIVERED, ServerBinding
+from arges.api.binding import CONFIG_DELIVERED, CONFIG_KEY, ServerBinding
 from arges.api.server import Server
 from arges.api.serverclass import ServerClass
 from arges.kube.client import KubeClient
 from arges.kube.errors import KubeError, NotFound
 from arges.kube.resources import SECRETS, SERVER_BINDINGS, SERVER_CLASSES, SERVERS
-from arges.metal.conditions import set_condition
+from arges.metal.conditions import condition_patch
 from arges.talos.errors import TalosError
-from arges.talos.patches import JSONPatch, Patch, PatchSet, apply_text, load
+from arges.talos.patches import apply_text, patch_set
 
 log = logging.getLogger(__name__)
-
-CONFIG_KEY = "config"
-"""The key of the machine config in a ServerBinding's config Secret."""
 
 
 @dataclass(frozen=True)
@@ -184,15 +181,13 @@ class MetadataService:
         now = dt.datetime.now(dt.UTC)
         message = f"machine config delivered to {remote or 'an unknown address'}"
         try:
-            for resource, obj in ((SERVERS, server), (SERVER_BINDINGS, binding)):
-                conditions = set_condition(
-                    obj.status.conditions, CONFIG_DELIVERED, "True", "Delivered", message, now=now
-                )
-                await self.kube.patch(
+            for resource, name in ((SERVERS, server.name), (SERVER_BINDINGS, binding.name)):
+                await self.kube.update_status(
                     resource,
-                    obj.name,
-                    {"status": {"conditions": [c.to_json() for c in conditions]}},
-                    subresource="status",
+                    name,
+                    lambda obj: condition_patch(
+                        obj, CONFIG_DELIVERED, "True", "Delivered", message, now=now
+                    ),
                 )
             await self.kube.event(server.to_json(), "ConfigDelivered", message)
         except KubeError as exc:
@@ -202,14 +197,8 @@ class MetadataService:
 def talos_patcher(config: str, sources: Sequence[PatchSource]) -> str:
     """The :class:`Patcher` of Talos' own semantics: per source, its JSON patches (as one
     RFC 6902 patch) then its strategic merge patches, as Sidero applied them."""
-    sets = []
     try:
-        for source in sources:
-            patches: list[Patch] = []
-            if source.json_patches:
-                patches.append(JSONPatch(list(source.json_patches)))
-            patches += [load(text) for text in source.strategic]
-            sets.append(PatchSet(source.label, tuple(patches)))
+        sets = [patch_set(s.label, s.json_patches, s.strategic) for s in sources]
         return apply_text(config, sets)
     except TalosError as exc:
         raise PatchFailed(str(exc)) from exc

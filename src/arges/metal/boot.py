@@ -27,6 +27,10 @@ from arges.metal.conditions import is_true
 
 DecisionKind = Literal["environment", "disk", "not-ready"]
 
+PXE_BOOTED = "PXEBooted"
+"""The Server condition recording each network boot: its reason says what the server was
+given (``Agent``, ``Target``, ``Disk`` or ``NotReady``), its message from where and when."""
+
 
 @dataclass(frozen=True)
 class BootDecision:

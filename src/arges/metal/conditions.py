@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 from arges.api.base import Condition, ConditionStatus
 
@@ -27,8 +28,9 @@ def set_condition(
     now: dt.datetime,
     observed_generation: int | None = None,
 ) -> list[Condition]:
-    """A copy of ``conditions`` with ``kind`` set; ``lastTransitionTime`` (whole seconds, as
-    ``metav1.Time``) moves only when the status changes (Kubernetes API conventions)."""
+    """A copy of ``conditions`` with ``kind`` set (in its place, or appended); its
+    ``lastTransitionTime`` (whole seconds, as ``metav1.Time``) moves only when the status
+    changes (Kubernetes API conventions)."""
     previous = find(conditions, kind)
     now = now.replace(microsecond=0)
     since = previous.last_transition_time if previous and previous.status == status else now
@@ -40,6 +42,33 @@ def set_condition(
         last_transition_time=since,
         observed_generation=observed_generation,
     )
-    out = [c for c in conditions or [] if c.type != kind]
-    out.append(updated)
-    return out
+    if previous is None:
+        return [*(conditions or []), updated]
+    return [updated if c.type == kind else c for c in conditions or []]
+
+
+def condition_patch(
+    obj: dict[str, Any],
+    kind: str,
+    status: ConditionStatus,
+    reason: str,
+    message: str,
+    *,
+    now: dt.datetime,
+    observed_generation: int | None = None,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any] | None:
+    """The status fields to merge into ``obj`` (an object's JSON) so that it has condition
+    ``kind`` as given and the ``extra`` status fields; None when it has them already. Made for
+    :meth:`arges.kube.client.KubeClient.update_status`."""
+    current_status = obj.get("status") or {}
+    current = [Condition.model_validate(c) for c in current_status.get("conditions") or []]
+    updated = set_condition(
+        current, kind, status, reason, message, now=now, observed_generation=observed_generation
+    )
+    wanted = {"conditions": [c.to_json() for c in updated], **(extra or {})}
+    have = {
+        "conditions": [c.to_json() for c in current],
+        **{k: current_status.get(k) for k in extra or {}},
+    }
+    return None if wanted == have else wanted

@@ -7,6 +7,9 @@ accepted, bound, installed                 power on
 accepted, unbound, not clean               network boot next, power cycle (the agent
                                            wipes), unless a cycle was requested or the
                                            agent was seen within ``reboot_timeout``
+                                           (a server whose last network boot was into
+                                           its target or its disk runs no agent, however
+                                           recently it reported)
 accepted, unbound, clean                   power off
 not accepted                               nothing (nothing destructive happens to it)
 =========================================  =============================================
@@ -20,6 +23,7 @@ from typing import Literal
 
 from arges.api.binding import INSTALLED, ServerBinding
 from arges.api.server import Server
+from arges.metal.boot import PXE_BOOTED
 from arges.metal.conditions import find, is_true
 
 POWER_CYCLE = "PowerCycle"
@@ -55,6 +59,8 @@ def intent(
     if cycled is not None and now - cycled.last_transition_time < reboot_timeout:
         return PowerIntent(None, False, "waiting for the agent to wipe (cycle requested)")
     seen = server.status.last_seen
-    if seen is not None and now - seen < reboot_timeout:
+    booted = find(server.status.conditions, PXE_BOOTED)
+    agent = booted is None or booted.reason not in ("Target", "Disk")
+    if agent and seen is not None and now - seen < reboot_timeout:
         return PowerIntent(None, False, "the agent is running; waiting for its wipe")
     return PowerIntent("cycle", True, "not clean: boot the agent to wipe")

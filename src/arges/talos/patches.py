@@ -103,6 +103,24 @@ def load(text: str) -> Patch:
     raise InvalidInput("a patch is a YAML mapping (strategic merge) or a list of operations")
 
 
+def patch_set(
+    source: str, json_patches: Sequence[dict[str, Any]], strategic: Sequence[str]
+) -> PatchSet:
+    """One source's patches as Sidero applied them: its RFC 6902 operations as one JSON patch,
+    then its strategic merge patches (YAML texts) in order.
+
+    Raises:
+        PatchError: a strategic patch that does not parse, naming ``source`` and its position.
+    """
+    patches: list[Patch] = [JSONPatch(list(json_patches))] if json_patches else []
+    for text in strategic:
+        try:
+            patches.append(load(text))
+        except InvalidInput as exc:
+            raise PatchError(source, len(patches), str(exc)) from exc
+    return PatchSet(source, tuple(patches))
+
+
 def apply(documents: list[dict[str, Any]], sets: Sequence[PatchSet]) -> list[dict[str, Any]]:
     """Apply every patch of every set, in order, to a copy of ``documents``.
 

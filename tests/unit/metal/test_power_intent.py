@@ -45,9 +45,13 @@ def _with_cycle(minutes_ago: int):
     return s
 
 
-def seen(minutes_ago: int):
+def seen(minutes_ago: int, last_boot: str | None = None):
     s = server("s", clean=False)
     s.status.last_seen = NOW - dt.timedelta(minutes=minutes_ago)
+    if last_boot is not None:
+        s.status.conditions = [
+            Condition(type="PXEBooted", status="True", reason=last_boot, last_transition_time=NOW)
+        ]
     return s
 
 
@@ -65,6 +69,10 @@ def seen(minutes_ago: int):
         (_with_cycle(30), None, "cycle", True),
         (seen(1), None, None, False),
         (seen(60), None, "cycle", True),
+        (seen(1, last_boot="Agent"), None, None, False),
+        # Released while running its target OS: it reported recently, but no agent runs.
+        (seen(1, last_boot="Target"), None, "cycle", True),
+        (seen(1, last_boot="Disk"), None, "cycle", True),
         (server("s", clean=True), None, "off", False),
     ],
 )
