@@ -21,6 +21,7 @@ from arges.apiserver.server import ApiServer, ApiServerConfig
 from arges.assets import AssetCache
 from arges.boot.decider import KubeBootDecider
 from arges.boot.services import BootConfig, BootServices
+from arges.controllers.clusters import TalosClusterController
 from arges.controllers.environments import EnvironmentController
 from arges.controllers.power import PowerController
 from arges.controllers.runtime import Cache, Controller, Manager
@@ -50,6 +51,8 @@ class PlaneConfig:
     """Seconds between BMC power-state reads of a server with nothing to do."""
     reboot_timeout: float = 900.0
     """Seconds to wait for the agent after a power cycle before cycling again."""
+    talos_port: int = 50000
+    """Port of the Talos API (apid) on cluster members."""
 
 
 class ManagementPlane:
@@ -92,6 +95,7 @@ class ManagementPlane:
                 refresh=self.config.power_refresh,
                 reboot_timeout=self.config.reboot_timeout,
             ),
+            TalosClusterController(self.kube, cache, talos_port=self.config.talos_port),
         ]
         ready = asyncio.Event()
         manager = Manager(connection, controllers, cache)

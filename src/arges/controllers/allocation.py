@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from arges.api.base import LocalObjectReference, ObjectReference, SecretReference
@@ -34,10 +35,13 @@ async def allocate(
     *,
     consumer: ObjectReference,
     role: Role | None = None,
-    config_secret: SecretReference | None = None,
+    config_secret: Callable[[str], SecretReference] | None = None,
     labels: dict[str, str] | None = None,
 ) -> ServerBinding | None:
     """Bind one server of ``server_class`` to ``consumer``; None when none is available.
+
+    ``config_secret`` names the Secret that holds (or will hold) a server's machine config,
+    given the server's name; ``labels`` go on the binding.
 
     Raises:
         QualifierError: the class cannot be compiled.
@@ -49,7 +53,7 @@ async def allocate(
             server_ref=LocalObjectReference(name=server.name),
             consumer_ref=consumer,
             server_class_ref=LocalObjectReference(name=server_class.name),
-            config_secret_ref=config_secret,
+            config_secret_ref=config_secret(server.name) if config_secret else None,
             role=role,
         )
         body: dict[str, Any] = {

@@ -39,6 +39,9 @@ SERVERS = Resource(METAL, "v1alpha1", "servers", "Server", namespaced=False)
 SERVER_CLASSES = Resource(METAL, "v1alpha1", "serverclasses", "ServerClass", namespaced=False)
 ENVIRONMENTS = Resource(METAL, "v1alpha1", "environments", "Environment", namespaced=False)
 SERVER_BINDINGS = Resource(METAL, "v1alpha1", "serverbindings", "ServerBinding", namespaced=False)
+TALOS_CLUSTERS = Resource(
+    "cluster.arges.dev", "v1alpha1", "talosclusters", "TalosCluster", namespaced=True
+)
 SECRETS = Resource("", "v1", "secrets", "Secret", namespaced=True)
 EVENTS = Resource("", "v1", "events", "Event", namespaced=True)
 NAMESPACES = Resource("", "v1", "namespaces", "Namespace", namespaced=False)

@@ -1,0 +1,247 @@
+"""Simulated servers: the fake BMC's power state drives a machine that boots like a real one.
+
+Each :class:`SimServer` watches its fake BMC (``arges.power.fake``). When it is powered on or
+cycled it "network-boots": it asks the boot service's ``/ipxe`` for its UUID over HTTP, then
+runs what it was given, as a real machine would:
+
+- the agent: registers through ``/agent/v1/register`` (its inventory and its own loopback
+  address), then follows the instructions (wait, wipe, reboot, poweroff), reporting over
+  ``/agent/v1/report``;
+- the target Environment: fetches ``/configdata?uuid=`` (the ``talos.config=`` URL of the
+  iPXE script), checks it is a machine config, reports ``installed``, and then runs a fake
+  Talos API (:class:`arges.talos.fakeapi.FakeTalosNode`) on its address, as an installed
+  Talos node runs apid;
+- boot from disk: an installed machine runs its fake Talos API again.
+
+Its "disk" holds the config it installed. The fake Talos API needs the cluster's OS CA to
+issue its serving certificate; a real node takes it from its machine config, the simulation
+reads it from the cluster's secrets bundle (a test's shortcut).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import yaml
+
+from arges.agent.protocol import REGISTER_PATH, REPORT_PATH
+from arges.kube.client import KubeClient
+from arges.kube.resources import SECRETS, SERVER_BINDINGS
+from arges.power import fake
+from arges.power.base import BootDevice, PowerState
+from arges.talos.fakeapi import FakeTalosNode
+from arges.talos.secrets import SecretsBundle
+
+BOOTS = ("on", "cycle", "reset")
+
+
+@dataclass
+class SimServer:
+    """One simulated server (see the module docstring)."""
+
+    index: int
+    base_url: str
+    talos_port: int
+    session: aiohttp.ClientSession
+    kube: KubeClient
+    boots: list[str] = field(default_factory=list)
+    """What each boot ran: ``agent``, ``target`` or ``disk``."""
+    installed: str | None = None
+    """The machine config on its disk."""
+    pauses: dict[str, float] = field(default_factory=dict)
+    """Seconds to linger at a step, so a test can act there: ``boot`` (before asking
+    /ipxe), ``install`` (between fetching the config and reporting it installed), ``talos``
+    (between the install and its Talos API answering)."""
+    talos: FakeTalosNode | None = None
+    """Its Talos API: state (etcd bootstrapped or not) survives reboots, as on a disk."""
+    _serving: bool = False
+    _seen: int = 0
+    _task: asyncio.Task[None] | None = None
+
+    @property
+    def uuid(self) -> str:
+        return f"5a5a0000-0000-4000-8000-{self.index:012d}"
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.{10 + self.index}"
+
+    @property
+    def bmc_address(self) -> str:
+        return f"sim-bmc-{self.index}"
+
+    @property
+    def machine(self) -> fake.FakeMachine:
+        return fake.MACHINES.setdefault(f"{self.bmc_address}:623", fake.FakeMachine())
+
+    @property
+    def machine_type(self) -> str | None:
+        if self.installed is None:
+            return None
+        return str(yaml.safe_load(self.installed)["machine"]["type"])
+
+    def power_on(self) -> None:
+        """Someone pressed the power button (a rack just powered up boots from the network)."""
+        self.machine.power = PowerState.ON
+        self.machine.boot_device = BootDevice.NETWORK
+        self.machine.actions.append("on")
+
+    async def run(self) -> None:
+        """Follow the BMC: boot on power-on or cycle, stop on power-off."""
+        try:
+            while True:
+                actions = self.machine.actions[self._seen :]
+                self._seen += len(actions)
+                if self.machine.power == PowerState.OFF:
+                    await self._halt()
+                elif any(a in BOOTS for a in actions) or self._task is None:
+                    await self._halt()
+                    self._task = asyncio.create_task(self._boot())
+                await asyncio.sleep(0.05)
+        finally:
+            await self._halt()
+
+    async def _halt(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+            self._task = None
+        if self.talos is not None and self._serving:
+            await self.talos.stop()
+            self._serving = False
+
+    async def _boot(self) -> None:
+        if self.machine.boot_device == BootDevice.DISK:
+            self.boots.append("disk")
+            if self.installed is not None:
+                await self._run_talos()
+            await asyncio.Event().wait()
+        await asyncio.sleep(self.pauses.get("boot", 0))
+        script = await self._get(
+            f"{self.base_url}/ipxe", {"uuid": self.uuid, "mac": self._mac("-")}
+        )
+        if "exit" in script.split():
+            self.boots.append("disk")
+            if self.installed is not None:
+                await self._run_talos()
+            await asyncio.Event().wait()
+        match = re.search(r"talos\.config=(\S+)", script)
+        if match:
+            self.boots.append("target")
+            await self._install(match.group(1))
+        else:
+            self.boots.append("agent")
+            await self._agent()
+
+    def _mac(self, sep: str) -> str:
+        return sep.join(["52", "54", "00", "00", "00", f"{self.index:02x}"])
+
+    def _hardware(self) -> dict[str, Any]:
+        return {
+            "system": {"uuid": self.uuid, "manufacturer": "Sim", "productName": "Server"},
+            "compute": {
+                "processorCount": 1,
+                "totalCoreCount": 4,
+                "totalThreadCount": 4,
+                "processors": [{"manufacturer": "Sim", "coreCount": 4, "threadCount": 4}],
+            },
+            "memory": {"totalSize": 8 * 2**30},
+            "storage": {
+                "deviceCount": 1,
+                "totalSize": 2**34,
+                "devices": [{"name": "sda", "type": "SSD", "size": 2**34}],
+            },
+            "network": {
+                "interfaceCount": 1,
+                "interfaces": [{"name": "eth0", "mac": self._mac(":"), "link": "up"}],
+            },
+        }
+
+    async def _get(self, url: str, params: dict[str, str] | None = None) -> str:
+        """GET until it answers 200, as firmware and Talos retry (Arges may be restarting)."""
+        while True:
+            with contextlib.suppress(aiohttp.ClientError):
+                async with self.session.get(url, params=params) as resp:
+                    if resp.status == 200:
+                        return await resp.text()
+            await asyncio.sleep(0.2)
+
+    async def _post(self, path: str, body: dict[str, Any], base: str | None = None) -> Any:
+        """POST until it answers 200, as the agent retries."""
+        while True:
+            with contextlib.suppress(aiohttp.ClientError):
+                async with self.session.post((base or self.base_url) + path, json=body) as resp:
+                    if resp.status == 200:
+                        return await resp.json()
+            await asyncio.sleep(0.2)
+
+    async def _agent(self) -> None:
+        instruction = await self._post(
+            REGISTER_PATH,
+            {"uuid": self.uuid, "hardware": self._hardware(), "addresses": [self.address]},
+        )
+        while True:
+            action = instruction["action"]
+            if action == "wipe":
+                await self._post(REPORT_PATH, {"uuid": self.uuid, "phase": "wiping"})
+                self.installed = None
+                self.talos = None
+                instruction = await self._post(
+                    REPORT_PATH,
+                    {
+                        "uuid": self.uuid,
+                        "phase": "wiped",
+                        "wiped": [{"name": "sda", "size": 2**34, "bytesZeroed": 2**21}],
+                    },
+                )
+            elif action == "reboot":
+                self.machine.actions.append("reset")
+                await asyncio.Event().wait()
+            elif action == "poweroff":
+                self.machine.power = PowerState.OFF
+                await asyncio.Event().wait()
+            else:
+                await asyncio.sleep(0.1)
+                instruction = await self._post(REPORT_PATH, {"uuid": self.uuid, "phase": "idle"})
+
+    async def _install(self, url: str) -> None:
+        url = url.replace("uuid=", f"uuid={self.uuid}") if url.endswith("uuid=") else url
+        config = await self._get(url)
+        doc = yaml.safe_load(config)
+        assert doc["version"] == "v1alpha1" and doc["machine"]["type"] in ("controlplane", "worker")
+        await asyncio.sleep(self.pauses.get("install", 0))
+        self.installed = config
+        self.talos = None
+        origin = url.split("/configdata")[0]
+        await self._post(REPORT_PATH, {"uuid": self.uuid, "phase": "installed"}, origin)
+        await asyncio.sleep(self.pauses.get("talos", 0))
+        await self._run_talos()
+        await asyncio.Event().wait()
+
+    async def _run_talos(self) -> None:
+        if self.talos is None:
+            binding = await self.kube.get(SERVER_BINDINGS, self.uuid)
+            consumer = binding["spec"]["consumerRef"]
+            secret = await self.kube.get(
+                SECRETS, f"{consumer['name']}-secrets", consumer.get("namespace") or "default"
+            )
+            bundle = SecretsBundle.from_yaml(
+                base64.b64decode(secret["data"]["secrets.yaml"]).decode()
+            )
+            self.talos = FakeTalosNode(
+                bundle,
+                address=self.address,
+                port=self.talos_port,
+                machine_type=self.machine_type or "worker",
+                hostname=f"sim-{self.index}",
+            )
+        if not self._serving:
+            await self.talos.start()
+            self._serving = True

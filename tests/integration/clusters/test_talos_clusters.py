@@ -1,0 +1,474 @@
+"""TalosClusters end to end on simulated servers: a real plane (API server, controllers, boot
+HTTP with the metadata service and the discovery endpoint), the fake power driver, and
+machines that boot, register, wipe, fetch their configs and run a fake Talos API."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import socket
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import yaml
+
+from arges.api.environment import AGENT_ENVIRONMENT, Asset, EnvironmentSpec, Kernel
+from arges.boot.services import BootConfig
+from arges.kube.client import KubeClient
+from arges.kube.errors import NotFound
+from arges.kube.resources import (
+    ENVIRONMENTS,
+    SECRETS,
+    SERVER_BINDINGS,
+    SERVER_CLASSES,
+    SERVERS,
+    TALOS_CLUSTERS,
+)
+from arges.plane import ManagementPlane, PlaneConfig
+from arges.power import fake
+from arges.power.base import PowerState
+from tests.integration.clusters.sim import SimServer
+from tests.integration.conftest import eventually, make_assets, sha512
+
+pytestmark = pytest.mark.slow
+NS = "default"
+
+
+def free_port(kind: int = socket.SOCK_STREAM) -> int:
+    with socket.socket(socket.AF_INET, kind) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def environment(directory: Path, args: list[str]) -> EnvironmentSpec:
+    kernel, initrd = make_assets(directory)
+    return EnvironmentSpec(
+        kernel=Kernel(url=kernel.as_uri(), sha512=sha512(kernel), args=args),
+        initrd=Asset(url=initrd.as_uri(), sha512=sha512(initrd)),
+    )
+
+
+@dataclass
+class Rack:
+    """A plane and its simulated servers."""
+
+    plane: ManagementPlane
+    kube: KubeClient
+    session: aiohttp.ClientSession
+    talos_port: int
+    tmp: Path
+    servers: list[SimServer]
+    tasks: list[asyncio.Task[None]]
+
+    async def start(self) -> None:
+        self.plane = ManagementPlane(self.plane.config)
+        await self.plane.start()
+        assert self.plane.kube is not None
+        self.kube = self.plane.kube
+        assert self.plane.boot is not None
+        for sim in self.servers:
+            sim.kube = self.kube
+            sim.base_url = self.plane.boot.http.base_url
+
+    async def add(self, *, wait: bool = True) -> SimServer:
+        """Rack a new server: power it on, record its BMC, accept it, and (with ``wait``)
+        wait until it is clean and powered off (available)."""
+        assert self.plane.boot is not None
+        sim = SimServer(
+            len(self.servers) + 1,
+            self.plane.boot.http.base_url,
+            self.talos_port,
+            self.session,
+            self.kube,
+        )
+        self.servers.append(sim)
+        sim.power_on()
+        self.tasks.append(asyncio.create_task(sim.run()))
+        await eventually(lambda: self._exists(sim.uuid), timeout=20)
+        await self.kube.patch(
+            SERVERS,
+            sim.uuid,
+            {
+                "spec": {
+                    "accepted": True,
+                    "bmc": {
+                        "address": sim.bmc_address,
+                        "protocol": "fake",
+                        "credentialsSecretRef": {"name": "sim-bmc", "namespace": NS},
+                    },
+                }
+            },
+        )
+        if wait:
+            await eventually(lambda: self.available(sim), timeout=30)
+        return sim
+
+    async def _exists(self, name: str) -> bool:
+        try:
+            await self.kube.get(SERVERS, name)
+            return True
+        except NotFound:
+            return False
+
+    async def available(self, sim: SimServer) -> bool:
+        status = (await self.kube.get(SERVERS, sim.uuid)).get("status") or {}
+        return (
+            status.get("isClean") is True
+            and not status.get("inUse")
+            and sim.machine.power == PowerState.OFF
+        )
+
+    async def cluster(self, name: str = "demo") -> dict[str, Any]:
+        return await self.kube.get(TALOS_CLUSTERS, name, NS)
+
+    async def members(self, name: str = "demo") -> list[dict[str, Any]]:
+        return list(((await self.cluster(name)).get("status") or {}).get("members") or [])
+
+    async def bindings(self) -> list[dict[str, Any]]:
+        return await self.kube.list(SERVER_BINDINGS)
+
+    async def condition(self, kind: str, name: str = "demo") -> dict[str, Any] | None:
+        status = (await self.cluster(name)).get("status") or {}
+        return next((c for c in status.get("conditions") or [] if c["type"] == kind), None)
+
+    async def secret(self, name: str, key: str) -> str:
+        data = (await self.kube.get(SECRETS, name, NS))["data"]
+        return base64.b64decode(data[key]).decode()
+
+    def sim(self, uuid: str) -> SimServer:
+        return next(s for s in self.servers if s.uuid == uuid)
+
+
+@pytest.fixture
+async def rack(tmp_path: Path) -> AsyncIterator[Rack]:
+    fake.MACHINES.clear()
+    talos_port = free_port()
+    config = PlaneConfig(
+        data_dir=tmp_path / "data",
+        api_port=0,
+        default_environment=environment(tmp_path / "talos", ["talos.platform=metal"]),
+        boot=BootConfig(
+            address="127.0.0.1",
+            # Fixed, so a restarted plane is where the servers' URLs point, as in production.
+            http_port=free_port(),
+            tftp_port=free_port(socket.SOCK_DGRAM),
+            dhcp_mode=None,
+        ),
+        power_refresh=0.3,
+        reboot_timeout=60,
+        talos_port=talos_port,
+    )
+    plane = ManagementPlane(config)
+    await plane.start()
+    assert plane.kube is not None
+    kube = plane.kube
+    agent = environment(tmp_path / "agent", ["console=ttyS0"])
+    await kube.create(
+        ENVIRONMENTS, {"metadata": {"name": AGENT_ENVIRONMENT}, "spec": agent.to_json()}
+    )
+    await kube.create(
+        SECRETS,
+        {
+            "metadata": {"name": "sim-bmc"},
+            "stringData": {"username": "admin", "password": "secret"},
+        },
+        NS,
+    )
+    async with aiohttp.ClientSession() as session:
+        r = Rack(plane, kube, session, talos_port, tmp_path, [], [])
+        try:
+            yield r
+        finally:
+            for task in r.tasks:
+                task.cancel()
+            await asyncio.gather(*r.tasks, return_exceptions=True)
+            await r.plane.stop()
+
+
+async def create_cluster(
+    kube: KubeClient, name: str = "demo", *, control_planes: int = 1, workers: int = 1, **spec: Any
+) -> None:
+    await kube.create(
+        TALOS_CLUSTERS,
+        {
+            "metadata": {"name": name},
+            "spec": {
+                "endpoint": "https://10.5.0.10:6443",
+                "controlPlane": {"replicas": control_planes},
+                "workers": [{"name": "workers", "replicas": workers}],
+                **spec,
+            },
+        },
+        NS,
+    )
+
+
+def states(members: list[dict[str, Any]]) -> dict[str, str]:
+    return {m["server"]: m["state"] for m in members}
+
+
+async def all_in(rack: Rack, state: str, count: int, name: str = "demo") -> bool:
+    members = await rack.members(name)
+    return len(members) == count and all(m["state"] == state for m in members)
+
+
+async def test_a_cluster_is_provisioned_bootstrapped_and_running(rack: Rack) -> None:
+    for _ in range(3):
+        await rack.add()
+    await create_cluster(rack.kube)
+    await eventually(lambda: all_in(rack, "Ready", 2), timeout=60)
+    members = await rack.members()
+    assert sorted(m["role"] for m in members) == ["controlplane", "worker"]
+    assert len(await rack.bindings()) == 2, "exactly two servers bound; the third stays available"
+    spare = next(s for s in rack.servers if s.uuid not in states(members))
+    assert await rack.available(spare) and spare.boots == ["agent"]
+
+    for member in members:
+        sim = rack.sim(member["server"])
+        assert sim.machine_type == member["role"], "each server fetched its own role's config"
+        assert sim.boots[-1] == "target"
+        config = yaml.safe_load(sim.installed or "")
+        assert config["cluster"]["controlPlane"]["endpoint"] == "https://10.5.0.10:6443"
+
+    cluster = await eventually(lambda: _phase(rack, "Running"), timeout=30)
+    status = cluster["status"]
+    assert (status["controlPlanes"], status["workerCount"]) == ("1/1", "1/1")
+    boot = await rack.condition("Bootstrapped")
+    assert boot is not None and boot["status"] == "True"
+    cp = rack.sim(next(m["server"] for m in members if m["role"] == "controlplane"))
+    worker = rack.sim(next(m["server"] for m in members if m["role"] == "worker"))
+    assert cp.talos is not None and cp.talos.calls.count("Bootstrap") == 1
+    assert worker.talos is not None and "Bootstrap" not in worker.talos.calls
+    kubeconfig = await rack.secret(status["kubeconfigSecret"], "kubeconfig")
+    assert kubeconfig == cp.talos.kubeconfig
+    talosconfig = yaml.safe_load(await rack.secret(status["talosconfigSecret"], "talosconfig"))
+    assert talosconfig["contexts"]["demo"]["endpoints"] == [cp.address]
+
+    out = await _kubectl(rack, "get", "talosclusters", "-n", NS)
+    assert "CONTROL PLANES" in out and "1/1" in out and "Running" in out
+
+
+async def _phase(rack: Rack, phase: str, name: str = "demo") -> dict[str, Any] | None:
+    cluster = await rack.cluster(name)
+    return cluster if (cluster.get("status") or {}).get("phase") == phase else None
+
+
+async def _kubectl(rack: Rack, *args: str) -> str:
+    proc = await asyncio.create_subprocess_exec(
+        "kubectl",
+        "--kubeconfig",
+        str(rack.plane.api.kubeconfig_path),
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await proc.communicate()
+    assert proc.returncode == 0, err.decode()
+    return out.decode()
+
+
+async def test_workers_scale_up_and_down_and_released_servers_are_wiped(rack: Rack) -> None:
+    for _ in range(3):
+        await rack.add()
+    await create_cluster(rack.kube)
+    await eventually(lambda: all_in(rack, "Ready", 2), timeout=60)
+    await rack.kube.patch(
+        TALOS_CLUSTERS,
+        "demo",
+        {"spec": {"workers": [{"name": "workers", "replicas": 2}]}},
+        NS,
+    )
+    await eventually(lambda: all_in(rack, "Ready", 3), timeout=60)
+    assert len(await rack.bindings()) == 3
+
+    first = {m["server"] for m in await rack.members()}
+    await rack.kube.patch(
+        TALOS_CLUSTERS,
+        "demo",
+        {"spec": {"workers": [{"name": "workers", "replicas": 1}]}},
+        NS,
+    )
+    await eventually(lambda: all_in(rack, "Ready", 2), timeout=60)
+    gone = first - {m["server"] for m in await rack.members()}
+    assert len(gone) == 1
+    released = rack.sim(gone.pop())
+    assert released.machine_type == "worker", "a worker was released, not the control plane"
+    await eventually(lambda: rack.available(released), timeout=60)
+    assert released.boots[-1] == "agent" and released.installed is None, "wiped by the agent"
+    with pytest.raises(NotFound):
+        await rack.kube.get(SECRETS, f"demo-config-{released.uuid}", NS)
+    await eventually(lambda: _class_available(rack, released.uuid), timeout=10)
+
+
+async def _class_available(rack: Rack, uuid: str) -> bool:
+    status = (await rack.kube.get(SERVER_CLASSES, "any")).get("status") or {}
+    return uuid in (status.get("serversAvailable") or [])
+
+
+async def test_control_plane_scale_down_leaves_etcd_first(rack: Rack) -> None:
+    for _ in range(2):
+        await rack.add()
+    await create_cluster(rack.kube, control_planes=2, workers=0)
+    await eventually(lambda: all_in(rack, "Ready", 2), timeout=60)
+    await eventually(lambda: _phase(rack, "Running"), timeout=30)
+    nodes = {m["server"]: rack.sim(m["server"]).talos for m in await rack.members()}
+    await rack.kube.patch(TALOS_CLUSTERS, "demo", {"spec": {"controlPlane": {"replicas": 1}}}, NS)
+    await eventually(lambda: all_in(rack, "Ready", 1), timeout=60)
+    kept = (await rack.members())[0]["server"]
+    (left,) = [n for s, n in nodes.items() if s != kept]
+    assert left is not None and left.calls[-2:] == ["EtcdForfeitLeadership", "EtcdLeaveCluster"]
+    assert not left.etcd_member
+    kept_node = nodes[kept]
+    assert kept_node is not None and "EtcdLeaveCluster" not in kept_node.calls
+
+
+async def test_delete_releases_every_server_and_removes_the_secrets(rack: Rack) -> None:
+    for _ in range(2):
+        await rack.add()
+    await create_cluster(rack.kube)
+    await eventually(lambda: all_in(rack, "Ready", 2), timeout=60)
+    await rack.kube.delete(TALOS_CLUSTERS, "demo", NS)
+
+    async def gone() -> bool:
+        try:
+            await rack.cluster()
+            return False
+        except NotFound:
+            return True
+
+    await eventually(gone, timeout=30)
+    assert await rack.bindings() == []
+    for sim in rack.servers:
+        await eventually(lambda s=sim: rack.available(s), timeout=60)
+        assert sim.installed is None
+    secrets = [s["metadata"]["name"] for s in await rack.kube.list(SECRETS, NS)]
+    assert [s for s in secrets if s.startswith("demo-")] == []
+
+
+async def test_insufficient_servers_then_a_server_appears(rack: Rack) -> None:
+    await rack.add()
+    await create_cluster(rack.kube)
+
+    async def short() -> dict[str, Any] | None:
+        cond = await rack.condition("InsufficientServers")
+        return cond if cond and cond["status"] == "True" else None
+
+    cond = await eventually(short, timeout=20)
+    assert "pool workers" in cond["message"] and "ServerClass any" in cond["message"]
+    assert "1 server(s) too few" in cond["message"]
+    assert len(await rack.bindings()) == 1
+    await rack.add(wait=False)
+    await eventually(lambda: all_in(rack, "Ready", 2), timeout=60)
+    cond = await rack.condition("InsufficientServers")
+    assert cond is not None and cond["status"] == "False"
+
+
+async def test_a_spec_that_cannot_render_is_failed_and_allocates_nothing(rack: Rack) -> None:
+    await rack.add()
+    await create_cluster(rack.kube, endpoint="10.5.0.10", workers=0)
+    cond = await eventually(lambda: rack.condition("ConfigValid"), timeout=20)
+    assert cond["status"] == "False" and "should be an https URL" in cond["message"]
+    assert (await rack.cluster())["status"]["phase"] == "Failed"
+    assert await rack.bindings() == []
+    await rack.kube.patch(
+        TALOS_CLUSTERS, "demo", {"spec": {"endpoint": "https://10.5.0.10:6443"}}, NS
+    )
+    await eventually(lambda: all_in(rack, "Ready", 1), timeout=60)
+
+
+@pytest.mark.parametrize("stop_at", ["Allocated", "ConfigDelivered", "Installed", "Ready"])
+async def test_restarts_at_each_member_state_converge(rack: Rack, stop_at: str) -> None:
+    for _ in range(3):
+        await rack.add()
+    linger = {"Allocated": "boot", "ConfigDelivered": "install", "Installed": "talos"}
+    for sim in rack.servers:
+        if stop_at in linger:
+            sim.pauses[linger[stop_at]] = 3.0
+    await create_cluster(rack.kube)
+
+    async def reached() -> bool:
+        members = await rack.members()
+        return len(members) == 2 and any(m["state"] == stop_at for m in members)
+
+    await eventually(reached, timeout=60)
+    bundle = await rack.secret("demo-secrets", "secrets.yaml")
+    configs = {
+        b["metadata"]["name"]: await _config(rack, b["metadata"]["name"])
+        for b in await rack.bindings()
+    }
+    await rack.plane.stop()
+    await rack.start()
+    await eventually(lambda: all_in(rack, "Ready", 2), timeout=90)
+    bindings = await rack.bindings()
+    assert len(bindings) == 2, "no member bound twice, no extra server taken"
+    assert await rack.secret("demo-secrets", "secrets.yaml") == bundle, "secrets never regenerated"
+    for name, config in configs.items():
+        if config is not None:
+            assert await _config(rack, name) == config
+    cp = next(m["server"] for m in await rack.members() if m["role"] == "controlplane")
+    node = rack.sim(cp).talos
+    assert node is not None and node.bootstrapped
+    boot = await rack.condition("Bootstrapped")
+    assert boot is not None and boot["status"] == "True"
+
+
+async def _config(rack: Rack, server: str) -> str | None:
+    try:
+        return await rack.secret(f"demo-config-{server}", "config")
+    except NotFound:
+        return None
+
+
+async def _arges(rack: Rack, *args: str, check: bool = True) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "arges",
+        *args,
+        "--kubeconfig",
+        str(rack.plane.api.kubeconfig_path),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await proc.communicate()
+    if check:
+        assert proc.returncode == 0, err.decode()
+    return proc.returncode or 0, out.decode(), err.decode()
+
+
+async def test_the_cluster_cli(rack: Rack) -> None:
+    for _ in range(2):
+        sim = await rack.add()
+        sim.pauses["talos"] = 5.0
+    _, out, _ = await _arges(
+        rack,
+        "cluster",
+        "create",
+        "demo",
+        "--endpoint",
+        "https://10.5.0.10:6443",
+        "--control-planes",
+        "1",
+        "--workers",
+        "1",
+    )
+    assert "created" in out
+    code, _, err = await _arges(rack, "cluster", "kubeconfig", "demo", check=False)
+    assert code != 0 and "has no kubeconfig yet" in err
+    await eventually(lambda: _phase(rack, "Running"), timeout=60)
+    _, out, _ = await _arges(rack, "cluster", "list")
+    assert "demo" in out and "https://10.5.0.10:6443" in out and "Running" in out
+    _, out, _ = await _arges(rack, "cluster", "talosconfig", "demo")
+    assert yaml.safe_load(out)["context"] == "demo"
+    _, out, _ = await _arges(rack, "cluster", "kubeconfig", "demo")
+    cp = next(m["server"] for m in await rack.members() if m["role"] == "controlplane")
+    node = rack.sim(cp).talos
+    assert node is not None and out == node.kubeconfig
+    _, out, _ = await _arges(rack, "cluster", "delete", "demo", "--wait", "--timeout", "60")
+    assert "deleted" in out
+    assert await rack.bindings() == []
