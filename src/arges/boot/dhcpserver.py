@@ -188,16 +188,24 @@ class DhcpService:
             if target is None:
                 return None
             if port == self.config.port and request.message_type == dhcp.DISCOVER:
-                payload = dhcp.reply(request, target, files, message_type=dhcp.OFFER)
+                message_type = dhcp.OFFER
             elif port == self.config.proxy_port and request.message_type in (
                 dhcp.REQUEST,
                 dhcp.INFORM,
             ):
-                payload = dhcp.reply(request, target, files, message_type=dhcp.ACK)
+                message_type = dhcp.ACK
             else:
                 return None
+            payload = dhcp.reply(request, target, files, message_type=message_type)
             assert client is not None
-            log.info("ProxyDHCP: %s (%s) -> %s", request.mac, client.firmware.value, target.file)
+            log.info(
+                "ProxyDHCP %s on port %d: %s (%s) -> %s",
+                "offer" if message_type == dhcp.OFFER else "ack",
+                port,
+                request.mac,
+                client.firmware.value,
+                target.file,
+            )
             return payload, self._destination(request)
         return self._full(request, target)
 

@@ -113,7 +113,11 @@ async def test_bios_and_uefi_servers_reach_arges(
         assert None not in times, f"missing one of {steps}\n{log}"
         assert times == sorted(times), f"out of order: {steps}\n{log}"
 
-    offer = "ProxyDHCP: {mac} ({kind}) ->" if mode == "proxy" else "DHCP: {mac} leases {ip} ->"
+    offer = (
+        "ProxyDHCP offer on port 67: {mac} ({kind}) ->"
+        if mode == "proxy"
+        else "DHCP: {mac} leases {ip} ->"
+    )
 
     ip = address(bios)
     mac = bios.macs[0]
@@ -141,6 +145,10 @@ async def test_bios_and_uefi_servers_reach_arges(
     assert ">>Start PXE over IPv4." in logged.out and "NBP file downloaded" in logged.out
     attached = await asyncio.to_thread(console_on_a_terminal, lab, "lab-1", b"Arges: ")
     assert b"Ctrl-] detaches" in attached and attached.rstrip().endswith(b"detached.")
+
+    if mode == "proxy":
+        acks = [m for m in log.splitlines() if m.startswith("ProxyDHCP ack on port 4011")]
+        report(capsys, f"proxy mode: ProxyDHCP requests on port 4011 (any firmware): {len(acks)}")
 
     for server in (bios, uefi):
         body = await plane.kube.get(SERVERS, server.uuid)
