@@ -7,12 +7,15 @@ yet), and the DHCPREQUEST some firmware then sends to port 4011 gets an ack (uni
 the pool (reservations first, leases kept on disk), and boot clients also get boot files.
 
 Malformed packets are logged and dropped; one bad packet never stops the service. Binding
-port 67 needs root; ``interface`` pins the sockets to the provisioning NIC.
+port 67 needs root; ``interface`` pins the sockets to the provisioning NIC. That NIC may
+come and go while Arges runs (the lab's ``arges0`` does, with ``arges lab up`` and
+``down``): the service listens once it exists and rebinds when it is recreated.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import socket
@@ -41,6 +44,8 @@ class DhcpConfig:
     client_port: int = 68
     pool: PoolConfig | None = None
     lease_file: Path | None = None
+    interface_poll: float = 2.0
+    """Seconds between checks that ``interface`` is still the link the sockets are bound to."""
 
 
 class _Protocol(asyncio.DatagramProtocol):
@@ -81,31 +86,93 @@ class DhcpService:
                 raise ValueError("full DHCP mode needs a pool and a lease file")
             self.leases = LeaseTable(config.lease_file, config.pool)
         self._transports: list[asyncio.DatagramTransport] = []
+        self._index: int | None = None
+        self._follower: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        loop = asyncio.get_running_loop()
+        """Listen; with an ``interface`` that does not exist yet, listen once it appears.
+
+        Raises:
+            OSError: a port cannot be bound (PermissionError below 1024 without root).
+        """
+        interface = self.config.interface
+        self._index = _interface_index(interface) if interface else None
+        if interface and self._index is None:
+            # Fail now on what would fail later (no root, port taken), then wait for the link.
+            for sock in self._sockets(device=False):
+                sock.close()
+            log.warning("DHCP: interface %s does not exist yet; listening once it does", interface)
+        else:
+            await self._listen()
+        if interface:
+            self._follower = asyncio.create_task(self._follow(interface), name="dhcp-interface")
+
+    async def stop(self) -> None:
+        if self._follower is not None:
+            self._follower.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._follower
+            self._follower = None
+        self._close()
+
+    def _sockets(self, *, device: bool) -> list[socket.socket]:
         ports = [self.config.port]
         if self.config.mode == "proxy":
             ports.append(self.config.proxy_port)
-        for port in ports:
-            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
-            if self.config.interface:
-                sock.setsockopt(
-                    socket.SOL_SOCKET, socket.SO_BINDTODEVICE, self.config.interface.encode()
-                )
-            sock.bind((self.config.listen, port))
+        sockets: list[socket.socket] = []
+        try:
+            for port in ports:
+                sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                sockets.append(sock)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+                if device and self.config.interface:
+                    sock.setsockopt(
+                        socket.SOL_SOCKET, socket.SO_BINDTODEVICE, self.config.interface.encode()
+                    )
+                sock.bind((self.config.listen, port))
+        except OSError:
+            for sock in sockets:
+                sock.close()
+            raise
+        return sockets
+
+    async def _listen(self) -> None:
+        loop = asyncio.get_running_loop()
+        sockets = self._sockets(device=True)
+        for sock in sockets:
+            port = sock.getsockname()[1]
             transport, _ = await loop.create_datagram_endpoint(
                 functools.partial(_Protocol, self, port), sock=sock
             )
             self._transports.append(transport)
-        log.info("DHCP (%s mode) listening on port(s) %s", self.config.mode, ports)
+        where = f" on {self.config.interface}" if self.config.interface else ""
+        ports = [s.getsockname()[1] for s in sockets]
+        log.info("DHCP (%s mode) listening%s on port(s) %s", self.config.mode, where, ports)
 
-    async def stop(self) -> None:
+    def _close(self) -> None:
         for transport in self._transports:
             transport.close()
         self._transports.clear()
+
+    async def _follow(self, interface: str) -> None:
+        """Rebind whenever ``interface`` appears, or is replaced by a new link of that name:
+        a socket bound to a device keeps its old index and would never hear the new one."""
+        while True:
+            await asyncio.sleep(self.config.interface_poll)
+            index = _interface_index(interface)
+            if index == self._index:
+                continue
+            self._close()
+            self._index = index
+            if index is None:
+                log.warning("DHCP: interface %s went away; listening once it is back", interface)
+                continue
+            try:
+                await self._listen()
+            except OSError as exc:
+                log.error("DHCP: cannot listen on %s: %s; retrying", interface, exc)
+                self._index = None
 
     def handle(self, data: bytes, port: int) -> tuple[bytes, tuple[str, int]] | None:
         """The reply to one packet received on ``port`` and where to send it, or None.
@@ -121,16 +188,24 @@ class DhcpService:
             if target is None:
                 return None
             if port == self.config.port and request.message_type == dhcp.DISCOVER:
-                payload = dhcp.reply(request, target, files, message_type=dhcp.OFFER)
+                message_type = dhcp.OFFER
             elif port == self.config.proxy_port and request.message_type in (
                 dhcp.REQUEST,
                 dhcp.INFORM,
             ):
-                payload = dhcp.reply(request, target, files, message_type=dhcp.ACK)
+                message_type = dhcp.ACK
             else:
                 return None
+            payload = dhcp.reply(request, target, files, message_type=message_type)
             assert client is not None
-            log.info("ProxyDHCP: %s (%s) -> %s", request.mac, client.firmware.value, target.file)
+            log.info(
+                "ProxyDHCP %s on port %d: %s (%s) -> %s",
+                "offer" if message_type == dhcp.OFFER else "ack",
+                port,
+                request.mac,
+                client.firmware.value,
+                target.file,
+            )
             return payload, self._destination(request)
         return self._full(request, target)
 
@@ -171,3 +246,10 @@ class DhcpService:
         if request.ciaddr != "0.0.0.0":
             return request.ciaddr, self.config.client_port
         return "255.255.255.255", self.config.client_port
+
+
+def _interface_index(name: str) -> int | None:
+    try:
+        return socket.if_nametoindex(name)
+    except OSError:
+        return None

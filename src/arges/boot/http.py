@@ -108,6 +108,7 @@ class BootHttp:
         return f"http://{self.config.address}:{self.port}"
 
     async def boot_ipxe(self, request: web.Request) -> web.Response:
+        log.info("/boot.ipxe to %s", request.remote or "-")
         return web.Response(text=ipxe.chain_script(self.base_url))
 
     async def ipxe(self, request: web.Request) -> web.Response:

@@ -7,8 +7,9 @@ Options: ``blksize`` 8..65464 (RFC 2348), ``tsize`` (answered with the file size
 ``timeout`` 1..255 s; unknown options are ignored, as RFC 2347 says.
 
 Refused with a TFTP error, never served: writes (it is read-only), absolute paths, paths
-with ``..``, and anything that resolves outside the root (symlinks included). Malformed
-packets are logged and dropped without disturbing transfers in progress.
+with ``..``, and directories that resolve outside the root (a symlink in the root that
+names a file is followed: see :func:`resolve`). Malformed packets are logged and dropped
+without disturbing transfers in progress.
 
 Not tftpy: the maintained Python TFTP library writes uploads into the served directory,
 joins absolute paths onto the root instead of refusing them, ignores RFC 2349's timeout,
@@ -80,10 +81,16 @@ def parse_request(data: bytes) -> ReadRequest:
 
 
 def resolve(root: Path, filename: str) -> Path:
-    """The file ``filename`` names under ``root``.
+    """The file ``filename`` names under ``root`` (``/`` and ``\\`` both separate).
+
+    The name cannot leave the root: no absolute paths, no ``..``, no directory that
+    resolves outside it. A symlink in the root that names a file is followed wherever it
+    points, because whoever owns the root put it there: Debian's ``ipxe`` package ships
+    ``/usr/lib/ipxe/ipxe.efi`` as a link to ``/boot/ipxe.efi``.
 
     Raises:
-        Refused: for absolute paths, ``..``, escapes from the root, and missing files.
+        Refused: for absolute paths, ``..``, directories outside the root, and names that
+            are not files.
     """
     if not filename or filename.startswith(("/", "\\")):
         raise Refused(ACCESS_VIOLATION, "absolute paths are not served")
@@ -91,10 +98,11 @@ def resolve(root: Path, filename: str) -> Path:
     if ".." in parts:
         raise Refused(ACCESS_VIOLATION, "'..' is not allowed in paths")
     base = root.resolve()
-    path = (base / filename).resolve()
-    if base not in path.parents:
+    directory = base.joinpath(*parts[:-1]).resolve()
+    if directory != base and base not in directory.parents:
         raise Refused(ACCESS_VIOLATION, "path leaves the served directory")
-    if not path.is_file():
+    path = (directory / parts[-1]).resolve()
+    if not parts[-1] or not path.is_file():
         raise Refused(NOT_FOUND, f"{filename}: file not found")
     return path
 

@@ -8,6 +8,7 @@ import click
 
 from arges import __version__
 from arges.cli.cluster import cluster
+from arges.cli.lab import lab
 from arges.cli.talos import talos
 from arges.cli.up import up
 
@@ -32,3 +33,4 @@ def main(log_level: str) -> None:
 main.add_command(up)
 main.add_command(talos)
 main.add_command(cluster)
+main.add_command(lab)

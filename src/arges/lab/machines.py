@@ -10,7 +10,8 @@ racks have:
   UEFI network stack does PXE: ProxyDHCP, then TFTP of ``ipxe.efi``, then HTTP.
 
 Boot order is expressed with ``bootindex`` on the NIC and the disks, which both firmwares
-honour; "boot from network" puts the first NIC first.
+honour; "boot from network" puts the first NIC first. Both firmwares write their console
+(and iPXE's) to the serial port, which QEMU logs and offers on a unix socket.
 """
 
 from __future__ import annotations
@@ -94,6 +95,30 @@ class Machine:
     def qmp_socket(self) -> Path:
         return self.run_dir / "qmp.sock"
 
+    @property
+    def pid_file(self) -> Path:
+        """QEMU's pid while it runs (QEMU writes it at start and removes it at exit)."""
+        return self.run_dir / "qemu.pid"
+
+    @property
+    def sercon_file(self) -> Path:
+        """SeaBIOS's serial-console setting (:data:`SERCON_PORT`), written by
+        :func:`prepare_run_dir`."""
+        return self.run_dir / "sercon-port"
+
+
+SERCON_PORT = (0x3F8).to_bytes(2, "little")
+"""SeaBIOS's ``etc/sercon-port`` (COM1, a little-endian integer): SeaBIOS mirrors the text
+console, where the iPXE NIC ROM writes, to the serial port, so a BIOS server's console log
+shows its network boot as an OVMF server's does."""
+
+
+def prepare_run_dir(machine: Machine) -> None:
+    """Create ``machine.run_dir`` with the files :func:`qemu_argv` refers to."""
+    machine.run_dir.mkdir(parents=True, exist_ok=True)
+    if machine.firmware == "bios":
+        machine.sercon_file.write_bytes(SERCON_PORT)
+
 
 def qemu_argv(machine: Machine, boot: BootDevice, qemu: str = "qemu-system-x86_64") -> list[str]:
     """The QEMU command line for ``machine`` booting first from ``boot``.
@@ -130,7 +155,11 @@ def qemu_argv(machine: Machine, boot: BootDevice, qemu: str = "qemu-system-x86_6
         "chardev:serial0",
         "-qmp",
         f"unix:{machine.qmp_socket},server=on,wait=off",
+        "-pidfile",
+        str(machine.pid_file),
     ]
+    if machine.firmware == "bios":
+        argv += ["-fw_cfg", f"name=etc/sercon-port,file={machine.sercon_file}"]
     if machine.firmware == "uefi":
         if machine.ovmf_code is None or machine.ovmf_vars is None:
             raise ValueError(f"{machine.name}: UEFI needs OVMF code and variable images")

@@ -11,14 +11,12 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-OVMF_CODE_CANDIDATES = (
-    Path("/usr/share/OVMF/OVMF_CODE_4M.fd"),
-    Path("/usr/share/OVMF/OVMF_CODE.fd"),
+OVMF_IMAGES = (
+    (Path("/usr/share/OVMF/OVMF_CODE_4M.fd"), Path("/usr/share/OVMF/OVMF_VARS_4M.fd")),
+    (Path("/usr/share/OVMF/OVMF_CODE.fd"), Path("/usr/share/OVMF/OVMF_VARS.fd")),
 )
-OVMF_VARS_CANDIDATES = (
-    Path("/usr/share/OVMF/OVMF_VARS_4M.fd"),
-    Path("/usr/share/OVMF/OVMF_VARS.fd"),
-)
+"""OVMF's code and variable-store images, in matching pairs (a 4 MiB code image needs a
+4 MiB variable store), best first."""
 IPXE_DIR = Path("/usr/lib/ipxe")
 
 
@@ -33,8 +31,9 @@ class Problem:
         return f"{self.what} (fix: {self.fix})"
 
 
-def first_existing(paths: tuple[Path, ...]) -> Path | None:
-    return next((p for p in paths if p.exists()), None)
+def ovmf_images() -> tuple[Path, Path] | None:
+    """The OVMF code image and the variable-store template to copy, or None."""
+    return next(((c, v) for c, v in OVMF_IMAGES if c.exists() and v.exists()), None)
 
 
 def problems(*, uefi: bool, site_dhcp: bool, bmc: bool = True) -> list[Problem]:
@@ -67,9 +66,7 @@ def problems(*, uefi: bool, site_dhcp: bool, bmc: bool = True) -> list[Problem]:
         and not Path("/usr/share/qemu/efi-virtio.rom").exists()
     ):
         found.append(Problem("QEMU's iPXE NIC ROMs are missing", "apt-get install -y ipxe-qemu"))
-    if uefi and (
-        first_existing(OVMF_CODE_CANDIDATES) is None or first_existing(OVMF_VARS_CANDIDATES) is None
-    ):
+    if uefi and ovmf_images() is None:
         found.append(Problem("OVMF (UEFI firmware for QEMU) is missing", "apt-get install -y ovmf"))
     if not Path("/dev/net/tun").exists():
         found.append(Problem("/dev/net/tun is missing", "modprobe tun"))

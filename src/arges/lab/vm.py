@@ -18,9 +18,13 @@ import threading
 import time
 from pathlib import Path
 
-from arges.lab.machines import BootDevice, Machine, qemu_argv
+from arges.lab.machines import BootDevice, Machine, prepare_run_dir, qemu_argv
 
 log = logging.getLogger(__name__)
+
+
+class VmError(Exception):
+    """A lab server's QEMU did not start (the end of its log included)."""
 
 
 class VirtualMachine:
@@ -74,7 +78,7 @@ class VirtualMachine:
             boot = self.next_boot or self.default_boot
             self.next_boot = None
             self.last_boot = boot
-            self.machine.run_dir.mkdir(parents=True, exist_ok=True)
+            prepare_run_dir(self.machine)
             log_file = (self.machine.run_dir / "qemu.log").open("ab")
             self._proc = subprocess.Popen(
                 self.argv(boot),
@@ -87,6 +91,29 @@ class VirtualMachine:
             log.info(
                 "%s: powered on, booting from %s (pid %d)", self.machine.name, boot, self._proc.pid
             )
+
+    def wait_started(self, timeout: float = 30.0) -> None:
+        """Return once QEMU answers on its QMP socket (it has opened its taps and disks).
+
+        Raises:
+            VmError: QEMU exited, or did not answer within ``timeout`` seconds.
+        """
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            proc = self._proc
+            if proc is None or proc.poll() is not None:
+                raise VmError(f"{self.machine.name}: QEMU exited: {self._log_tail()}")
+            if _qmp(self.machine.qmp_socket, None):
+                return
+            time.sleep(0.2)
+        raise VmError(f"{self.machine.name}: QEMU did not start within {timeout:.0f} s")
+
+    def _log_tail(self, lines: int = 5) -> str:
+        try:
+            text = (self.machine.run_dir / "qemu.log").read_text(errors="replace")
+        except OSError:
+            return "(no log)"
+        return " | ".join(text.strip().splitlines()[-lines:]) or "(empty log)"
 
     def power_off(self) -> None:
         with self._lock:
@@ -114,17 +141,21 @@ class VirtualMachine:
         self.power_off()
 
 
-def _qmp(path: Path, command: str) -> bool:
-    """Send one QMP command; False when QEMU's monitor cannot be reached."""
+def _qmp(path: Path, command: str | None) -> bool:
+    """Send one QMP command (None: just read the greeting); False when QEMU's monitor cannot
+    be reached."""
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
             sock.settimeout(5)
             sock.connect(str(path))
-            reader = sock.makefile("rb")
-            reader.readline()
-            for execute in ("qmp_capabilities", command):
-                sock.sendall(json.dumps({"execute": execute}).encode() + b"\n")
-                reader.readline()
+            with sock.makefile("rb") as reader:
+                if not reader.readline():
+                    return False
+                if command is None:
+                    return True
+                for execute in ("qmp_capabilities", command):
+                    sock.sendall(json.dumps({"execute": execute}).encode() + b"\n")
+                    reader.readline()
         return True
     except OSError:
         return False

@@ -11,6 +11,7 @@ complaints are mapped to :mod:`arges.power.errors` with its own words.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import re
@@ -137,9 +138,12 @@ class IpmiDriver(PowerDriver):
         try:
             out, err = await asyncio.wait_for(proc.communicate(), self.timeout)
         except TimeoutError as exc:
-            proc.kill()
-            await proc.wait()
+            await _reap(proc)
             raise BmcUnreachable(f"{self.info}: no answer within {self.timeout:.0f} s") from exc
+        except asyncio.CancelledError:
+            # A controller stopping mid-call must not leave ipmitool running unwatched.
+            await _reap(proc)
+            raise
         text, error = out.decode(errors="replace"), err.decode(errors="replace").strip()
         if proc.returncode == 0:
             return text
@@ -163,6 +167,12 @@ class IpmiDriver(PowerDriver):
         if options:
             command.append("options=" + ",".join(options))
         await self._run(command)
+
+
+async def _reap(proc: asyncio.subprocess.Process) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        proc.kill()
+    await proc.communicate()
 
 
 class _SuiteRefused(Exception):

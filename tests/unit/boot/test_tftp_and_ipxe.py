@@ -61,22 +61,40 @@ def test_paths_stay_inside_the_root(tmp_path: Path) -> None:
     (root / "sub").mkdir(parents=True)
     (root / "ipxe.efi").write_bytes(b"x")
     (root / "sub" / "a").write_bytes(b"y")
-    (tmp_path / "secret").write_bytes(b"s")
-    (root / "escape").symlink_to(tmp_path / "secret")
+    (tmp_path / "secret").mkdir()
+    (tmp_path / "secret" / "key").write_bytes(b"s")
+    (root / "outside").symlink_to(tmp_path / "secret")
+    (root / "dev").symlink_to("/dev/null")
     assert resolve(root, "ipxe.efi") == (root / "ipxe.efi").resolve()
     assert resolve(root, "sub/a").read_bytes() == b"y"
+    assert resolve(root, "sub\\a").read_bytes() == b"y"
     for name, code in [
         ("/etc/passwd", ACCESS_VIOLATION),
-        ("../secret", ACCESS_VIOLATION),
-        ("sub/../../secret", ACCESS_VIOLATION),
-        ("escape", ACCESS_VIOLATION),
+        ("../secret/key", ACCESS_VIOLATION),
+        ("sub/../../secret/key", ACCESS_VIOLATION),
+        ("outside/key", ACCESS_VIOLATION),
         ("\\windows", ACCESS_VIOLATION),
         ("missing", NOT_FOUND),
+        ("sub", NOT_FOUND),
+        ("sub/", NOT_FOUND),
+        ("outside", NOT_FOUND),
+        ("dev", NOT_FOUND),
         ("", ACCESS_VIOLATION),
     ]:
         with pytest.raises(Refused) as err:
             resolve(root, name)
         assert err.value.code == code, name
+
+
+def test_a_file_link_in_the_root_is_served_like_debians_ipxe_efi(tmp_path: Path) -> None:
+    """Debian's ipxe ships /usr/lib/ipxe/ipxe.efi -> /boot/ipxe.efi (an absolute link out of
+    the root); refusing it made every UEFI PXE boot fail with a TFTP error."""
+    root, boot = tmp_path / "lib-ipxe", tmp_path / "boot"
+    root.mkdir()
+    boot.mkdir()
+    (boot / "ipxe.efi").write_bytes(b"MZ")
+    (root / "ipxe.efi").symlink_to(boot / "ipxe.efi")
+    assert resolve(root, "ipxe.efi").read_bytes() == b"MZ"
 
 
 NOW = dt.datetime(2026, 1, 1, tzinfo=dt.UTC).isoformat()
@@ -156,5 +174,7 @@ def test_chain_script_tries_every_nic() -> None:
         "&arch=${buildarch}&platform=${platform}"
     ) in body
     assert "inc idx" in body and "goto nic" in body
+    # IPv4 only: iPXE's plain dhcp also waits 16 s for IPv6 router advertisements.
+    assert "ifconf -c dhcp net${idx} || dhcp net${idx} && chain " in body
     assert ipxe.mac_from_query("52-54-00-AB-cd-01") == "52:54:00:ab:cd:01"
     assert ipxe.mac_from_query("junk") == ""

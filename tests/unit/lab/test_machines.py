@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from arges.lab.machines import Disk, Machine, Nic, Smbios, qemu_argv
+from arges.lab.machines import Disk, Machine, Nic, Smbios, prepare_run_dir, qemu_argv
 from arges.lab.network import LabNetwork
 from arges.lab.sitedhcp import dnsmasq_argv
 
@@ -97,3 +97,13 @@ def test_network_plans() -> None:
     assert argv[:4] == ["ip", "netns", "exec", "arges-lab"]
     assert "--dhcp-range=10.88.0.128,10.88.0.254,255.255.255.0,1h" in argv
     assert "--port=0" in argv and not any(a.startswith("--dhcp-boot") for a in argv)
+
+
+def test_qemu_writes_its_pid_and_seabios_mirrors_its_console_to_serial(tmp_path: Path) -> None:
+    bios = Machine("b", "bios", Smbios(uuid="x"), (), (Nic("t", "m"),), tmp_path / "b")
+    argv = qemu_argv(bios, "network")
+    assert argv[argv.index("-pidfile") + 1] == str(tmp_path / "b" / "qemu.pid")
+    assert argv[argv.index("-fw_cfg") + 1] == f"name=etc/sercon-port,file={bios.sercon_file}"
+    prepare_run_dir(bios)
+    assert bios.sercon_file.read_bytes() == b"\xf8\x03", "COM1 (0x3f8), little-endian"
+    assert "-fw_cfg" not in qemu_argv(machine("uefi"), "network")

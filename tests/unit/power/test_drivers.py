@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
+
 import pytest
 
 from arges.power import fake
@@ -70,3 +73,18 @@ async def test_actions_are_skipped_when_done_and_verified_when_not() -> None:
     wrong = build_driver(BmcInfo("bmc-1", 623, "admin", "nope", "fake"))
     with pytest.raises(AuthenticationFailed):
         await wrong.get_power_state()
+
+
+async def test_a_cancelled_call_does_not_leave_ipmitool_running(tmp_path) -> None:
+    pid_file = tmp_path / "pid"
+    slow = tmp_path / "ipmitool"
+    slow.write_text(f"#!/bin/sh\necho $$ > {pid_file}\nexec sleep 60\n")
+    slow.chmod(0o755)
+    call = asyncio.create_task(IpmiDriver(INFO, ipmitool=str(slow)).get_power_state())
+    while not pid_file.exists() or not pid_file.read_text().strip():
+        await asyncio.sleep(0.05)
+    call.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await call
+    pid = int(pid_file.read_text())
+    assert not Path(f"/proc/{pid}").exists(), "ipmitool was killed and reaped"
