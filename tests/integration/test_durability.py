@@ -33,6 +33,14 @@ class Process:
         self.data, self.port, self.log = data, port, log
         self.proc: subprocess.Popen[bytes] | None = None
 
+    def agent_image(self) -> Path:
+        """Stand-in agent kernel and initramfs, so ``up`` does not build the real image."""
+        directory = self.data.parent / "agent-image"
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / "vmlinuz").write_bytes(b"kernel")
+        (directory / "initramfs.img").write_bytes(b"initramfs")
+        return directory
+
     async def start(self) -> None:
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
@@ -45,6 +53,8 @@ class Process:
                     str(self.data),
                     "--api-port",
                     str(self.port),
+                    "--agent-image",
+                    str(self.agent_image()),
                 ],
                 stdout=out,
                 stderr=subprocess.STDOUT,

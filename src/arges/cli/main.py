@@ -7,6 +7,7 @@ import logging
 import click
 
 from arges import __version__
+from arges.cli.agent import agent
 from arges.cli.talos import talos
 from arges.cli.up import up
 
@@ -30,3 +31,4 @@ def main(log_level: str) -> None:
 
 main.add_command(up)
 main.add_command(talos)
+main.add_command(agent)
