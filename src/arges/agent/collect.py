@@ -29,6 +29,7 @@ PLACEHOLDERS = frozenset(
         "Not Provided",
         "Not Applicable",
         "Not Present",
+        "Not Settable",
         "To Be Filled By O.E.M.",
         "Default string",
         "Unknown",
