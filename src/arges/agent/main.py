@@ -95,13 +95,13 @@ class Agent:
             elif instruction.action == "wipe":
                 if failed:
                     time.sleep(RETRY_SECONDS)
-                report = self.wipe(instruction.wipe_mode)
+                report = self.wipe_disks(instruction.wipe_mode)
                 failed = report.phase == "wipe-failed"
                 instruction = self.send(report)
             else:
                 power(instruction.action)
 
-    def wipe(self, mode: wipe.Mode) -> Report:
+    def wipe_disks(self, mode: wipe.Mode) -> Report:
         """Wipe every writable disk, heartbeating; the outcome as a report."""
         disks = wipe.disks()
         total = wipe.total_bytes(disks, mode)
