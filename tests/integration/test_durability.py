@@ -32,6 +32,9 @@ class Process:
     def __init__(self, data: Path, port: int, log: Path) -> None:
         self.data, self.port, self.log = data, port, log
         self.proc: subprocess.Popen[bytes] | None = None
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.bind(("127.0.0.1", 0))
+            self.tftp_port = int(s.getsockname()[1])
 
     def agent_image(self) -> Path:
         """Stand-in agent kernel and initramfs, so ``up`` does not build the real image."""
@@ -55,6 +58,14 @@ class Process:
                     str(self.port),
                     "--agent-image",
                     str(self.agent_image()),
+                    # Free ports rather than 8081/69/67: other test runs on the host may
+                    # hold those, and these tests are about the state, not the boot ports.
+                    "--http-port",
+                    "0",
+                    "--tftp-port",
+                    str(self.tftp_port),
+                    "--dhcp-mode",
+                    "off",
                 ],
                 stdout=out,
                 stderr=subprocess.STDOUT,
