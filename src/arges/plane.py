@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from arges.api.crds import all_crds
-from arges.api.environment import DEFAULT_ENVIRONMENT, EnvironmentSpec
+from arges.api.environment import AGENT_ENVIRONMENT, DEFAULT_ENVIRONMENT, EnvironmentSpec
 from arges.apiserver.server import ApiServer, ApiServerConfig
 from arges.assets import AssetCache
 from arges.boot.decider import KubeBootDecider
@@ -44,6 +44,9 @@ class PlaneConfig:
     api_address: str = "127.0.0.1"
     api_port: int = 6443
     default_environment: EnvironmentSpec = field(default_factory=talos_default)
+    agent_environment: EnvironmentSpec | None = None
+    """The built-in ``agent`` Environment; None leaves it out (``arges up`` builds the agent
+    image and sets it; tests that need no agent image leave it None)."""
     boot: BootConfig | None = None
     """Network boot services; None runs none (tests, or a plane without a boot network)."""
     discovery: DiscoveryConfig = field(default_factory=DiscoveryConfig)
@@ -87,7 +90,7 @@ class ManagementPlane:
                 self.kube,
                 cache,
                 self.assets,
-                {DEFAULT_ENVIRONMENT: self.config.default_environment},
+                self._built_ins(),
             ),
             PowerController(
                 self.kube,
@@ -119,6 +122,12 @@ class ManagementPlane:
                 routes,
             )
             await self.boot.start()
+
+    def _built_ins(self) -> dict[str, EnvironmentSpec]:
+        built_ins = {DEFAULT_ENVIRONMENT: self.config.default_environment}
+        if self.config.agent_environment is not None:
+            built_ins[AGENT_ENVIRONMENT] = self.config.agent_environment
+        return built_ins
 
     async def stop(self) -> None:
         """Stop the boot services, the controllers, then the API server."""

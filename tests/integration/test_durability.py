@@ -32,6 +32,17 @@ class Process:
     def __init__(self, data: Path, port: int, log: Path) -> None:
         self.data, self.port, self.log = data, port, log
         self.proc: subprocess.Popen[bytes] | None = None
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.bind(("127.0.0.1", 0))
+            self.tftp_port = int(s.getsockname()[1])
+
+    def agent_image(self) -> Path:
+        """Stand-in agent kernel and initramfs, so ``up`` does not build the real image."""
+        directory = self.data.parent / "agent-image"
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / "vmlinuz").write_bytes(b"kernel")
+        (directory / "initramfs.img").write_bytes(b"initramfs")
+        return directory
 
     async def start(self) -> None:
         with self.log.open("ab") as out:
@@ -45,6 +56,16 @@ class Process:
                     str(self.data),
                     "--api-port",
                     str(self.port),
+                    "--agent-image",
+                    str(self.agent_image()),
+                    # Free ports rather than 8081/69/67: other test runs on the host may
+                    # hold those, and these tests are about the state, not the boot ports.
+                    "--http-port",
+                    "0",
+                    "--tftp-port",
+                    str(self.tftp_port),
+                    "--dhcp-mode",
+                    "off",
                 ],
                 stdout=out,
                 stderr=subprocess.STDOUT,

@@ -7,6 +7,7 @@ import logging
 import click
 
 from arges import __version__
+from arges.cli.agent import agent
 from arges.cli.cluster import cluster
 from arges.cli.lab import lab
 from arges.cli.talos import talos
@@ -32,5 +33,6 @@ def main(log_level: str) -> None:
 
 main.add_command(up)
 main.add_command(talos)
+main.add_command(agent)
 main.add_command(cluster)
 main.add_command(lab)

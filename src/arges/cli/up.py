@@ -10,6 +10,7 @@ import click
 
 from arges.apiserver.storage import StorageError
 from arges.boot.services import BootConfig, default_address
+from arges.cli.agent import agent_environment
 from arges.discovery.api import DiscoveryConfig
 from arges.metal.environments import talos_default
 from arges.plane import ManagementPlane, PlaneConfig
@@ -83,6 +84,13 @@ from arges.plane import ManagementPlane, PlaneConfig
 @click.option(
     "--talos-initrd-url", default=None, help="Initramfs of the built-in 'default' Environment."
 )
+@click.option(
+    "--agent-image",
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="Directory with a prebuilt agent vmlinuz and initramfs.img (default: build the "
+    "image from Debian packages, or reuse the one cached in DATA_DIR/agent).",
+)
 @click.option("--no-boot", is_flag=True, help="Run no network boot services at all.")
 def up(
     data_dir: Path,
@@ -100,6 +108,7 @@ def up(
     wipe_mode: str,
     talos_kernel_url: str | None,
     talos_initrd_url: str | None,
+    agent_image: Path | None,
     no_boot: bool,
 ) -> None:
     """Start Arges: the Kubernetes API, the controllers and the network boot services.
@@ -130,6 +139,7 @@ def up(
         api_address=api_address,
         api_port=api_port,
         default_environment=talos_default(kernel_url=talos_kernel_url, initrd_url=talos_initrd_url),
+        agent_environment=None if no_boot else agent_environment(data_dir, agent_image),
         boot=boot,
         discovery=DiscoveryConfig(auto_accept=auto_accept_servers, wipe_mode=wipe_mode),  # type: ignore[arg-type]
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from arges.api.environment import Asset, EnvironmentSpec, Kernel
 
 TALOS_VERSION = "v1.11.6"
@@ -34,4 +36,20 @@ def talos_default(
     return EnvironmentSpec(
         kernel=Kernel(url=kernel_url or f"{base}/vmlinuz-amd64", args=list(TALOS_KERNEL_ARGS)),
         initrd=Asset(url=initrd_url or f"{base}/initramfs-amd64.xz"),
+    )
+
+
+AGENT_KERNEL_ARGS = ("console=ttyS0,115200n8", "console=tty0")
+"""The agent's kernel arguments: both consoles (its ``/init`` writes to every active one);
+``arges.url=`` and ``arges.mac=`` are added per request by the boot service."""
+
+
+def agent_default(
+    kernel: Path, kernel_sha512: str, initrd: Path, initrd_sha512: str
+) -> EnvironmentSpec:
+    """The ``agent`` Environment: the image ``arges agent build`` made (or one given with
+    ``--agent-image``), as ``file://`` URLs pinned by SHA-512."""
+    return EnvironmentSpec(
+        kernel=Kernel(url=kernel.as_uri(), sha512=kernel_sha512, args=list(AGENT_KERNEL_ARGS)),
+        initrd=Asset(url=initrd.as_uri(), sha512=initrd_sha512),
     )

@@ -1,0 +1,34 @@
+"""Reading the kernel command line."""
+
+from __future__ import annotations
+
+from arges.agent.cmdline import BootArgs, parse, split
+
+IPXE = (
+    "console=ttyS0,115200n8 console=tty0 initrd=initrd "
+    "arges.url=http://10.88.0.1:8081/ arges.mac=52:54:00:AB:cd:01\n"
+)
+
+
+def test_what_ipxe_adds_is_read() -> None:
+    assert parse(IPXE) == BootArgs(url="http://10.88.0.1:8081", mac="52:54:00:ab:cd:01")
+
+
+def test_target_mode_and_hexhyp_macs() -> None:
+    args = parse("talos.config=http://10.0.2.2:8081/configdata?uuid= arges.mac=52-54-00-00-00-01")
+    assert args.talos_config == "http://10.0.2.2:8081/configdata?uuid="
+    assert args.mac == "52:54:00:00:00:01" and args.url == ""
+
+
+def test_a_malformed_mac_is_ignored_and_the_last_value_wins() -> None:
+    assert parse("arges.mac=nonsense arges.url=http://a arges.url=http://b") == BootArgs(
+        url="http://b"
+    )
+
+
+def test_quoted_values_and_flags() -> None:
+    assert split('quiet dyndbg="file x.c +p" a=1') == {
+        "quiet": "",
+        "dyndbg": "file x.c +p",
+        "a": "1",
+    }
