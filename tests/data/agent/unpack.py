@@ -1,7 +1,8 @@
 """Turns capture.sh's console output into a sample tree: ``unpack.py LOG DIR``.
 
 ``/tmp/dmidecode.txt`` becomes ``DIR/dmidecode.txt``; everything else keeps its path under
-``DIR`` (sysfs directories become plain directories, symlinks stay symlinks).
+``DIR`` (sysfs directories become plain directories holding a ``.keep`` file, symlinks stay
+symlinks).
 """
 
 import base64
@@ -34,7 +35,10 @@ for raw in log.read_text(errors="replace").splitlines():
             (root / path.lstrip("/")).parent.mkdir(parents=True, exist_ok=True)
             (root / path.lstrip("/")).symlink_to(target)
         elif kind == "DIR":
-            (root / rest.lstrip("/")).mkdir(parents=True, exist_ok=True)
+            directory = root / rest.lstrip("/")
+            directory.mkdir(parents=True, exist_ok=True)
+            # git keeps no empty directory, and the collectors test that this one exists.
+            (directory / ".keep").touch()
     elif current is not None and re.fullmatch(r"[A-Za-z0-9+/=]+", line):
         chunks.append(line)
 flush()
