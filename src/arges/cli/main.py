@@ -9,6 +9,7 @@ import click
 from arges import __version__
 from arges.cli.agent import agent
 from arges.cli.cluster import cluster
+from arges.cli.demo import demo
 from arges.cli.lab import lab
 from arges.cli.talos import talos
 from arges.cli.up import up
@@ -35,4 +36,5 @@ main.add_command(up)
 main.add_command(talos)
 main.add_command(agent)
 main.add_command(cluster)
+main.add_command(demo)
 main.add_command(lab)

@@ -12,7 +12,7 @@ from arges.apiserver.storage import StorageError
 from arges.boot.services import BootConfig, default_address
 from arges.cli.agent import agent_environment
 from arges.discovery.api import DiscoveryConfig
-from arges.metal.environments import talos_default
+from arges.metal import environments
 from arges.plane import ManagementPlane, PlaneConfig
 
 
@@ -91,6 +91,12 @@ from arges.plane import ManagementPlane, PlaneConfig
     help="Directory with a prebuilt agent vmlinuz and initramfs.img (default: build the "
     "image from Debian packages, or reuse the one cached in DATA_DIR/agent).",
 )
+@click.option(
+    "--talos-stand-in",
+    is_flag=True,
+    help="Make the agent image, in its target mode, the 'default' Environment, for a lab "
+    "that cannot download Talos (in production 'default' is Talos itself).",
+)
 @click.option("--no-boot", is_flag=True, help="Run no network boot services at all.")
 def up(
     data_dir: Path,
@@ -109,6 +115,7 @@ def up(
     talos_kernel_url: str | None,
     talos_initrd_url: str | None,
     agent_image: Path | None,
+    talos_stand_in: bool,
     no_boot: bool,
 ) -> None:
     """Start Arges: the Kubernetes API, the controllers and the network boot services.
@@ -134,12 +141,18 @@ def up(
             dhcp_network=dhcp_network,
             dhcp_pool=pool,
         )
+    agent = None if no_boot else agent_environment(data_dir, agent_image)
+    default = environments.talos_default(kernel_url=talos_kernel_url, initrd_url=talos_initrd_url)
+    if talos_stand_in:
+        if agent is None:
+            raise click.ClickException("--talos-stand-in needs the agent image (see above)")
+        default = environments.talos_stand_in(agent)
     config = PlaneConfig(
         data_dir=data_dir,
         api_address=api_address,
         api_port=api_port,
-        default_environment=talos_default(kernel_url=talos_kernel_url, initrd_url=talos_initrd_url),
-        agent_environment=None if no_boot else agent_environment(data_dir, agent_image),
+        default_environment=default,
+        agent_environment=agent,
         boot=boot,
         discovery=DiscoveryConfig(auto_accept=auto_accept_servers, wipe_mode=wipe_mode),  # type: ignore[arg-type]
     )

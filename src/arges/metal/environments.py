@@ -53,3 +53,17 @@ def agent_default(
         kernel=Kernel(url=kernel.as_uri(), sha512=kernel_sha512, args=list(AGENT_KERNEL_ARGS)),
         initrd=Asset(url=initrd.as_uri(), sha512=initrd_sha512),
     )
+
+
+def talos_stand_in(agent: EnvironmentSpec) -> EnvironmentSpec:
+    """A ``default`` Environment for a lab that cannot have Talos: the agent's image with
+    Talos' kernel arguments. Given ``talos.config=`` (as every target Environment is), the
+    agent does what Talos does at that point and nothing more: it fetches its machine config
+    from the metadata service, checks it, writes it to the first disk and reports it
+    installed. In production ``default`` is Talos' own kernel and initramfs."""
+    return EnvironmentSpec(
+        kernel=Kernel(
+            url=agent.kernel.url, sha512=agent.kernel.sha512, args=list(TALOS_KERNEL_ARGS)
+        ),
+        initrd=Asset(url=agent.initrd.url, sha512=agent.initrd.sha512),
+    )

@@ -1,0 +1,217 @@
+"""The main job end to end on real firmware: Arges (``arges up``, its own process) and a lab of
+SeaBIOS+iPXE and OVMF servers, from power-on to a TalosCluster whose members have their
+machine configs on disk, and back to clean servers when it is deleted.
+
+Both DHCP modes: ProxyDHCP beside the lab's dnsmasq (the steps of :mod:`arges.lab.demo`,
+checked in detail), and Arges' full DHCP (the README's main command, ``arges demo``, as a
+user runs it). The phases' durations are printed as figures.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from arges.agent import target
+from arges.kube.client import KubeClient
+from arges.kube.resources import SERVER_BINDINGS, SERVERS
+from arges.lab import datacenter
+from arges.lab import demo as steps
+from arges.lab.plan import LabSpec
+from arges.lab.state import LabServer, LabState
+from tests.integration.lab.conftest import NETWORK, assert_nothing_left, lab_unavailable
+
+pytestmark = [
+    pytest.mark.lab,
+    pytest.mark.slow,
+    pytest.mark.timeout(1800),
+    pytest.mark.skipif(lab_unavailable() is not None, reason=str(lab_unavailable())),
+]
+
+
+def figure(capsys: pytest.CaptureFixture[str], text: str) -> None:
+    with capsys.disabled():
+        print(f"\n  [e2e] {text}", flush=True)
+
+
+@dataclass
+class Site:
+    """Arges and a lab, both taken down by the fixture whatever happens."""
+
+    data_dir: Path
+    arges: steps.Arges
+    lines: list[str] = field(default_factory=list)
+    kube: KubeClient | None = None
+    lab: LabState | None = None
+
+    def say(self, line: str) -> None:
+        self.lines.append(f"{time.strftime('%H:%M:%S')} {line}")
+
+    async def start(self, spec: LabSpec) -> steps.Demo:
+        self.kube = await self.arges.start()
+        self.lab = await datacenter.up(spec, self.data_dir, progress=self.say)
+        return steps.Demo(self.kube, self.lab, self.arges.log, self.say)
+
+
+@pytest.fixture
+async def site(tmp_path: Path) -> AsyncIterator[Site]:
+    data_dir = tmp_path / "data"
+    running = Site(data_dir, steps.Arges(data_dir, "proxy"))
+    try:
+        yield running
+    finally:
+        try:
+            await datacenter.down(data_dir)
+        finally:
+            if running.kube is not None:
+                await running.kube.close()
+            await running.arges.stop()
+        print("\n".join(running.lines))
+    assert_nothing_left(data_dir / "lab")
+
+
+def disk_config(server: LabServer) -> dict[str, Any] | None:
+    """The machine config the stand-in wrote to the server's first disk, if any."""
+    with server.disks[0].path.open("rb") as disk:
+        head = disk.read(1 << 20)
+    try:
+        return yaml.safe_load(target.decode(head))  # type: ignore[no-any-return]
+    except ValueError:
+        return None
+
+
+def expected_inventory(server: LabServer) -> dict[str, Any]:
+    """What QEMU was given for ``server`` (:meth:`LabServer.machine`), as Arges reports it."""
+    smbios = server.machine(None).smbios
+    return {
+        "system": {
+            "uuid": server.uuid,
+            "manufacturer": smbios.manufacturer,
+            "productName": smbios.product,
+            "version": smbios.version,
+            "serialNumber": smbios.serial,
+            "skuNumber": smbios.sku,
+            "family": smbios.family,
+        },
+        "cpus": 1,
+        "memory": server.memory_mib * 2**20,
+        "disks": [(d.size, d.serial, "virtio") for d in server.disks],
+        "macs": server.macs,
+    }
+
+
+def reported_inventory(obj: dict[str, Any]) -> dict[str, Any]:
+    hw = obj["status"]["hardware"]
+    return {
+        "system": hw["system"],
+        "cpus": hw["compute"]["totalThreadCount"],
+        "memory": hw["memory"]["totalSize"],
+        "disks": [(d["size"], d["serialNumber"], d["type"]) for d in hw["storage"]["devices"]],
+        "macs": [i["mac"] for i in hw["network"]["interfaces"]],
+    }
+
+
+def condition(obj: dict[str, Any], kind: str) -> dict[str, Any]:
+    return next(c for c in obj["status"]["conditions"] if c["type"] == kind)
+
+
+async def test_the_main_job_with_proxydhcp_beside_the_site_dhcp_server(
+    site: Site, capsys: pytest.CaptureFixture[str]
+) -> None:
+    started = time.monotonic()
+    demo = await site.start(LabSpec(servers=3, firmware="mixed"))
+    kube, lab = site.kube, site.lab
+    assert kube is not None and lab is not None
+    assert [s.firmware for s in lab.servers] == ["bios", "uefi", "bios"]
+    figure(capsys, f"Arges and the lab up in {time.monotonic() - started:.0f} s")
+
+    took = await demo.discovered()
+    figure(capsys, f"power-on to every server registered: {took:.0f} s")
+    servers, _ = await demo.objects()
+    for lab_server in lab.servers:
+        got = reported_inventory(servers[lab_server.uuid])
+        assert got == expected_inventory(lab_server), f"{lab_server.name}'s inventory"
+        booted = condition(servers[lab_server.uuid], "PXEBooted")
+        assert booted["reason"] == "Agent"
+
+    await demo.accept()
+    took = await demo.available()
+    figure(capsys, f"accepted to wiped, clean and powered off: {took:.0f} s")
+    servers, _ = await demo.objects()
+    for obj in servers.values():
+        assert condition(obj, "Wipe")["status"] == "True"
+
+    await demo.create_cluster()
+    took = await demo.configs_delivered()
+    figure(capsys, f"bind to both configs delivered and installed: {took:.0f} s")
+    servers, bindings = await demo.objects()
+    assert len(bindings) == 2, "exactly two servers bound"
+    for lab_server in lab.servers:
+        binding = bindings.get(lab_server.uuid)
+        if binding is None:
+            spare = servers[lab_server.uuid]["status"]
+            assert (spare["isClean"], spare["power"]) == (True, "off"), "the third stays available"
+            continue
+        obj = servers[lab_server.uuid]
+        own = [a["address"] for a in obj["status"]["addresses"]]
+        delivered = condition(obj, "ConfigDelivered")["message"]
+        assert delivered.endswith(f"delivered to {own[0]}"), "over its own network stack"
+        config = disk_config(lab_server)
+        assert config is not None, f"{lab_server.name} has its config on disk"
+        assert config["machine"]["type"] == binding["spec"]["role"]
+        assert config["cluster"]["controlPlane"]["endpoint"] == steps.ENDPOINT
+
+    took = await demo.delete_cluster()
+    figure(capsys, f"cluster deleted to both servers wiped and available: {took:.0f} s")
+    assert await kube.list(SERVER_BINDINGS) == []
+    for lab_server in lab.servers:
+        obj = await kube.get(SERVERS, lab_server.uuid)
+        assert obj["status"]["isClean"] is True and obj["status"]["power"] == "off"
+        assert disk_config(lab_server) is None, f"{lab_server.name}'s disk was wiped"
+    figure(capsys, f"proxy mode, whole job: {time.monotonic() - started:.0f} s")
+
+
+async def test_the_readme_main_command_with_arges_as_the_only_dhcp_server(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data_dir = tmp_path / "data"
+    started = time.monotonic()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "arges",
+        "demo",
+        "--data-dir",
+        str(data_dir),
+        "--servers",
+        "2",
+        "--dhcp-mode",
+        "full",
+        "--no-keep",
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    out, _ = await proc.communicate()
+    text = out.decode()
+    print(text)
+    assert proc.returncode == 0, text
+    installed = [line for line in text.splitlines() if "machine config installed" in line]
+    assert len(installed) == 2, "both servers (one BIOS, one UEFI) installed their configs"
+    assert any("controlplane:" in line for line in installed)
+    assert any("worker:" in line for line in installed)
+    assert "taloscluster.cluster.arges.dev/demo" in text
+    figure(capsys, f"full DHCP mode, arges demo (2 servers): {time.monotonic() - started:.0f} s")
+    for line in text.splitlines():
+        if "done:" in line:
+            figure(capsys, f"full DHCP mode, {line.split('done: ', 1)[1]}")
+    assert not NETWORK.exists()
+    assert_nothing_left(data_dir / "lab")
