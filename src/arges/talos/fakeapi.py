@@ -44,16 +44,13 @@ import grpclib.const
 import grpclib.server
 from betterproto.lib.google.protobuf import Empty
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 from talos_linux_api.v1_6_0 import common, machine
 
-from arges.talos.errors import InvalidSecrets
-from arges.talos.secrets import CertAndKey, SecretsBundle, ed25519_key_pem
-from arges.talos.talosconfig import ADMIN_ROLE
+from arges.talos.secrets import CertAndKey, SecretsBundle
+from arges.talos.talosconfig import ADMIN_ROLE, os_leaf
 from arges.talos.tls import server_context
 
 SERVER_VALIDITY = dt.timedelta(hours=8760)
@@ -108,11 +105,6 @@ def server_certificate(
     Raises:
         InvalidSecrets: when the bundle's OS CA key is not Ed25519.
     """
-    ca_cert = bundle.os.certificate()
-    ca_key = bundle.os.private_key()
-    if not isinstance(ca_key, ed25519.Ed25519PrivateKey):
-        raise InvalidSecrets("the Talos API (os) CA key must be Ed25519")
-    now = (now or dt.datetime.now(dt.UTC)).replace(microsecond=0)
     sans: list[x509.GeneralName] = []
     for address in addresses:
         try:
@@ -120,39 +112,14 @@ def server_certificate(
         except ValueError:
             sans.append(x509.DNSName(address))
     sans.append(x509.DNSName(hostname))
-    key = ed25519.Ed25519PrivateKey.generate()
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostname)]))
-        .issuer_name(ca_cert.subject)
-        .public_key(key.public_key())
-        .serial_number(secrets.randbits(128) or 1)
-        .not_valid_before(now)
-        .not_valid_after(now + SERVER_VALIDITY)
-        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(
-            x509.ExtendedKeyUsage(
-                [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
-            ),
-            critical=False,
-        )
-        .sign(ca_key, None)
+    return os_leaf(
+        bundle,
+        x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostname)]),
+        [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH],
+        SERVER_VALIDITY,
+        sans=sans,
+        now=now,
     )
-    return CertAndKey(cert.public_bytes(serialization.Encoding.PEM), ed25519_key_pem(key))
 
 
 @dataclass(frozen=True)
@@ -216,7 +183,11 @@ class FakeTalosNode:
         self.etcd_member = machine_type == "controlplane"
         self.not_ready_bootstraps = 0
         self.reset_requests: list[ResetCall] = []
-        identity = server_certificate(bundle, [address], hostname)
+        # A node issues its certificate when it boots, long before anyone connects; dating
+        # it a minute back keeps a test's immediate handshake clear of clock granularity
+        # (OpenSSL checks notBefore against the coarse clock, which lags by a few ms).
+        issued = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)
+        identity = server_certificate(bundle, [address], hostname, now=issued)
         self._ssl = server_context(bundle.os.crt, identity.crt, identity.key)
         self._server: grpclib.server.Server | None = None
 

@@ -35,8 +35,18 @@ class ClientCredentials:
     key: bytes
 
 
-def admin_certificate(bundle: SecretsBundle, now: dt.datetime | None = None) -> CertAndKey:
-    """A client certificate for role ``os:admin`` signed by the Talos API CA.
+def os_leaf(
+    bundle: SecretsBundle,
+    subject: x509.Name,
+    usages: list[x509.ObjectIdentifier],
+    validity: dt.timedelta,
+    *,
+    sans: list[x509.GeneralName] | None = None,
+    now: dt.datetime | None = None,
+) -> CertAndKey:
+    """A certificate signed by the Talos API (OS) CA, as Talos issues them: a fresh Ed25519
+    key (the CA's algorithm), key usage digitalSignature only, the extended key ``usages``,
+    the ``sans`` if any, not a CA, valid for ``validity`` from ``now``.
 
     Raises:
         InvalidSecrets: when the bundle's OS CA key is not Ed25519.
@@ -47,15 +57,19 @@ def admin_certificate(bundle: SecretsBundle, now: dt.datetime | None = None) -> 
         raise InvalidSecrets("the Talos API (os) CA key must be Ed25519")
     now = (now or dt.datetime.now(dt.UTC)).replace(microsecond=0)
     key = ed25519.Ed25519PrivateKey.generate()
-    cert = (
+    builder = (
         x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, ADMIN_ROLE)]))
+        .subject_name(subject)
         .issuer_name(ca_cert.subject)
         .public_key(key.public_key())
         .serial_number(secrets.randbits(128) or 1)
         .not_valid_before(now)
-        .not_valid_after(now + CLIENT_VALIDITY)
-        .add_extension(
+        .not_valid_after(now + validity)
+    )
+    if sans:
+        builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+    cert = (
+        builder.add_extension(
             x509.KeyUsage(
                 digital_signature=True,
                 content_commitment=False,
@@ -69,10 +83,20 @@ def admin_certificate(bundle: SecretsBundle, now: dt.datetime | None = None) -> 
             ),
             critical=True,
         )
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
         .sign(ca_key, None)
     )
     return CertAndKey(cert.public_bytes(serialization.Encoding.PEM), ed25519_key_pem(key))
+
+
+def admin_certificate(bundle: SecretsBundle, now: dt.datetime | None = None) -> CertAndKey:
+    """A client certificate for role ``os:admin`` signed by the Talos API CA.
+
+    Raises:
+        InvalidSecrets: when the bundle's OS CA key is not Ed25519.
+    """
+    subject = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, ADMIN_ROLE)])
+    return os_leaf(bundle, subject, [ExtendedKeyUsageOID.CLIENT_AUTH], CLIENT_VALIDITY, now=now)
 
 
 def talosconfig(

@@ -10,16 +10,20 @@ from collections.abc import AsyncIterator
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from arges.talos import secrets
 from arges.talos.api import TalosApi
 from arges.talos.errors import InvalidSecrets, NotReady, RequestFailed, Unreachable
 from arges.talos.fakeapi import FakeTalosNode, ResetCall
-from arges.talos.secrets import CertAndKey, SecretsBundle, ed25519_key_pem
-from arges.talos.talosconfig import ClientCredentials, admin_certificate, credentials, talosconfig
+from arges.talos.secrets import CertAndKey, SecretsBundle
+from arges.talos.talosconfig import (
+    ClientCredentials,
+    admin_certificate,
+    credentials,
+    os_leaf,
+    talosconfig,
+)
 from arges.talos.tls import client_context
 
 HOST = "127.0.0.1"
@@ -33,19 +37,28 @@ KUBECONFIG = (
 )
 
 
+def earlier() -> dt.datetime:
+    """A minute ago: certificates used the instant they are made would race OpenSSL's coarse
+    clock (it checks notBefore in whole seconds against a clock a few ms behind)."""
+    return dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)
+
+
 @pytest.fixture(scope="module")
 def bundle() -> SecretsBundle:
-    return secrets.generate()
+    return secrets.generate(earlier())
 
 
 @pytest.fixture(scope="module")
 def other_bundle() -> SecretsBundle:
-    return secrets.generate()
+    return secrets.generate(earlier())
 
 
 @pytest.fixture(scope="module")
 def api(bundle: SecretsBundle) -> TalosApi:
-    return TalosApi(credentials(talosconfig(bundle, "lab", endpoints=[HOST])), timeout=5)
+    client = admin_certificate(bundle, earlier())
+    return TalosApi(
+        credentials(talosconfig(bundle, "lab", endpoints=[HOST], client=client)), timeout=5
+    )
 
 
 @pytest.fixture
@@ -62,20 +75,10 @@ async def worker(bundle: SecretsBundle) -> AsyncIterator[FakeTalosNode]:
 
 def client_cert(bundle: SecretsBundle, role: str) -> CertAndKey:
     """A client certificate for ``role`` from the bundle's OS CA (talosctl's shape)."""
-    key = ed25519.Ed25519PrivateKey.generate()
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, role)]))
-        .issuer_name(bundle.os.certificate().subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now)
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
-        .sign(bundle.os.private_key(), None)
+    subject = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, role)])
+    return os_leaf(
+        bundle, subject, [ExtendedKeyUsageOID.CLIENT_AUTH], dt.timedelta(days=1), now=earlier()
     )
-    return CertAndKey(cert.public_bytes(serialization.Encoding.PEM), ed25519_key_pem(key))
 
 
 async def test_bootstrap_once_then_already_bootstrapped(api: TalosApi, node: FakeTalosNode) -> None:
