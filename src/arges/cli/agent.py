@@ -10,6 +10,7 @@ import click
 
 from arges.agent.image import BuildError, Image, ensure, prebuilt
 from arges.api.environment import EnvironmentSpec
+from arges.cli import options
 from arges.metal.environments import agent_default
 
 
@@ -19,13 +20,7 @@ def agent() -> None:
 
 
 @agent.command()
-@click.option(
-    "--data-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path(".arges"),
-    show_default=True,
-    help="Where images are cached (DATA_DIR/agent/<key>) and packages kept.",
-)
+@options.data_dir("Where images are cached (DATA_DIR/agent/<key>) and packages kept.")
 @click.option(
     "--output-dir",
     type=click.Path(file_okay=False, path_type=Path),

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 import click
 
 from arges.api.cluster import CLUSTER_GROUP
+from arges.cli import options
 from arges.kube.client import KubeClient
 from arges.kube.connection import ConfigError, from_kubeconfig
 from arges.kube.errors import KubeError, NotFound
@@ -28,7 +29,7 @@ T = TypeVar("T")
 
 def _kubeconfig_default() -> Path:
     env = os.environ.get("KUBECONFIG")
-    return Path(env.split(os.pathsep)[0]) if env else Path(".arges") / "kubeconfig"
+    return Path(env.split(os.pathsep)[0]) if env else options.DEFAULT_DATA_DIR / "kubeconfig"
 
 
 def _run(kubeconfig: Path, work: Callable[[KubeClient], Awaitable[T]]) -> T:

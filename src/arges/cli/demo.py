@@ -10,19 +10,14 @@ from pathlib import Path
 
 import click
 
+from arges.cli import options
 from arges.lab import demo as steps
 from arges.lab.datacenter import LabError
 from arges.lab.plan import LabSpec
 
 
 @click.command()
-@click.option(
-    "--data-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path(".arges"),
-    show_default=True,
-    help="Arges' state, kubeconfig and logs (the lab's files go in DATA_DIR/lab).",
-)
+@options.data_dir("Arges' state, kubeconfig and logs (the lab's files go in DATA_DIR/lab).")
 @click.option("--servers", type=click.IntRange(2, 8), default=3, show_default=True)
 @click.option(
     "--firmware",

@@ -9,18 +9,15 @@ from pathlib import Path
 
 import click
 
+from arges.cli import options
 from arges.lab import datacenter
 from arges.lab.console import ConsoleError, attach
 from arges.lab.datacenter import LabError, LabStatus
 from arges.lab.plan import LabSpec, PlanError, parse_disks
 from arges.lab.records import LAB_LABEL
 
-DATA_DIR = click.option(
-    "--data-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path(".arges"),
-    show_default=True,
-    help="The data directory of the Arges the lab belongs to (its kubeconfig is there).",
+DATA_DIR = options.data_dir(
+    "The data directory of the Arges the lab belongs to (its kubeconfig is there)."
 )
 
 

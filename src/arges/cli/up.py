@@ -10,6 +10,7 @@ import click
 
 from arges.apiserver.storage import StorageError
 from arges.boot.services import BootConfig, default_address
+from arges.cli import options
 from arges.cli.agent import agent_environment
 from arges.discovery.api import DiscoveryConfig
 from arges.metal import environments
@@ -17,13 +18,7 @@ from arges.plane import ManagementPlane, PlaneConfig
 
 
 @click.command()
-@click.option(
-    "--data-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path(".arges"),
-    show_default=True,
-    help="Where state, credentials and the kubeconfig are kept.",
-)
+@options.data_dir("Where state, credentials and the kubeconfig are kept.")
 @click.option(
     "--api-address",
     default="127.0.0.1",
