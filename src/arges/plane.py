@@ -5,6 +5,10 @@ order follows dependencies: the API server (with Arges' CRDs installed), then th
 controllers, which talk to it through a Kubernetes client exactly as they would to a real
 cluster, then the boot services (DHCP, TFTP, and the HTTP port that also serves the
 metadata service and the discovery endpoint).
+
+Given an external API server (``arges up --in-cluster`` or ``--kubeconfig``: a real
+Kubernetes cluster with Arges' CRDs from ``deploy/``), there is no embedded one and the rest
+runs unchanged against it.
 """
 
 from __future__ import annotations
@@ -29,7 +33,15 @@ from arges.controllers.serverclasses import ServerClassController
 from arges.controllers.servers import ServerController
 from arges.discovery.api import DiscoveryApi, DiscoveryConfig
 from arges.kube.client import KubeClient
-from arges.kube.connection import from_kubeconfig
+from arges.kube.connection import Connection, from_kubeconfig
+from arges.kube.errors import NotFound
+from arges.kube.resources import (
+    ENVIRONMENTS,
+    SERVER_BINDINGS,
+    SERVER_CLASSES,
+    SERVERS,
+    TALOS_CLUSTERS,
+)
 from arges.metadata.service import MetadataService, talos_patcher
 from arges.metal.environments import talos_default
 
@@ -56,6 +68,13 @@ class PlaneConfig:
     """Seconds to wait for the agent after a power cycle before cycling again."""
     talos_port: int = 50000
     """Port of the Talos API (apid) on cluster members."""
+    external_api: Connection | None = None
+    """An existing Kubernetes API server (a real cluster) to use instead of the embedded
+    one; Arges' CRDs must be installed there (``kubectl apply -k deploy``)."""
+
+
+class NotInstalled(Exception):
+    """The external API server does not serve Arges' resources (its CRDs are missing)."""
 
 
 class ManagementPlane:
@@ -63,14 +82,16 @@ class ManagementPlane:
 
     def __init__(self, config: PlaneConfig) -> None:
         self.config = config
-        self.api = ApiServer(
-            ApiServerConfig(
-                data_dir=config.data_dir,
-                address=config.api_address,
-                port=config.api_port,
-                crds=all_crds(),
+        self.api: ApiServer | None = None
+        if config.external_api is None:
+            self.api = ApiServer(
+                ApiServerConfig(
+                    data_dir=config.data_dir,
+                    address=config.api_address,
+                    port=config.api_port,
+                    crds=all_crds(),
+                )
             )
-        )
         self.assets = AssetCache(config.data_dir / "assets")
         self.kube: KubeClient | None = None
         self.boot: BootServices | None = None
@@ -78,10 +99,20 @@ class ManagementPlane:
         self._controllers: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        """Start everything; returns once the controllers are running."""
-        await self.api.start()
-        connection = from_kubeconfig(self.api.kubeconfig_path)
+        """Start everything; returns once the controllers are running.
+
+        Raises:
+            NotInstalled: an external API server lacks Arges' CRDs.
+            KubeError: an external API server cannot be used (unreachable, forbidden).
+        """
+        if self.api is not None:
+            await self.api.start()
+            connection = from_kubeconfig(self.api.kubeconfig_path)
+        else:
+            assert self.config.external_api is not None
+            connection = self.config.external_api
         self.kube = KubeClient(connection, component="arges")
+        await self._check_installed(self.kube)
         cache = Cache()
         controllers: list[Controller] = [
             ServerController(self.kube, cache),
@@ -123,6 +154,18 @@ class ManagementPlane:
             )
             await self.boot.start()
 
+    @staticmethod
+    async def _check_installed(kube: KubeClient) -> None:
+        for resource in (SERVERS, SERVER_CLASSES, ENVIRONMENTS, SERVER_BINDINGS, TALOS_CLUSTERS):
+            try:
+                await kube.list(resource, limit=1)
+            except NotFound as exc:
+                raise NotInstalled(
+                    f"the API server at {kube.connection.server} does not serve "
+                    f"{resource.plural}.{resource.group}: install Arges' CRDs first "
+                    "(kubectl apply -k deploy)"
+                ) from exc
+
     def _built_ins(self) -> dict[str, EnvironmentSpec]:
         built_ins = {DEFAULT_ENVIRONMENT: self.config.default_environment}
         if self.config.agent_environment is not None:
@@ -139,4 +182,5 @@ class ManagementPlane:
                 await asyncio.wait_for(self._controllers, 30)
         if self.kube is not None:
             await self.kube.close()
-        await self.api.stop()
+        if self.api is not None:
+            await self.api.stop()

@@ -13,8 +13,11 @@ from arges.boot.services import BootConfig, default_address
 from arges.cli import options
 from arges.cli.agent import agent_environment
 from arges.discovery.api import DiscoveryConfig
+from arges.kube import connection
+from arges.kube.connection import Connection
+from arges.kube.errors import KubeError
 from arges.metal import environments
-from arges.plane import ManagementPlane, PlaneConfig
+from arges.plane import ManagementPlane, NotInstalled, PlaneConfig
 
 
 @click.command()
@@ -31,6 +34,19 @@ from arges.plane import ManagementPlane, PlaneConfig
     default=6443,
     show_default=True,
     help="Port the Kubernetes API listens on (0: any free port).",
+)
+@click.option(
+    "--kubeconfig",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="Use the Kubernetes API server of this kubeconfig (a real cluster with Arges' CRDs "
+    "installed) instead of the embedded one.",
+)
+@click.option(
+    "--in-cluster",
+    is_flag=True,
+    help="Use the API server of the cluster this runs in, with the pod's service account "
+    "(deploy/ runs Arges so).",
 )
 @click.option(
     "--boot-address",
@@ -97,6 +113,8 @@ def up(
     data_dir: Path,
     api_address: str,
     api_port: int,
+    kubeconfig: Path | None,
+    in_cluster: bool,
     boot_address: str | None,
     http_port: int,
     tftp_port: int,
@@ -118,6 +136,14 @@ def up(
     Runs in the foreground; Ctrl-C (SIGINT) or SIGTERM shuts it down cleanly.
     kubectl works at once with --kubeconfig DATA_DIR/kubeconfig.
     """
+    external: Connection | None = None
+    try:
+        if in_cluster:
+            external = connection.in_cluster()
+        elif kubeconfig is not None:
+            external = connection.from_kubeconfig(kubeconfig)
+    except connection.ConfigError as exc:
+        raise click.ClickException(str(exc)) from exc
     boot = None
     if not no_boot:
         pool: tuple[str, str] | None = None
@@ -150,12 +176,15 @@ def up(
         agent_environment=agent,
         boot=boot,
         discovery=DiscoveryConfig(auto_accept=auto_accept_servers, wipe_mode=wipe_mode),  # type: ignore[arg-type]
+        external_api=external,
     )
     plane = ManagementPlane(config)
     try:
         asyncio.run(_run(plane))
     except StorageError as exc:
         raise click.ClickException(f"cannot open the state database: {exc}") from exc
+    except (NotInstalled, KubeError) as exc:
+        raise click.ClickException(f"cannot use the Kubernetes API: {exc}") from exc
     except PermissionError as exc:
         raise click.ClickException(
             f"{exc}; ports below 1024 (DHCP 67, TFTP 69) need root: run as root, or use "
@@ -178,10 +207,12 @@ async def _run(plane: ManagementPlane) -> None:
         await plane.stop()
         raise
     try:
-        click.echo(f"Arges is up. API server: {plane.api.url}")
+        assert plane.kube is not None
+        click.echo(f"Arges is up. API server: {plane.kube.connection.server}")
         if plane.boot is not None:
             click.echo(f"  network boot: {plane.boot.http.base_url}")
-        click.echo(f"  export KUBECONFIG={plane.api.kubeconfig_path.resolve()}")
+        if plane.api is not None:
+            click.echo(f"  export KUBECONFIG={plane.api.kubeconfig_path.resolve()}")
         click.echo("  kubectl get servers,serverclasses,environments")
         click.echo("Press Ctrl-C to stop.")
         await stop.wait()

@@ -110,13 +110,17 @@ class KubeClient:
         *,
         label_selector: str | None = None,
         field_selector: str | None = None,
+        limit: int | None = None,
     ) -> list[dict[str, Any]]:
-        """Every matching object (across namespaces when ``namespace`` is None)."""
+        """Every matching object (across namespaces when ``namespace`` is None), or the first
+        ``limit`` of them."""
         params = {}
         if label_selector:
             params["labelSelector"] = label_selector
         if field_selector:
             params["fieldSelector"] = field_selector
+        if limit is not None:
+            params["limit"] = str(limit)
         body = await self.request("GET", res.path(namespace), params=params)
         items: list[dict[str, Any]] = body.get("items") or []
         return items
