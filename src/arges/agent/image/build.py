@@ -23,6 +23,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import re
 import shutil
 import struct
 import subprocess
@@ -279,6 +280,7 @@ def ensure(data_dir: Path, deb_cache: Path | None = None) -> Image:
     image = load(target)
     if image is None:
         raise BuildError(f"the image written to {target} does not match its manifest")
+    prune(root, target.name, deb_cache or root / "debs", {p.name for p in paths})
     size = image.initrd.stat().st_size
     log.info(
         "agent image %s built in %.1f s: initramfs %.1f MiB, kernel %.1f MiB",
@@ -288,6 +290,20 @@ def ensure(data_dir: Path, deb_cache: Path | None = None) -> Image:
         image.kernel.stat().st_size / 2**20,
     )
     return dataclasses.replace(image, reused=False)
+
+
+def prune(root: Path, keep: str, deb_cache: Path, debs: set[str]) -> None:
+    """Remove the images under ``root`` other than ``keep`` and the ``.deb`` files in
+    ``deb_cache`` that are not in ``debs``: each change of inputs would otherwise leave an
+    image (about 16 MiB) and superseded packages behind. Running planes do not need them:
+    they serve copies from their asset cache."""
+    for entry in root.iterdir():
+        if entry.is_dir() and entry.name != keep and re.fullmatch(r"[0-9a-f]{16}", entry.name):
+            shutil.rmtree(entry, ignore_errors=True)
+            log.info("removed the superseded agent image %s", entry)
+    for deb in deb_cache.glob("*.deb"):
+        if deb.name not in debs:
+            deb.unlink(missing_ok=True)
 
 
 def assemble(debs_root: Path, stage: Path, out: Path, debs: list[Deb], key: str) -> dict[str, Any]:
