@@ -67,15 +67,15 @@ class LabServer(_Model):
 
     @property
     def console_log(self) -> Path:
-        return self.run_dir / "console.log"
+        return self.machine(None).console_log
 
     @property
     def console_socket(self) -> Path:
-        return self.run_dir / "console.sock"
+        return self.machine(None).console_socket
 
     @property
     def pid_file(self) -> Path:
-        return self.run_dir / "qemu.pid"
+        return self.machine(None).pid_file
 
     @property
     def ovmf_vars(self) -> Path:
