@@ -13,7 +13,8 @@ Per cluster, level-triggered (every step reads the current state and is safe to 
    etcd first, through the Talos API), a pool that grew binds servers from its ServerClass
    through ServerBindings (the binding is the lock: never two clusters on one server); too
    few servers is condition ``InsufficientServers`` naming the class and the shortfall, and a
-   Server appearing or coming clean triggers another attempt;
+   change to any unbound Server triggers another attempt (a member's changes go to its own
+   cluster only);
 5. each member's config Secret (``<cluster>-config-<server>``, key ``config``), written
    once; the power controller then boots the server into its target Environment;
 6. etcd bootstrapped once, on the oldest control plane, when it is installed (Talos
@@ -114,6 +115,12 @@ def config_name(cluster: str, server: str) -> str:
     return f"{cluster}-config-{server}"
 
 
+def _short(cluster: Body) -> bool:
+    """Whether a cluster (as cached) waits for servers (condition InsufficientServers)."""
+    conditions = (cluster.get("status") or {}).get("conditions") or []
+    return any(c.get("type") == INSUFFICIENT and c.get("status") == "True" for c in conditions)
+
+
 def address_of(server: Server | None) -> str | None:
     """The server's first InternalIP (where its Talos API listens), if known."""
     for addr in (server.status.addresses or []) if server is not None else []:
@@ -182,10 +189,22 @@ class TalosClusterController(Controller):
         def every_cluster(event_type: str | None, body: Body) -> list[tuple[str, Key]]:
             return [(self.name, k) for k in self.cache.names(TALOS_CLUSTERS)]
 
+        def server(event_type: str | None, body: Body) -> list[tuple[str, Key]]:
+            # A member's change concerns its cluster; any other server only the clusters
+            # waiting for servers (a reconcile renders configs: not for every heartbeat).
+            binding = self.cache.get(SERVER_BINDINGS, key_of(body))
+            if binding is not None:
+                return owner(event_type, binding)
+            return [
+                (self.name, key_of(c))
+                for c in self.cache.objects(TALOS_CLUSTERS)
+                if _short(c) or not (c.get("status") or {}).get("phase")
+            ]
+
         return [
             Watch(TALOS_CLUSTERS, own),
             Watch(SERVER_BINDINGS, owner),
-            Watch(SERVERS, every_cluster),
+            Watch(SERVERS, server),
             Watch(SERVER_CLASSES, every_cluster),
         ]
 
