@@ -19,7 +19,7 @@ from arges.api.cluster import CLUSTER_GROUP
 from arges.cli import options
 from arges.kube.client import KubeClient
 from arges.kube.connection import ConfigError, from_kubeconfig
-from arges.kube.errors import KubeError, NotFound
+from arges.kube.errors import KubeError
 from arges.kube.resources import SECRETS, TALOS_CLUSTERS
 from arges.talos.errors import TalosError
 from arges.talos.patches import JSONPatch, load
@@ -174,17 +174,7 @@ def delete(name: str, wait: bool, timeout: float, namespace: str, kubeconfig: Pa
 
     async def work(kube: KubeClient) -> bool:
         await kube.delete(TALOS_CLUSTERS, name, namespace)
-        if not wait:
-            return True
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while loop.time() < deadline:
-            try:
-                await kube.get(TALOS_CLUSTERS, name, namespace)
-            except NotFound:
-                return True
-            await asyncio.sleep(1)
-        return False
+        return not wait or await kube.wait_deleted(TALOS_CLUSTERS, name, namespace, within=timeout)
 
     if not _run(kubeconfig, work):
         raise click.ClickException(f"{name} still exists after {timeout:.0f} s")

@@ -12,6 +12,7 @@ against the embedded API server and a real one. Watching is kopf's job (see
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import logging
@@ -22,7 +23,7 @@ from typing import Any, Self
 import aiohttp
 
 from arges.kube.connection import Connection
-from arges.kube.errors import Conflict, KubeError, Unavailable, from_status
+from arges.kube.errors import Conflict, KubeError, NotFound, Unavailable, from_status
 from arges.kube.resources import EVENTS, Resource
 
 log = logging.getLogger(__name__)
@@ -219,6 +220,28 @@ class KubeClient:
         if uid:
             options["preconditions"] = {"uid": uid}
         await self.request("DELETE", res.path(namespace, name), options)
+
+    async def wait_deleted(
+        self,
+        res: Resource,
+        name: str,
+        namespace: str | None = None,
+        *,
+        within: float,
+        interval: float = 1.0,
+    ) -> bool:
+        """Poll every ``interval`` seconds until ``name`` no longer exists (its finalizers
+        done); False when it still exists after ``within`` seconds."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within
+        while True:
+            try:
+                await self.get(res, name, namespace)
+            except NotFound:
+                return True
+            if loop.time() >= deadline:
+                return False
+            await asyncio.sleep(interval)
 
     async def event(
         self,

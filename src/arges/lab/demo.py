@@ -351,15 +351,8 @@ async def gone(
     Raises:
         DemoFailed: it still exists after ``within`` seconds.
     """
-    deadline = time.monotonic() + within
-    while True:
-        try:
-            await kube.get(res, name, namespace)
-        except NotFound:
-            return
-        if time.monotonic() > deadline:
-            raise DemoFailed(f"{res.kind} {name} still exists after {within:.0f} s")
-        await asyncio.sleep(1)
+    if not await kube.wait_deleted(res, name, namespace, within=within):
+        raise DemoFailed(f"{res.kind} {name} still exists after {within:.0f} s")
 
 
 async def forget_lab(kube: KubeClient, within: float = 120.0) -> None:
