@@ -154,7 +154,7 @@ class DiscoveryApi:
             )
         elif previous is not None and previous != inventory:
             await self.kube.event(updated, "InventoryChanged", f"now {_summary(hardware)}")
-        return await self._instruction(updated)
+        return self._instruction(updated, await self._binding(uuid))
 
     async def _report(self, body: dict[str, Any], remote: str) -> dict[str, Any]:
         uuid = _uuid(body.get("uuid"))
@@ -194,7 +194,7 @@ class DiscoveryApi:
             await self.kube.event(updated, "WipeFailed", message, type="Warning")
         elif phase in ("installed", "install-failed") and binding is not None:
             await self._installed(binding, phase == "installed", message)
-        return await self._instruction(updated)
+        return self._instruction(updated, binding)
 
     async def _installed(self, binding: ServerBinding, ok: bool, message: str) -> None:
         now = dt.datetime.now(dt.UTC)
@@ -217,9 +217,10 @@ class DiscoveryApi:
         except NotFound:
             return None
 
-    async def _instruction(self, server_body: dict[str, Any]) -> dict[str, Any]:
+    def _instruction(
+        self, server_body: dict[str, Any], binding: ServerBinding | None
+    ) -> dict[str, Any]:
         server = Server.from_json(server_body)
-        binding = await self._binding(server.name)
         return instruct(server, binding, wipe_mode=self.config.wipe_mode).to_json()
 
 
