@@ -172,10 +172,9 @@ class PowerController(Controller):
         self, server: Server, power: PowerState, status: Any, reason: str, message: str
     ) -> None:
         now = dt.datetime.now(dt.UTC)
-        await self.kube.update_status(
-            SERVERS,
-            server.name,
-            lambda obj: condition_patch(
+
+        def change(obj: dict[str, Any]) -> dict[str, Any] | None:
+            return condition_patch(
                 obj,
                 POWER_MANAGEMENT,
                 status,
@@ -183,5 +182,9 @@ class PowerController(Controller):
                 message,
                 now=now,
                 extra={"power": power.value},
-            ),
-        )
+            )
+
+        cached = self.cache.get(SERVERS, server.name)
+        # Every reconcile records; most find nothing new, and need not read the server again.
+        if cached is None or change(cached) is not None:
+            await self.kube.update_status(SERVERS, server.name, change)
