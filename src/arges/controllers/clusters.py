@@ -248,7 +248,7 @@ class TalosClusterController(Controller):
             configs = self._render(cluster, bundle, requests)
         except (ValueError, TalosError) as exc:
             state.set(CONFIG_VALID, "False", "InvalidSpec", str(exc))
-            await self._write_status(cluster, body, bindings, [], "Failed", state)
+            await self._write_status(cluster, body, [], "Failed", state)
             return None
         state.set(CONFIG_VALID, "True", "Rendered", "every pool's machine config renders")
         servers = {s.name: s for s in (Server.from_json(b) for b in self.cache.objects(SERVERS))}
@@ -273,7 +273,7 @@ class TalosClusterController(Controller):
         current = phase(requests, views, deleting=False, was_running=was_running)
         if current != "Running":
             state.requeue = True
-        await self._write_status(cluster, body, bindings, views, current, state, requests)
+        await self._write_status(cluster, body, views, current, state, requests)
         return self.recheck if state.requeue else None
 
     # Members
@@ -692,20 +692,19 @@ class TalosClusterController(Controller):
         self,
         cluster: TalosCluster,
         body: Body,
-        bindings: list[ServerBinding],
         views: list[MemberView],
         current: str,
         state: _Round,
         requests: list[PoolRequest] | None = None,
     ) -> None:
-        desired = {r.role: 0 for r in requests or []}
-        for request in requests or []:
-            desired[request.role] = desired.get(request.role, 0) + request.replicas
+        def desired(role: str) -> int:
+            return sum(r.replicas for r in requests or [] if r.role == role)
+
         has_kubeconfig = is_true(state.conditions, KUBECONFIG)
         status: dict[str, Any] = {
             "phase": current,
-            "controlPlanes": readiness(views, "controlplane", desired.get("controlplane", 0)),
-            "workerCount": readiness(views, "worker", desired.get("worker", 0)),
+            "controlPlanes": readiness(views, "controlplane", desired("controlplane")),
+            "workerCount": readiness(views, "worker", desired("worker")),
             "members": [
                 Member(server=v.server, role=v.role, pool=v.pool, state=v.state).to_json()
                 for v in sorted(views, key=lambda v: (v.pool, v.server))
