@@ -187,11 +187,8 @@ class Image:
 
 
 def _sha512(path: Path) -> str:
-    digest = hashlib.sha512()
     with path.open("rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return hashlib.file_digest(f, "sha512").hexdigest()
 
 
 def _sources() -> dict[str, Path]:

@@ -107,11 +107,8 @@ def resolve(names: list[str]) -> list[Deb]:
 
 
 def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
     with path.open("rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def fetch(debs: list[Deb], cache: Path) -> list[Path]:
