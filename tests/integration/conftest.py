@@ -193,9 +193,13 @@ async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
 
 
 async def eventually(
-    check: Callable[[], Any], timeout: float = 10.0, interval: float = 0.05
+    check: Callable[[], Any],
+    timeout: float = 10.0,
+    interval: float = 0.05,
+    what: str = "condition",
 ) -> Any:
-    """Poll an async or sync ``check`` until it returns something truthy."""
+    """Poll an async or sync ``check`` until it returns something truthy (``what`` names it
+    in the failure)."""
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
         value = check()
@@ -204,7 +208,7 @@ async def eventually(
         if value:
             return value
         if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s (last: {value!r})")
+            raise AssertionError(f"{what} not met within {timeout}s (last: {value!r})")
         await asyncio.sleep(interval)
 
 

@@ -17,15 +17,14 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from arges.kube.resources import SECRETS, SERVERS
 from arges.lab.records import LAB_LABEL
 from arges.lab.state import LabServer
+from tests.integration.conftest import eventually
 from tests.integration.lab.conftest import (
     NETWORK,
     BootLog,
@@ -45,19 +44,6 @@ pytestmark = [
 BOOT_TIMEOUT = 300.0
 """Seconds: TCG on two shared cores; a BIOS chain took about 20 s here, a UEFI one 40 s."""
 IPXE_412 = "environment 'agent' does not exist"
-
-
-async def until(check: Callable[[], Any], timeout: float, what: str) -> Any:
-    """Poll ``check`` (sync or async) each second until it returns something truthy."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"{what}: not within {timeout:.0f} s"
-        await asyncio.sleep(1)
 
 
 def report(capsys: pytest.CaptureFixture[str], text: str) -> None:
@@ -85,10 +71,11 @@ async def test_bios_and_uefi_servers_reach_arges(
     base = f"http://{NETWORK.host_address}:{plane.boot.http.port}"
 
     for server in (bios, uefi):
-        asked = await until(
+        asked = await eventually(
             lambda s=server: boot_log.first(f"/ipxe {s.uuid} ({s.macs[0]}) from "),
             BOOT_TIMEOUT,
-            f"{server.firmware} server {server.uuid} asking /ipxe\n{boot_log.lines()}",
+            interval=1,
+            what=f"{server.firmware} server {server.uuid} asking /ipxe\n{boot_log.lines()}",
         )
         report(
             capsys,
@@ -253,17 +240,26 @@ async def test_the_bmcs_drive_the_servers_and_down_cleans_up_after_a_crash(
     assert ipmitool(port, username, password, "status") == "Chassis Power is on"
     first = qemu_running(server)
     assert first is not None
-    await until(lambda: power_in_arges("on"), 60, "Arges reading power on through the BMC")
+    await eventually(
+        lambda: power_in_arges("on"), 60, interval=1, what="Arges reading power on through the BMC"
+    )
 
     assert "Down/Off" in ipmitool(port, username, password, "off")
     assert ipmitool(port, username, password, "status") == "Chassis Power is off"
     assert qemu_running(server) is None and not Path(f"/proc/{first}").exists()
-    await until(lambda: power_in_arges("off"), 60, "Arges reading power off through the BMC")
+    await eventually(
+        lambda: power_in_arges("off"),
+        60,
+        interval=1,
+        what="Arges reading power off through the BMC",
+    )
     status = await arges("lab", "status", "--data-dir", str(lab.data_dir))
     assert re.search(rf"{server.name}\s+bios\s+{server.uuid}\s.*\soff\s", status.out), status.out
 
     assert "Up/On" in ipmitool(port, username, password, "on")
-    second = await until(lambda: qemu_running(server), 30, "QEMU started by the BMC")
+    second = await eventually(
+        lambda: qemu_running(server), 30, interval=1, what="QEMU started by the BMC"
+    )
     assert second != first
     assert "Error" in ipmitool(port, username, "not-the-password", "status")
 
