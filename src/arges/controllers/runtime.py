@@ -37,6 +37,9 @@ from arges.kube.resources import Resource
 
 log = logging.getLogger(__name__)
 
+KOPF_STOP_SECONDS = 15.0
+"""How long a stop waits for kopf's own shutdown before cancelling what it runs."""
+
 Body = dict[str, Any]
 Key = str
 """A reconcile key: ``name`` for cluster-scoped objects, ``namespace/name`` otherwise."""
@@ -301,7 +304,13 @@ class Manager:
                 raise RuntimeError("the controllers' watches stopped unexpectedly")
         finally:
             kopf_thread.stop()
-            await asyncio.to_thread(kopf_thread.join)
+            await asyncio.to_thread(kopf_thread.join, KOPF_STOP_SECONDS)
+            if kopf_thread.is_alive():
+                # Seen once under load: kopf kept its loop running after its stop flag was
+                # set. Shutting down must not wait on it for ever.
+                log.warning("kopf did not stop in %.0f s; cancelling its tasks", KOPF_STOP_SECONDS)
+                kopf_thread.cancel()
+                await asyncio.to_thread(kopf_thread.join, KOPF_STOP_SECONDS)
             for task in tasks:
                 task.cancel()
             for task in tasks:
@@ -332,7 +341,8 @@ class _KopfThread(threading.Thread):
         self._started = threading.Event()
 
     def run(self) -> None:
-        asyncio.run(self._main())
+        with contextlib.suppress(asyncio.CancelledError):
+            asyncio.run(self._main())
 
     async def _main(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -356,10 +366,24 @@ class _KopfThread(threading.Thread):
             log.exception("kopf stopped")
 
     def stop(self) -> None:
+        """Ask kopf to stop (its stop flag)."""
         self._started.wait(10)
         if self._loop is not None and self._stop_flag is not None and not self._loop.is_closed():
             with contextlib.suppress(RuntimeError):
                 self._loop.call_soon_threadsafe(self._stop_flag.set)
+
+    def cancel(self) -> None:
+        """Cancel every task on kopf's loop, for a kopf that did not heed :meth:`stop`."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+
+        def cancel_all() -> None:
+            for task in asyncio.all_tasks(loop):
+                task.cancel()
+
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(cancel_all)
 
 
 def register_watch(
