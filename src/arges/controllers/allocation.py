@@ -64,6 +64,10 @@ async def allocate(
             created = await kube.create(SERVER_BINDINGS, body)
         except AlreadyExists:
             continue
+        # Two writes: the binding, then (if the server turned unallocatable since the cache
+        # saw it) its give-back. A kill between them keeps a binding on a server that was
+        # allocatable a moment before, which is the same as being cordoned just after the
+        # allocation: the lock still holds, so no server is ever held twice.
         try:
             fresh = Server.from_json(await kube.get(SERVERS, server.name))
         except NotFound:

@@ -16,7 +16,10 @@ Per cluster, level-triggered (every step reads the current state and is safe to 
    change to any unbound Server triggers another attempt (a member's changes go to its own
    cluster only);
 5. each member's config Secret (``<cluster>-config-<server>``, key ``config``), written
-   once; the power controller then boots the server into its target Environment;
+   once per membership and owned by its ServerBinding, recording the binding, role and pool
+   it was rendered for (:mod:`arges.metal.memberconfig`): a leftover of an earlier
+   membership is rendered anew, and config Secrets of ended memberships are deleted; the
+   power controller then boots the server into its target Environment;
 6. etcd bootstrapped once, on the oldest control plane, when it is installed (Talos
    ``Bootstrap``, AlreadyExists meaning done), recorded as condition ``Bootstrapped``; then
    the admin kubeconfig fetched once (Talos ``Kubeconfig``) into ``<cluster>-kubeconfig``;
@@ -72,6 +75,15 @@ from arges.metal.clusters import (
     surplus,
 )
 from arges.metal.conditions import is_true, set_condition
+from arges.metal.memberconfig import (
+    CLUSTER_LABEL,
+    MEMBER_LABEL,
+    POOL_LABEL,
+    metadata_for,
+    mismatch,
+    orphans,
+    record_of,
+)
 from arges.talos.api import TalosApi
 from arges.talos.configgen import DEFAULT_INSTALL_DISK, ClusterInput
 from arges.talos.errors import TalosApiError, TalosError
@@ -83,9 +95,7 @@ from arges.talos.talosconfig import ClientCredentials, credentials, talosconfig
 log = logging.getLogger(__name__)
 
 FINALIZER = "cluster.arges.dev/talos-cluster"
-CLUSTER_LABEL = "cluster.arges.dev/cluster-name"
 NAMESPACE_LABEL = "cluster.arges.dev/cluster-namespace"
-POOL_LABEL = "cluster.arges.dev/pool"
 BUNDLE_KEY = "secrets.yaml"
 TALOSCONFIG_KEY = "talosconfig"
 KUBECONFIG_KEY = "kubeconfig"
@@ -264,10 +274,11 @@ class TalosClusterController(Controller):
         added = await self._scale_up(cluster, requests, views, servers, state)
         bindings += added
         views += [self._view(b, servers.get(b.name), False) for b in added]
+        await self._sweep(cluster, bindings)
         for binding in bindings:
             pool = binding.labels.get(POOL_LABEL, "")
             if pool in configs:
-                await self._member_config(cluster, binding.name, configs[pool])
+                await self._member_config(cluster, binding, pool, configs[pool])
         await self._bootstrap(cluster, api, views, servers, state)
         was_running = cluster.status.phase in ("Running", "Scaling")
         current = phase(requests, views, deleting=False, was_running=was_running)
@@ -353,6 +364,9 @@ class TalosClusterController(Controller):
                 if address is None:
                     blocked.append(f"{view.server}: no address is known for its Talos API")
                     continue
+                # Leaving etcd and the release are two steps: a kill between them leaves a
+                # member that left etcd still bound, and the next reconcile picks it again
+                # (the same surplus order) and asks it to leave once more before releasing.
                 try:
                     await api.leave_etcd(address, self.talos_port)
                 except TalosApiError as exc:
@@ -373,14 +387,18 @@ class TalosClusterController(Controller):
         return released
 
     async def _release(self, cluster: TalosCluster, server: str, uid: str | None) -> None:
+        # The member's config goes before its binding: a kill between the two leaves a
+        # binding without a config (the next reconcile releases it again; /configdata
+        # answers 404 meanwhile), never a config that outlives its membership. The Event
+        # after the binding's deletion is lost by a kill there, and nothing depends on it.
+        with contextlib.suppress(NotFound):
+            await self.kube.delete(SECRETS, config_name(cluster.name, server), cluster.namespace)
         with contextlib.suppress(NotFound, Conflict):
             await self.kube.delete(SERVER_BINDINGS, server, uid=uid)
             log.info("%s/%s: released %s", cluster.namespace, cluster.name, server)
             await self.kube.event(
                 cluster.to_json(), "Released", f"released {server}; it is wiped before reuse"
             )
-        with contextlib.suppress(NotFound):
-            await self.kube.delete(SECRETS, config_name(cluster.name, server), cluster.namespace)
         self._probes.pop(server, None)
 
     async def _scale_up(
@@ -433,6 +451,8 @@ class TalosClusterController(Controller):
                     )
                     if binding is None:
                         break
+                    # The Event below is lost by a kill after the binding: harmless, the
+                    # binding is the record of the allocation.
                     bound.add(binding.name)
                     added.append(binding)
                     got += 1
@@ -582,10 +602,58 @@ class TalosClusterController(Controller):
             out[request.name] = render(bundle, request.role, inputs, [cluster_set, pool_set])
         return out
 
-    async def _member_config(self, cluster: TalosCluster, server: str, config: str) -> None:
-        await self._create_once(
-            cluster, config_name(cluster.name, server), CONFIG_KEY, lambda: config
-        )
+    async def _member_config(
+        self, cluster: TalosCluster, binding: ServerBinding, pool: str, config: str
+    ) -> None:
+        """Write the member's config Secret once per membership: created when missing,
+        rendered anew when it was rendered for another binding, role or pool (an earlier
+        membership's leftover), kept otherwise (configs are not rolled out to members)."""
+        name = config_name(cluster.name, binding.name)
+        labels, annotations, owners = metadata_for(binding, cluster.name, pool, config)
+        body: dict[str, Any] = {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {
+                "name": name,
+                "namespace": cluster.namespace,
+                "labels": labels,
+                "annotations": annotations,
+                "ownerReferences": owners,
+            },
+            "type": "Opaque",
+            "stringData": {CONFIG_KEY: config},
+        }
+        try:
+            existing = await self.kube.get(SECRETS, name, cluster.namespace)
+        except NotFound:
+            # A racing writer's Secret is checked by the next reconcile.
+            with contextlib.suppress(AlreadyExists):
+                await self.kube.create(SECRETS, body, cluster.namespace)
+            return
+        why = mismatch(record_of(existing), binding)
+        if why is None:
+            return
+        log.info("%s/%s: rendering %s anew: %s", cluster.namespace, cluster.name, name, why)
+        body["metadata"]["resourceVersion"] = existing["metadata"]["resourceVersion"]
+        with contextlib.suppress(Conflict, NotFound):
+            await self.kube.replace(SECRETS, body)
+
+    async def _sweep(self, cluster: TalosCluster, bindings: list[ServerBinding]) -> None:
+        """Delete the member configs whose membership is over (a release cut short, a
+        binding deleted by hand); their owner reference lets the garbage collector do the
+        same, this does not wait for it."""
+        selector = f"{CLUSTER_LABEL}={cluster.name},{MEMBER_LABEL}"
+        secrets = await self.kube.list(SECRETS, cluster.namespace, label_selector=selector)
+        uids = {s["metadata"]["name"]: s["metadata"].get("uid") for s in secrets}
+        for name in orphans(secrets, bindings):
+            log.info(
+                "%s/%s: removing %s, left by an ended membership",
+                cluster.namespace,
+                cluster.name,
+                name,
+            )
+            with contextlib.suppress(NotFound, Conflict):
+                await self.kube.delete(SECRETS, name, cluster.namespace, uid=uids[name])
 
     # Bootstrap and kubeconfig
 
@@ -661,10 +729,13 @@ class TalosClusterController(Controller):
         finalizers = list(body["metadata"].get("finalizers") or [])
         if FINALIZER not in finalizers:
             return None
+        # Release every member, then the cluster's Secrets, then the finalizer: a kill at any
+        # point leaves the finalizer, so the next reconcile repeats what is left.
         for binding in bindings:
             await self._release(cluster, binding.name, binding.metadata.get("uid"))
         if await self._bindings(cluster):
             return 1.0
+        await self._sweep(cluster, [])
         for name in (
             secrets_name(cluster.name),
             talosconfig_name(cluster.name),
@@ -725,6 +796,8 @@ class TalosClusterController(Controller):
                 cluster.namespace,
                 subresource="status",
             )
+        # A kill between the status and its Event loses the Event only; the phase is in the
+        # status, and an Event is a courtesy.
         if current != cluster.status.phase:
             await self.kube.event(
                 cluster.to_json(), "Phase", f"{cluster.status.phase or '-'} -> {current}"

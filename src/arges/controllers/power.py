@@ -141,6 +141,7 @@ class PowerController(Controller):
             kept = [c for c in conditions if c.get("type") != POWER_CYCLE]
             return {"conditions": [*kept, fresh.to_json()]}
 
+        # The request is recorded before its Event: a kill between them loses the Event only.
         updated = await self.kube.update_status(SERVERS, server.name, record)
         await self.kube.event(updated, "PowerCycle", "network boot, then power cycle")
 

@@ -84,6 +84,8 @@ class ServerController(Controller):
             patch["status"]["conditions"] = [
                 c.to_json() for c in status.conditions or [] if c.type != POWER_CYCLE
             ]
+        # Status before Event: a kill between them loses the Event only, since the next
+        # reconcile sees the status already written and has nothing to announce.
         await self.kube.patch(SERVERS, key, patch, subresource="status")
         if status.in_use and not in_use:
             await self.kube.event(

@@ -147,6 +147,8 @@ class DiscoveryApi:
             "addresses": [{"type": "InternalIP", "address": a} for a in addresses] or None,
             "lastSeen": _now(),
         }
+        # Create, then the inventory: a kill between them leaves a Server without hardware,
+        # which the agent's retried registration fills in (without a second Registered Event).
         updated = await self.kube.patch(SERVERS, uuid, {"status": status}, subresource="status")
         if created:
             await self.kube.event(

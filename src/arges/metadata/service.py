@@ -39,6 +39,7 @@ from arges.kube.client import KubeClient
 from arges.kube.errors import KubeError, NotFound
 from arges.kube.resources import SECRETS, SERVER_BINDINGS, SERVER_CLASSES, SERVERS
 from arges.metal.conditions import condition_patch
+from arges.metal.memberconfig import serve_problem
 from arges.talos.errors import TalosError
 from arges.talos.patches import apply_text, patch_set
 
@@ -160,6 +161,10 @@ class MetadataService:
             raise NotServed(
                 404, f"the config Secret {ref.namespace}/{ref.name} is missing"
             ) from exc
+        problem = serve_problem(secret, binding)
+        if problem is not None:
+            # A leftover of an earlier membership: the cluster controller renders it anew.
+            raise NotServed(404, f"server {uuid} has no machine config yet: {problem}")
         encoded = (secret.get("data") or {}).get(CONFIG_KEY)
         if not encoded:
             raise NotServed(404, f"the Secret {ref.namespace}/{ref.name} has no key {CONFIG_KEY!r}")
@@ -178,6 +183,8 @@ class MetadataService:
             raise NotServed(500, f"the ServerClass {ref.name} of this server is missing") from exc
 
     async def _record(self, server: Server, binding: ServerBinding, remote: str) -> None:
+        # Server, binding, Event: a kill between them loses records only; the binding's
+        # Installed condition (from the agent or Talos) moves the member on without them.
         now = dt.datetime.now(dt.UTC)
         message = f"machine config delivered to {remote or 'an unknown address'}"
         try:

@@ -11,9 +11,11 @@ import yaml
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from arges.api.binding import ServerBinding
 from arges.kube.client import KubeClient
 from arges.kube.resources import EVENTS, SECRETS, SERVER_BINDINGS, SERVER_CLASSES, SERVERS
 from arges.metadata.service import MetadataService, talos_patcher
+from arges.metal.memberconfig import BINDING_UID, metadata_for
 from arges.plane import ManagementPlane
 from arges.talos.configgen import ClusterInput
 from arges.talos.render import render
@@ -48,6 +50,7 @@ async def bound_server(
     class_patches: dict | None = None,
     server_patches: dict | None = None,
     with_secret: bool = True,
+    secret_annotations: dict[str, str] | None = None,
 ) -> str:
     await register(kube, UUID, accepted=True, clean=True)
     await kube.create(
@@ -56,16 +59,7 @@ async def bound_server(
     if server_patches:
         await kube.patch(SERVERS, UUID, {"spec": server_patches})
     config = render(generate(), "worker", ClusterInput("demo", "https://10.88.0.10:6443"))
-    if with_secret:
-        await kube.create(
-            SECRETS,
-            {
-                "metadata": {"name": f"demo-{UUID[:8]}-config"},
-                "data": {"config": base64.b64encode(config.encode()).decode()},
-            },
-            "default",
-        )
-    await kube.create(
+    binding = await kube.create(
         SERVER_BINDINGS,
         {
             "metadata": {"name": UUID},
@@ -83,6 +77,23 @@ async def bound_server(
             },
         },
     )
+    if with_secret:
+        # As the cluster controller writes it: recording the binding it was rendered for.
+        labels, annotations, _ = metadata_for(
+            ServerBinding.from_json(binding), "demo", "workers", config
+        )
+        await kube.create(
+            SECRETS,
+            {
+                "metadata": {
+                    "name": f"demo-{UUID[:8]}-config",
+                    "labels": labels,
+                    "annotations": {**annotations, **(secret_annotations or {})},
+                },
+                "data": {"config": base64.b64encode(config.encode()).decode()},
+            },
+            "default",
+        )
     return config
 
 
@@ -148,3 +159,11 @@ async def test_a_failing_patch_is_a_500_naming_it(metadata) -> None:
     for _ in range(2):
         status, _, body = await fetch(session, url, UUID)
         assert status == 500 and f"Server {UUID} patch #1" in body
+
+
+async def test_a_config_rendered_for_another_binding_is_never_served(metadata) -> None:
+    url, session, kube = metadata
+    await bound_server(kube, secret_annotations={BINDING_UID: "an-earlier-binding"})
+    status, _, body = await fetch(session, url, UUID)
+    assert status == 404 and "rendered for an earlier binding" in body
+    assert "version: v1alpha1" not in body
