@@ -66,6 +66,8 @@ async def test_upstream_crds_install_and_enforce_their_rules(cluster: Cluster) -
     files = crd_files()
     assert len(files) == 15, [f.name for f in files]
     await cluster.kubectl("apply", *(arg for path in files for arg in ("-f", str(path))))
+    # Established comes just after creation, as with kube-apiserver's controllers.
+    await cluster.kubectl("wait", "--for", "condition=Established", "crd", "--all", "--timeout=20s")
     out = await cluster.kubectl("get", "crd", "-o", "json")
     crds = json.loads(out.out)["items"]
     assert len(crds) == 15

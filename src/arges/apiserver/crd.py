@@ -7,13 +7,14 @@ Validation rules (``x-kubernetes-validations``) are compiled and checked here to
 (:mod:`arges.apiserver.celrules`). What it cannot honour it refuses with a message instead of
 accepting and ignoring it: conversion webhooks.
 
-On create the server accepts the names at once and marks the CRD ``NamesAccepted`` and
-``Established``; :func:`resource_type` turns it into the
-:class:`~arges.apiserver.resources.ResourceType` that the registry serves.
+A created CRD is served at once; its names are accepted and it is marked ``Established``
+just after, by the lifecycle controller (:func:`accepted_status`). :func:`resource_type` turns
+it into the :class:`~arges.apiserver.resources.ResourceType` that the registry serves.
 """
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 from typing import Any
 
@@ -118,6 +119,7 @@ CRD_SCHEMA = root_schema(
             "storedVersions": {"type": "array", "items": STRING},
             "conditions": {
                 "type": "array",
+                "nullable": True,
                 "items": {
                     "type": "object",
                     "properties": {
@@ -140,7 +142,12 @@ def _now() -> str:
 
 
 class CRDStrategy(Strategy):
-    """Rules for CustomResourceDefinition objects."""
+    """Rules for CustomResourceDefinition objects (``customresourcedefinition/strategy.go``).
+
+    A new CRD has no conditions and no accepted names yet: the lifecycle controller accepts
+    its names and establishes it just after (:func:`accepted_status`), as kube-apiserver's
+    naming and establishing controllers do. The cleanup finalizer is added by the first DELETE.
+    """
 
     unconditional_update = True
 
@@ -148,16 +155,45 @@ class CRDStrategy(Strategy):
         self.builtin_resources = builtin_resources
 
     def prepare_for_create(self, rt: ResourceType, obj: dict[str, Any]) -> None:
-        obj.pop("status", None)
-        finalizers = obj["metadata"].setdefault("finalizers", [])
-        if CLEANUP_FINALIZER not in finalizers:
-            finalizers.append(CLEANUP_FINALIZER)
-        obj["status"] = _status(obj, None)
+        spec = obj.get("spec") or {}
+        if isinstance(spec, dict):
+            conversion = spec.get("conversion")
+            if not isinstance(conversion, dict):
+                spec["conversion"] = {"strategy": "None"}
+            else:
+                conversion.setdefault("strategy", "None")
+        obj["status"] = {
+            "conditions": None,
+            "acceptedNames": {"plural": "", "kind": ""},
+            "storedVersions": _stored_versions(obj, []),
+        }
 
     def prepare_for_update(
         self, rt: ResourceType, new: dict[str, Any], old: dict[str, Any]
     ) -> None:
-        new["status"] = _status(new, old.get("status"))
+        spec = new.get("spec")
+        if isinstance(spec, dict):
+            spec.setdefault("conversion", {"strategy": "None"})
+        status = copy.deepcopy(old.get("status") or {})
+        status["storedVersions"] = _stored_versions(new, status.get("storedVersions") or [])
+        new["status"] = status
+
+    def begin_deletion(self, rt: ResourceType, obj: dict[str, Any]) -> None:
+        finalizers = obj["metadata"].setdefault("finalizers", [])
+        if CLEANUP_FINALIZER not in finalizers:
+            finalizers.append(CLEANUP_FINALIZER)
+        status = obj.setdefault("status", {})
+        conditions = [c for c in status.get("conditions") or [] if c.get("type") != "Terminating"]
+        conditions.append(
+            _condition(
+                "Terminating",
+                "True",
+                "InstanceDeletionPending",
+                "CustomResourceDefinition marked for deletion; CustomResource deletion will "
+                "begin soon",
+            )
+        )
+        status["conditions"] = conditions
 
     def validate(self, rt: ResourceType, obj: dict[str, Any]) -> list[Cause]:
         return validate_crd(obj, self.builtin_resources)
@@ -174,42 +210,48 @@ class CRDStrategy(Strategy):
         return causes
 
 
-def _status(obj: dict[str, Any], old: dict[str, Any] | None) -> dict[str, Any]:
-    spec = obj.get("spec") or {}
-    old = old or {}
-    now = _now()
-    previous = {c.get("type"): c for c in old.get("conditions") or []}
+def _stored_versions(obj: dict[str, Any], stored: list[str]) -> list[str]:
+    out = list(stored)
+    for v in (obj.get("spec") or {}).get("versions") or []:
+        if v.get("storage") and v.get("name") not in out:
+            out.append(v.get("name"))
+    return out
 
-    def condition(kind: str, reason: str, message: str) -> dict[str, Any]:
-        before = previous.get(kind)
-        since = before["lastTransitionTime"] if before and before.get("status") == "True" else now
-        return {
-            "type": kind,
-            "status": "True",
-            "lastTransitionTime": since,
-            "reason": reason,
-            "message": message,
-        }
 
-    stored = list(old.get("storedVersions") or [])
-    for v in spec.get("versions") or []:
-        if v.get("storage") and v.get("name") not in stored:
-            stored.append(v.get("name"))
-    names = dict(spec.get("names") or {})
+def _condition(kind: str, status: str, reason: str, message: str) -> dict[str, Any]:
+    return {
+        "type": kind,
+        "status": status,
+        "lastTransitionTime": _now(),
+        "reason": reason,
+        "message": message,
+    }
+
+
+def accepted_status(crd: dict[str, Any]) -> dict[str, Any] | None:
+    """The status that accepts a CRD's names and establishes it, or None when it has it.
+
+    Names are always accepted here (the registry refuses conflicting CRDs when they are
+    created); ``Established`` stays true once set, as in kube-apiserver.
+    """
+    status = crd.get("status") or {}
+    names = dict((crd.get("spec") or {}).get("names") or {})
     if "kind" in names:
         names.setdefault("listKind", f"{names['kind']}List")
     if "plural" in names:
         names.setdefault("singular", str(names.get("kind", "")).lower())
-    return {
-        "acceptedNames": names,
-        "conditions": [
-            condition("NamesAccepted", "NoConflicts", "no conflicts found"),
-            condition(
-                "Established", "InitialNamesAccepted", "the initial names have been accepted"
-            ),
-        ],
-        "storedVersions": stored,
+    conditions = {c.get("type"): c for c in status.get("conditions") or []}
+    wanted = {
+        "NamesAccepted": ("True", "NoConflicts", "no conflicts found"),
+        "Established": ("True", "InitialNamesAccepted", "the initial names have been accepted"),
     }
+    current = all((conditions.get(k) or {}).get("status") == v[0] for k, v in wanted.items())
+    if status.get("acceptedNames") == names and current:
+        return None
+    for kind, (value, reason, message) in wanted.items():
+        if (conditions.get(kind) or {}).get("status") != value:
+            conditions[kind] = _condition(kind, value, reason, message)
+    return {**status, "acceptedNames": names, "conditions": list(conditions.values())}
 
 
 def validate_crd(obj: dict[str, Any], builtin: frozenset[tuple[str, str]]) -> list[Cause]:

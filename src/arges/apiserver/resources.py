@@ -70,6 +70,9 @@ class Strategy:
     """Whether names are DNS-1123 labels (namespaces) instead of subdomains."""
     field_labels: frozenset[str] = frozenset()
     """Field-selector fields beyond ``metadata.name`` and ``metadata.namespace``."""
+    return_deleted_object: bool = False
+    """Whether a DELETE that removes the object answers with it instead of a ``Status``
+    (the generic registry's ``ReturnDeletedObject``: true for namespaces only here)."""
 
     def prepare_for_create(self, rt: ResourceType, obj: dict[str, Any]) -> None:
         """Adjust a new object before validation (e.g. drop status when it is a subresource)."""
@@ -82,6 +85,11 @@ class Strategy:
         """Adjust an update of the main resource (status is kept when it is a subresource)."""
         if rt.storage_version().status:
             _keep(new, old, "status")
+
+    def begin_deletion(self, rt: ResourceType, obj: dict[str, Any]) -> None:
+        """Adjust an object that a first DELETE finds without ``deletionTimestamp`` (e.g. add
+        the finalizers its own controllers hold it with)."""
+        return
 
     def validate(self, rt: ResourceType, obj: dict[str, Any]) -> list[Cause]:
         """Kind rules beyond the schema, for create and update."""
