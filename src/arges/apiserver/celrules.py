@@ -24,139 +24,21 @@ compilation.go) and the rule checks of ``apis/apiextensions/validation/validatio
 
 from __future__ import annotations
 
-import contextlib
 import json
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from arges.apiserver.cel import (
-    BOOL,
-    DOUBLE,
-    DURATION,
-    DYN,
-    INT,
-    MAX_REQUEST_BYTES,
-    TIMESTAMP,
-    CompileError,
-    CostLimitExceeded,
-    EvalError,
-    Meter,
-    Optional,
-    Program,
-    Type,
-    compile_expr,
-    escape,
-    list_type,
-    map_type,
-    string_type,
-)
+from arges.apiserver.cel import CompileError, Program, compile_expr
 from arges.apiserver.celext import FUNCTIONS
+from arges.apiserver.celtypes import Type, max_items, schema_type
 from arges.apiserver.errors import Cause
 
-PER_CALL_LIMIT = 1_000_000
-RUNTIME_BUDGET = 10_000_000
 STATIC_RULE_LIMIT = 10_000_000
 STATIC_CRD_LIMIT = 100_000_000
-MAX_MESSAGE_BYTES = 5 * 1024
 REASONS = ("FieldValueDuplicate", "FieldValueForbidden", "FieldValueInvalid", "FieldValueRequired")
-BLOCKED = (
-    "some validation rules were not checked because the object was invalid; correct the "
-    "existing errors to complete validation"
-)
-OUT_OF_BUDGET = (
-    "validation failed due to running out of cost budget, no further validation rules will be run"
-)
-
-
-# Schemas as CEL types (k8s.io/apiserver/pkg/cel/common/schemas.go).
-
-
-def _min_json_size(schema: dict[str, Any]) -> int:
-    kind = schema.get("type")
-    if kind == "string":
-        return 2
-    if kind == "boolean":
-        return 4
-    if kind in ("integer", "number"):
-        return 1
-    return 2
-
-
-def _max_items(schema: dict[str, Any], key: str, elem: dict[str, Any], per_item: int) -> int:
-    declared = schema.get(key)
-    if isinstance(declared, int):
-        return declared
-    return (MAX_REQUEST_BYTES - 2) // (_min_json_size(elem) + per_item)
-
-
-def schema_type(schema: dict[str, Any], *, resource_root: bool = False) -> Type:
-    """The CEL type of a structural schema node, with its size bounds.
-
-    Resource roots (the top level and ``x-kubernetes-embedded-resource`` objects) expose
-    ``apiVersion``, ``kind`` and ``metadata.name``/``metadata.generateName`` only, as kube does.
-    Properties whose names cannot be escaped into identifiers are not reachable.
-    """
-    if schema.get("x-kubernetes-int-or-string"):
-        return DYN
-    kind = schema.get("type")
-    props = schema.get("properties") or {}
-    additional = schema.get("additionalProperties")
-    embedded = resource_root or bool(schema.get("x-kubernetes-embedded-resource"))
-    if kind == "object" or (kind is None and (props or embedded)):
-        if isinstance(additional, dict) and not props:
-            size = _max_items(schema, "maxProperties", additional, 4)
-            return map_type(schema_type(additional), size)
-        if not props and not embedded and schema.get("x-kubernetes-preserve-unknown-fields"):
-            return DYN
-        fields: dict[str, Type] = {}
-        for name, sub in props.items():
-            ident = escape(name)
-            if ident is not None and isinstance(sub, dict):
-                fields[ident] = schema_type(
-                    sub, resource_root=bool(sub.get("x-kubernetes-embedded-resource"))
-                )
-        if embedded:
-            fields["apiVersion"] = string_type()
-            fields["kind"] = string_type()
-            fields["metadata"] = Type(
-                "object", fields={"name": string_type(), "generateName": string_type()}
-            )
-        if not fields and additional is True:
-            return map_type(DYN)
-        size = _max_items(schema, "maxProperties", {}, 4)
-        return Type("object", fields=fields, max_size=size)
-    if kind == "array":
-        items: dict[str, Any] = schema["items"] if isinstance(schema.get("items"), dict) else {}
-        return list_type(schema_type(items), _max_items(schema, "maxItems", items, 1))
-    if kind == "string":
-        fmt = schema.get("format")
-        if fmt == "date-time":
-            return TIMESTAMP
-        if fmt == "duration":
-            return DURATION
-        if fmt == "byte":
-            return Type("bytes", max_size=schema.get("maxLength") or MAX_REQUEST_BYTES)
-        return string_type(schema.get("maxLength") or MAX_REQUEST_BYTES - 2)
-    if kind == "integer":
-        return INT
-    if kind == "number":
-        return DOUBLE
-    if kind == "boolean":
-        return BOOL
-    return DYN
 
 
 # Paths.
-
-
-def _child(path: str, name: str) -> str:
-    return f"{path}.{name}" if path else name
-
-
-def _shown(path: str) -> str:
-    """How kube prints a field path; the resource root is a nil path."""
-    return path or "<nil>"
 
 
 def parse_field_path(path: str, schema: dict[str, Any]) -> list[tuple[str, bool]] | None:
@@ -233,6 +115,7 @@ class Node:
     """``x-kubernetes-list-map-keys`` when items correlate by key (``list-type: map``)."""
 
     def empty(self) -> bool:
+        """Whether no rule is here or below."""
         return not (self.rules or self.properties or self.items or self.additional)
 
 
@@ -341,7 +224,7 @@ def _compile(
             node.properties[key] = child
     additional = schema.get("additionalProperties")
     if isinstance(additional, dict):
-        size = _max_items(schema, "maxProperties", additional, 4)
+        size = max_items(schema, "maxProperties", additional, 4)
         child = _compile(
             additional,
             f"{path}.additionalProperties",
@@ -354,7 +237,7 @@ def _compile(
             node.additional = child
     items = schema.get("items")
     if isinstance(items, dict):
-        size = _max_items(schema, "maxItems", items, 1)
+        size = max_items(schema, "maxItems", items, 1)
         is_map = schema.get("x-kubernetes-list-type") == "map"
         child = _compile(
             items,
@@ -539,168 +422,3 @@ def _compile_rule(
     if len(ctx.causes) > before:
         return None
     return Rule(spec, program, message_program, transition, optional_old_self, steps)
-
-
-# Evaluation.
-
-
-class _OutOfBudget(Exception):
-    pass
-
-
-class Validator:
-    """The rules of one version's schema, ready to run against objects."""
-
-    def __init__(self, root: Node) -> None:
-        self.root = root
-
-    def validate(
-        self, obj: Any, old: Any | None = None, prior: list[Cause] | None = None
-    ) -> list[Cause]:
-        """Causes for every rule ``obj`` breaks (``old`` is the stored object on update).
-
-        As in kube-apiserver, rules are not run over an object that already has values of the
-        wrong type (``prior`` causes of ``FieldValueTypeInvalid``): one cause says so instead.
-        """
-        if any(c.reason == "FieldValueTypeInvalid" for c in prior or []):
-            return [Cause("<nil>", f'Invalid value: "null": {BLOCKED}')]
-        run = _Run(RUNTIME_BUDGET)
-        with contextlib.suppress(_OutOfBudget):
-            run.node(self.root, "", obj, old)
-        return run.causes
-
-
-class _Run:
-    def __init__(self, budget: int) -> None:
-        self.remaining = budget
-        self.causes: list[Cause] = []
-
-    def stop(self, path: str, schema_type: str, message: str) -> None:
-        self.causes.append(
-            Cause(_shown(path), f"Invalid value: {json.dumps(schema_type)}: {message}")
-        )
-        raise _OutOfBudget
-
-    def node(self, node: Node, path: str, obj: Any, old: Any) -> None:
-        if obj is None:
-            return
-        if node.rules:
-            self.rules(node, path, obj, old)
-        if isinstance(obj, dict):
-            old_map = old if isinstance(old, dict) else {}
-            if node.additional is not None:
-                for key, value in obj.items():
-                    self.node(node.additional, f"{path}[{key}]", value, old_map.get(key))
-            for key, sub in node.properties.items():
-                if key in obj:
-                    self.node(sub, _child(path, key), obj[key], old_map.get(key))
-        elif isinstance(obj, list) and node.items is not None:
-            for i, (item, before) in enumerate(_correlate(obj, old, node.map_keys)):
-                self.node(node.items, f"{path}[{i}]", item, before)
-
-    def rules(self, node: Node, path: str, obj: Any, old: Any) -> None:
-        if self.remaining <= 0:
-            self.stop(path, node.schema_type, OUT_OF_BUDGET)
-        for rule in node.rules:
-            if rule.transition and old is None and not rule.optional_old_self:
-                continue
-            variables = {
-                "self": obj,
-                "oldSelf": Optional(old, old is not None) if rule.optional_old_self else old,
-            }
-            meter = Meter(min(PER_CALL_LIMIT, self.remaining))
-            try:
-                result = rule.program.evaluate(variables, meter)
-            except CostLimitExceeded:
-                if meter.limit < PER_CALL_LIMIT:
-                    self.stop(path, node.schema_type, OUT_OF_BUDGET)
-                self.stop(
-                    path,
-                    node.schema_type,
-                    f"'{CostLimitExceeded()}': no further validation rules will be run due to "
-                    f"call cost exceeds limit for rule: {rule.text}",
-                )
-            except EvalError as exc:
-                self.remaining -= meter.used
-                if str(exc).startswith("no such overload"):
-                    detail = (
-                        f"'{exc}': call arguments did not match a supported operator, function "
-                        f"or macro signature for rule: {rule.text}"
-                    )
-                else:
-                    detail = f"{exc} evaluating rule: {rule.text}"
-                self.causes.append(
-                    Cause(_shown(path), f"Invalid value: {json.dumps(node.schema_type)}: {detail}")
-                )
-                continue
-            self.remaining -= meter.used
-            if result is True:
-                continue
-            if not isinstance(result, bool):
-                self.causes.append(
-                    Cause(
-                        _shown(path),
-                        f"Invalid value: {json.dumps(node.schema_type)}: no such overload "
-                        f"evaluating rule: {rule.text}",
-                    )
-                )
-                continue
-            where = path
-            for name, is_key in rule.field_steps:
-                where = f"{where}[{name}]" if is_key else _child(where, name)
-            detail = self.message(rule, variables) or _default_message(rule)
-            self.causes.append(_cause(_shown(where), node.schema_type, detail, rule.spec))
-
-    def message(self, rule: Rule, variables: dict[str, Any]) -> str | None:
-        if rule.message is None:
-            return None
-        meter = Meter(min(PER_CALL_LIMIT, self.remaining))
-        try:
-            value = rule.message.evaluate(variables, meter)
-        except CostLimitExceeded:
-            return None
-        except EvalError:
-            self.remaining -= meter.used
-            return None
-        self.remaining -= meter.used
-        if not isinstance(value, str):
-            return None
-        text = value.strip()
-        if not text or "\n" in text or "\r" in text or len(text.encode()) > MAX_MESSAGE_BYTES:
-            return None
-        return text
-
-
-def _default_message(rule: Rule) -> str:
-    message = str(rule.spec.get("message") or "").strip()
-    return message or f"failed rule: {str(rule.spec.get('rule', '')).strip()}"
-
-
-def _cause(path: str, schema_type: str, detail: str, spec: dict[str, Any]) -> Cause:
-    reason = spec.get("reason") or "FieldValueInvalid"
-    if reason == "FieldValueForbidden":
-        return Cause(path, f"Forbidden: {detail}", reason)
-    if reason == "FieldValueRequired":
-        return Cause(path, f"Required value: {detail}", reason)
-    if reason == "FieldValueDuplicate":
-        return Cause(path, f"Duplicate value: {json.dumps(schema_type)}", reason)
-    return Cause(path, f"Invalid value: {json.dumps(schema_type)}: {detail}")
-
-
-def _correlate(items: list[Any], old: Any, keys: tuple[str, ...]) -> Iterator[tuple[Any, Any]]:
-    """Each item with its old self: by map keys for ``list-type: map`` lists, else none."""
-    if not keys or not isinstance(old, list):
-        for item in items:
-            yield item, None
-        return
-    by_key = {}
-    for before in old:
-        if isinstance(before, dict):
-            by_key[json.dumps([before.get(k) for k in keys], sort_keys=True)] = before
-    for item in items:
-        key = (
-            json.dumps([item.get(k) for k in keys], sort_keys=True)
-            if isinstance(item, dict)
-            else ""
-        )
-        yield item, by_key.get(key)

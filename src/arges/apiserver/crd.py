@@ -21,7 +21,8 @@ from typing import Any
 import jsonschema
 
 from arges.apiserver.builtin import STRING, _desc, root_schema
-from arges.apiserver.celrules import Validator, compile_rules
+from arges.apiserver.celrules import compile_rules
+from arges.apiserver.celvalidator import Validator
 from arges.apiserver.errors import Cause
 from arges.apiserver.listtypes import list_type_causes
 from arges.apiserver.resources import (

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from arges.apiserver.celrules import Validator
+from arges.apiserver.celvalidator import Validator
 from arges.apiserver.errors import Cause
 from arges.apiserver.patch import PatchMeta
 from arges.apiserver.schema import Schema

@@ -7,18 +7,10 @@ from typing import Any
 
 import pytest
 
-from arges.apiserver.cel import (
-    DYN,
-    CompileError,
-    CostLimitExceeded,
-    EvalError,
-    Meter,
-    Type,
-    compile_expr,
-    list_type,
-    string_type,
-)
+from arges.apiserver.cel import CompileError, compile_expr
 from arges.apiserver.celext import FUNCTIONS
+from arges.apiserver.celtypes import DYN, Type, list_type, string_type
+from arges.apiserver.celvalues import CostLimitExceeded, EvalError, Meter
 
 
 def run(source: str, limit: int = 1_000_000, **variables: Any) -> Any:

@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from arges.apiserver.celrules import Validator, compile_rules, go_rule
+from arges.apiserver.celrules import compile_rules, go_rule
+from arges.apiserver.celvalidator import Validator
 
 
 def schema(spec_props: dict[str, Any], rules: list[dict[str, Any]] | None = None) -> dict:
