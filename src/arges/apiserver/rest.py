@@ -243,10 +243,21 @@ class Rest:
         if ns is None:
             raise NotFound.resource("namespaces", "", namespace)
         if ns.deleting:
+            # kube-apiserver's NamespaceLifecycle admission, cause included.
+            details: dict[str, Any] = {"name": name, "kind": rt.plural}
+            if rt.group:
+                details["group"] = rt.group
+            details["causes"] = [
+                {
+                    "reason": "NamespaceTerminating",
+                    "message": f"namespace {namespace} is being terminated",
+                    "field": "metadata.namespace",
+                }
+            ]
             raise Forbidden(
                 f'{_qualified(rt)} "{name}" is forbidden: unable to create new content in '
                 f"namespace {namespace} because it is being terminated",
-                details={"name": name, "kind": rt.plural, "group": rt.group},
+                details=details,
             )
 
     def _decode(self, rt: ResourceType, version: Version, body: Any) -> dict[str, Any]:
@@ -305,6 +316,8 @@ class Rest:
         causes += rt.strategy.validate(rt, obj)
         if old is not None:
             causes += rt.strategy.validate_update(rt, obj, old)
+        if version.rules is not None:
+            causes += version.rules.validate(obj, old, causes)
         if causes:
             raise Invalid(rt.kind, rt.group, meta.get("name", ""), causes)
 
@@ -398,6 +411,8 @@ class Rest:
                 "request"
             )
         if not meta.get("resourceVersion") and not rt.strategy.unconditional_update:
+            # The object is looked up first: a PUT to a missing custom resource is 404.
+            self.get(rt, namespace, name)
             raise Invalid(
                 rt.kind,
                 rt.group,
@@ -599,6 +614,8 @@ class Rest:
                     f"{opts.resource_version}, ResourceVersion in object meta: "
                     f"{meta.get('resourceVersion')}",
                 )
+            if not meta.get("deletionTimestamp"):
+                rt.strategy.begin_deletion(rt, obj)
             finalizers = list(meta.get("finalizers") or [])
             if opts.propagation == "Foreground":
                 finalizers = [f for f in finalizers if f != ORPHAN_FINALIZER]
