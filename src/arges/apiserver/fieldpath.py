@@ -152,7 +152,8 @@ def _show(value: Any) -> str:
 class FieldSet:
     """A set of paths: ``members`` here and ``children`` sets below path elements.
 
-    Children are never empty, so an empty set is one with neither.
+    Children are never empty, so an empty set is one with neither. Operations return new
+    sets that may share parts with their operands: a set is not changed once built.
     """
 
     __slots__ = ("children", "members")
@@ -203,18 +204,15 @@ class FieldSet:
             node = node.children.get(pe) if node is not None else None
         return node is not None and bool(path) and path[-1] in node.members
 
-    def copy(self) -> FieldSet:
-        return FieldSet(set(self.members), {pe: c.copy() for pe, c in self.children.items()})
-
     def union(self, other: FieldSet) -> FieldSet:
         if other.empty():
-            return self.copy()
+            return self
         if self.empty():
-            return other.copy()
-        children = {pe: c.copy() for pe, c in self.children.items()}
+            return other
+        children = dict(self.children)
         for pe, c in other.children.items():
             mine = children.get(pe)
-            children[pe] = c.copy() if mine is None else mine.union(c)
+            children[pe] = c if mine is None else mine.union(c)
         return FieldSet(self.members | other.members, children)
 
     def intersection(self, other: FieldSet) -> FieldSet:
@@ -230,23 +228,25 @@ class FieldSet:
     def difference(self, other: FieldSet) -> FieldSet:
         """Paths of ``self`` not in ``other`` (children of removed members stay)."""
         if other.empty():
-            return self.copy()
+            return self
         children = {}
         for pe, c in self.children.items():
             theirs = other.children.get(pe)
-            rest = c.copy() if theirs is None else c.difference(theirs)
+            rest = c if theirs is None else c.difference(theirs)
             if not rest.empty():
                 children[pe] = rest
         return FieldSet(self.members - other.members, children)
 
     def recursive_difference(self, other: FieldSet) -> FieldSet:
         """Paths of ``self`` neither in ``other`` nor below one of its members."""
+        if other.empty():
+            return self
         children = {}
         for pe, c in self.children.items():
             if pe in other.members:
                 continue
             theirs = other.children.get(pe)
-            rest = c.copy() if theirs is None else c.recursive_difference(theirs)
+            rest = c if theirs is None else c.recursive_difference(theirs)
             if not rest.empty():
                 children[pe] = rest
         return FieldSet(self.members - other.members, children)
@@ -261,7 +261,10 @@ class FieldSet:
     def to_fields_v1(self) -> dict[str, Any]:
         """The FieldsV1 object of this set."""
         out: dict[str, Any] = {}
-        for pe in sorted(self.members | self.children.keys(), key=pe_order):
+        keys = self.members | self.children.keys()
+        # Field names alone sort as plain strings; keys and values need SMD's value order.
+        fields_only = all(pe[0] == "f" for pe in keys)
+        for pe in sorted(keys) if fields_only else sorted(keys, key=pe_order):
             child = self.children.get(pe)
             if child is None:
                 out[pe] = {}

@@ -32,6 +32,7 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
+from arges.apiserver import codec
 from arges.apiserver.builtin import OBJECT_META
 from arges.apiserver.fieldpath import FieldSet, Path, field_pe
 from arges.apiserver.resources import ResourceType, Version
@@ -219,11 +220,28 @@ def decode(value: Any) -> Managed:
             operation=operation,
             api_version=api_version,
             subresource=str(raw.get("subresource") or ""),
-            fields=FieldSet.from_fields_v1(raw.get("fieldsV1") or {}),
+            fields=_fields(raw.get("fieldsV1") or {}),
             time=time,
         )
         out[entry.key] = entry
     return out
+
+
+_FIELDS: dict[bytes, FieldSet] = {}
+_FIELDS_CACHE_SIZE = 4096
+
+
+def _fields(data: Any) -> FieldSet:
+    # Objects of a kind mostly share their field sets, and sets are never changed once
+    # built, so decoded ones are reused: decoding is most of an update's cost otherwise.
+    key = codec.dumps(data)
+    found = _FIELDS.get(key)
+    if found is None:
+        found = FieldSet.from_fields_v1(data)
+        if len(_FIELDS) >= _FIELDS_CACHE_SIZE:
+            _FIELDS.clear()
+        _FIELDS[key] = found
+    return found
 
 
 def encode(managed: Managed) -> list[dict[str, Any]]:

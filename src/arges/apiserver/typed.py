@@ -25,9 +25,11 @@ Malformed applied configurations raise :class:`TypedError` with SMD's wording
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from arges.apiserver import codec
 from arges.apiserver.fieldpath import (
     FieldSet,
     field_pe,
@@ -289,9 +291,8 @@ def compare(lhs: Any, rhs: Any, t: Type) -> Comparison:
     Scalars and atomic parts are compared as wholes; a map or list item that appears or
     disappears is itself added or removed, and so is every leaf under it.
     """
-    out = Comparison()
-    _compare(lhs, rhs, t, out.added, out.modified, out.removed)
-    return out
+    _, added, modified, removed = _compare(lhs, rhs, t)
+    return Comparison(added or FieldSet(), modified or FieldSet(), removed or FieldSet())
 
 
 def _equal(a: Any, b: Any) -> bool:
@@ -300,83 +301,89 @@ def _equal(a: Any, b: Any) -> bool:
     return bool(a == b)
 
 
-def _compare(
-    lhs: Any, rhs: Any, t: Type, added: FieldSet, modified: FieldSet, removed: FieldSet
-) -> str:
-    """Compare one node, filling the child sets; returns what happened to the node itself:
-    ``a``, ``m``, ``r`` (as a leaf), ``A``/``R`` (a container added/removed) or ``""``."""
-    lform = _form(t, lhs) if lhs is not MISSING else None
-    rform = _form(t, rhs) if rhs is not MISSING else None
-    form = rform if lform is None else lform
-    if lform is not None and rform is not None and lform != rform:
-        form = "mismatch"
-    if form == "map" and not t.map_atomic:
-        lm = lhs if isinstance(lhs, dict) else {}
-        rm = rhs if isinstance(rhs, dict) else {}
-        if lm or rm:
-            for key in lm.keys() | rm.keys() if lm and rm else (lm or rm).keys():
-                sub = _entry_type(t, key) or DEDUCED
-                _attach(
-                    field_pe(key),
-                    lm.get(key, MISSING),
-                    rm.get(key, MISSING),
-                    sub,
-                    added,
-                    modified,
-                    removed,
-                )
-            return _container(lhs, rhs)
-    elif form == "list" and t.list_type != "atomic":
-        litems = _index(t, lhs, [], False) if isinstance(lhs, list) else {}
-        ritems = _index(t, rhs, [], False) if isinstance(rhs, list) else {}
-        if litems or ritems:
-            assert t.item is not None
-            for pe in litems.keys() | ritems.keys():
-                _attach(
-                    pe,
-                    litems.get(pe, MISSING),
-                    ritems.get(pe, MISSING),
-                    t.item,
-                    added,
-                    modified,
-                    removed,
-                )
-            return _container(lhs, rhs)
+_Diff = tuple[str, FieldSet | None, FieldSet | None, FieldSet | None]
+
+
+def _compare(lhs: Any, rhs: Any, t: Type) -> _Diff:
+    """Compare one node: what happened to it (``a``dded, ``m``odified, ``r``emoved or
+    ``""``) and the added, modified and removed paths below it (None when none)."""
     if lhs is MISSING:
-        return "a"
+        return "a", _everything(rhs, t), None, None
     if rhs is MISSING:
-        return "r"
-    return "" if _equal(lhs, rhs) else "m"
+        return "r", None, None, _everything(lhs, t)
+    if lhs == rhs and codec.dumps(lhs) == codec.dumps(rhs):
+        # Most of an update is unchanged, and this skips those parts in C; the encoding tells
+        # true from 1, which Python's equality does not.
+        return "", None, None, None
+    form = _form(t, lhs)
+    if form == _form(t, rhs):
+        if form == "map" and not t.map_atomic:
+            lm = lhs if isinstance(lhs, dict) else {}
+            rm = rhs if isinstance(rhs, dict) else {}
+            if lm or rm:
+                keys = lm.keys() | rm.keys() if lm and rm else (lm or rm).keys()
+                return _pairs(
+                    (
+                        field_pe(k),
+                        lm.get(k, MISSING),
+                        rm.get(k, MISSING),
+                        _entry_type(t, k) or DEDUCED,
+                    )
+                    for k in keys
+                )
+        elif form == "list" and t.list_type != "atomic":
+            litems = _index(t, lhs, [], False) if isinstance(lhs, list) else {}
+            ritems = _index(t, rhs, [], False) if isinstance(rhs, list) else {}
+            if litems or ritems:
+                item = t.item or DEDUCED
+                return _pairs(
+                    (pe, litems.get(pe, MISSING), ritems.get(pe, MISSING), item)
+                    for pe in litems.keys() | ritems.keys()
+                )
+    return ("" if _equal(lhs, rhs) else "m"), None, None, None
 
 
-def _container(lhs: Any, rhs: Any) -> str:
-    if lhs is MISSING:
-        return "A"
-    if rhs is MISSING:
-        return "R"
-    return ""
+def _pairs(children: Iterable[tuple[str, Any, Any, Type]]) -> _Diff:
+    sets: list[FieldSet | None] = [None, None, None]
+    for pe, lhs, rhs, t in children:
+        what, *below = _compare(lhs, rhs, t)
+        for i, sub in enumerate(below):
+            marked = what == "amr"[i]
+            if sub is None and not marked:
+                continue
+            target = sets[i]
+            if target is None:
+                target = sets[i] = FieldSet()
+            if marked:
+                target.members.add(pe)
+            if sub is not None:
+                target.children[pe] = sub
+    return "", sets[0], sets[1], sets[2]
 
 
-def _attach(
-    pe: str,
-    lhs: Any,
-    rhs: Any,
-    t: Type,
-    added: FieldSet,
-    modified: FieldSet,
-    removed: FieldSet,
-) -> None:
-    a, m, r = FieldSet(), FieldSet(), FieldSet()
-    what = _compare(lhs, rhs, t, a, m, r)
-    if what in ("a", "A"):
-        added.members.add(pe)
-    elif what == "m":
-        modified.members.add(pe)
-    elif what in ("r", "R"):
-        removed.members.add(pe)
-    for target, sub in ((added, a), (modified, m), (removed, r)):
-        if not sub.empty():
-            target.children[pe] = sub
+def _everything(value: Any, t: Type) -> FieldSet | None:
+    """Every path below ``value``: what a container that appears or disappears takes along."""
+    form = _form(t, value)
+    if form == "map" and not t.map_atomic and isinstance(value, dict) and value:
+        out = FieldSet()
+        for key, sub in value.items():
+            pe = field_pe(key)
+            out.members.add(pe)
+            below = _everything(sub, _entry_type(t, key) or DEDUCED)
+            if below is not None:
+                out.children[pe] = below
+        return out
+    if form == "list" and t.list_type != "atomic" and isinstance(value, list) and value:
+        items = _index(t, value, [], False)
+        if not items:
+            return None
+        out = FieldSet(set(items))
+        for pe, sub in items.items():
+            below = _everything(sub, t.item or DEDUCED)
+            if below is not None:
+                out.children[pe] = below
+        return out
+    return None
 
 
 # Merge.
