@@ -23,6 +23,7 @@ What kube-apiserver's PATCH handler does around the field manager for
 from __future__ import annotations
 
 import copy
+import datetime as dt
 import json
 from typing import Any
 
@@ -86,7 +87,8 @@ def check_options(kind: str, field_manager: str, *, apply: bool = False, force: 
 
 
 def decode_config(body: Any) -> dict[str, Any]:
-    """The applied configuration from the decoded request body.
+    """The applied configuration from the decoded request body, as JSON: YAML's non-string
+    keys and timestamps become strings, as ``sigs.k8s.io/yaml`` converts them.
 
     Raises:
         BadRequest: when it is not an object.
@@ -96,7 +98,26 @@ def decode_config(body: Any) -> dict[str, Any]:
             "error decoding YAML: error unmarshaling JSON: while decoding JSON: json: cannot "
             f"unmarshal {_json_kind(body)} into Go value of type map[string]interface {{}}"
         )
-    return body
+    out: dict[str, Any] = _as_json(body)
+    return out
+
+
+def _as_json(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k if isinstance(k, str) else _key(k): _as_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_as_json(v) for v in value]
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    return value
+
+
+def _key(key: Any) -> str:
+    if isinstance(key, bool):
+        return "true" if key else "false"
+    if key is None:
+        return "null"
+    return key.isoformat() if isinstance(key, dt.date) else str(key)
 
 
 def _json_kind(value: Any) -> str:

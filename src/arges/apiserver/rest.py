@@ -7,6 +7,9 @@ for the kinds this server knows, in the order it works:
 - prune unknown fields (``fieldValidation``: Ignore, Warn (default) or Strict), apply defaults;
 - fill system metadata (uid, creationTimestamp, generation) and apply the kind's strategy
   (status is a subresource; namespaces own their status; secrets fold stringData);
+- record who owns which fields (``metadata.managedFields``, :mod:`~arges.apiserver.
+  managedfields`), or merge an applied configuration (server-side apply,
+  :mod:`~arges.apiserver.apply`);
 - validate (metadata, schema, kind rules) and answer 422 with every cause;
 - write through the store with optimistic concurrency: an update that names a
   resourceVersion other than the stored one gets 409; one that names none is retried on

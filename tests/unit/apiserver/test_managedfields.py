@@ -183,6 +183,15 @@ def test_bad_apply_requests() -> None:
         ssa.check_options("CreateOptions", "x" * 129)
 
 
+def test_yaml_configurations_read_as_json() -> None:
+    assert ssa.decode_config({"data": {1: "a", False: "b"}, "x": [{None: 1}]}) == {
+        "data": {"1": "a", "false": "b"},
+        "x": [{"null": 1}],
+    }
+    with pytest.raises(BadRequest, match="cannot unmarshal array into Go value"):
+        ssa.decode_config([])
+
+
 def test_managers_from_user_agents() -> None:
     assert mf.manager_from_user_agent("kubectl/v1.30.0 (linux/amd64) kubernetes/abc") == "kubectl"
     assert mf.manager_from_user_agent("Python/3.11 aiohttp/3.9") == "Python"
