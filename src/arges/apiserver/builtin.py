@@ -79,14 +79,20 @@ OBJECT_META: dict[str, Any] = {
         "deletionGracePeriodSeconds": {"type": "integer", "format": "int64"},
         "labels": _desc(STRING_MAP, "Map of string keys and values to organize and select."),
         "annotations": _desc(STRING_MAP, "Unstructured key value map for arbitrary metadata."),
-        "ownerReferences": {"type": "array", "items": OWNER_REFERENCE},
+        "ownerReferences": {
+            "type": "array",
+            "items": OWNER_REFERENCE,
+            "x-kubernetes-list-type": "map",
+            "x-kubernetes-list-map-keys": ["uid"],
+        },
         "finalizers": _desc(
-            {"type": "array", "items": STRING},
+            {"type": "array", "items": STRING, "x-kubernetes-list-type": "set"},
             "Must be empty before the object is deleted from the registry.",
         ),
         "managedFields": {
             "type": "array",
             "items": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
+            "x-kubernetes-list-type": "atomic",
         },
     },
 }
@@ -183,6 +189,8 @@ NAMESPACE_SCHEMA = root_schema(
                         "message": STRING,
                     },
                 },
+                "x-kubernetes-list-type": "map",
+                "x-kubernetes-list-map-keys": ["type"],
             },
         },
     },

@@ -131,6 +131,8 @@ CRD_SCHEMA = root_schema(
                         "message": STRING,
                     },
                 },
+                "x-kubernetes-list-type": "map",
+                "x-kubernetes-list-map-keys": ["type"],
             },
         },
     },
