@@ -21,6 +21,13 @@ from arges.api.base import Model
 from arges.api.binding import ServerBinding
 from arges.api.cluster import CLUSTER_GROUP, TalosCluster
 from arges.api.environment import Environment
+from arges.api.infrastructure import (
+    INFRASTRUCTURE_GROUP,
+    INFRASTRUCTURE_VERSION,
+    MetalCluster,
+    MetalMachine,
+    MetalMachineTemplate,
+)
 from arges.api.server import Server
 from arges.api.serverclass import ServerClass
 
@@ -60,6 +67,7 @@ class Definition:
     version: str = VERSION
     namespaced: bool = False
     categories: tuple[str, ...] = ("arges",)
+    labels: tuple[tuple[str, str], ...] = ()
 
     @property
     def kind(self) -> str:
@@ -75,6 +83,16 @@ def _condition(kind: str) -> str:
 
 
 AGE = Column("Age", "date", ".metadata.creationTimestamp")
+PROVIDER_LABELS = (
+    # The Cluster API contract versions implemented, each naming the API versions that do
+    # (Cluster API reads these to know which status fields to read).
+    ("cluster.x-k8s.io/v1beta1", INFRASTRUCTURE_VERSION),
+    ("cluster.x-k8s.io/v1beta2", INFRASTRUCTURE_VERSION),
+    ("cluster.x-k8s.io/provider", "infrastructure-arges"),
+    # clusterctl move discovers the kinds of CRDs carrying this label (clusterctl init puts it
+    # on what it installs; Arges installs these CRDs itself in embedded mode).
+    ("clusterctl.cluster.x-k8s.io", ""),
+)
 DEFINITIONS = (
     Definition(
         Server,
@@ -139,6 +157,49 @@ DEFINITIONS = (
         ),
         group=CLUSTER_GROUP,
         namespaced=True,
+    ),
+    Definition(
+        MetalCluster,
+        "metalclusters",
+        (),
+        (
+            Column("Ready", "boolean", ".status.ready"),
+            Column("Endpoint", "string", ".spec.controlPlaneEndpoint", priority=1),
+            AGE,
+        ),
+        group=INFRASTRUCTURE_GROUP,
+        version=INFRASTRUCTURE_VERSION,
+        namespaced=True,
+        categories=("cluster-api",),
+        labels=PROVIDER_LABELS,
+    ),
+    Definition(
+        MetalMachine,
+        "metalmachines",
+        (),
+        (
+            Column("Ready", "boolean", ".status.ready"),
+            Column("Machine", "string", '.metadata.ownerReferences[?(@.kind=="Machine")].name'),
+            Column("Server", "string", ".spec.serverRef.name"),
+            Column("ProviderID", "string", ".spec.providerID", priority=1),
+            AGE,
+        ),
+        group=INFRASTRUCTURE_GROUP,
+        version=INFRASTRUCTURE_VERSION,
+        namespaced=True,
+        categories=("cluster-api",),
+        labels=PROVIDER_LABELS,
+    ),
+    Definition(
+        MetalMachineTemplate,
+        "metalmachinetemplates",
+        (),
+        (AGE,),
+        group=INFRASTRUCTURE_GROUP,
+        version=INFRASTRUCTURE_VERSION,
+        namespaced=True,
+        categories=("cluster-api",),
+        labels=PROVIDER_LABELS,
     ),
 )
 
@@ -224,7 +285,10 @@ def crd(definition: Definition) -> dict[str, Any]:
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
-        "metadata": {"name": definition.name},
+        "metadata": {
+            "name": definition.name,
+            **({"labels": dict(definition.labels)} if definition.labels else {}),
+        },
         "spec": {
             "group": definition.group,
             "names": {

@@ -396,4 +396,11 @@ def register_watch(
     async def on_event(*, event: kopf.RawEvent, **_: Any) -> None:
         forward(event.get("type"), dict(event["object"]))
 
-    kopf.on.event(resource.group, resource.version, resource.plural, registry=registry)(on_event)
+    # An empty version watches whichever version the API server prefers (kopf resolves it
+    # when the resource appears: Cluster API's kinds may be installed after Arges starts).
+    kopf.on.event(
+        group=resource.group,
+        version=resource.version or None,
+        plural=resource.plural,
+        registry=registry,
+    )(on_event)
