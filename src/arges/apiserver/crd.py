@@ -3,8 +3,9 @@
 A CRD is validated as kube-apiserver validates it (``apiextensions-apiserver/pkg/apis/
 apiextensions/validation``), for the parts this server implements: names, scope, versions
 (exactly one storage version), structural schemas, printer columns and selectable fields.
-What it cannot honour it refuses with a message instead of accepting and ignoring it:
-conversion webhooks and CEL validation rules (``x-kubernetes-validations``).
+Validation rules (``x-kubernetes-validations``) are compiled and checked here too
+(:mod:`arges.apiserver.celrules`). What it cannot honour it refuses with a message instead of
+accepting and ignoring it: conversion webhooks.
 
 On create the server accepts the names at once and marks the CRD ``NamesAccepted`` and
 ``Established``; :func:`resource_type` turns it into the
@@ -19,7 +20,9 @@ from typing import Any
 import jsonschema
 
 from arges.apiserver.builtin import STRING, _desc, root_schema
+from arges.apiserver.celrules import Validator, compile_rules
 from arges.apiserver.errors import Cause
+from arges.apiserver.listtypes import list_type_causes
 from arges.apiserver.resources import (
     PrinterColumn,
     ResourceType,
@@ -29,7 +32,7 @@ from arges.apiserver.resources import (
 )
 from arges.apiserver.schema import Schema
 from arges.apiserver.tables import JSONPathError, age_column, compile_path, name_column
-from arges.apiserver.validation import forbidden, invalid, required
+from arges.apiserver.validation import invalid, required
 from arges.names import dns1123_label_errors, dns1123_subdomain_errors
 
 GROUP = "apiextensions.k8s.io"
@@ -280,6 +283,11 @@ def _versions_causes(versions: list[dict[str, Any]]) -> list[Cause]:
     if not versions:
         return [required("spec.versions", "must have exactly one version marked as storage")]
     seen: set[str] = set()
+    schemas = [(v.get("schema") or {}).get("openAPIV3Schema") for v in versions]
+    # kube-apiserver validates the internal form of a CRD, where a schema shared by every
+    # version is held once as spec.validation: its messages name that path.
+    shared = len(versions) > 1 and all(s == schemas[0] for s in schemas)
+    shared = shared or len(versions) == 1
     for i, v in enumerate(versions):
         field = f"spec.versions[{i}]"
         vname = v.get("name") or ""
@@ -289,15 +297,20 @@ def _versions_causes(versions: list[dict[str, Any]]) -> list[Cause]:
             )
         seen.add(vname)
         causes += [invalid(f"{field}.name", vname, e) for e in dns1123_label_errors(vname)]
-        raw = (v.get("schema") or {}).get("openAPIV3Schema")
+        raw = schemas[i]
+        where = "spec.validation.openAPIV3Schema" if shared else f"{field}.schema.openAPIV3Schema"
         if not isinstance(raw, dict):
             causes.append(required(f"{field}.schema.openAPIV3Schema", "schemas are required"))
-        else:
-            causes += _schema_causes(raw, f"{field}.schema.openAPIV3Schema", root=True)
+        elif not shared or i == 0:
+            schema_causes = _schema_causes(raw, where, root=True)
+            schema_causes += list_type_causes(raw, where)
             try:
                 Schema.compile(raw)
             except jsonschema.SchemaError as exc:
-                causes.append(invalid(f"{field}.schema.openAPIV3Schema", "", str(exc.message)))
+                schema_causes.append(invalid(where, "", str(exc.message)))
+            if not schema_causes:
+                schema_causes = compile_rules(raw, where)[1]
+            causes += schema_causes
         for j, col in enumerate(v.get("additionalPrinterColumns") or []):
             cfield = f"{field}.additionalPrinterColumns[{j}]"
             if col.get("type") not in COLUMN_TYPES:
@@ -339,13 +352,6 @@ def _schema_causes(schema: Any, field: str, *, root: bool = False) -> list[Cause
     if not isinstance(schema, dict):
         return [invalid(field, schema, "must be an object")]
     causes: list[Cause] = []
-    if "x-kubernetes-validations" in schema:
-        causes.append(
-            forbidden(
-                f"{field}.x-kubernetes-validations",
-                "CEL validation rules are not supported by the Arges API server",
-            )
-        )
     if root and schema.get("type") != "object":
         causes.append(
             invalid(f"{field}.type", schema.get("type", ""), "must be object at the root")
@@ -373,6 +379,7 @@ def resource_type(crd: dict[str, Any]) -> ResourceType:
     versions = []
     for v in sorted(spec["versions"], key=lambda v: version_priority(v["name"])):
         raw = v["schema"]["openAPIV3Schema"]
+        rules, _ = compile_rules(raw, "")
         columns = [
             PrinterColumn(
                 name=c["name"],
@@ -395,6 +402,7 @@ def resource_type(crd: dict[str, Any]) -> ResourceType:
                 selectable_fields=tuple(s["jsonPath"] for s in v.get("selectableFields") or []),
                 deprecated=bool(v.get("deprecated")),
                 deprecation_warning=v.get("deprecationWarning"),
+                rules=Validator(rules) if rules is not None else None,
             )
         )
     return ResourceType(

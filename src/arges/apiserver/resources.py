@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from arges.apiserver.celrules import Validator
 from arges.apiserver.errors import Cause
 from arges.apiserver.patch import PatchMeta
 from arges.apiserver.schema import Schema
@@ -49,6 +50,8 @@ class Version:
     selectable_fields: tuple[str, ...] = ()
     deprecated: bool = False
     deprecation_warning: str | None = None
+    rules: Validator | None = None
+    """The schema's ``x-kubernetes-validations``, compiled (custom resources only)."""
 
 
 class Strategy:

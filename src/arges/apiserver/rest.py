@@ -305,6 +305,8 @@ class Rest:
         causes += rt.strategy.validate(rt, obj)
         if old is not None:
             causes += rt.strategy.validate_update(rt, obj, old)
+        if version.rules is not None:
+            causes += version.rules.validate(obj, old, causes)
         if causes:
             raise Invalid(rt.kind, rt.group, meta.get("name", ""), causes)
 

@@ -30,6 +30,7 @@ from jsonschema import Draft4Validator
 from jsonschema.exceptions import ValidationError
 
 from arges.apiserver.errors import Cause
+from arges.apiserver.listtypes import duplicates
 
 OBJECT_META_FIELDS = frozenset(
     {
@@ -96,6 +97,7 @@ class Schema:
     def validate(self, obj: dict[str, Any]) -> list[Cause]:
         """Everything wrong with ``obj``, one cause per failure, in a stable order."""
         causes = [_cause(err) for err in self.validator.iter_errors(obj)]
+        causes += duplicates(obj, self.raw)
         return sorted(causes, key=lambda c: c.field)
 
 

@@ -120,7 +120,7 @@ def test_a_good_crd_defines_its_resource() -> None:
         (
             ["spec", "versions", 1, "schema", "openAPIV3Schema", "x-kubernetes-validations"],
             [{"rule": "self.x > 0"}],
-            "spec.versions[1].schema.openAPIV3Schema.x-kubernetes-validations",
+            "spec.versions[1].schema.openAPIV3Schema.x-kubernetes-validations[0].rule",
         ),
     ],
 )
