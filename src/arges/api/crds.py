@@ -5,14 +5,12 @@ The models in :mod:`arges.api` are the single source of truth; this module turns
 ``Optional`` as absent rather than null, free-form values marked
 ``x-kubernetes-preserve-unknown-fields``), printer columns and short names. The embedded API
 server installs them at start, and ``deploy/crds/`` holds the same YAML for real clusters
-(regenerate with ``python -m arges.api.crds deploy/crds``; a test fails when it is stale).
+(regenerate with ``python -m arges.api.manifests deploy``; a test fails when it is stale).
 """
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import yaml
@@ -83,6 +81,8 @@ def _condition(kind: str) -> str:
 
 
 AGE = Column("Age", "date", ".metadata.creationTimestamp")
+CLUSTER = Column("Cluster", "string", r".metadata.labels.cluster\.x-k8s\.io/cluster-name")
+"""The Cluster API cluster an object belongs to (Sidero's column, with escaped dots)."""
 PROVIDER_LABELS = (
     # The Cluster API contract versions implemented, each naming the API versions that do
     # (Cluster API reads these to know which status fields to read).
@@ -163,6 +163,7 @@ DEFINITIONS = (
         "metalclusters",
         (),
         (
+            CLUSTER,
             Column("Ready", "boolean", ".status.ready"),
             Column("Endpoint", "string", ".spec.controlPlaneEndpoint", priority=1),
             AGE,
@@ -179,6 +180,7 @@ DEFINITIONS = (
         (),
         (
             Column("Ready", "boolean", ".status.ready"),
+            CLUSTER,
             Column("Machine", "string", '.metadata.ownerReferences[?(@.kind=="Machine")].name'),
             Column("Server", "string", ".spec.serverRef.name"),
             Column("ProviderID", "string", ".spec.providerID", priority=1),
@@ -322,19 +324,3 @@ def all_crds() -> list[dict[str, Any]]:
 def render(obj: dict[str, Any]) -> str:
     """The YAML text checked in under ``deploy/crds``."""
     return yaml.safe_dump(obj, sort_keys=False, width=100)
-
-
-def write(directory: Path) -> list[Path]:
-    """Write one ``<name>.yaml`` per CRD into ``directory``; returns the paths."""
-    directory.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for obj in all_crds():
-        path = directory / f"{obj['metadata']['name']}.yaml"
-        path.write_text(render(obj))
-        paths.append(path)
-    return paths
-
-
-if __name__ == "__main__":
-    for written in write(Path(sys.argv[1] if len(sys.argv) > 1 else "deploy/crds")):
-        print(written)

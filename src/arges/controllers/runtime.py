@@ -330,6 +330,17 @@ class _SignalsHandledElsewhere(logging.Filter):
 logging.getLogger("kopf._core.reactor.running").addFilter(_SignalsHandledElsewhere())
 
 
+class _OptionalResources(logging.Filter):
+    """kopf warns, at every change of the cluster's CRDs, about watched resources whose CRDs
+    are absent; Cluster API's are optional (the provider waits for them), so that is no news."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Unresolved resources cannot be served" not in record.getMessage()
+
+
+logging.getLogger("kopf._core.reactor.observation").addFilter(_OptionalResources())
+
+
 class _KopfThread(threading.Thread):
     """kopf's operator on its own event loop."""
 

@@ -22,6 +22,7 @@ from arges.kube.client import KubeClient
 from arges.kube.errors import NotFound
 from arges.kube.resources import (
     METAL_CLUSTERS,
+    METAL_MACHINE_TEMPLATES,
     METAL_MACHINES,
     SECRETS,
     capi_clusters,
@@ -32,8 +33,6 @@ from arges.talos.render import render
 from arges.talos.secrets import generate
 
 SHARED = Path(__file__).resolve().parents[4] / "shared" / "capi"
-CLUSTERS = capi_clusters("v1beta2")
-MACHINES = capi_machines("v1beta2")
 NAME_LABEL = "cluster.x-k8s.io/cluster-name"
 
 
@@ -82,16 +81,28 @@ def owner_ref(obj: dict[str, Any], *, controller: bool = True) -> dict[str, Any]
 class CapiPlayer:
     """Plays Cluster API core and the bootstrap provider for one cluster in ``namespace``."""
 
-    def __init__(self, kube: KubeClient, cluster: str = "capi", namespace: str = "default"):
+    def __init__(
+        self,
+        kube: KubeClient,
+        cluster: str = "capi",
+        namespace: str = "default",
+        *,
+        version: str = "v1beta2",
+    ):
         self.kube = kube
         self.name = cluster
         self.namespace = namespace
         self.bundle = generate()
+        # Without Cluster API's conversion webhook an object is written and read at the
+        # version its fields are in (Sidero's template is v1beta1).
+        self.version = version
+        self.clusters = capi_clusters(version)
+        self.machines = capi_machines(version)
 
     async def create_cluster(self, *, endpoint: str = "10.5.0.20") -> dict[str, Any]:
         """A Cluster and its MetalCluster, owned by it as Cluster API makes it so."""
         cluster = await self.kube.create(
-            CLUSTERS,
+            self.clusters,
             {
                 "metadata": {"name": self.name},
                 "spec": {
@@ -126,17 +137,18 @@ class CapiPlayer:
         if not (status.get("initialization") or {}).get("provisioned"):
             return False
         await self.kube.patch(
-            CLUSTERS,
+            self.clusters,
             self.name,
             {"spec": {"controlPlaneEndpoint": metal["spec"]["controlPlaneEndpoint"]}},
             self.namespace,
         )
+        ready = (
+            {"initialization": {"infrastructureProvisioned": True}}
+            if self.version == "v1beta2"
+            else {"infrastructureReady": True}
+        )
         await self.kube.patch(
-            CLUSTERS,
-            self.name,
-            {"status": {"initialization": {"infrastructureProvisioned": True}}},
-            self.namespace,
-            subresource="status",
+            self.clusters, self.name, {"status": ready}, self.namespace, subresource="status"
         )
         return True
 
@@ -149,29 +161,24 @@ class CapiPlayer:
         class_group: str = "metal.arges.dev/v1alpha1",
         server: str | None = None,
         bootstrap: bool = True,
+        metal_spec: dict[str, Any] | None = None,
     ) -> tuple[dict[str, Any], dict[str, Any]]:
         """A Machine and the MetalMachine it owns; with ``bootstrap``, its data at once."""
         labels = {NAME_LABEL: self.name}
         if control_plane:
             labels["cluster.x-k8s.io/control-plane"] = ""
         machine = await self.kube.create(
-            MACHINES,
+            self.machines,
             {
                 "metadata": {"name": name, "labels": labels},
                 "spec": {
                     "clusterName": self.name,
                     "bootstrap": {
-                        "configRef": {
-                            "apiGroup": "bootstrap.cluster.x-k8s.io",
-                            "kind": "TalosConfig",
-                            "name": name,
-                        }
+                        "configRef": self._ref("bootstrap.cluster.x-k8s.io", "TalosConfig", name)
                     },
-                    "infrastructureRef": {
-                        "apiGroup": "infrastructure.cluster.x-k8s.io",
-                        "kind": "MetalMachine",
-                        "name": name,
-                    },
+                    "infrastructureRef": self._ref(
+                        "infrastructure.cluster.x-k8s.io", "MetalMachine", name
+                    ),
                 },
             },
             self.namespace,
@@ -185,6 +192,8 @@ class CapiPlayer:
         }
         if server is not None:
             spec = {"serverRef": {"kind": "Server", "name": server}}
+        if metal_spec is not None:
+            spec = metal_spec
         metal = await self.kube.create(
             METAL_MACHINES,
             {
@@ -200,6 +209,13 @@ class CapiPlayer:
         if bootstrap:
             await self.bootstrap(name, control_plane=control_plane)
         return machine, metal
+
+    def _ref(self, group: str, kind: str, name: str) -> dict[str, Any]:
+        """A reference as this version writes it (v1beta2: apiGroup; v1beta1: apiVersion)."""
+        if self.version == "v1beta2":
+            return {"apiGroup": group, "kind": kind, "name": name}
+        version = {"bootstrap.cluster.x-k8s.io": "v1alpha3"}.get(group, "v1alpha3")
+        return {"apiVersion": f"{group}/{version}", "kind": kind, "name": name}
 
     async def bootstrap(self, name: str, *, control_plane: bool = False) -> str:
         """What the bootstrap provider does: render the machine's config into
@@ -221,9 +237,37 @@ class CapiPlayer:
             self.namespace,
         )
         await self.kube.patch(
-            MACHINES, name, {"spec": {"bootstrap": {"dataSecretName": secret}}}, self.namespace
+            self.machines,
+            name,
+            {"spec": {"bootstrap": {"dataSecretName": secret}}},
+            self.namespace,
         )
         return config
+
+    async def adopt_metal_cluster(self) -> None:
+        """What Cluster API's cluster controller does with ``spec.infrastructureRef``: make
+        the Cluster the MetalCluster's owner."""
+        cluster = await self.kube.get(self.clusters, self.name, self.namespace)
+        ref = cluster["spec"]["infrastructureRef"]
+        await self.kube.patch(
+            METAL_CLUSTERS,
+            ref["name"],
+            {"metadata": {"ownerReferences": [owner_ref(cluster, controller=False)]}},
+            self.namespace,
+        )
+
+    async def clone_machine(
+        self, template: str, name: str, *, control_plane: bool = False
+    ) -> dict[str, Any]:
+        """What a MachineDeployment or a control plane does: a Machine, and a MetalMachine
+        cloned from the MetalMachineTemplate ``template``, owned by it; then bootstrap data."""
+        source = await self.kube.get(METAL_MACHINE_TEMPLATES, template, self.namespace)
+        spec = source["spec"]["template"]["spec"]
+        machine, _ = await self.create_machine(
+            name, control_plane=control_plane, bootstrap=False, metal_spec=spec
+        )
+        await self.bootstrap(name, control_plane=control_plane)
+        return machine
 
     async def metal_machine(self, name: str) -> dict[str, Any]:
         return await self.kube.get(METAL_MACHINES, name, self.namespace)
@@ -238,10 +282,12 @@ class CapiPlayer:
             except NotFound:
                 break
             await asyncio.sleep(0.1)
-        await self.kube.delete(MACHINES, name, self.namespace)
+        await self.kube.delete(self.machines, name, self.namespace)
 
     async def pause(self, paused: bool) -> None:
-        await self.kube.patch(CLUSTERS, self.name, {"spec": {"paused": paused}}, self.namespace)
+        await self.kube.patch(
+            self.clusters, self.name, {"spec": {"paused": paused}}, self.namespace
+        )
 
 
 def condition(obj: dict[str, Any], kind: str) -> dict[str, Any] | None:

@@ -6,6 +6,7 @@ upstream CRDs."""
 from __future__ import annotations
 
 import asyncio
+import string
 from typing import Any
 
 import pytest
@@ -22,7 +23,7 @@ from arges.kube.resources import (
     TALOS_CLUSTERS,
     Resource,
 )
-from tests.integration.clusters.capi import CapiPlayer, condition, install
+from tests.integration.clusters.capi import SHARED, CapiPlayer, condition, install, kubectl
 from tests.integration.clusters.conftest import NS, Rack, create_cluster
 from tests.integration.conftest import eventually
 
@@ -223,6 +224,7 @@ async def test_a_restart_at_each_step_converges_with_no_double_binding(
     await rack.plane.stop()
     hold.armed = False
     await rack.start()
+    capi.kube = rack.kube
     if method == "delete":
         await eventually(lambda: _gone(capi, "w-0"), timeout=30, what="MetalMachine gone")
         assert await rack.bindings() == []
@@ -243,3 +245,39 @@ async def _gone(player: CapiPlayer, name: str) -> bool:
         return False
     except NotFound:
         return True
+
+
+TEMPLATE_VARIABLES = {
+    "CLUSTER_NAME": "sidero",
+    "CONTROL_PLANE_ENDPOINT": "10.5.0.30",
+    "CONTROL_PLANE_PORT": "6443",
+    "CONTROL_PLANE_SERVERCLASS": "any",
+    "WORKER_SERVERCLASS": "any",
+    "KUBERNETES_VERSION": "v1.34.1",
+    "TALOS_VERSION": "v1.11",
+    "CONTROL_PLANE_MACHINE_COUNT": "1",
+    "WORKER_MACHINE_COUNT": "1",
+}
+
+
+async def test_sideros_cluster_template_applies_and_reconciles_to_the_bootstrap_data(
+    rack: Rack, capi: CapiPlayer
+) -> None:
+    template = string.Template((SHARED / "sidero" / "cluster-template.yaml").read_text())
+    manifest = template.substitute(TEMPLATE_VARIABLES)
+    await kubectl(rack.plane.api.kubeconfig_path, "apply", "-f", "-", stdin=manifest)
+    for _ in range(2):
+        await rack.add()
+    player = CapiPlayer(rack.kube, "sidero", version="v1beta1")
+    await player.adopt_metal_cluster()
+    await eventually(player.infrastructure_provisioned, timeout=20, what="MetalCluster provisioned")
+    # The template's MetalMachineTemplates name Sidero's ServerClass kind
+    # (metal.sidero.dev/v1alpha2): Arges' ServerClass of that name serves.
+    await player.clone_machine("sidero-cp", "sidero-cp-abcde", control_plane=True)
+    await player.clone_machine("sidero-workers", "sidero-workers-fghij")
+    for name in ("sidero-cp-abcde", "sidero-workers-fghij"):
+        metal = await eventually(lambda n=name: installed(player, n), timeout=60, what=name)
+        sim = rack.sim(metal["spec"]["serverRef"]["name"])
+        kind = "controlplane" if "cp" in name else "worker"
+        assert sim.machine_type == kind
+    assert len(await rack.bindings()) == 2
