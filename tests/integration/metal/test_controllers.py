@@ -8,7 +8,8 @@ from pathlib import Path
 import yaml
 
 from arges.api.base import ObjectReference
-from arges.api.crds import DEFINITIONS, crd, render
+from arges.api.crds import DEFINITIONS
+from arges.api.manifests import deploy_files
 from arges.api.server import Server
 from arges.api.serverclass import ServerClass
 from arges.controllers.allocation import allocate
@@ -197,12 +198,14 @@ async def test_environments_verify_their_assets(kube: KubeClient, tmp_path: Path
     assert fixed["reason"] == "AssetsVerified"
 
 
-async def test_the_checked_in_crds_are_current() -> None:
-    for definition in DEFINITIONS:
-        path = Path(__file__).parents[3] / "deploy" / "crds" / f"{definition.name}.yaml"
-        assert path.read_text() == render(crd(definition)), (
-            f"{path} is stale: run `python -m arges.api.crds deploy/crds`"
+async def test_the_checked_in_deploy_files_are_current() -> None:
+    deploy = Path(__file__).parents[3] / "deploy"
+    for name, text in deploy_files().items():
+        assert (deploy / name).read_text() == text, (
+            f"deploy/{name} is stale: run `python -m arges.api.manifests deploy`"
         )
+    for definition in DEFINITIONS:
+        path = deploy / "crds" / f"{definition.name}.yaml"
         assert yaml.safe_load(path.read_text())["spec"]["names"]["kind"] == definition.kind
 
 
