@@ -31,7 +31,15 @@ import logging
 from typing import Any
 
 from arges.api.base import ConditionStatus, LocalObjectReference, ObjectReference, SecretReference
-from arges.api.binding import CONFIG_DELIVERED, INSTALLED, Role, ServerBinding, ServerBindingSpec
+from arges.api.binding import (
+    CONFIG_DELIVERED,
+    INSTALLED,
+    RELEASE_FINALIZER,
+    Role,
+    ServerBinding,
+    ServerBindingSpec,
+    releasing,
+)
 from arges.api.server import Server
 from arges.api.serverclass import ServerClass
 from arges.controllers.allocation import allocate
@@ -184,14 +192,15 @@ class MetalMachineController(Controller):
 
     # Binding
 
-    async def _held(self, body: Body) -> ServerBinding | None:
+    async def _held(self, body: Body, *, released: bool = False) -> ServerBinding | None:
         """This MetalMachine's binding: the one its uid labels (a restart may have come
-        between the allocation and ``spec.serverRef``)."""
+        between the allocation and ``spec.serverRef``); one being deleted only with
+        ``released``."""
         uid = body["metadata"]["uid"]
         found = await self.kube.list(SERVER_BINDINGS, label_selector=f"{CONSUMER_UID_LABEL}={uid}")
         for item in found:
             binding = ServerBinding.from_json(item)
-            if binding.spec.consumer_ref.uid == uid:
+            if binding.spec.consumer_ref.uid == uid and (released or not releasing(item)):
                 return binding
         return None
 
@@ -273,7 +282,14 @@ class MetalMachineController(Controller):
         try:
             created = await self.kube.create(
                 SERVER_BINDINGS,
-                {"metadata": {"name": server, "labels": labels}, "spec": spec.to_json()},
+                {
+                    "metadata": {
+                        "name": server,
+                        "labels": labels,
+                        "finalizers": [RELEASE_FINALIZER],
+                    },
+                    "spec": spec.to_json(),
+                },
             )
         except AlreadyExists:
             return None, ("ServerInUse", f"Server {server} is bound to something else")
@@ -332,9 +348,10 @@ class MetalMachineController(Controller):
     # Deletion
 
     async def _finalize(self, body: Body) -> float | None:
-        """Release the server, then lift the finalizer (a kill between the two repeats the
-        release, which finds nothing left to delete)."""
-        held = await self._held(body)
+        """Release the server and wait until its binding is gone (the server recorded as
+        released), then lift the finalizer (a kill between the two repeats the release,
+        which finds nothing left to delete)."""
+        held = await self._held(body, released=True)
         if held is not None:
             meta = body["metadata"]
             with contextlib.suppress(NotFound, Conflict):

@@ -21,7 +21,7 @@ import logging
 from typing import Any
 
 from arges.api.base import Condition
-from arges.api.binding import ServerBinding
+from arges.api.binding import ServerBinding, releasing
 from arges.api.server import Server
 from arges.controllers.runtime import Body, Cache, Controller, Key, RetryLater, Watch, key_of
 from arges.kube.client import KubeClient
@@ -94,7 +94,9 @@ class PowerController(Controller):
             await self._record(server, PowerState.UNKNOWN, "False", "InvalidBMC", str(exc))
             return self.refresh
         binding_body = self.cache.get(SERVER_BINDINGS, key)
-        binding = ServerBinding.from_json(binding_body) if binding_body else None
+        # A binding being deleted holds nothing any more: its server goes to the agent.
+        held = binding_body is not None and not releasing(binding_body)
+        binding = ServerBinding.from_json(binding_body) if held else None
         now = dt.datetime.now(dt.UTC)
         plan = intent(server, binding, now=now, reboot_timeout=self.reboot_timeout)
         try:
