@@ -679,6 +679,14 @@ class Handler:
                     "columnDefinitions": None,
                     "rows": None,
                 }
+            elif form == "partial":
+                # A metadata-only watch (client-go's metadata informers) decodes every
+                # event, bookmarks included, as PartialObjectMetadata.
+                obj = {
+                    "kind": "PartialObjectMetadata",
+                    "apiVersion": "meta.k8s.io/v1",
+                    "metadata": meta,
+                }
             else:
                 obj = {
                     "kind": rt.kind,
