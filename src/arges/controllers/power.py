@@ -20,7 +20,7 @@ import datetime as dt
 import logging
 from typing import Any
 
-from arges.api.base import Condition
+from arges.api.base import Condition, ConditionStatus
 from arges.api.binding import ServerBinding
 from arges.api.server import Server
 from arges.controllers.runtime import Body, Cache, Controller, Key, RetryLater, Watch, key_of
@@ -36,7 +36,25 @@ from arges.power.factory import build_driver
 log = logging.getLogger(__name__)
 
 POWER_MANAGEMENT = "PowerManagement"
+CERTIFICATE_VERIFIED = "BMCCertificateVerified"
+"""Redfish BMCs: whether Arges verifies the BMC's TLS certificate (False: it does not, by
+``spec.bmc.insecure`` or a plain-HTTP endpoint), so an insecure setting is never silent."""
 ACTIONS = {"on": PowerAction.ON, "off": PowerAction.OFF, "cycle": PowerAction.CYCLE}
+
+
+def certificate_verification(info: BmcInfo) -> tuple[ConditionStatus, str, str]:
+    """Status, reason and message of condition ``BMCCertificateVerified`` for ``info``."""
+    if info.endpoint.startswith("http://"):
+        return "False", "PlainHTTP", "the Redfish endpoint is plain HTTP: no TLS at all"
+    if info.insecure:
+        return (
+            "False",
+            "Insecure",
+            "spec.bmc.insecure is set: the BMC's TLS certificate is not verified",
+        )
+    if info.ca:
+        return "True", "SecretCA", "verified against ca.crt of the BMC credentials Secret"
+    return "True", "HostCAs", "verified against the host's trusted CAs"
 
 
 class CredentialsProblem(Exception):
@@ -88,11 +106,14 @@ class PowerController(Controller):
             )
             return None
         try:
-            driver = build_driver(await self._credentials(server))
+            info = await self._credentials(server)
+            driver = build_driver(info)
             driver.validate()
         except (CredentialsProblem, Unsupported, ValueError) as exc:
             await self._record(server, PowerState.UNKNOWN, "False", "InvalidBMC", str(exc))
             return self.refresh
+        if info.protocol == "redfish":
+            await self._set(server, CERTIFICATE_VERIFIED, *certificate_verification(info))
         binding_body = self.cache.get(SERVER_BINDINGS, key)
         binding = ServerBinding.from_json(binding_body) if binding_body else None
         now = dt.datetime.now(dt.UTC)
@@ -148,7 +169,7 @@ class PowerController(Controller):
     async def _credentials(self, server: Server) -> BmcInfo:
         bmc = server.spec.bmc
         assert bmc is not None
-        username = password = ""
+        username = password = ca = ""
         ref = bmc.credentials_secret_ref
         if ref is not None:
             try:
@@ -161,13 +182,36 @@ class PowerController(Controller):
             try:
                 username = base64.b64decode(data.get("username", "")).decode()
                 password = base64.b64decode(data.get("password", "")).decode()
+                ca = base64.b64decode(data.get("ca.crt", "")).decode()
             except (binascii.Error, UnicodeDecodeError) as exc:
                 raise CredentialsProblem(f"Secret {ref.namespace}/{ref.name} is malformed") from exc
             if not username or not password:
                 raise CredentialsProblem(
                     f"Secret {ref.namespace}/{ref.name} needs keys username and password"
                 )
-        return BmcInfo(bmc.address, bmc.port, username, password, bmc.protocol)
+        return BmcInfo(
+            bmc.address,
+            bmc.port,
+            username,
+            password,
+            bmc.protocol,
+            endpoint=bmc.endpoint or "",
+            system_id=bmc.system_id or "",
+            ca=ca,
+            insecure=bmc.insecure,
+        )
+
+    async def _set(
+        self, server: Server, kind: str, status: ConditionStatus, reason: str, message: str
+    ) -> None:
+        now = dt.datetime.now(dt.UTC)
+
+        def change(obj: dict[str, Any]) -> dict[str, Any] | None:
+            return condition_patch(obj, kind, status, reason, message, now=now)
+
+        cached = self.cache.get(SERVERS, server.name)
+        if cached is None or change(cached) is not None:
+            await self.kube.update_status(SERVERS, server.name, change)
 
     async def _record(
         self, server: Server, power: PowerState, status: Any, reason: str, message: str

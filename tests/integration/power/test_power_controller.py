@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -191,3 +192,30 @@ async def test_restarts_in_the_middle_of_a_cycle_converge(tmp_path: Path) -> Non
     await plane.kube.patch(SERVERS, UUID, {"status": {"isClean": True}}, subresource="status")
     await eventually(lambda: machine.power == PowerState.OFF)
     await plane.stop()
+
+
+async def test_an_insecure_redfish_bmc_says_so_in_its_conditions(plane: ManagementPlane) -> None:
+    kube = plane.kube
+    assert kube is not None
+    await with_bmc(kube, accepted=False, clean=True)
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        endpoint = f"https://127.0.0.1:{closed.getsockname()[1]}"
+    bmc = {"protocol": "redfish", "endpoint": endpoint, "insecure": True}
+    await kube.patch(SERVERS, UUID, {"spec": {"bmc": bmc}})
+
+    async def unreachable() -> dict | None:
+        c = await condition(kube, "PowerManagement")
+        return c if c and c["reason"] == "BmcUnreachable" else None
+
+    assert endpoint in (await eventually(unreachable))["message"]
+    tls = await condition(kube, "BMCCertificateVerified")
+    assert tls is not None and (tls["status"], tls["reason"]) == ("False", "Insecure")
+
+    await kube.patch(SERVERS, UUID, {"spec": {"bmc": {"insecure": False}}})
+
+    async def verified() -> dict | None:
+        c = await condition(kube, "BMCCertificateVerified")
+        return c if c and c["status"] == "True" else None
+
+    assert (await eventually(verified))["reason"] == "HostCAs"
