@@ -24,6 +24,7 @@ from arges.api.base import (
 )
 
 PowerState = Literal["on", "off", "unknown"]
+IPMI_PORT = 623
 BootMethod = Literal["network", "virtualMedia"]
 DiskType = Literal["SSD", "HDD", "NVMe", "virtio", "SD", "Unknown"]
 
@@ -31,8 +32,12 @@ DiskType = Literal["SSD", "HDD", "NVMe", "virtio", "SD", "Unknown"]
 class BMC(Model):
     """How to reach a server's baseboard management controller."""
 
-    address: str = Field(default="", description="IPMI: IP address or host name of the BMC.")
-    port: int = Field(default=623, ge=1, le=65535, description="IPMI: BMC port (623).")
+    address: str | None = Field(
+        default=None, description="IPMI: IP address or host name of the BMC."
+    )
+    port: int | None = Field(
+        default=None, ge=1, le=65535, description="IPMI: BMC port (unset: 623)."
+    )
     protocol: Literal["ipmi", "redfish", "fake"] = Field(
         default="ipmi",
         description="Management protocol: ipmi (IPMI 2.0 over LAN), redfish (DMTF Redfish, "
@@ -48,8 +53,8 @@ class BMC(Model):
         description="Redfish: the ComputerSystem to manage, by Id or path "
         "(/redfish/v1/Systems/1); unset, the service's only system.",
     )
-    insecure: bool = Field(
-        default=False,
+    insecure: bool | None = Field(
+        default=None,
         description="Redfish: do not verify the BMC's TLS certificate (condition "
         "BMCCertificateVerified shows it). Otherwise it is verified against the credentials "
         "Secret's `ca.crt`, or the host's trusted CAs without one.",

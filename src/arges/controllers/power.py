@@ -22,7 +22,7 @@ from typing import Any
 
 from arges.api.base import Condition, ConditionStatus
 from arges.api.binding import ServerBinding
-from arges.api.server import Server
+from arges.api.server import IPMI_PORT, Server
 from arges.controllers.runtime import Body, Cache, Controller, Key, RetryLater, Watch, key_of
 from arges.kube.client import KubeClient
 from arges.kube.errors import NotFound
@@ -190,15 +190,15 @@ class PowerController(Controller):
                     f"Secret {ref.namespace}/{ref.name} needs keys username and password"
                 )
         return BmcInfo(
-            bmc.address,
-            bmc.port,
+            bmc.address or "",
+            bmc.port or IPMI_PORT,
             username,
             password,
             bmc.protocol,
             endpoint=bmc.endpoint or "",
             system_id=bmc.system_id or "",
             ca=ca,
-            insecure=bmc.insecure,
+            insecure=bool(bmc.insecure),
         )
 
     async def _set(

@@ -148,6 +148,11 @@ class VirtualMachine:
         self.power_off()
 
 
+def qmp_answers(machine: Machine) -> bool:
+    """Whether ``machine``'s QEMU answers on its QMP socket (it runs, taps and disks open)."""
+    return _qmp(machine.qmp_socket, None)
+
+
 def _qmp(path: Path, command: str | None) -> bool:
     """Send one QMP command (None: just read the greeting); False when QEMU's monitor cannot
     be reached."""
