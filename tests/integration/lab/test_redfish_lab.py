@@ -1,9 +1,14 @@
 """Redfish BMCs in the lab, end to end on real firmware: ``arges up`` (its own process) and a
-lab whose servers have a Redfish BMC (sushy-tools' emulator driving QEMU) beside an IPMI one.
+lab whose servers have a Redfish BMC (sushy-tools' emulator driving QEMU).
 
-The Redfish server goes through the whole life an IPMI one does (discovered, wiped, powered
-off, allocated, installed) with Arges driving it through sushy over HTTPS, its certificate
-verified against the lab's CA from the BMC Secret. Durations are printed as figures.
+- Beside an IPMI server, a Redfish one goes through the whole life an IPMI one does
+  (discovered, wiped, powered off, allocated, installed), Arges driving it through sushy over
+  HTTPS, its certificate verified against the lab's CA from the BMC Secret.
+- Virtual media: a UEFI server whose firmware has network boot disabled, on a network where
+  nothing serves DHCP (no site DHCP, Arges' DHCP off), is discovered and wiped from the agent
+  ISO Arges inserts through Redfish, the agent on the static address given in the Server.
+
+Durations are printed as figures.
 """
 
 from __future__ import annotations
@@ -11,13 +16,19 @@ from __future__ import annotations
 import base64
 import re
 import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 from arges.kube.resources import SECRETS, SERVER_BINDINGS, SERVERS
+from arges.lab import datacenter
+from arges.lab import demo as steps
 from arges.lab.plan import LabSpec
 from tests.e2e.test_main_job import Site, condition, disk_config, figure, site
-from tests.integration.lab.conftest import arges, lab_unavailable
+from tests.integration.conftest import eventually
+from tests.integration.lab.conftest import arges, assert_nothing_left, lab_unavailable
 
 __all__ = ["site"]
 
@@ -87,3 +98,92 @@ async def test_a_redfish_server_lives_the_life_an_ipmi_one_does(
         assert password not in log
     assert await kube.list(SERVER_BINDINGS)
     figure(capsys, f"redfish, whole job: {time.monotonic() - started:.0f} s")
+
+
+@pytest.fixture
+async def site_without_dhcp(tmp_path: Path) -> AsyncIterator[Site]:
+    """Arges with its DHCP off, and (started by the test) a lab without site DHCP."""
+    data_dir = tmp_path / "data"
+    running = Site(data_dir, steps.Arges(data_dir, "off"))
+    try:
+        yield running
+    finally:
+        try:
+            await datacenter.down(data_dir)
+        finally:
+            if running.kube is not None:
+                await running.kube.close()
+            await running.arges.stop()
+        print("\n".join(running.lines))
+    assert_nothing_left(data_dir / "lab")
+
+
+async def test_virtual_media_discovers_and_wipes_a_server_without_network_boot_or_dhcp(
+    site_without_dhcp: Site, capsys: pytest.CaptureFixture[str]
+) -> None:
+    site = site_without_dhcp
+    spec = LabSpec(
+        servers=1,
+        firmware="uefi",
+        bmc="redfish",
+        network_boot=False,
+        site_dhcp=False,
+        memory_mib=768,
+    )
+    demo = await site.start(spec)
+    kube, lab = site.kube, site.lab
+    assert kube is not None and lab is not None
+    (server,) = lab.servers
+    address = "10.88.0.50"
+    started = time.monotonic()
+    await kube.patch(
+        SERVERS,
+        server.uuid,
+        {
+            "spec": {
+                "bootMethod": "virtualMedia",
+                "agentNetwork": {
+                    "address": f"{address}/24",
+                    "gateway": "10.88.0.1",
+                    "nameservers": ["10.88.0.1"],
+                    "mac": server.macs[0],
+                },
+            }
+        },
+    )
+
+    async def inserted() -> dict[str, Any] | None:
+        assert kube is not None
+        found = (await kube.get(SERVERS, server.uuid)).get("status", {}).get("conditions") or []
+        return next((c for c in found if c["type"] == "AgentMedia" and c["status"] == "True"), None)
+
+    media = await eventually(inserted, 120, interval=1, what="the agent ISO inserted")
+    url = media["message"].removeprefix("the agent ISO ")
+    assert url.endswith(f"/agent/{server.uuid}.iso")
+    took = await demo.discovered()
+    figure(capsys, f"virtual media: Server patched to registered (UEFI, CD boot): {took:.0f} s")
+    obj = await kube.get(SERVERS, server.uuid)
+    assert [a["address"] for a in obj["status"]["addresses"]] == [address]
+    assert "PXEBooted" not in [c["type"] for c in obj["status"]["conditions"]]
+
+    console = server.console_log.read_text(errors="replace")
+    assert "Arges: loading the agent from virtual media" in console
+    assert "arges-dhcp" not in console, "no DHCP lease was asked for"
+    assert "Start PXE" not in console, "the firmware did not try the network"
+
+    await demo.accept()
+    took = await demo.available()
+    figure(capsys, f"virtual media: accepted to wiped, clean and powered off: {took:.0f} s")
+
+    async def ejected() -> bool:
+        assert kube is not None
+        found = (await kube.get(SERVERS, server.uuid))["status"]["conditions"]
+        return any(c["type"] == "AgentMedia" and c["reason"] == "Ejected" for c in found)
+
+    await eventually(ejected, 120, interval=1, what="the agent ISO ejected")
+    log = site.arges.log.read_text()
+    assert f"agent ISO for {server.uuid}" in log
+    assert "ProxyDHCP" not in log and "DHCP:" not in log
+    iso = next(site.data_dir.glob("media/*.iso"))
+    figure(capsys, f"virtual media: agent ISO {iso.stat().st_size / 2**20:.1f} MiB")
+    figure(capsys, f"virtual media, whole test: {time.monotonic() - started:.0f} s")
