@@ -8,6 +8,7 @@ CD QEMU would get can be read back), or sushy-tools' own in-memory fake with sev
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import shlex
 import socket
@@ -147,7 +148,9 @@ def fake_bmc(tmp_path: Path) -> Iterator[Service]:
     yield from start(tmp_path, systems, None, None)
 
 
-async def test_power_and_boot_through_sessions(lab_bmc: Service) -> None:
+async def test_power_and_boot_through_sessions(
+    lab_bmc: Service, caplog: pytest.LogCaptureFixture
+) -> None:
     driver = build_driver(lab_bmc.info())
     assert isinstance(driver, RedfishDriver)
     driver.validate()
@@ -163,9 +166,15 @@ async def test_power_and_boot_through_sessions(lab_bmc: Service) -> None:
     second = await eventually(lambda: lab_bmc.qemu_args()[1:], 10, what="QEMU restarted")
     assert not any("virtio-net" in a and "bootindex" in a for a in second[-1])
 
+    # A guest that ignores the power button: graceful first, forced once the grace is over.
+    assert lab_bmc.vm is not None
+    lab_bmc.vm.shutdown = lambda grace=0.0: None  # type: ignore[method-assign]
     driver.graceful_timeout = 1.0
+    caplog.set_level(logging.INFO, logger="arges.lab.redfish")
     assert await driver.power(PowerAction.OFF, wait=20) == PowerState.OFF
-    assert lab_bmc.vm is not None and not lab_bmc.vm.running
+    assert not lab_bmc.vm.running
+    resets = [r.getMessage() for r in caplog.records if "Redfish reset" in r.getMessage()]
+    assert resets[-2:] == ["lab-1: Redfish reset GracefulShutdown", "lab-1: Redfish reset ForceOff"]
 
     # One session for all of it, and no Basic authentication.
     assert lab_bmc.sessions.logins == 1 and lab_bmc.sessions.basic_requests == 0
