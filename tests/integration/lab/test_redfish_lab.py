@@ -118,13 +118,13 @@ async def site_without_dhcp(tmp_path: Path) -> AsyncIterator[Site]:
     assert_nothing_left(data_dir / "lab")
 
 
-async def test_virtual_media_discovers_and_wipes_a_server_without_network_boot_or_dhcp(
+async def test_virtual_media_discovers_and_wipes_servers_without_network_boot_or_dhcp(
     site_without_dhcp: Site, capsys: pytest.CaptureFixture[str]
 ) -> None:
     site = site_without_dhcp
     spec = LabSpec(
-        servers=1,
-        firmware="uefi",
+        servers=2,
+        firmware="mixed",
         bmc="redfish",
         network_boot=False,
         site_dhcp=False,
@@ -133,57 +133,53 @@ async def test_virtual_media_discovers_and_wipes_a_server_without_network_boot_o
     demo = await site.start(spec)
     kube, lab = site.kube, site.lab
     assert kube is not None and lab is not None
-    (server,) = lab.servers
-    address = "10.88.0.50"
+    assert [s.firmware for s in lab.servers] == ["bios", "uefi"]
+    addresses = {s.uuid: f"10.88.0.{50 + i}" for i, s in enumerate(lab.servers)}
     started = time.monotonic()
-    await kube.patch(
-        SERVERS,
-        server.uuid,
-        {
-            "spec": {
-                "bootMethod": "virtualMedia",
-                "agentNetwork": {
-                    "address": f"{address}/24",
-                    "gateway": "10.88.0.1",
-                    "nameservers": ["10.88.0.1"],
-                    "mac": server.macs[0],
-                },
-            }
-        },
-    )
+    for server in lab.servers:
+        network = {
+            "address": f"{addresses[server.uuid]}/24",
+            "gateway": "10.88.0.1",
+            "nameservers": ["10.88.0.1"],
+            "mac": server.macs[0],
+        }
+        await kube.patch(
+            SERVERS,
+            server.uuid,
+            {"spec": {"bootMethod": "virtualMedia", "agentNetwork": network}},
+        )
 
-    async def inserted() -> dict[str, Any] | None:
+    async def media(uuid: str, reason: str) -> dict[str, Any] | None:
         assert kube is not None
-        found = (await kube.get(SERVERS, server.uuid)).get("status", {}).get("conditions") or []
-        return next((c for c in found if c["type"] == "AgentMedia" and c["status"] == "True"), None)
+        found = (await kube.get(SERVERS, uuid)).get("status", {}).get("conditions") or []
+        return next((c for c in found if c["type"] == "AgentMedia" and c["reason"] == reason), None)
 
-    media = await eventually(inserted, 120, interval=1, what="the agent ISO inserted")
-    url = media["message"].removeprefix("the agent ISO ")
-    assert url.endswith(f"/agent/{server.uuid}.iso")
+    for server in lab.servers:
+        inserted = await eventually(
+            lambda s=server: media(s.uuid, "Inserted"), 120, interval=1, what="ISO inserted"
+        )
+        assert inserted["message"].endswith(f"/agent/{server.uuid}.iso")
     took = await demo.discovered()
-    figure(capsys, f"virtual media: Server patched to registered (UEFI, CD boot): {took:.0f} s")
-    obj = await kube.get(SERVERS, server.uuid)
-    assert [a["address"] for a in obj["status"]["addresses"]] == [address]
-    assert "PXEBooted" not in [c["type"] for c in obj["status"]["conditions"]]
-
-    console = server.console_log.read_text(errors="replace")
-    assert "Arges: loading the agent from virtual media" in console
-    assert "arges-dhcp" not in console, "no DHCP lease was asked for"
-    assert "Start PXE" not in console, "the firmware did not try the network"
+    figure(capsys, f"virtual media: Servers patched to both registered (BIOS, UEFI): {took:.0f} s")
+    for server in lab.servers:
+        obj = await kube.get(SERVERS, server.uuid)
+        assert [a["address"] for a in obj["status"]["addresses"]] == [addresses[server.uuid]]
+        assert "PXEBooted" not in [c["type"] for c in obj["status"]["conditions"]]
+        console = server.console_log.read_text(errors="replace")
+        assert "Arges: loading the agent from virtual media" in console, server.firmware
+        assert "arges-dhcp" not in console, "no DHCP lease was asked for"
+        assert "PXE" not in console and "iPXE" not in console, "no network boot was tried"
 
     await demo.accept()
     took = await demo.available()
     figure(capsys, f"virtual media: accepted to wiped, clean and powered off: {took:.0f} s")
-
-    async def ejected() -> bool:
-        assert kube is not None
-        found = (await kube.get(SERVERS, server.uuid))["status"]["conditions"]
-        return any(c["type"] == "AgentMedia" and c["reason"] == "Ejected" for c in found)
-
-    await eventually(ejected, 120, interval=1, what="the agent ISO ejected")
+    for server in lab.servers:
+        await eventually(
+            lambda s=server: media(s.uuid, "Ejected"), 120, interval=1, what="ISO ejected"
+        )
     log = site.arges.log.read_text()
-    assert f"agent ISO for {server.uuid}" in log
-    assert "ProxyDHCP" not in log and "DHCP:" not in log
-    iso = next(site.data_dir.glob("media/*.iso"))
-    figure(capsys, f"virtual media: agent ISO {iso.stat().st_size / 2**20:.1f} MiB")
-    figure(capsys, f"virtual media, whole test: {time.monotonic() - started:.0f} s")
+    assert "DHCP (" not in log and "ProxyDHCP" not in log, "Arges served no DHCP"
+    isos = list(site.data_dir.glob("media/*.iso"))
+    assert len(isos) == 2, "one ISO per server"
+    figure(capsys, f"virtual media: agent ISO {isos[0].stat().st_size / 2**20:.1f} MiB")
+    figure(capsys, f"virtual media, both servers: {time.monotonic() - started:.0f} s")
