@@ -28,6 +28,8 @@ from arges.boot.media import AgentMedia
 from arges.boot.services import BootConfig, BootServices
 from arges.controllers.clusters import TalosClusterController
 from arges.controllers.environments import EnvironmentController
+from arges.controllers.metalclusters import MetalClusterController
+from arges.controllers.metalmachines import MetalMachineController
 from arges.controllers.power import PowerController
 from arges.controllers.runtime import Cache, Controller, Manager
 from arges.controllers.serverclasses import ServerClassController
@@ -38,6 +40,8 @@ from arges.kube.connection import Connection, from_kubeconfig
 from arges.kube.errors import NotFound
 from arges.kube.resources import (
     ENVIRONMENTS,
+    METAL_CLUSTERS,
+    METAL_MACHINES,
     SERVER_BINDINGS,
     SERVER_CLASSES,
     SERVERS,
@@ -140,6 +144,10 @@ class ManagementPlane:
                 media=self._media_url if self.config.boot is not None else None,
             ),
             TalosClusterController(self.kube, cache, talos_port=self.config.talos_port),
+            # The Cluster API provider: its watches of Cluster API's Clusters and Machines
+            # start when their CRDs exist; until then MetalClusters and MetalMachines wait.
+            MetalClusterController(self.kube, cache),
+            MetalMachineController(self.kube, cache),
         ]
         ready = asyncio.Event()
         manager = Manager(connection, controllers, cache)
@@ -178,7 +186,15 @@ class ManagementPlane:
 
     @staticmethod
     async def _check_installed(kube: KubeClient) -> None:
-        for resource in (SERVERS, SERVER_CLASSES, ENVIRONMENTS, SERVER_BINDINGS, TALOS_CLUSTERS):
+        for resource in (
+            SERVERS,
+            SERVER_CLASSES,
+            ENVIRONMENTS,
+            SERVER_BINDINGS,
+            TALOS_CLUSTERS,
+            METAL_CLUSTERS,
+            METAL_MACHINES,
+        ):
             try:
                 await kube.list(resource, limit=1)
             except NotFound as exc:

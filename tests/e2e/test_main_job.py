@@ -27,6 +27,8 @@ from arges.lab import datacenter
 from arges.lab import demo as steps
 from arges.lab.plan import LabSpec
 from arges.lab.state import LabServer, LabState
+from tests.integration.clusters.capi import CapiPlayer, install
+from tests.integration.conftest import eventually
 from tests.integration.lab.conftest import NETWORK, assert_nothing_left, lab_unavailable
 
 pytestmark = [
@@ -215,3 +217,39 @@ async def test_the_readme_main_command_with_arges_as_the_only_dhcp_server(
             figure(capsys, f"full DHCP mode, {line.split('done: ', 1)[1]}")
     assert not NETWORK.exists()
     assert_nothing_left(data_dir / "lab")
+
+
+async def test_a_cluster_api_machine_installs_its_bootstrap_data_on_real_firmware(
+    site: Site, capsys: pytest.CaptureFixture[str]
+) -> None:
+    started = time.monotonic()
+    demo = await site.start(LabSpec(servers=1, firmware="bios"))
+    kube, lab = site.kube, site.lab
+    assert kube is not None and lab is not None
+    (lab_server,) = lab.servers
+    await demo.discovered()
+    await demo.accept()
+    await demo.available()
+    await install(site.data_dir / "kubeconfig", "cluster-api", "cabpt", "cacppt")
+    player = CapiPlayer(kube)
+    await player.create_cluster()
+    await eventually(player.infrastructure_provisioned, timeout=60, what="MetalCluster provisioned")
+    bound = time.monotonic()
+    await player.create_machine("lab-cp-0", control_plane=True)
+    took = await demo.configs_delivered(members=1)
+    figure(
+        capsys, f"MetalMachine to its bootstrap data installed: {time.monotonic() - bound:.0f} s"
+    )
+    metal = await player.metal_machine("lab-cp-0")
+    assert metal["spec"]["providerID"] == f"arges://{lab_server.uuid}"
+    config = disk_config(lab_server)
+    assert config is not None, "the bootstrap data is on the server's disk"
+    assert config["machine"]["type"] == "controlplane"
+    assert config["machine"]["kubelet"]["extraConfig"]["providerID"] == metal["spec"]["providerID"]
+    assert config["cluster"]["clusterName"] == player.name
+
+    await asyncio.wait_for(player.delete_machine("lab-cp-0"), 120)
+    took = await demo.available()
+    figure(capsys, f"MetalMachine deleted to the server wiped and available: {took:.0f} s")
+    assert disk_config(lab_server) is None
+    figure(capsys, f"Cluster API on the lab, whole run: {time.monotonic() - started:.0f} s")

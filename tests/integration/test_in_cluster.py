@@ -104,7 +104,7 @@ def rendered() -> list[dict[str, Any]]:
 def test_the_kustomization_runs_arges_in_cluster_with_the_access_it_needs() -> None:
     docs = rendered()
     kinds = sorted(d["kind"] for d in docs)
-    assert kinds.count("CustomResourceDefinition") == 5
+    assert kinds.count("CustomResourceDefinition") == 8
     deployment = next(d for d in docs if d["kind"] == "Deployment")
     assert deployment["metadata"]["namespace"] == "arges-system"
     pod = deployment["spec"]["template"]["spec"]
@@ -125,11 +125,22 @@ def test_the_kustomization_runs_arges_in_cluster_with_the_access_it_needs() -> N
         resources.ENVIRONMENTS,
         resources.SERVER_BINDINGS,
         resources.TALOS_CLUSTERS,
+        resources.METAL_CLUSTERS,
+        resources.METAL_MACHINES,
         resources.SECRETS,
     ):
         for verb in ("get", "list", "patch"):
             assert (res.group, res.plural, verb) in granted, f"{verb} {res.plural}"
-    for res in (resources.SERVERS, resources.SERVER_CLASSES, resources.TALOS_CLUSTERS):
+    for res in (
+        resources.SERVERS,
+        resources.SERVER_CLASSES,
+        resources.TALOS_CLUSTERS,
+        resources.METAL_CLUSTERS,
+        resources.METAL_MACHINES,
+    ):
         assert (res.group, res.plural, "watch") in granted, f"kopf watches {res.plural}"
         assert (res.group, f"{res.plural}/status", "patch") in granted
     assert ("", "events", "create") in granted
+    for plural in ("clusters", "machines"):
+        assert ("cluster.x-k8s.io", plural, "watch") in granted, f"Cluster API's {plural}"
+    assert ("apiextensions.k8s.io", "customresourcedefinitions", "watch") in granted

@@ -5,14 +5,12 @@ The models in :mod:`arges.api` are the single source of truth; this module turns
 ``Optional`` as absent rather than null, free-form values marked
 ``x-kubernetes-preserve-unknown-fields``), printer columns and short names. The embedded API
 server installs them at start, and ``deploy/crds/`` holds the same YAML for real clusters
-(regenerate with ``python -m arges.api.crds deploy/crds``; a test fails when it is stale).
+(regenerate with ``python -m arges.api.manifests deploy``; a test fails when it is stale).
 """
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import yaml
@@ -21,6 +19,13 @@ from arges.api.base import Model
 from arges.api.binding import ServerBinding
 from arges.api.cluster import CLUSTER_GROUP, TalosCluster
 from arges.api.environment import Environment
+from arges.api.infrastructure import (
+    INFRASTRUCTURE_GROUP,
+    INFRASTRUCTURE_VERSION,
+    MetalCluster,
+    MetalMachine,
+    MetalMachineTemplate,
+)
 from arges.api.server import Server
 from arges.api.serverclass import ServerClass
 
@@ -60,6 +65,7 @@ class Definition:
     version: str = VERSION
     namespaced: bool = False
     categories: tuple[str, ...] = ("arges",)
+    labels: tuple[tuple[str, str], ...] = ()
 
     @property
     def kind(self) -> str:
@@ -75,6 +81,18 @@ def _condition(kind: str) -> str:
 
 
 AGE = Column("Age", "date", ".metadata.creationTimestamp")
+CLUSTER = Column("Cluster", "string", r".metadata.labels.cluster\.x-k8s\.io/cluster-name")
+"""The Cluster API cluster an object belongs to (Sidero's column, with escaped dots)."""
+PROVIDER_LABELS = (
+    # The Cluster API contract versions implemented, each naming the API versions that do
+    # (Cluster API reads these to know which status fields to read).
+    ("cluster.x-k8s.io/v1beta1", INFRASTRUCTURE_VERSION),
+    ("cluster.x-k8s.io/v1beta2", INFRASTRUCTURE_VERSION),
+    ("cluster.x-k8s.io/provider", "infrastructure-arges"),
+    # clusterctl move discovers the kinds of CRDs carrying this label (clusterctl init puts it
+    # on what it installs; Arges installs these CRDs itself in embedded mode).
+    ("clusterctl.cluster.x-k8s.io", ""),
+)
 DEFINITIONS = (
     Definition(
         Server,
@@ -140,6 +158,51 @@ DEFINITIONS = (
         ),
         group=CLUSTER_GROUP,
         namespaced=True,
+    ),
+    Definition(
+        MetalCluster,
+        "metalclusters",
+        (),
+        (
+            CLUSTER,
+            Column("Ready", "boolean", ".status.ready"),
+            Column("Endpoint", "string", ".spec.controlPlaneEndpoint", priority=1),
+            AGE,
+        ),
+        group=INFRASTRUCTURE_GROUP,
+        version=INFRASTRUCTURE_VERSION,
+        namespaced=True,
+        categories=("cluster-api",),
+        labels=PROVIDER_LABELS,
+    ),
+    Definition(
+        MetalMachine,
+        "metalmachines",
+        (),
+        (
+            Column("Ready", "boolean", ".status.ready"),
+            CLUSTER,
+            Column("Machine", "string", '.metadata.ownerReferences[?(@.kind=="Machine")].name'),
+            Column("Server", "string", ".spec.serverRef.name"),
+            Column("ProviderID", "string", ".spec.providerID", priority=1),
+            AGE,
+        ),
+        group=INFRASTRUCTURE_GROUP,
+        version=INFRASTRUCTURE_VERSION,
+        namespaced=True,
+        categories=("cluster-api",),
+        labels=PROVIDER_LABELS,
+    ),
+    Definition(
+        MetalMachineTemplate,
+        "metalmachinetemplates",
+        (),
+        (AGE,),
+        group=INFRASTRUCTURE_GROUP,
+        version=INFRASTRUCTURE_VERSION,
+        namespaced=True,
+        categories=("cluster-api",),
+        labels=PROVIDER_LABELS,
     ),
 )
 
@@ -225,7 +288,10 @@ def crd(definition: Definition) -> dict[str, Any]:
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
-        "metadata": {"name": definition.name},
+        "metadata": {
+            "name": definition.name,
+            **({"labels": dict(definition.labels)} if definition.labels else {}),
+        },
         "spec": {
             "group": definition.group,
             "names": {
@@ -259,19 +325,3 @@ def all_crds() -> list[dict[str, Any]]:
 def render(obj: dict[str, Any]) -> str:
     """The YAML text checked in under ``deploy/crds``."""
     return yaml.safe_dump(obj, sort_keys=False, width=100)
-
-
-def write(directory: Path) -> list[Path]:
-    """Write one ``<name>.yaml`` per CRD into ``directory``; returns the paths."""
-    directory.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for obj in all_crds():
-        path = directory / f"{obj['metadata']['name']}.yaml"
-        path.write_text(render(obj))
-        paths.append(path)
-    return paths
-
-
-if __name__ == "__main__":
-    for written in write(Path(sys.argv[1] if len(sys.argv) > 1 else "deploy/crds")):
-        print(written)

@@ -3,23 +3,28 @@
 A CRD is validated as kube-apiserver validates it (``apiextensions-apiserver/pkg/apis/
 apiextensions/validation``), for the parts this server implements: names, scope, versions
 (exactly one storage version), structural schemas, printer columns and selectable fields.
-What it cannot honour it refuses with a message instead of accepting and ignoring it:
-conversion webhooks and CEL validation rules (``x-kubernetes-validations``).
+Validation rules (``x-kubernetes-validations``) are compiled and checked here too
+(:mod:`arges.apiserver.celrules`). What it cannot honour it refuses with a message instead of
+accepting and ignoring it: conversion webhooks.
 
-On create the server accepts the names at once and marks the CRD ``NamesAccepted`` and
-``Established``; :func:`resource_type` turns it into the
-:class:`~arges.apiserver.resources.ResourceType` that the registry serves.
+A created CRD is served at once; its names are accepted and it is marked ``Established``
+just after, by the lifecycle controller (:func:`accepted_status`). :func:`resource_type` turns
+it into the :class:`~arges.apiserver.resources.ResourceType` that the registry serves.
 """
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 from typing import Any
 
 import jsonschema
 
 from arges.apiserver.builtin import STRING, _desc, root_schema
+from arges.apiserver.celrules import compile_rules
+from arges.apiserver.celvalidator import Validator
 from arges.apiserver.errors import Cause
+from arges.apiserver.listtypes import list_type_causes
 from arges.apiserver.resources import (
     PrinterColumn,
     ResourceType,
@@ -29,7 +34,7 @@ from arges.apiserver.resources import (
 )
 from arges.apiserver.schema import Schema
 from arges.apiserver.tables import JSONPathError, age_column, compile_path, name_column
-from arges.apiserver.validation import forbidden, invalid, required
+from arges.apiserver.validation import invalid, required
 from arges.names import dns1123_label_errors, dns1123_subdomain_errors
 
 GROUP = "apiextensions.k8s.io"
@@ -115,6 +120,7 @@ CRD_SCHEMA = root_schema(
             "storedVersions": {"type": "array", "items": STRING},
             "conditions": {
                 "type": "array",
+                "nullable": True,
                 "items": {
                     "type": "object",
                     "properties": {
@@ -125,6 +131,8 @@ CRD_SCHEMA = root_schema(
                         "message": STRING,
                     },
                 },
+                "x-kubernetes-list-type": "map",
+                "x-kubernetes-list-map-keys": ["type"],
             },
         },
     },
@@ -137,7 +145,12 @@ def _now() -> str:
 
 
 class CRDStrategy(Strategy):
-    """Rules for CustomResourceDefinition objects."""
+    """Rules for CustomResourceDefinition objects (``customresourcedefinition/strategy.go``).
+
+    A new CRD has no conditions and no accepted names yet: the lifecycle controller accepts
+    its names and establishes it just after (:func:`accepted_status`), as kube-apiserver's
+    naming and establishing controllers do. The cleanup finalizer is added by the first DELETE.
+    """
 
     unconditional_update = True
 
@@ -145,16 +158,45 @@ class CRDStrategy(Strategy):
         self.builtin_resources = builtin_resources
 
     def prepare_for_create(self, rt: ResourceType, obj: dict[str, Any]) -> None:
-        obj.pop("status", None)
-        finalizers = obj["metadata"].setdefault("finalizers", [])
-        if CLEANUP_FINALIZER not in finalizers:
-            finalizers.append(CLEANUP_FINALIZER)
-        obj["status"] = _status(obj, None)
+        spec = obj.get("spec") or {}
+        if isinstance(spec, dict):
+            conversion = spec.get("conversion")
+            if not isinstance(conversion, dict):
+                spec["conversion"] = {"strategy": "None"}
+            else:
+                conversion.setdefault("strategy", "None")
+        obj["status"] = {
+            "conditions": None,
+            "acceptedNames": {"plural": "", "kind": ""},
+            "storedVersions": _stored_versions(obj, []),
+        }
 
     def prepare_for_update(
         self, rt: ResourceType, new: dict[str, Any], old: dict[str, Any]
     ) -> None:
-        new["status"] = _status(new, old.get("status"))
+        spec = new.get("spec")
+        if isinstance(spec, dict):
+            spec.setdefault("conversion", {"strategy": "None"})
+        status = copy.deepcopy(old.get("status") or {})
+        status["storedVersions"] = _stored_versions(new, status.get("storedVersions") or [])
+        new["status"] = status
+
+    def begin_deletion(self, rt: ResourceType, obj: dict[str, Any]) -> None:
+        finalizers = obj["metadata"].setdefault("finalizers", [])
+        if CLEANUP_FINALIZER not in finalizers:
+            finalizers.append(CLEANUP_FINALIZER)
+        status = obj.setdefault("status", {})
+        conditions = [c for c in status.get("conditions") or [] if c.get("type") != "Terminating"]
+        conditions.append(
+            _condition(
+                "Terminating",
+                "True",
+                "InstanceDeletionPending",
+                "CustomResourceDefinition marked for deletion; CustomResource deletion will "
+                "begin soon",
+            )
+        )
+        status["conditions"] = conditions
 
     def validate(self, rt: ResourceType, obj: dict[str, Any]) -> list[Cause]:
         return validate_crd(obj, self.builtin_resources)
@@ -171,42 +213,48 @@ class CRDStrategy(Strategy):
         return causes
 
 
-def _status(obj: dict[str, Any], old: dict[str, Any] | None) -> dict[str, Any]:
-    spec = obj.get("spec") or {}
-    old = old or {}
-    now = _now()
-    previous = {c.get("type"): c for c in old.get("conditions") or []}
+def _stored_versions(obj: dict[str, Any], stored: list[str]) -> list[str]:
+    out = list(stored)
+    for v in (obj.get("spec") or {}).get("versions") or []:
+        if v.get("storage") and v.get("name") not in out:
+            out.append(v.get("name"))
+    return out
 
-    def condition(kind: str, reason: str, message: str) -> dict[str, Any]:
-        before = previous.get(kind)
-        since = before["lastTransitionTime"] if before and before.get("status") == "True" else now
-        return {
-            "type": kind,
-            "status": "True",
-            "lastTransitionTime": since,
-            "reason": reason,
-            "message": message,
-        }
 
-    stored = list(old.get("storedVersions") or [])
-    for v in spec.get("versions") or []:
-        if v.get("storage") and v.get("name") not in stored:
-            stored.append(v.get("name"))
-    names = dict(spec.get("names") or {})
+def _condition(kind: str, status: str, reason: str, message: str) -> dict[str, Any]:
+    return {
+        "type": kind,
+        "status": status,
+        "lastTransitionTime": _now(),
+        "reason": reason,
+        "message": message,
+    }
+
+
+def accepted_status(crd: dict[str, Any]) -> dict[str, Any] | None:
+    """The status that accepts a CRD's names and establishes it, or None when it has it.
+
+    Names are always accepted here (the registry refuses conflicting CRDs when they are
+    created); ``Established`` stays true once set, as in kube-apiserver.
+    """
+    status = crd.get("status") or {}
+    names = dict((crd.get("spec") or {}).get("names") or {})
     if "kind" in names:
         names.setdefault("listKind", f"{names['kind']}List")
     if "plural" in names:
         names.setdefault("singular", str(names.get("kind", "")).lower())
-    return {
-        "acceptedNames": names,
-        "conditions": [
-            condition("NamesAccepted", "NoConflicts", "no conflicts found"),
-            condition(
-                "Established", "InitialNamesAccepted", "the initial names have been accepted"
-            ),
-        ],
-        "storedVersions": stored,
+    conditions = {c.get("type"): c for c in status.get("conditions") or []}
+    wanted = {
+        "NamesAccepted": ("True", "NoConflicts", "no conflicts found"),
+        "Established": ("True", "InitialNamesAccepted", "the initial names have been accepted"),
     }
+    current = all((conditions.get(k) or {}).get("status") == v[0] for k, v in wanted.items())
+    if status.get("acceptedNames") == names and current:
+        return None
+    for kind, (value, reason, message) in wanted.items():
+        if (conditions.get(kind) or {}).get("status") != value:
+            conditions[kind] = _condition(kind, value, reason, message)
+    return {**status, "acceptedNames": names, "conditions": list(conditions.values())}
 
 
 def validate_crd(obj: dict[str, Any], builtin: frozenset[tuple[str, str]]) -> list[Cause]:
@@ -280,6 +328,11 @@ def _versions_causes(versions: list[dict[str, Any]]) -> list[Cause]:
     if not versions:
         return [required("spec.versions", "must have exactly one version marked as storage")]
     seen: set[str] = set()
+    schemas = [(v.get("schema") or {}).get("openAPIV3Schema") for v in versions]
+    # kube-apiserver validates the internal form of a CRD, where a schema shared by every
+    # version is held once as spec.validation: its messages name that path.
+    shared = len(versions) > 1 and all(s == schemas[0] for s in schemas)
+    shared = shared or len(versions) == 1
     for i, v in enumerate(versions):
         field = f"spec.versions[{i}]"
         vname = v.get("name") or ""
@@ -289,15 +342,20 @@ def _versions_causes(versions: list[dict[str, Any]]) -> list[Cause]:
             )
         seen.add(vname)
         causes += [invalid(f"{field}.name", vname, e) for e in dns1123_label_errors(vname)]
-        raw = (v.get("schema") or {}).get("openAPIV3Schema")
+        raw = schemas[i]
+        where = "spec.validation.openAPIV3Schema" if shared else f"{field}.schema.openAPIV3Schema"
         if not isinstance(raw, dict):
             causes.append(required(f"{field}.schema.openAPIV3Schema", "schemas are required"))
-        else:
-            causes += _schema_causes(raw, f"{field}.schema.openAPIV3Schema", root=True)
+        elif not shared or i == 0:
+            schema_causes = _schema_causes(raw, where, root=True)
+            schema_causes += list_type_causes(raw, where)
             try:
                 Schema.compile(raw)
             except jsonschema.SchemaError as exc:
-                causes.append(invalid(f"{field}.schema.openAPIV3Schema", "", str(exc.message)))
+                schema_causes.append(invalid(where, "", str(exc.message)))
+            if not schema_causes:
+                schema_causes = compile_rules(raw, where)[1]
+            causes += schema_causes
         for j, col in enumerate(v.get("additionalPrinterColumns") or []):
             cfield = f"{field}.additionalPrinterColumns[{j}]"
             if col.get("type") not in COLUMN_TYPES:
@@ -339,13 +397,6 @@ def _schema_causes(schema: Any, field: str, *, root: bool = False) -> list[Cause
     if not isinstance(schema, dict):
         return [invalid(field, schema, "must be an object")]
     causes: list[Cause] = []
-    if "x-kubernetes-validations" in schema:
-        causes.append(
-            forbidden(
-                f"{field}.x-kubernetes-validations",
-                "CEL validation rules are not supported by the Arges API server",
-            )
-        )
     if root and schema.get("type") != "object":
         causes.append(
             invalid(f"{field}.type", schema.get("type", ""), "must be object at the root")
@@ -373,6 +424,7 @@ def resource_type(crd: dict[str, Any]) -> ResourceType:
     versions = []
     for v in sorted(spec["versions"], key=lambda v: version_priority(v["name"])):
         raw = v["schema"]["openAPIV3Schema"]
+        rules, _ = compile_rules(raw, "")
         columns = [
             PrinterColumn(
                 name=c["name"],
@@ -395,6 +447,7 @@ def resource_type(crd: dict[str, Any]) -> ResourceType:
                 selectable_fields=tuple(s["jsonPath"] for s in v.get("selectableFields") or []),
                 deprecated=bool(v.get("deprecated")),
                 deprecation_warning=v.get("deprecationWarning"),
+                rules=Validator(rules) if rules is not None else None,
             )
         )
     return ResourceType(

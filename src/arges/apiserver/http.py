@@ -28,6 +28,7 @@ import yaml
 from aiohttp import web
 
 from arges.apiserver import codec, discovery, kubeproto
+from arges.apiserver.apply import parse_force
 from arges.apiserver.errors import (
     BadRequest,
     InternalError,
@@ -167,7 +168,8 @@ def _int(query: Any, key: str) -> int:
     return value
 
 
-def _write_options(query: Any) -> WriteOptions:
+def _write_options(request: web.Request) -> WriteOptions:
+    query = request.query
     dry_run = query.getall("dryRun", [])
     for value in dry_run:
         if value != "All":
@@ -178,7 +180,29 @@ def _write_options(query: Any) -> WriteOptions:
             f'fieldValidation: Unsupported value: "{validation}": supported values: "Ignore", '
             '"Strict", "Warn"'
         )
-    return WriteOptions(dry_run=bool(dry_run), field_validation=validation)
+    return WriteOptions(
+        dry_run=bool(dry_run),
+        field_validation=validation,
+        field_manager=query.get("fieldManager", ""),
+        user_agent=request.headers.get("User-Agent", ""),
+        force=parse_force(query.get("force")),
+    )
+
+
+def deleted_status(rt: ResourceType, name: str, uid: str) -> dict[str, Any]:
+    """The ``Status`` Success a DELETE answers once the object is gone (the generic registry's
+    ``finalizeDelete``); ``group`` is left out for the core group, as its JSON omits empties."""
+    details: dict[str, Any] = {"name": name}
+    if rt.group:
+        details["group"] = rt.group
+    details.update(kind=rt.plural, uid=uid)
+    return {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Success",
+        "details": details,
+    }
 
 
 def _warning(text: str) -> str:
@@ -352,7 +376,7 @@ class Handler:
                     return await self._watch(request, rt, version, route.namespace, opts)
                 return await self._list(request, rt, version, route.namespace, opts)
             if method == "POST":
-                wopts = _write_options(query)
+                wopts = _write_options(request)
                 body = await self._body(request)
                 obj = await self.rest.create(rt, version, route.namespace or "", body, wopts)
                 return self._object(request, rt, version, obj, wopts.warnings, 201)
@@ -379,14 +403,14 @@ class Handler:
             entry = self.rest.get(rt, namespace, name)
             return self._entry(request, rt, version, entry)
         if method == "PUT":
-            wopts = _write_options(query)
+            wopts = _write_options(request)
             body = await self._body(request)
             obj = await self.rest.update(
                 rt, version, namespace, name, body, wopts, subresource=route.subresource
             )
             return self._object(request, rt, version, obj, wopts.warnings, 200)
         if method == "PATCH":
-            wopts = _write_options(query)
+            wopts = _write_options(request)
             content_type = request.content_type
             raw = await request.read()
             patch = codec.decode_body(raw, "application/yaml" if "yaml" in content_type else JSON)
@@ -400,25 +424,13 @@ class Handler:
                 wopts,
                 subresource=route.subresource,
             )
-            return self._object(request, rt, version, obj, wopts.warnings, 200)
+            status = 201 if wopts.created else 200
+            return self._object(request, rt, version, obj, wopts.warnings, status)
         if method == "DELETE" and route.subresource is None:
             dopts = await self._delete_options(request)
             obj, gone = await self.rest.delete(rt, version, namespace, name, dopts)
-            if gone and self.registry.is_builtin(rt):
-                return self._json(
-                    {
-                        "kind": "Status",
-                        "apiVersion": "v1",
-                        "metadata": {},
-                        "status": "Success",
-                        "details": {
-                            "name": name,
-                            "group": rt.group,
-                            "kind": rt.plural,
-                            "uid": obj["metadata"].get("uid", ""),
-                        },
-                    }
-                )
+            if gone and not rt.strategy.return_deleted_object:
+                return self._json(deleted_status(rt, name, obj["metadata"].get("uid", "")))
             return self._object(request, rt, version, obj, [], 200)
         raise MethodNotAllowed(f"{method} is not supported here")
 
@@ -666,6 +678,14 @@ class Handler:
                     "metadata": meta,
                     "columnDefinitions": None,
                     "rows": None,
+                }
+            elif form == "partial":
+                # A metadata-only watch (client-go's metadata informers) decodes every
+                # event, bookmarks included, as PartialObjectMetadata.
+                obj = {
+                    "kind": "PartialObjectMetadata",
+                    "apiVersion": "meta.k8s.io/v1",
+                    "metadata": meta,
                 }
             else:
                 obj = {

@@ -9,6 +9,8 @@
   has its dependents' references removed first.
 - **Namespace lifecycle**: a terminating namespace has its content deleted, then its
   ``kubernetes`` finalizer dropped, and disappears.
+- **CRD establishment**: a new CRD's names are accepted and it is marked ``Established``
+  (kube-apiserver's naming and establishing controllers).
 - **CRD cleanup**: a deleted CRD's custom resources are deleted (their own finalizers
   honoured) before its ``customresourcecleanup`` finalizer is dropped.
 - **Event TTL**: Events are deleted an hour (``event_ttl``) after their last occurrence.
@@ -49,7 +51,7 @@ RETRY_DELAY = 0.5
 """Seconds before work that met a conflict or a storage error is tried again."""
 
 Work = tuple[str, str, str, str]
-"""(kind of work, resource, namespace, name); kinds: owner, dependent, namespace, crd."""
+"""(kind of work, resource, namespace, name); kinds: owner, dependent, namespace, crd, names."""
 
 
 def sync_registry(registry: Registry, change: Change) -> None:
@@ -124,6 +126,8 @@ class Lifecycle:
                 self._add(("namespace", NAMESPACES, "", entry.name))
             if entry.resource == CRD_RESOURCE:
                 self._add(("crd", CRD_RESOURCE, "", entry.name))
+        elif entry.resource == CRD_RESOURCE:
+            self._add(("names", CRD_RESOURCE, "", entry.name))
 
     def _add(self, work: Work) -> None:
         self._queue[work] = None
@@ -167,6 +171,8 @@ class Lifecycle:
             await self._namespace(b)
         elif kind == "crd":
             await self._crd(b)
+        elif kind == "names":
+            await self._establish(b)
 
     def _type(self, resource: str) -> ResourceType | None:
         return self.registry.by_resource(resource)
@@ -265,6 +271,19 @@ class Lifecycle:
             await self._delete(item)
         if not remaining:
             await self._drop_finalizer(entry, crd.CLEANUP_FINALIZER)
+
+    async def _establish(self, name: str) -> None:
+        entry = self.store.get(CRD_RESOURCE, "", name)
+        rt = self._type(CRD_RESOURCE)
+        if entry is None or entry.deleting or rt is None:
+            return
+        status = crd.accepted_status(entry.object())
+        if status is None:
+            return
+        patch = {"metadata": {"resourceVersion": str(entry.rv)}, "status": status}
+        await self.rest.patch(
+            rt, rt.storage_version(), "", name, MERGE, patch, WriteOptions(), subresource="status"
+        )
 
     async def _expire_events(self) -> None:
         cutoff = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=self.event_ttl)

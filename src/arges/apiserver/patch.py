@@ -56,7 +56,8 @@ def apply_patch(
     supported (custom resources).
 
     Raises:
-        UnsupportedMediaType: for server-side apply and, on custom resources, strategic merge.
+        UnsupportedMediaType: for unknown formats and, on custom resources, strategic merge
+            (server-side apply is :mod:`arges.apiserver.apply`'s).
         BadRequest: when the patch is not of the shape its format requires.
         Invalid: when JSON Patch operations cannot be applied (e.g. a missing path).
     """
@@ -70,13 +71,10 @@ def apply_patch(
         if not isinstance(patch, dict):
             raise BadRequest("a strategic merge patch must be a JSON object")
         result = strategic_merge_patch(original, patch, strategic)
-    elif content_type == APPLY_PATCH:
-        raise UnsupportedMediaType(
-            "server-side apply (application/apply-patch+yaml) is not supported by the Arges API "
-            "server; use client-side apply (kubectl apply without --server-side) or a merge patch"
-        )
     else:
-        accepted = [JSON_PATCH, MERGE_PATCH] + ([STRATEGIC_MERGE_PATCH] if strategic else [])
+        accepted = [JSON_PATCH, MERGE_PATCH, APPLY_PATCH] + (
+            [STRATEGIC_MERGE_PATCH] if strategic else []
+        )
         raise UnsupportedMediaType(
             f"the body of the request was in an unknown format - accepted media types include: "
             f"{', '.join(accepted)}"

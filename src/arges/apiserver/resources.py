@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from arges.apiserver.celvalidator import Validator
 from arges.apiserver.errors import Cause
 from arges.apiserver.patch import PatchMeta
 from arges.apiserver.schema import Schema
@@ -49,6 +50,8 @@ class Version:
     selectable_fields: tuple[str, ...] = ()
     deprecated: bool = False
     deprecation_warning: str | None = None
+    rules: Validator | None = None
+    """The schema's ``x-kubernetes-validations``, compiled (custom resources only)."""
 
 
 class Strategy:
@@ -67,6 +70,9 @@ class Strategy:
     """Whether names are DNS-1123 labels (namespaces) instead of subdomains."""
     field_labels: frozenset[str] = frozenset()
     """Field-selector fields beyond ``metadata.name`` and ``metadata.namespace``."""
+    return_deleted_object: bool = False
+    """Whether a DELETE that removes the object answers with it instead of a ``Status``
+    (the generic registry's ``ReturnDeletedObject``: true for namespaces only here)."""
 
     def prepare_for_create(self, rt: ResourceType, obj: dict[str, Any]) -> None:
         """Adjust a new object before validation (e.g. drop status when it is a subresource)."""
@@ -79,6 +85,11 @@ class Strategy:
         """Adjust an update of the main resource (status is kept when it is a subresource)."""
         if rt.storage_version().status:
             _keep(new, old, "status")
+
+    def begin_deletion(self, rt: ResourceType, obj: dict[str, Any]) -> None:
+        """Adjust an object that a first DELETE finds without ``deletionTimestamp`` (e.g. add
+        the finalizers its own controllers hold it with)."""
+        return
 
     def validate(self, rt: ResourceType, obj: dict[str, Any]) -> list[Cause]:
         """Kind rules beyond the schema, for create and update."""

@@ -7,6 +7,9 @@ for the kinds this server knows, in the order it works:
 - prune unknown fields (``fieldValidation``: Ignore, Warn (default) or Strict), apply defaults;
 - fill system metadata (uid, creationTimestamp, generation) and apply the kind's strategy
   (status is a subresource; namespaces own their status; secrets fold stringData);
+- record who owns which fields (``metadata.managedFields``, :mod:`~arges.apiserver.
+  managedfields`), or merge an applied configuration (server-side apply,
+  :mod:`~arges.apiserver.apply`);
 - validate (metadata, schema, kind rules) and answer 422 with every cause;
 - write through the store with optimistic concurrency: an update that names a
   resourceVersion other than the stored one gets 409; one that names none is retried on
@@ -27,7 +30,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from arges.apiserver import apply as ssa
 from arges.apiserver import codec
+from arges.apiserver import managedfields as mf
 from arges.apiserver.errors import (
     AlreadyExists,
     BadRequest,
@@ -42,7 +47,7 @@ from arges.apiserver.errors import (
     Timeout,
 )
 from arges.apiserver.objects import at_version, generate_name, metadata, now_rfc3339
-from arges.apiserver.patch import apply_patch
+from arges.apiserver.patch import APPLY_PATCH, apply_patch
 from arges.apiserver.resources import Registry, ResourceType, Version
 from arges.apiserver.selectors import FieldSelector
 from arges.apiserver.store import (
@@ -76,11 +81,25 @@ _RETRIES = 32
 
 @dataclass
 class WriteOptions:
-    """Query parameters common to writes; ``warnings`` collects ``Warning`` headers."""
+    """Query parameters common to writes; ``warnings`` collects ``Warning`` headers.
+
+    ``field_manager`` is the ``fieldManager`` parameter, ``user_agent`` the request's header
+    (the manager when there is no parameter), ``force`` the apply parameter (None: absent);
+    ``created`` is set when a PATCH (an apply) created the object.
+    """
 
     dry_run: bool = False
     field_validation: str = "Warn"
     warnings: list[str] = field(default_factory=list)
+    field_manager: str = ""
+    user_agent: str = ""
+    force: bool | None = None
+    created: bool = False
+
+    @property
+    def manager(self) -> str:
+        """Who the write's fields belong to (kube-apiserver's ``managerOrUserAgent``)."""
+        return self.field_manager or mf.manager_from_user_agent(self.user_agent)
 
 
 @dataclass
@@ -243,10 +262,21 @@ class Rest:
         if ns is None:
             raise NotFound.resource("namespaces", "", namespace)
         if ns.deleting:
+            # kube-apiserver's NamespaceLifecycle admission, cause included.
+            details: dict[str, Any] = {"name": name, "kind": rt.plural}
+            if rt.group:
+                details["group"] = rt.group
+            details["causes"] = [
+                {
+                    "reason": "NamespaceTerminating",
+                    "message": f"namespace {namespace} is being terminated",
+                    "field": "metadata.namespace",
+                }
+            ]
             raise Forbidden(
                 f'{_qualified(rt)} "{name}" is forbidden: unable to create new content in '
                 f"namespace {namespace} because it is being terminated",
-                details={"name": name, "kind": rt.plural, "group": rt.group},
+                details=details,
             )
 
     def _decode(self, rt: ResourceType, version: Version, body: Any) -> dict[str, Any]:
@@ -305,6 +335,8 @@ class Rest:
         causes += rt.strategy.validate(rt, obj)
         if old is not None:
             causes += rt.strategy.validate_update(rt, obj, old)
+        if version.rules is not None:
+            causes += version.rules.validate(obj, old, causes)
         if causes:
             raise Invalid(rt.kind, rt.group, meta.get("name", ""), causes)
 
@@ -315,13 +347,19 @@ class Rest:
         namespace: str,
         body: Any,
         opts: WriteOptions,
+        *,
+        track: bool = True,
     ) -> dict[str, Any]:
         """Create an object (POST to the collection); returns it as stored.
+
+        ``track`` false keeps the managedFields the caller computed (a create by apply).
 
         Raises:
             BadRequest, NotFound (namespace), Forbidden (terminating namespace),
             MethodNotAllowed (terminating CRD), Invalid, AlreadyExists.
         """
+        if track:
+            ssa.check_options("CreateOptions", opts.field_manager)
         obj = self._decode(rt, version, body)
         meta = obj["metadata"]
         if rt.namespaced:
@@ -341,7 +379,9 @@ class Rest:
             )
         self._admit_fields(rt, version, obj, opts)
         meta = obj["metadata"]
-        for key in ("deletionTimestamp", "deletionGracePeriodSeconds", "selfLink", "managedFields"):
+        if track:
+            _set_managed(meta, mf.record(rt, version, None, obj, opts.manager))
+        for key in ("deletionTimestamp", "deletionGracePeriodSeconds", "selfLink"):
             meta.pop(key, None)
         meta["uid"] = str(uuid.uuid4())
         meta["creationTimestamp"] = now_rfc3339()
@@ -385,6 +425,7 @@ class Rest:
         Raises:
             BadRequest, NotFound, Conflict (stale resourceVersion), Invalid.
         """
+        ssa.check_options("UpdateOptions", opts.field_manager)
         obj = self._decode(rt, version, body)
         meta = obj["metadata"]
         if meta.get("name") and meta["name"] != name:
@@ -398,6 +439,8 @@ class Rest:
                 "request"
             )
         if not meta.get("resourceVersion") and not rt.strategy.unconditional_update:
+            # The object is looked up first: a PUT to a missing custom resource is 404.
+            self.get(rt, namespace, name)
             raise Invalid(
                 rt.kind,
                 rt.group,
@@ -429,11 +472,17 @@ class Rest:
         *,
         subresource: str | None = None,
     ) -> dict[str, Any]:
-        """Patch an object (or its status) with a JSON, merge or strategic merge patch.
+        """Patch an object (or its status) with a JSON, merge or strategic merge patch, or
+        apply a configuration (server-side apply: creates the object when it is missing).
 
         Raises:
-            UnsupportedMediaType, BadRequest, NotFound, Conflict, Invalid.
+            UnsupportedMediaType, BadRequest, NotFound, Conflict (stale resourceVersion or
+            apply conflicts), Invalid.
         """
+        is_apply = content_type == APPLY_PATCH
+        ssa.check_options("PatchOptions", opts.field_manager, apply=is_apply, force=opts.force)
+        if is_apply:
+            return await self._apply(rt, version, namespace, name, patch, opts, subresource)
 
         def produce(old: dict[str, Any]) -> dict[str, Any]:
             return apply_patch(
@@ -450,6 +499,42 @@ class Rest:
             rt, version, namespace, name, produce, opts, subresource
         )
 
+    async def _apply(
+        self,
+        rt: ResourceType,
+        version: Version,
+        namespace: str,
+        name: str,
+        body: Any,
+        opts: WriteOptions,
+        subresource: str | None,
+    ) -> dict[str, Any]:
+        config = ssa.decode_config(body)
+        force = bool(opts.force)
+
+        def produce(old: dict[str, Any]) -> dict[str, Any]:
+            target = mf.target_of(rt, version, subresource, old, config)
+            return ssa.apply(target, old, config, opts.manager, force=force, time=mf.now())
+
+        for _ in range(_RETRIES):
+            if self.store.get(rt.resource, namespace, name) is not None or subresource:
+                return await self._guaranteed_update(
+                    rt, version, namespace, name, produce, opts, subresource, track=False
+                )
+            obj = produce(mf.empty_object(rt, version))
+            given = obj["metadata"].get("name")
+            if given and given != name:
+                raise BadRequest(
+                    f"the name of the object ({given}) does not match the name on the URL ({name})"
+                )
+            try:
+                out = await self.create(rt, version, namespace, obj, opts, track=False)
+            except AlreadyExists:
+                continue
+            opts.created = True
+            return out
+        raise Conflict.modified(rt.plural, rt.group, name, "too many concurrent updates")
+
     async def _guaranteed_update(
         self,
         rt: ResourceType,
@@ -459,11 +544,18 @@ class Rest:
         produce: Callable[[dict[str, Any]], dict[str, Any]],
         opts: WriteOptions,
         subresource: str | None,
+        *,
+        track: bool = True,
     ) -> dict[str, Any]:
         for _ in range(_RETRIES):
             entry = self.get(rt, namespace, name)
             old = self.view(entry, rt, version)
-            attempt_opts = WriteOptions(opts.dry_run, opts.field_validation)
+            attempt_opts = WriteOptions(
+                opts.dry_run,
+                opts.field_validation,
+                field_manager=opts.field_manager,
+                user_agent=opts.user_agent,
+            )
             new = produce(copy.deepcopy(old))
             if not isinstance(new, dict):
                 raise BadRequest(f"the result must be a {rt.kind} object")
@@ -472,7 +564,7 @@ class Rest:
             if given and given != str(entry.rv):
                 raise Conflict.modified(rt.plural, rt.group, name)
             meta["resourceVersion"] = str(entry.rv)
-            final = self._admit_update(rt, version, new, old, attempt_opts, subresource)
+            final = self._admit_update(rt, version, new, old, attempt_opts, subresource, track)
             opts.warnings[:] = attempt_opts.warnings
             if final == at_version(copy.deepcopy(old), rt, rt.storage_version().name):
                 return old
@@ -500,6 +592,7 @@ class Rest:
         old: dict[str, Any],
         opts: WriteOptions,
         subresource: str | None,
+        track: bool,
     ) -> dict[str, Any]:
         name = old["metadata"]["name"]
         if new.get("kind") != rt.kind or new.get("apiVersion") != rt.api_version(version.name):
@@ -516,6 +609,10 @@ class Rest:
             raise Invalid(rt.kind, rt.group, name, causes)
         self._admit_fields(rt, version, new, opts)
         meta = new["metadata"]
+        if track:
+            managed = mf.record(rt, version, old, new, opts.manager, subresource)
+        else:
+            managed = meta.get("managedFields")
         if subresource == "status":
             status = new.get("status")
             new = copy.deepcopy(old)
@@ -533,8 +630,8 @@ class Rest:
                     meta[key] = old_meta[key]
                 else:
                     meta.pop(key, None)
-            meta.pop("managedFields", None)
             rt.strategy.prepare_for_update(rt, new, old)
+        _set_managed(meta, managed)
         if old_meta.get("deletionTimestamp"):
             added = set(meta.get("finalizers") or []) - set(old_meta.get("finalizers") or [])
             if added:
@@ -599,6 +696,8 @@ class Rest:
                     f"{opts.resource_version}, ResourceVersion in object meta: "
                     f"{meta.get('resourceVersion')}",
                 )
+            if not meta.get("deletionTimestamp"):
+                rt.strategy.begin_deletion(rt, obj)
             finalizers = list(meta.get("finalizers") or [])
             if opts.propagation == "Foreground":
                 finalizers = [f for f in finalizers if f != ORPHAN_FINALIZER]
@@ -698,6 +797,13 @@ class Rest:
             except (Stale, NotStored):
                 continue
             return
+
+
+def _set_managed(meta: dict[str, Any], managed: list[dict[str, Any]] | None) -> None:
+    if managed:
+        meta["managedFields"] = managed
+    else:
+        meta.pop("managedFields", None)
 
 
 def _qualified(rt: ResourceType) -> str:

@@ -22,6 +22,7 @@ custom-resource-definitions/ (sections "Specifying a structural schema", "Field 
 from __future__ import annotations
 
 import copy
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +31,7 @@ from jsonschema import Draft4Validator
 from jsonschema.exceptions import ValidationError
 
 from arges.apiserver.errors import Cause
+from arges.apiserver.listtypes import duplicates
 
 OBJECT_META_FIELDS = frozenset(
     {
@@ -96,7 +98,43 @@ class Schema:
     def validate(self, obj: dict[str, Any]) -> list[Cause]:
         """Everything wrong with ``obj``, one cause per failure, in a stable order."""
         causes = [_cause(err) for err in self.validator.iter_errors(obj)]
+        causes += duplicates(obj, self.raw)
+        causes += _format_causes(obj, self.raw, "")
         return sorted(causes, key=lambda c: c.field)
+
+
+_DATE_TIME = re.compile(
+    r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:?\d{2})?$"
+)
+
+
+def _format_causes(value: Any, schema: Any, path: str) -> list[Cause]:
+    """``format: date-time`` strings that are not timestamps, as kube-openapi words it."""
+    if not isinstance(schema, dict):
+        return []
+    if isinstance(value, str):
+        if schema.get("format") == "date-time" and not _DATE_TIME.match(value):
+            return [
+                Cause(
+                    path,
+                    f"Invalid value: {_show(value)}: {path or '<root>'} in body must be of type "
+                    f"date-time: {_show(value)}",
+                    "FieldValueTypeInvalid",
+                )
+            ]
+        return []
+    causes: list[Cause] = []
+    if isinstance(value, dict):
+        props = schema.get("properties") or {}
+        additional = schema.get("additionalProperties")
+        for key, item in value.items():
+            sub = props.get(key, additional if key not in props else None)
+            where = _join(path, key) if key in props else f"{path}[{key}]"
+            causes += _format_causes(item, sub, where)
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            causes += _format_causes(item, schema.get("items"), f"{path}[{i}]")
+    return causes
 
 
 def to_json_schema(schema: Any) -> Any:

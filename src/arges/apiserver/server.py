@@ -165,7 +165,7 @@ class ApiServer:
                         ns_type.storage_version(),
                         "",
                         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}},
-                        WriteOptions(),
+                        WriteOptions(field_manager="kube-apiserver"),
                     )
         await install_crds(rest, registry, self.config.crds)
 
@@ -197,9 +197,9 @@ async def install_crds(rest: Rest, registry: Registry, crds: Sequence[dict[str, 
         name = obj["metadata"]["name"]
         existing = rest.store.get(rt.resource, "", name)
         if existing is None:
-            await rest.create(rt, version, "", dict(obj), WriteOptions())
+            await rest.create(rt, version, "", dict(obj), WriteOptions(field_manager="arges"))
             continue
         current = existing.object()
         if current.get("spec") != obj.get("spec"):
             current["spec"] = obj["spec"]
-            await rest.update(rt, version, "", name, current, WriteOptions())
+            await rest.update(rt, version, "", name, current, WriteOptions(field_manager="arges"))

@@ -70,9 +70,43 @@ def compile_path(path: str) -> JSONPath:
     if not text.startswith("."):
         raise JSONPathError(f"{path!r} must start with '.' (e.g. .status.phase)")
     try:
-        return jsonpath_parse("$" + text)
+        return jsonpath_parse("$" + _quote_escaped(text))
     except (JsonPathLexerError, JsonPathParserError, Exception) as exc:
         raise JSONPathError(f"{path!r} is not a valid JSONPath: {exc}") from exc
+
+
+def _quote_escaped(text: str) -> str:
+    """Kube JSONPath field names with escaped dots (``.labels.a\\.b/c``) as quoted names.
+
+    client-go's JSONPath reads ``\\.`` inside a field name as a literal dot, which Sidero's
+    printer columns use for label keys; jsonpath_ng spells such names in quotes instead.
+    """
+    if "\\" not in text:
+        return text
+    out: list[str] = []
+    i = 0
+    depth = 0
+    while i < len(text):
+        c = text[i]
+        if c == "[":
+            depth += 1
+        elif c == "]":
+            depth -= 1
+        if c == "." and depth == 0:
+            j = i + 1
+            name: list[str] = []
+            while j < len(text) and text[j] not in ".[":
+                if text[j] == "\\" and j + 1 < len(text):
+                    j += 1
+                name.append(text[j])
+                j += 1
+            segment = "".join(name)
+            out.append("." + (f'"{segment}"' if text.find("\\", i, j) >= 0 else segment))
+            i = j
+            continue
+        out.append(c)
+        i += 1
+    return "".join(out)
 
 
 def evaluate(path: str, obj: dict[str, Any]) -> Any:

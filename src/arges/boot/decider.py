@@ -13,7 +13,7 @@ import logging
 from typing import TypeVar
 
 from arges.api.base import BootFromDiskMethod, ConditionStatus
-from arges.api.binding import ServerBinding
+from arges.api.binding import ServerBinding, releasing
 from arges.api.environment import Environment
 from arges.api.server import Server
 from arges.api.serverclass import ServerClass
@@ -47,7 +47,7 @@ class KubeBootDecider:
             KubeError: when the API cannot be read (the caller answers 503).
         """
         server = await self._get(Server, SERVERS, uuid) if uuid else None
-        binding = await self._get(ServerBinding, SERVER_BINDINGS, uuid) if server else None
+        binding = await self._binding(uuid) if server else None
         server_class = None
         if binding is not None and binding.spec.server_class_ref is not None:
             server_class = await self._get(
@@ -68,6 +68,15 @@ class KubeBootDecider:
         if server is not None:
             await self._record(server, decision, client)
         return decision, env
+
+    async def _binding(self, uuid: str) -> ServerBinding | None:
+        """The server's binding; one being deleted holds nothing (the server goes back to
+        the agent to be wiped)."""
+        try:
+            body = await self.kube.get(SERVER_BINDINGS, uuid)
+        except NotFound:
+            return None
+        return None if releasing(body) else ServerBinding.from_json(body)
 
     async def _get(self, model: type[_T], resource: Resource, name: str) -> _T | None:
         try:

@@ -8,6 +8,7 @@ import click
 
 from arges import __version__
 from arges.cli.agent import agent
+from arges.cli.capi import capi
 from arges.cli.cluster import cluster
 from arges.cli.demo import demo
 from arges.cli.lab import lab
@@ -38,3 +39,4 @@ main.add_command(agent)
 main.add_command(cluster)
 main.add_command(demo)
 main.add_command(lab)
+main.add_command(capi)

@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from arges.api.base import Condition, ConditionStatus
-from arges.api.binding import ServerBinding
+from arges.api.binding import ServerBinding, releasing
 from arges.api.server import IPMI_PORT, BootMethod, Server
 from arges.api.serverclass import ServerClass
 from arges.controllers.runtime import Body, Cache, Controller, Key, RetryLater, Watch, key_of
@@ -127,7 +127,9 @@ class PowerController(Controller):
         if info.protocol == "redfish":
             await self._set(server, CERTIFICATE_VERIFIED, *certificate_verification(info))
         binding_body = self.cache.get(SERVER_BINDINGS, key)
-        binding = ServerBinding.from_json(binding_body) if binding_body else None
+        # A binding being deleted holds nothing any more: its server goes to the agent.
+        held = binding_body is not None and not releasing(binding_body)
+        binding = ServerBinding.from_json(binding_body) if held else None
         now = dt.datetime.now(dt.UTC)
         plan = intent(
             server,

@@ -330,6 +330,17 @@ class _SignalsHandledElsewhere(logging.Filter):
 logging.getLogger("kopf._core.reactor.running").addFilter(_SignalsHandledElsewhere())
 
 
+class _OptionalResources(logging.Filter):
+    """kopf warns, at every change of the cluster's CRDs, about watched resources whose CRDs
+    are absent; Cluster API's are optional (the provider waits for them), so that is no news."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Unresolved resources cannot be served" not in record.getMessage()
+
+
+logging.getLogger("kopf._core.reactor.observation").addFilter(_OptionalResources())
+
+
 class _KopfThread(threading.Thread):
     """kopf's operator on its own event loop."""
 
@@ -396,4 +407,11 @@ def register_watch(
     async def on_event(*, event: kopf.RawEvent, **_: Any) -> None:
         forward(event.get("type"), dict(event["object"]))
 
-    kopf.on.event(resource.group, resource.version, resource.plural, registry=registry)(on_event)
+    # An empty version watches whichever version the API server prefers (kopf resolves it
+    # when the resource appears: Cluster API's kinds may be installed after Arges starts).
+    kopf.on.event(
+        group=resource.group,
+        version=resource.version or None,
+        plural=resource.plural,
+        registry=registry,
+    )(on_event)

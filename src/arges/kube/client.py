@@ -126,6 +126,17 @@ class KubeClient:
         items: list[dict[str, Any]] = body.get("items") or []
         return items
 
+    async def preferred_version(self, group: str) -> str | None:
+        """The version of ``group`` the API server prefers (discovery), or None when it
+        serves no such group."""
+        try:
+            body = await self.request("GET", f"/apis/{group}")
+        except NotFound:
+            return None
+        preferred = (body or {}).get("preferredVersion") or {}
+        version = preferred.get("version")
+        return str(version) if version else None
+
     async def create(
         self, res: Resource, obj: dict[str, Any], namespace: str | None = None
     ) -> dict[str, Any]:

@@ -45,3 +45,26 @@ TALOS_CLUSTERS = Resource(
 SECRETS = Resource("", "v1", "secrets", "Secret", namespaced=True)
 EVENTS = Resource("", "v1", "events", "Event", namespaced=True)
 NAMESPACES = Resource("", "v1", "namespaces", "Namespace", namespaced=False)
+
+INFRASTRUCTURE = "infrastructure.cluster.x-k8s.io"
+METAL_CLUSTERS = Resource(INFRASTRUCTURE, "v1alpha3", "metalclusters", "MetalCluster", True)
+METAL_MACHINES = Resource(INFRASTRUCTURE, "v1alpha3", "metalmachines", "MetalMachine", True)
+METAL_MACHINE_TEMPLATES = Resource(
+    INFRASTRUCTURE, "v1alpha3", "metalmachinetemplates", "MetalMachineTemplate", True
+)
+
+CAPI = "cluster.x-k8s.io"
+CAPI_VERSIONS = ("v1beta2", "v1beta1")
+"""Cluster API core versions Arges reads, newest first; the fields it reads (owner references,
+labels, ``spec.paused``, ``spec.controlPlaneEndpoint``, ``spec.bootstrap.dataSecretName``,
+the infrastructure-ready status) have the same JSON paths in both."""
+
+
+def capi_clusters(version: str) -> Resource:
+    """Cluster API's Cluster at ``version``."""
+    return Resource(CAPI, version, "clusters", "Cluster", namespaced=True)
+
+
+def capi_machines(version: str) -> Resource:
+    """Cluster API's Machine at ``version``."""
+    return Resource(CAPI, version, "machines", "Machine", namespaced=True)

@@ -5,9 +5,14 @@ Talos' metal platform fetches the URL given as ``talos.config=`` (Arges passes
 The answer is assembled from the cluster's state at request time:
 
     Server (by UUID, case-insensitive) -> ServerBinding (same name)
-      -> the config Secret it names (key ``config``, rendered by the cluster controller with
-         the cluster's and the pool's patches)
-      -> the ServerClass's patches -> the Server's patches -> YAML (text/yaml)
+      -> a TalosCluster member: the config Secret it names (key ``config``, rendered by the
+         cluster controller with the cluster's and the pool's patches, for this binding)
+      -> a Cluster API machine: MetalMachine -> its owner Machine -> the Secret named by
+         ``spec.bootstrap.dataSecretName`` (key ``value``, the bootstrap provider's config)
+      -> the ServerClass's patches -> the Server's patches
+      -> (Cluster API machines) the kubelet's ``providerID`` and the node label
+         ``metal.arges.dev/uuid``, so the Node registers with the MetalMachine's provider ID
+      -> YAML (text/yaml)
 
 A server that is unknown, not bound, or whose config is not rendered yet gets a 404 with the
 reason; a patch that fails gets a 500 naming the patch. Both are cheap and stable, since Talos
@@ -35,15 +40,20 @@ from arges.api.base import JSONPatchOperation
 from arges.api.binding import CONFIG_DELIVERED, CONFIG_KEY, ServerBinding
 from arges.api.server import Server
 from arges.api.serverclass import ServerClass
+from arges.kube.capi import ClusterApi
 from arges.kube.client import KubeClient
 from arges.kube.errors import KubeError, NotFound
-from arges.kube.resources import SECRETS, SERVER_BINDINGS, SERVER_CLASSES, SERVERS
+from arges.kube.resources import METAL_MACHINES, SECRETS, SERVER_BINDINGS, SERVER_CLASSES, SERVERS
+from arges.metal.capi import data_secret_name, node_patch, owner, provider_id
 from arges.metal.conditions import condition_patch
 from arges.metal.memberconfig import serve_problem
 from arges.talos.errors import TalosError
 from arges.talos.patches import apply_text, patch_set
 
 log = logging.getLogger(__name__)
+
+BOOTSTRAP_KEY = "value"
+"""The key of a Cluster API bootstrap data Secret (the bootstrap provider contract)."""
 
 
 @dataclass(frozen=True)
@@ -110,6 +120,7 @@ class MetadataService:
     def __init__(self, kube: KubeClient, patcher: Patcher) -> None:
         self.kube = kube
         self.patcher = patcher
+        self.capi = ClusterApi(kube)
 
     def routes(self) -> list[web.RouteDef]:
         return [web.get("/configdata", self.configdata)]
@@ -120,11 +131,11 @@ class MetadataService:
         try:
             if not uuid:
                 raise NotServed(400, "the uuid query parameter is required")
-            server, binding, config = await self._lookup(uuid)
+            server, binding, config, last = await self._lookup(uuid)
             self.authorize(request, server, binding)
             server_class = await self._server_class(binding)
             try:
-                body = self.patcher(config, sources_of(server_class, server))
+                body = self.patcher(config, [*sources_of(server_class, server), *last])
             except PatchFailed as exc:
                 raise NotServed(500, f"cannot render the config of {uuid}: {exc}") from exc
         except NotServed as exc:
@@ -143,7 +154,9 @@ class MetadataService:
             NotServed: 403, when it may not.
         """
 
-    async def _lookup(self, uuid: str) -> tuple[Server, ServerBinding, str]:
+    async def _lookup(self, uuid: str) -> tuple[Server, ServerBinding, str, list[PatchSource]]:
+        """The server, its binding, its config as rendered for it, and the patch sources that
+        go after the ServerClass's and the Server's."""
         try:
             server = Server.from_json(await self.kube.get(SERVERS, uuid))
         except NotFound as exc:
@@ -152,6 +165,44 @@ class MetadataService:
             binding = ServerBinding.from_json(await self.kube.get(SERVER_BINDINGS, uuid))
         except NotFound as exc:
             raise NotServed(404, f"server {uuid} is not allocated to any cluster") from exc
+        if binding.spec.consumer_ref.kind == "MetalMachine":
+            config, provider = await self._bootstrap_data(binding)
+            node = PatchSource(
+                "the Node's provider ID and label", strategic=[node_patch(uuid, provider)]
+            )
+            return server, binding, config, [node]
+        return server, binding, await self._member_config(uuid, binding), []
+
+    async def _bootstrap_data(self, binding: ServerBinding) -> tuple[str, str]:
+        """A Cluster API machine's config: the bootstrap data (Secret key ``value``) of the
+        Machine owning the binding's MetalMachine, as Sidero served it; and the machine's
+        provider ID."""
+        ref = binding.spec.consumer_ref
+        namespace = ref.namespace or "default"
+        try:
+            metal_machine = await self.kube.get(METAL_MACHINES, ref.name, namespace)
+        except NotFound as exc:
+            raise NotServed(404, f"the MetalMachine {namespace}/{ref.name} is gone") from exc
+        if ref.uid and metal_machine["metadata"].get("uid") != ref.uid:
+            raise NotServed(404, f"the MetalMachine {namespace}/{ref.name} is gone")
+        machine_ref = owner(metal_machine, "Machine")
+        machine = await self.capi.machine(namespace, machine_ref["name"]) if machine_ref else None
+        if machine is None:
+            raise NotServed(404, f"no Machine owns the MetalMachine {namespace}/{ref.name} yet")
+        name = data_secret_name(machine)
+        if name is None:
+            raise NotServed(404, "the Machine's bootstrap data is not created yet")
+        try:
+            secret = await self.kube.get(SECRETS, name, namespace)
+        except NotFound as exc:
+            raise NotServed(
+                404, f"the bootstrap data Secret {namespace}/{name} is missing"
+            ) from exc
+        provider = (metal_machine.get("spec") or {}).get("providerID") or provider_id(binding.name)
+        return _text(secret, BOOTSTRAP_KEY, f"{namespace}/{name}"), str(provider)
+
+    async def _member_config(self, uuid: str, binding: ServerBinding) -> str:
+        """A TalosCluster member's config, from the Secret its binding names."""
         ref = binding.spec.config_secret_ref
         if ref is None:
             raise NotServed(404, f"server {uuid} has no machine config yet")
@@ -165,13 +216,7 @@ class MetadataService:
         if problem is not None:
             # A leftover of an earlier membership: the cluster controller renders it anew.
             raise NotServed(404, f"server {uuid} has no machine config yet: {problem}")
-        encoded = (secret.get("data") or {}).get(CONFIG_KEY)
-        if not encoded:
-            raise NotServed(404, f"the Secret {ref.namespace}/{ref.name} has no key {CONFIG_KEY!r}")
-        try:
-            return server, binding, base64.b64decode(encoded).decode()
-        except (binascii.Error, UnicodeDecodeError) as exc:
-            raise NotServed(500, f"the Secret {ref.namespace}/{ref.name} is not text") from exc
+        return _text(secret, CONFIG_KEY, f"{ref.namespace}/{ref.name}")
 
     async def _server_class(self, binding: ServerBinding) -> ServerClass | None:
         ref = binding.spec.server_class_ref
@@ -199,6 +244,21 @@ class MetadataService:
             await self.kube.event(server.to_json(), "ConfigDelivered", message)
         except KubeError as exc:
             log.warning("could not record the delivery to %s: %s", server.name, exc)
+
+
+def _text(secret: dict[str, Any], key: str, where: str) -> str:
+    """The text under ``key`` of a Secret (as the API returns it).
+
+    Raises:
+        NotServed: 404 when the key is absent, 500 when it is not UTF-8 text.
+    """
+    encoded = (secret.get("data") or {}).get(key)
+    if not encoded:
+        raise NotServed(404, f"the Secret {where} has no key {key!r}")
+    try:
+        return base64.b64decode(encoded).decode()
+    except (binascii.Error, UnicodeDecodeError) as exc:
+        raise NotServed(500, f"the Secret {where} is not text") from exc
 
 
 def talos_patcher(config: str, sources: Sequence[PatchSource]) -> str:

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import yaml
 
 from arges.api.base import ObjectReference
-from arges.api.crds import DEFINITIONS, crd, render
+from arges.api.binding import RELEASE_FINALIZER
+from arges.api.crds import DEFINITIONS
+from arges.api.manifests import deploy_files
 from arges.api.server import Server
 from arges.api.serverclass import ServerClass
 from arges.controllers.allocation import allocate
@@ -33,11 +36,11 @@ async def class_status(kube: KubeClient, name: str = "any") -> dict:
     return (await kube.get(SERVER_CLASSES, name)).get("status") or {}
 
 
-async def bind(kube: KubeClient, name: str) -> None:
+async def bind(kube: KubeClient, name: str, *, finalizers: list[str] | None = None) -> None:
     await kube.create(
         SERVER_BINDINGS,
         {
-            "metadata": {"name": name},
+            "metadata": {"name": name, "finalizers": finalizers or []},
             "spec": {
                 "serverRef": {"name": name},
                 "consumerRef": CONSUMER.to_json(),
@@ -64,9 +67,35 @@ async def test_accept_clean_available_bind_release(kube: KubeClient) -> None:
 
     await kube.delete(SERVER_BINDINGS, UUID_A)
     await eventually(lambda: _status_is(kube, UUID_A, inUse=False, isClean=False))
-    events = await kube.list(EVENTS, "default", field_selector=f"involvedObject.name={UUID_A}")
-    assert {e["reason"] for e in events} >= {"Allocated", "Released"}
+
+    async def reasons() -> set[str]:
+        selector = f"involvedObject.name={UUID_A}"
+        return {e["reason"] for e in await kube.list(EVENTS, "default", field_selector=selector)}
+
+    await eventually(lambda: _has(reasons(), {"Allocated", "Released"}), what="both Events")
     await eventually(lambda: _class_has(kube, available=[UUID_A], in_use=[]))
+
+
+async def _has(found: Any, wanted: set[str]) -> bool:
+    return wanted <= await found
+
+
+async def test_a_binding_deleted_at_once_still_sends_its_server_through_a_wipe(
+    kube: KubeClient,
+) -> None:
+    await register(kube, UUID_A, accepted=True, clean=True)
+    await eventually(lambda: _class_has(kube, available=[UUID_A], in_use=[]))
+    # As Arges' allocators create bindings: with the release finalizer, in the same write.
+    await bind(kube, UUID_A, finalizers=[RELEASE_FINALIZER])
+    await kube.delete(SERVER_BINDINGS, UUID_A)
+    # Whether or not anything saw the binding, the server is recorded as released, and the
+    # binding goes only then.
+    await eventually(lambda: _status_is(kube, UUID_A, inUse=False, isClean=False))
+    await eventually(lambda: _binding_gone(kube, UUID_A), what="the binding gone")
+
+
+async def _binding_gone(kube: KubeClient, name: str) -> bool:
+    return name not in {b["metadata"]["name"] for b in await kube.list(SERVER_BINDINGS)}
 
 
 async def test_unaccepted_servers_are_never_clean(kube: KubeClient) -> None:
@@ -197,12 +226,14 @@ async def test_environments_verify_their_assets(kube: KubeClient, tmp_path: Path
     assert fixed["reason"] == "AssetsVerified"
 
 
-async def test_the_checked_in_crds_are_current() -> None:
-    for definition in DEFINITIONS:
-        path = Path(__file__).parents[3] / "deploy" / "crds" / f"{definition.name}.yaml"
-        assert path.read_text() == render(crd(definition)), (
-            f"{path} is stale: run `python -m arges.api.crds deploy/crds`"
+async def test_the_checked_in_deploy_files_are_current() -> None:
+    deploy = Path(__file__).parents[3] / "deploy"
+    for name, text in deploy_files().items():
+        assert (deploy / name).read_text() == text, (
+            f"deploy/{name} is stale: run `python -m arges.api.manifests deploy`"
         )
+    for definition in DEFINITIONS:
+        path = deploy / "crds" / f"{definition.name}.yaml"
         assert yaml.safe_load(path.read_text())["spec"]["names"]["kind"] == definition.kind
 
 

@@ -120,7 +120,12 @@ def test_a_good_crd_defines_its_resource() -> None:
         (
             ["spec", "versions", 1, "schema", "openAPIV3Schema", "x-kubernetes-validations"],
             [{"rule": "self.x > 0"}],
-            "spec.versions[1].schema.openAPIV3Schema.x-kubernetes-validations",
+            "spec.versions[1].schema.openAPIV3Schema.x-kubernetes-validations[0].rule",
+        ),
+        (
+            ["spec", "versions", 1, "schema", "openAPIV3Schema", "properties", "spec"],
+            {"type": "object", "x-kubernetes-list-type": "set"},
+            "spec.versions[1].schema.openAPIV3Schema.properties[spec].type",
         ),
     ],
 )
@@ -132,3 +137,14 @@ def test_invalid_crds_are_refused_naming_the_field(path: list, value: object, fi
 def test_builtin_resources_cannot_be_redefined() -> None:
     crd = mutated(["spec", "group"], "")
     assert any(c.field == "spec.group" for c in validate_crd(crd, BUILTIN))
+
+
+def test_a_schema_every_version_shares_is_named_as_spec_validation() -> None:
+    crd = copy.deepcopy(GOOD)
+    crd["spec"]["versions"] = crd["spec"]["versions"][1:]
+    crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["x-kubernetes-validations"] = [
+        {"rule": "self.spec.accepted == 1"}
+    ]
+    [cause] = validate_crd(crd, BUILTIN)
+    assert cause.field == "spec.validation.openAPIV3Schema.x-kubernetes-validations[0].rule"
+    assert "found no matching overload for '_==_' applied to '(bool, int)'" in cause.message

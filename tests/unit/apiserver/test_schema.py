@@ -121,3 +121,64 @@ def test_valid_objects_have_no_causes() -> None:
     ok = {"spec": {"size": 3, "port": "http", "note": None, "items": [{"weight": 1}]}}
     assert SCHEMA.validate(ok) == []
     assert SCHEMA.validate({"spec": {"size": 3, "port": 8080}}) == []
+
+
+def test_date_time_strings_must_be_timestamps() -> None:
+    schema = Schema.compile(
+        {
+            "type": "object",
+            "properties": {
+                "status": {
+                    "type": "object",
+                    "properties": {
+                        "conditions": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "properties": {
+                                    "lastTransitionTime": {"type": "string", "format": "date-time"}
+                                },
+                            },
+                        }
+                    },
+                }
+            },
+        }
+    )
+    good = {"status": {"conditions": [{"lastTransitionTime": "2026-01-02T03:04:05Z"}]}}
+    assert schema.validate(good) == []
+    bad = {"status": {"conditions": [{"lastTransitionTime": "yesterday"}]}}
+    assert [(c.field, c.message, c.reason) for c in schema.validate(bad)] == [
+        (
+            "status.conditions[0].lastTransitionTime",
+            'Invalid value: "yesterday": status.conditions[0].lastTransitionTime in body must be '
+            'of type date-time: "yesterday"',
+            "FieldValueTypeInvalid",
+        )
+    ]
+
+
+def test_list_type_set_and_map_refuse_duplicates() -> None:
+    schema = Schema.compile(
+        {
+            "type": "object",
+            "properties": {
+                "tags": {
+                    "type": "array",
+                    "x-kubernetes-list-type": "set",
+                    "items": {"type": "string"},
+                },
+                "gates": {
+                    "type": "array",
+                    "x-kubernetes-list-type": "map",
+                    "x-kubernetes-list-map-keys": ["type"],
+                    "items": {"type": "object", "properties": {"type": {"type": "string"}}},
+                },
+            },
+        }
+    )
+    obj = {"tags": ["a", "b", "a"], "gates": [{"type": "X"}, {"type": "Y"}, {"type": "X"}]}
+    assert [(c.field, c.message) for c in schema.validate(obj)] == [
+        ("gates[2]", 'Duplicate value: map[string]interface {}{"type":"X"}'),
+        ("tags[2]", 'Duplicate value: "a"'),
+    ]
