@@ -400,7 +400,7 @@ class Handler:
         namespace = route.namespace or ""
         name = route.name
         if method == "GET":
-            entry = self.rest.get(rt, namespace, name)
+            entry = await self.rest.read(rt, version, namespace, name)
             return self._entry(request, rt, version, entry)
         if method == "PUT":
             wopts = _write_options(request)

@@ -17,7 +17,10 @@ for the kinds this server knows, in the order it works:
 - deletion honours finalizers (``deletionTimestamp`` first, removal when they are gone),
   preconditions, and the propagation policies that the garbage collector then carries out.
 
-Objects are stored at their resource's storage version and served at the version asked for.
+Objects are stored at their resource's storage version and served at the version asked for,
+converted by the CRD's conversion (:mod:`~arges.apiserver.conversion`): reads and writes at
+another version than the stored one call a conversion webhook when the CRD has one (a list is
+one call), and only relabel ``apiVersion`` otherwise.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from typing import Any
 from arges.apiserver import apply as ssa
 from arges.apiserver import codec
 from arges.apiserver import managedfields as mf
+from arges.apiserver.conversion import Converter
 from arges.apiserver.errors import (
     AlreadyExists,
     BadRequest,
@@ -59,10 +63,12 @@ from arges.apiserver.store import (
     Remove,
     Stale,
     Store,
+    make_entry,
     sort_entries,
 )
 from arges.apiserver.tables import evaluate
 from arges.apiserver.validation import forbidden, invalid, object_meta_causes
+from arges.apiserver.webhookclient import WebhookClient
 from arges.selectors import LabelSelector
 
 NAMESPACES = "namespaces"
@@ -140,6 +146,12 @@ class Rest:
     def __init__(self, store: Store, registry: Registry) -> None:
         self.store = store
         self.registry = registry
+        self.client = WebhookClient()
+        self.converter = Converter(self.client)
+
+    async def close(self) -> None:
+        """Close the connections kept to webhooks."""
+        await self.client.close()
 
     # Reading.
 
@@ -154,8 +166,51 @@ class Rest:
             raise NotFound.resource(rt.plural, rt.group, name)
         return entry
 
+    async def read(self, rt: ResourceType, version: Version, namespace: str, name: str) -> Entry:
+        """The stored object as an entry at ``version`` (see :meth:`entries_at`).
+
+        Raises:
+            NotFound: when there is none.
+            ConversionFailed: the CRD's conversion webhook failed.
+        """
+        return (await self.entries_at(rt, version, [self.get(rt, namespace, name)]))[0]
+
+    async def entries_at(
+        self, rt: ResourceType, version: Version, entries: list[Entry], *, batch: bool = False
+    ) -> list[Entry]:
+        """``entries`` with those a conversion webhook must convert to ``version`` converted,
+        in one call (``batch``: for a list or a watch, as kube-apiserver words its errors).
+
+        Other entries are returned as they are: :meth:`render` relabels them.
+
+        Raises:
+            ConversionFailed: the CRD's conversion webhook failed.
+        """
+        if rt.conversion is None:
+            return entries
+        target = rt.api_version(version.name)
+        todo = [e for e in entries if e.api_version != target]
+        if not todo:
+            return entries
+        objects = await self.converter.convert(
+            rt, [e.object() for e in todo], version.name, batch=batch
+        )
+        converted = {
+            id(e): make_entry(e.resource, e.rv, codec.dumps(o), o)
+            for e, o in zip(todo, objects, strict=True)
+        }
+        return [converted.get(id(e), e) for e in entries]
+
+    async def object_at(self, rt: ResourceType, version: Version, entry: Entry) -> dict[str, Any]:
+        """The entry's object, parsed, at ``version`` (converted when need be)."""
+        return self.view((await self.entries_at(rt, version, [entry]))[0], rt, version)
+
     def render(self, entry: Entry, rt: ResourceType, version: Version) -> bytes:
-        """The object's JSON at ``version`` (stored bytes as they are when no change is due)."""
+        """The object's JSON at ``version`` (stored bytes as they are when no change is due).
+
+        Entries of a resource with a conversion webhook must have been through
+        :meth:`entries_at` first: here only ``apiVersion`` is relabelled.
+        """
         if entry.api_version == rt.api_version(version.name):
             return entry.raw
         return codec.dumps(at_version(entry.object(), rt, version.name))
@@ -203,10 +258,14 @@ class Rest:
     ) -> ListResult:
         """A page of objects, as of the current revision or the one asked for.
 
+        The entries are at ``version`` (:meth:`entries_at`; one conversion call for the page,
+        or for every candidate when selectors must see the converted objects).
+
         Raises:
             BadRequest: malformed resourceVersion or continue token.
             Gone: the continue token's or the exact revision's history is compacted.
             Timeout: a resourceVersion newer than the store's.
+            ConversionFailed: the CRD's conversion webhook failed.
         """
         start: tuple[str, str] | None = None
         exact: int | None = None
@@ -241,17 +300,21 @@ class Rest:
             candidates = self.store.items(rt.resource)
         if namespace is not None:
             candidates = [e for e in candidates if e.namespace == namespace]
+        if opts.labels.requirements or opts.fields.requirements:
+            # Selectors see the objects at the version asked for (labels and selectable
+            # fields may differ between versions).
+            candidates = await self.entries_at(rt, version, candidates, batch=True)
         match = self.matcher(rt, version, opts)
         entries = sort_entries(e for e in candidates if match(e))
         if start is not None:
             entries = [e for e in entries if (e.namespace, e.name) > start]
         limit = opts.limit if opts.resource_version != "0" or opts.continue_token else 0
         if limit and len(entries) > limit:
-            page = entries[:limit]
+            page = await self.entries_at(rt, version, entries[:limit], batch=True)
             last = page[-1]
             token = _encode_continue(rv, (last.namespace, last.name))
             return ListResult(page, rv, token, len(entries) - limit)
-        return ListResult(entries, rv)
+        return ListResult(await self.entries_at(rt, version, entries, batch=True), rv)
 
     # Writing.
 
@@ -340,6 +403,12 @@ class Rest:
         if causes:
             raise Invalid(rt.kind, rt.group, meta.get("name", ""), causes)
 
+    async def _to_version(self, rt: ResourceType, obj: dict[str, Any], name: str) -> dict[str, Any]:
+        """``obj`` at version ``name``: relabelled, or converted by the CRD's webhook."""
+        if rt.conversion is None or obj.get("apiVersion") == rt.api_version(name):
+            return at_version(obj, rt, name)
+        return (await self.converter.convert(rt, [obj], name, batch=False))[0]
+
     async def create(
         self,
         rt: ResourceType,
@@ -356,7 +425,7 @@ class Rest:
 
         Raises:
             BadRequest, NotFound (namespace), Forbidden (terminating namespace),
-            MethodNotAllowed (terminating CRD), Invalid, AlreadyExists.
+            MethodNotAllowed (terminating CRD), Invalid, AlreadyExists, ConversionFailed.
         """
         if track:
             ssa.check_options("CreateOptions", opts.field_manager)
@@ -395,19 +464,27 @@ class Rest:
         self._check_namespace(rt, namespace, meta.get("name") or meta.get("generateName", ""))
         rt.strategy.prepare_for_create(rt, obj)
         self._validate(rt, version, obj)
-        stored = at_version(obj, rt, rt.storage_version().name)
+        # Without a conversion webhook (the common case) versions are relabelled in place,
+        # without awaiting: creates are the server's hottest write path.
+        relabel = rt.conversion is None
+        storage = rt.storage_version().name
+        stored = (
+            at_version(obj, rt, storage) if relabel else await self._to_version(rt, obj, storage)
+        )
         if opts.dry_run:
-            return at_version(stored, rt, version.name)
+            return await self._to_version(rt, stored, version.name)
         for _ in range(8):
             try:
                 change = (await self.store.commit([Put(rt.resource, stored)]))[0]
             except AlreadyStored as exc:
                 if not generated:
                     raise AlreadyExists.resource(rt.plural, rt.group, exc.name) from exc
-                meta["name"] = generate_name(meta["generateName"])
+                stored["metadata"]["name"] = generate_name(meta["generateName"])
                 continue
-            return at_version(change.entry.object(), rt, version.name)
-        raise AlreadyExists.resource(rt.plural, rt.group, meta["name"])
+            if relabel:
+                return at_version(change.entry.object(), rt, version.name)
+            return await self.object_at(rt, version, change.entry)
+        raise AlreadyExists.resource(rt.plural, rt.group, stored["metadata"]["name"])
 
     async def update(
         self,
@@ -547,9 +624,10 @@ class Rest:
         *,
         track: bool = True,
     ) -> dict[str, Any]:
+        storage = rt.storage_version().name
         for _ in range(_RETRIES):
             entry = self.get(rt, namespace, name)
-            old = self.view(entry, rt, version)
+            old = await self.object_at(rt, version, entry)
             attempt_opts = WriteOptions(
                 opts.dry_run,
                 opts.field_validation,
@@ -564,36 +642,46 @@ class Rest:
             if given and given != str(entry.rv):
                 raise Conflict.modified(rt.plural, rt.group, name)
             meta["resourceVersion"] = str(entry.rv)
-            final = self._admit_update(rt, version, new, old, attempt_opts, subresource, track)
+            final = await self._admit_update(
+                rt, version, namespace, new, old, attempt_opts, subresource, track
+            )
             opts.warnings[:] = attempt_opts.warnings
-            if final == at_version(copy.deepcopy(old), rt, rt.storage_version().name):
+            stored = await self._to_version(rt, final, storage)
+            current = entry.object()
+            if rt.conversion is None:
+                # An object stored at an earlier storage version is the same object.
+                at_version(current, rt, storage)
+            if stored == current:
                 return old
             if opts.dry_run:
-                return at_version(final, rt, version.name)
-            final_meta = final["metadata"]
+                return await self._to_version(rt, stored, version.name)
+            final_meta = stored["metadata"]
             if final_meta.get("deletionTimestamp") and not final_meta.get("finalizers"):
-                op: Put | Remove = Remove(rt.resource, namespace, name, entry.rv, final)
+                op: Put | Remove = Remove(rt.resource, namespace, name, entry.rv, stored)
             else:
-                op = Put(rt.resource, final, expect_rv=entry.rv)
+                op = Put(rt.resource, stored, expect_rv=entry.rv)
             try:
                 change = (await self.store.commit([op]))[0]
             except Stale:
                 continue
             except NotStored as exc:
                 raise NotFound.resource(rt.plural, rt.group, name) from exc
-            return at_version(change.entry.object(), rt, version.name)
+            return await self.object_at(rt, version, change.entry)
         raise Conflict.modified(rt.plural, rt.group, name, "too many concurrent updates")
 
-    def _admit_update(
+    async def _admit_update(
         self,
         rt: ResourceType,
         version: Version,
+        namespace: str,
         new: dict[str, Any],
         old: dict[str, Any],
         opts: WriteOptions,
         subresource: str | None,
         track: bool,
     ) -> dict[str, Any]:
+        """The object an update stores, at ``version``: fields admitted, managed fields
+        recorded, the strategy's rules applied, validated."""
         name = old["metadata"]["name"]
         if new.get("kind") != rt.kind or new.get("apiVersion") != rt.api_version(version.name):
             raise BadRequest(
@@ -608,11 +696,12 @@ class Rest:
         if causes:
             raise Invalid(rt.kind, rt.group, name, causes)
         self._admit_fields(rt, version, new, opts)
-        meta = new["metadata"]
         if track:
-            managed = mf.record(rt, version, old, new, opts.manager, subresource)
-        else:
-            managed = meta.get("managedFields")
+            _set_managed(
+                new["metadata"], mf.record(rt, version, old, new, opts.manager, subresource)
+            )
+        meta = metadata(new)
+        managed = meta.get("managedFields")
         if subresource == "status":
             status = new.get("status")
             new = copy.deepcopy(old)
@@ -650,7 +739,7 @@ class Rest:
         if rt.strategy.generation and _spec_changed(new, old, version.status):
             meta["generation"] = int(old_meta.get("generation") or 0) + 1
         self._validate(rt, version, new, old)
-        return at_version(new, rt, rt.storage_version().name)
+        return new
 
     # Deleting.
 
@@ -668,7 +757,8 @@ class Rest:
         is gone now.
 
         Raises:
-            NotFound, Conflict (failed precondition), BadRequest (bad propagation policy).
+            NotFound, Conflict (failed precondition), BadRequest (bad propagation policy),
+            ConversionFailed.
         """
         if opts.propagation not in (None, "Orphan", "Background", "Foreground"):
             raise BadRequest(
@@ -677,7 +767,9 @@ class Rest:
             )
         for _ in range(_RETRIES):
             entry = self.get(rt, namespace, name)
-            obj = self.view(entry, rt, version)
+            # The deletion only touches metadata: it is made on the stored object, which is
+            # converted to the version asked for when shown (to webhooks, in the answer).
+            obj = entry.object()
             meta = obj["metadata"]
             if opts.uid and opts.uid != meta.get("uid"):
                 raise Conflict.modified(
@@ -714,7 +806,7 @@ class Rest:
             )
             if not finalizers and not namespace_pending:
                 if opts.dry_run:
-                    return obj, True
+                    return await self.object_at(rt, version, entry), True
                 try:
                     change = (
                         await self.store.commit([Remove(rt.resource, namespace, name, entry.rv)])
@@ -723,9 +815,9 @@ class Rest:
                     continue
                 except NotStored as exc:
                     raise NotFound.resource(rt.plural, rt.group, name) from exc
-                return self.view(change.entry, rt, version), True
+                return await self.object_at(rt, version, change.entry), True
             if meta.get("deletionTimestamp") and finalizers == list(meta.get("finalizers") or []):
-                return obj, False
+                return await self.object_at(rt, version, entry), False
             if not meta.get("deletionTimestamp"):
                 meta["deletionTimestamp"] = now_rfc3339()
                 meta["deletionGracePeriodSeconds"] = 0
@@ -736,8 +828,8 @@ class Rest:
             if namespace_pending:
                 obj.setdefault("status", {})["phase"] = "Terminating"
             if opts.dry_run:
-                return obj, False
-            stored = at_version(obj, rt, rt.storage_version().name)
+                return await self._to_version(rt, obj, version.name), False
+            stored = await self._to_version(rt, obj, rt.storage_version().name)
             try:
                 change = (await self.store.commit([Put(rt.resource, stored, expect_rv=entry.rv)]))[
                     0
@@ -746,7 +838,7 @@ class Rest:
                 continue
             except NotStored as exc:
                 raise NotFound.resource(rt.plural, rt.group, name) from exc
-            return self.view(change.entry, rt, version), False
+            return await self.object_at(rt, version, change.entry), False
         raise Conflict.modified(rt.plural, rt.group, name, "too many concurrent updates")
 
     async def delete_collection(

@@ -179,6 +179,8 @@ class ApiServer:
             self._runner = None
         if self.lifecycle is not None:
             await self.lifecycle.stop()
+        if self.rest is not None:
+            await self.rest.close()
         if self.store is not None:
             await self.store.close()
             self.store = None
