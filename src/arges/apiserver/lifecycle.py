@@ -28,6 +28,7 @@ import logging
 from typing import Any
 
 from arges.apiserver import crd
+from arges.apiserver.admission import SYSTEM
 from arges.apiserver.errors import StatusError
 from arges.apiserver.resources import Registry, ResourceType
 from arges.apiserver.rest import (
@@ -183,7 +184,11 @@ class Lifecycle:
             return
         with contextlib.suppress(StatusError):
             await self.rest.delete(
-                rt, rt.storage_version(), entry.namespace, entry.name, DeleteOptions(policy)
+                rt,
+                rt.storage_version(),
+                entry.namespace,
+                entry.name,
+                DeleteOptions(policy, user=SYSTEM),
             )
 
     async def _patch_meta(self, entry: Entry, meta: dict[str, Any]) -> None:
@@ -192,7 +197,13 @@ class Lifecycle:
             return
         patch = {"metadata": {**meta, "resourceVersion": str(entry.rv)}}
         await self.rest.patch(
-            rt, rt.storage_version(), entry.namespace, entry.name, MERGE, patch, WriteOptions()
+            rt,
+            rt.storage_version(),
+            entry.namespace,
+            entry.name,
+            MERGE,
+            patch,
+            WriteOptions(user=SYSTEM),
         )
 
     async def _dependent(self, entry: Entry) -> None:
@@ -282,7 +293,14 @@ class Lifecycle:
             return
         patch = {"metadata": {"resourceVersion": str(entry.rv)}, "status": status}
         await self.rest.patch(
-            rt, rt.storage_version(), "", name, MERGE, patch, WriteOptions(), subresource="status"
+            rt,
+            rt.storage_version(),
+            "",
+            name,
+            MERGE,
+            patch,
+            WriteOptions(user=SYSTEM),
+            subresource="status",
         )
 
     async def _expire_events(self) -> None:

@@ -10,6 +10,8 @@ for the kinds this server knows, in the order it works:
 - record who owns which fields (``metadata.managedFields``, :mod:`~arges.apiserver.
   managedfields`), or merge an applied configuration (server-side apply,
   :mod:`~arges.apiserver.apply`);
+- call the mutating admission webhooks (:mod:`~arges.apiserver.admission`) before validation
+  and the validating ones after it;
 - validate (metadata, schema, kind rules) and answer 422 with every cause;
 - write through the store with optimistic concurrency: an update that names a
   resourceVersion other than the stored one gets 409; one that names none is retried on
@@ -36,6 +38,7 @@ from typing import Any
 from arges.apiserver import apply as ssa
 from arges.apiserver import codec
 from arges.apiserver import managedfields as mf
+from arges.apiserver.admission import ADMIN, Admission, Attributes, UserInfo, meta_options
 from arges.apiserver.conversion import Converter
 from arges.apiserver.errors import (
     AlreadyExists,
@@ -91,7 +94,9 @@ class WriteOptions:
 
     ``field_manager`` is the ``fieldManager`` parameter, ``user_agent`` the request's header
     (the manager when there is no parameter), ``force`` the apply parameter (None: absent);
-    ``created`` is set when a PATCH (an apply) created the object.
+    ``created`` is set when a PATCH (an apply) created the object. ``user`` is who webhooks
+    are told makes the write; ``admission`` false skips the webhooks (the server's own
+    bootstrap writes, which must not wait for webhooks that are not up yet).
     """
 
     dry_run: bool = False
@@ -101,6 +106,17 @@ class WriteOptions:
     user_agent: str = ""
     force: bool | None = None
     created: bool = False
+    user: UserInfo = ADMIN
+    admission: bool = True
+
+    def review_options(self, kind: str) -> dict[str, Any]:
+        """The ``CreateOptions`` or ``UpdateOptions`` admission webhooks are shown."""
+        return meta_options(
+            kind,
+            dryRun=["All"] if self.dry_run else None,
+            fieldManager=self.field_manager,
+            fieldValidation=self.field_validation if self.field_validation != "Warn" else None,
+        )
 
     @property
     def manager(self) -> str:
@@ -116,6 +132,19 @@ class DeleteOptions:
     uid: str | None = None
     resource_version: str | None = None
     dry_run: bool = False
+    user: UserInfo = ADMIN
+
+    def review_options(self) -> dict[str, Any]:
+        """The ``DeleteOptions`` admission webhooks are shown."""
+        preconditions = {
+            k: v for k, v in (("uid", self.uid), ("resourceVersion", self.resource_version)) if v
+        }
+        return meta_options(
+            "DeleteOptions",
+            preconditions=preconditions,
+            propagationPolicy=self.propagation,
+            dryRun=["All"] if self.dry_run else None,
+        )
 
 
 @dataclass
@@ -148,6 +177,7 @@ class Rest:
         self.registry = registry
         self.client = WebhookClient()
         self.converter = Converter(self.client)
+        self.admission = Admission(store, self.converter, self.client)
 
     async def close(self) -> None:
         """Close the connections kept to webhooks."""
@@ -403,6 +433,66 @@ class Rest:
         if causes:
             raise Invalid(rt.kind, rt.group, meta.get("name", ""), causes)
 
+    def _admits(self, opts: WriteOptions, *, mutating: bool) -> bool:
+        return opts.admission and bool(self.admission.hooks(mutating=mutating))
+
+    def _attributes(
+        self,
+        rt: ResourceType,
+        version: Version,
+        operation: str,
+        namespace: str,
+        obj: dict[str, Any] | None,
+        old: dict[str, Any] | None,
+        opts: WriteOptions,
+        subresource: str | None,
+    ) -> Attributes:
+        kind = "CreateOptions" if operation == "CREATE" else "UpdateOptions"
+        meta = (obj or old or {}).get("metadata") or {}
+        return Attributes(
+            rt=rt,
+            version=version.name,
+            operation=operation,
+            namespace=namespace if rt.namespaced else "",
+            name=str(meta.get("name") or ""),
+            subresource=subresource or "",
+            obj=obj,
+            old=old,
+            dry_run=opts.dry_run,
+            options=opts.review_options(kind),
+            user=opts.user,
+            warnings=opts.warnings,
+        )
+
+    async def _mutate(
+        self,
+        rt: ResourceType,
+        version: Version,
+        operation: str,
+        namespace: str,
+        obj: dict[str, Any],
+        old: dict[str, Any] | None,
+        opts: WriteOptions,
+        subresource: str | None,
+    ) -> dict[str, Any]:
+        attrs = self._attributes(rt, version, operation, namespace, obj, old, opts, subresource)
+        mutated = await self.admission.mutate(attrs)
+        return mutated if mutated is not None else obj
+
+    async def _validate_admission(
+        self,
+        rt: ResourceType,
+        version: Version,
+        operation: str,
+        namespace: str,
+        obj: dict[str, Any],
+        old: dict[str, Any] | None,
+        opts: WriteOptions,
+        subresource: str | None,
+    ) -> None:
+        attrs = self._attributes(rt, version, operation, namespace, obj, old, opts, subresource)
+        await self.admission.validate(attrs)
+
     async def _to_version(self, rt: ResourceType, obj: dict[str, Any], name: str) -> dict[str, Any]:
         """``obj`` at version ``name``: relabelled, or converted by the CRD's webhook."""
         if rt.conversion is None or obj.get("apiVersion") == rt.api_version(name):
@@ -425,7 +515,8 @@ class Rest:
 
         Raises:
             BadRequest, NotFound (namespace), Forbidden (terminating namespace),
-            MethodNotAllowed (terminating CRD), Invalid, AlreadyExists, ConversionFailed.
+            MethodNotAllowed (terminating CRD), Invalid, AlreadyExists; Denied, InternalError,
+            Forbidden (admission webhooks); ConversionFailed.
         """
         if track:
             ssa.check_options("CreateOptions", opts.field_manager)
@@ -450,6 +541,9 @@ class Rest:
         meta = obj["metadata"]
         if track:
             _set_managed(meta, mf.record(rt, version, None, obj, opts.manager))
+        if self._admits(opts, mutating=True):
+            obj = await self._mutate(rt, version, "CREATE", namespace, obj, None, opts, None)
+            meta = metadata(obj)
         for key in ("deletionTimestamp", "deletionGracePeriodSeconds", "selfLink"):
             meta.pop(key, None)
         meta["uid"] = str(uuid.uuid4())
@@ -464,6 +558,8 @@ class Rest:
         self._check_namespace(rt, namespace, meta.get("name") or meta.get("generateName", ""))
         rt.strategy.prepare_for_create(rt, obj)
         self._validate(rt, version, obj)
+        if self._admits(opts, mutating=False):
+            await self._validate_admission(rt, version, "CREATE", namespace, obj, None, opts, None)
         # Without a conversion webhook (the common case) versions are relabelled in place,
         # without awaiting: creates are the server's hottest write path.
         relabel = rt.conversion is None
@@ -633,6 +729,8 @@ class Rest:
                 opts.field_validation,
                 field_manager=opts.field_manager,
                 user_agent=opts.user_agent,
+                user=opts.user,
+                admission=opts.admission,
             )
             new = produce(copy.deepcopy(old))
             if not isinstance(new, dict):
@@ -681,7 +779,8 @@ class Rest:
         track: bool,
     ) -> dict[str, Any]:
         """The object an update stores, at ``version``: fields admitted, managed fields
-        recorded, the strategy's rules applied, validated."""
+        recorded, mutating webhooks called, the strategy's rules applied, validated, and
+        passed by the validating webhooks."""
         name = old["metadata"]["name"]
         if new.get("kind") != rt.kind or new.get("apiVersion") != rt.api_version(version.name):
             raise BadRequest(
@@ -700,6 +799,8 @@ class Rest:
             _set_managed(
                 new["metadata"], mf.record(rt, version, old, new, opts.manager, subresource)
             )
+        if self._admits(opts, mutating=True):
+            new = await self._mutate(rt, version, "UPDATE", namespace, new, old, opts, subresource)
         meta = metadata(new)
         managed = meta.get("managedFields")
         if subresource == "status":
@@ -739,6 +840,10 @@ class Rest:
         if rt.strategy.generation and _spec_changed(new, old, version.status):
             meta["generation"] = int(old_meta.get("generation") or 0) + 1
         self._validate(rt, version, new, old)
+        if self._admits(opts, mutating=False):
+            await self._validate_admission(
+                rt, version, "UPDATE", namespace, new, old, opts, subresource
+            )
         return new
 
     # Deleting.
@@ -757,8 +862,8 @@ class Rest:
         is gone now.
 
         Raises:
-            NotFound, Conflict (failed precondition), BadRequest (bad propagation policy),
-            ConversionFailed.
+            NotFound, Conflict (failed precondition), BadRequest (bad propagation policy);
+            Denied, InternalError, Forbidden (admission webhooks); ConversionFailed.
         """
         if opts.propagation not in (None, "Orphan", "Background", "Foreground"):
             raise BadRequest(
@@ -788,6 +893,7 @@ class Rest:
                     f"{opts.resource_version}, ResourceVersion in object meta: "
                     f"{meta.get('resourceVersion')}",
                 )
+            await self._admit_delete(rt, version, namespace, name, entry, opts)
             if not meta.get("deletionTimestamp"):
                 rt.strategy.begin_deletion(rt, obj)
             finalizers = list(meta.get("finalizers") or [])
@@ -840,6 +946,39 @@ class Rest:
                 raise NotFound.resource(rt.plural, rt.group, name) from exc
             return await self.object_at(rt, version, change.entry), False
         raise Conflict.modified(rt.plural, rt.group, name, "too many concurrent updates")
+
+    async def _admit_delete(
+        self,
+        rt: ResourceType,
+        version: Version,
+        namespace: str,
+        name: str,
+        entry: Entry,
+        opts: DeleteOptions,
+    ) -> None:
+        """Call the mutating, then the validating webhooks for a DELETE: no object, the old
+        one as stored, at the version asked for (``AdmissionToValidateObjectDeleteFunc``)."""
+        mutating = bool(self.admission.hooks(mutating=True))
+        validating = bool(self.admission.hooks(mutating=False))
+        if not (mutating or validating):
+            return
+        attrs = Attributes(
+            rt=rt,
+            version=version.name,
+            operation="DELETE",
+            namespace=namespace if rt.namespaced else "",
+            name=name,
+            subresource="",
+            obj=None,
+            old=await self.object_at(rt, version, entry),
+            dry_run=opts.dry_run,
+            options=opts.review_options(),
+            user=opts.user,
+        )
+        if mutating:
+            await self.admission.mutate(attrs)
+        if validating:
+            await self.admission.validate(attrs)
 
     async def delete_collection(
         self,
