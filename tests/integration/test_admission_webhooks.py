@@ -630,3 +630,26 @@ async def test_warnings_are_passed_on(gadgets: Cluster, webhook: WebhookServer) 
     manifest = {**gadget("g", size=1), "metadata": {"name": "g", "namespace": "default"}}
     out = await gadgets.kubectl("create", "-f", "-", stdin=yaml.safe_dump(manifest))
     assert "Warning: gadgets are deprecated" in out.err
+
+
+async def test_a_deleted_crds_objects_go_whatever_the_webhooks_say(
+    gadgets: Cluster, webhook: WebhookServer
+) -> None:
+    await install(
+        gadgets,
+        "ValidatingWebhookConfiguration",
+        "deletes",
+        hook(webhook, "del.example.arges.dev", "/validate", operations=("DELETE",)),
+    )
+    await gadgets.api.post(V1, gadget("g", size=1))
+    await webhook.stop()
+    status, body = await gadgets.api.delete(f"{V1}/g")
+    assert status == 500 and "failed calling webhook" in body["message"]
+    # The CRD's cleanup deletes its objects without admission, as kube-apiserver's does.
+    status, _ = await gadgets.api.delete(f"{CRDS}/gadgets.{GROUP}")
+    assert status == 200
+
+    async def gone() -> bool:
+        return (await gadgets.api.get(f"{CRDS}/gadgets.{GROUP}"))[0] == 404
+
+    await eventually(gone, what="the CRD and its objects gone")

@@ -178,7 +178,9 @@ class Lifecycle:
     def _type(self, resource: str) -> ResourceType | None:
         return self.registry.by_resource(resource)
 
-    async def _delete(self, entry: Entry, policy: str = "Background") -> None:
+    async def _delete(
+        self, entry: Entry, policy: str = "Background", *, admission: bool = True
+    ) -> None:
         rt = self._type(entry.resource)
         if rt is None or entry.deleting:
             return
@@ -188,7 +190,7 @@ class Lifecycle:
                 rt.storage_version(),
                 entry.namespace,
                 entry.name,
-                DeleteOptions(policy, user=SYSTEM),
+                DeleteOptions(policy, user=SYSTEM, admission=admission),
             )
 
     async def _patch_meta(self, entry: Entry, meta: dict[str, Any]) -> None:
@@ -279,7 +281,9 @@ class Lifecycle:
         rt = self.registry.get(group, plural)
         remaining = self.store.items(rt.resource) if rt is not None else []
         for item in remaining:
-            await self._delete(item)
+            # kube-apiserver's CRD finalizer deletes through storage: no webhook may keep a
+            # deleted CRD's objects.
+            await self._delete(item, admission=False)
         if not remaining:
             await self._drop_finalizer(entry, crd.CLEANUP_FINALIZER)
 
@@ -323,4 +327,5 @@ class Lifecycle:
                 ),
             )
             if last <= cutoff:
-                await self._delete(entry)
+                # Events expire by etcd TTL in kube: no admission.
+                await self._delete(entry, admission=False)

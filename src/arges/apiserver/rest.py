@@ -133,6 +133,9 @@ class DeleteOptions:
     resource_version: str | None = None
     dry_run: bool = False
     user: UserInfo = ADMIN
+    admission: bool = True
+    """False for deletions kube-apiserver makes without admission (a deleted CRD's objects,
+    expired Events)."""
 
     def review_options(self) -> dict[str, Any]:
         """The ``DeleteOptions`` admission webhooks are shown."""
@@ -958,8 +961,8 @@ class Rest:
     ) -> None:
         """Call the mutating, then the validating webhooks for a DELETE: no object, the old
         one as stored, at the version asked for (``AdmissionToValidateObjectDeleteFunc``)."""
-        mutating = bool(self.admission.hooks(mutating=True))
-        validating = bool(self.admission.hooks(mutating=False))
+        mutating = opts.admission and bool(self.admission.hooks(mutating=True))
+        validating = opts.admission and bool(self.admission.hooks(mutating=False))
         if not (mutating or validating):
             return
         attrs = Attributes(
