@@ -625,10 +625,14 @@ async def test_warnings_are_passed_on(gadgets: Cluster, webhook: WebhookServer) 
         gadgets,
         "ValidatingWebhookConfiguration",
         "w",
-        hook(webhook, "w.example.arges.dev", "/validate"),
+        hook(
+            webhook, "w.example.arges.dev", "/validate", operations=("CREATE", "UPDATE", "DELETE")
+        ),
     )
     manifest = {**gadget("g", size=1), "metadata": {"name": "g", "namespace": "default"}}
     out = await gadgets.kubectl("create", "-f", "-", stdin=yaml.safe_dump(manifest))
+    assert "Warning: gadgets are deprecated" in out.err
+    out = await gadgets.kubectl("delete", f"gadgets.{GROUP}", "g")
     assert "Warning: gadgets are deprecated" in out.err
 
 

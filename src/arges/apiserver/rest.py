@@ -126,7 +126,8 @@ class WriteOptions:
 
 @dataclass
 class DeleteOptions:
-    """``meta/v1 DeleteOptions`` as far as this server honours them."""
+    """``meta/v1 DeleteOptions`` as far as this server honours them; admission webhooks'
+    warnings are appended to ``warnings``."""
 
     propagation: str | None = None
     uid: str | None = None
@@ -136,6 +137,7 @@ class DeleteOptions:
     admission: bool = True
     """False for deletions kube-apiserver makes without admission (a deleted CRD's objects,
     expired Events)."""
+    warnings: list[str] = field(default_factory=list)
 
     def review_options(self) -> dict[str, Any]:
         """The ``DeleteOptions`` admission webhooks are shown."""
@@ -977,6 +979,7 @@ class Rest:
             dry_run=opts.dry_run,
             options=opts.review_options(),
             user=opts.user,
+            warnings=opts.warnings,
         )
         if mutating:
             await self.admission.mutate(attrs)
