@@ -469,35 +469,6 @@ class Rest:
             warnings=opts.warnings,
         )
 
-    async def _mutate(
-        self,
-        rt: ResourceType,
-        version: Version,
-        operation: str,
-        namespace: str,
-        obj: dict[str, Any],
-        old: dict[str, Any] | None,
-        opts: WriteOptions,
-        subresource: str | None,
-    ) -> dict[str, Any]:
-        attrs = self._attributes(rt, version, operation, namespace, obj, old, opts, subresource)
-        mutated = await self.admission.mutate(attrs)
-        return mutated if mutated is not None else obj
-
-    async def _validate_admission(
-        self,
-        rt: ResourceType,
-        version: Version,
-        operation: str,
-        namespace: str,
-        obj: dict[str, Any],
-        old: dict[str, Any] | None,
-        opts: WriteOptions,
-        subresource: str | None,
-    ) -> None:
-        attrs = self._attributes(rt, version, operation, namespace, obj, old, opts, subresource)
-        await self.admission.validate(attrs)
-
     async def _to_version(self, rt: ResourceType, obj: dict[str, Any], name: str) -> dict[str, Any]:
         """``obj`` at version ``name``: relabelled, or converted by the CRD's webhook."""
         if rt.conversion is None or obj.get("apiVersion") == rt.api_version(name):
@@ -547,7 +518,9 @@ class Rest:
         if track:
             _set_managed(meta, mf.record(rt, version, None, obj, opts.manager))
         if self._admits(opts, mutating=True):
-            obj = await self._mutate(rt, version, "CREATE", namespace, obj, None, opts, None)
+            attrs = self._attributes(rt, version, "CREATE", namespace, obj, None, opts, None)
+            mutated = await self.admission.mutate(attrs)
+            obj = mutated if mutated is not None else obj
             meta = metadata(obj)
         for key in ("deletionTimestamp", "deletionGracePeriodSeconds", "selfLink"):
             meta.pop(key, None)
@@ -564,7 +537,8 @@ class Rest:
         rt.strategy.prepare_for_create(rt, obj)
         self._validate(rt, version, obj)
         if self._admits(opts, mutating=False):
-            await self._validate_admission(rt, version, "CREATE", namespace, obj, None, opts, None)
+            attrs = self._attributes(rt, version, "CREATE", namespace, obj, None, opts, None)
+            await self.admission.validate(attrs)
         # Without a conversion webhook (the common case) versions are relabelled in place,
         # without awaiting: creates are the server's hottest write path.
         relabel = rt.conversion is None
@@ -805,7 +779,9 @@ class Rest:
                 new["metadata"], mf.record(rt, version, old, new, opts.manager, subresource)
             )
         if self._admits(opts, mutating=True):
-            new = await self._mutate(rt, version, "UPDATE", namespace, new, old, opts, subresource)
+            attrs = self._attributes(rt, version, "UPDATE", namespace, new, old, opts, subresource)
+            mutated = await self.admission.mutate(attrs)
+            new = mutated if mutated is not None else new
         meta = metadata(new)
         managed = meta.get("managedFields")
         if subresource == "status":
@@ -846,9 +822,8 @@ class Rest:
             meta["generation"] = int(old_meta.get("generation") or 0) + 1
         self._validate(rt, version, new, old)
         if self._admits(opts, mutating=False):
-            await self._validate_admission(
-                rt, version, "UPDATE", namespace, new, old, opts, subresource
-            )
+            attrs = self._attributes(rt, version, "UPDATE", namespace, new, old, opts, subresource)
+            await self.admission.validate(attrs)
         return new
 
     # Deleting.
