@@ -193,6 +193,23 @@ async def test_invalid_qualifiers_are_reported_naming_the_field(kube: KubeClient
     await eventually(lambda: _class_has(kube, available=[UUID_A], in_use=[], name="big"))
 
 
+async def test_the_any_class_comes_back_when_deleted(kube: KubeClient) -> None:
+    await register(kube, UUID_A, accepted=True, clean=True)
+    await eventually(lambda: _class_has(kube, available=[UUID_A], in_use=[]))
+    first = (await kube.get(SERVER_CLASSES, "any"))["metadata"]["uid"]
+    await kube.delete(SERVER_CLASSES, "any")
+
+    async def recreated() -> bool:
+        try:
+            body = await kube.get(SERVER_CLASSES, "any")
+        except NotFound:
+            return False
+        return bool(body["metadata"]["uid"] != first)
+
+    await eventually(recreated, what="a new any")
+    await eventually(lambda: _class_has(kube, available=[UUID_A], in_use=[]))
+
+
 async def test_a_memory_module_size_in_sidero_mb_is_refused_saying_the_unit(
     kube: KubeClient,
 ) -> None:
