@@ -170,7 +170,10 @@ async def sidero(tmp_path: Path, bmcs: dict[str, LabBmc]) -> AsyncIterator[Sider
     try:
         await install(server.kubeconfig_path, "sidero")
         async with KubeClient(from_kubeconfig(server.kubeconfig_path)) as kube:
-            objects = rack({name: ("127.0.0.1", bmc.port) for name, bmc in bmcs.items()})
+            objects = rack(
+                {name: ("127.0.0.1", bmc.port) for name, bmc in bmcs.items()},
+                talos=f"http://127.0.0.1:{free_port()}/talos",
+            )
             await write_rack(kube, objects)
             assert await bmcs[BOUND].driver.power(PowerAction.ON, wait=10) == PowerState.ON
             yield Sidero(server, kube, server.kubeconfig_path)

@@ -135,10 +135,15 @@ def _condition(kind: str, status: str = "True") -> dict[str, Any]:
     return {"type": kind, "status": status, "lastTransitionTime": NOW}
 
 
-def rack(bmcs: dict[str, tuple[str, int]] | None = None) -> dict[str, list[dict[str, Any]]]:
+def rack(
+    bmcs: dict[str, tuple[str, int]] | None = None,
+    talos: str = "https://github.com/siderolabs/talos/releases/download",
+) -> dict[str, list[dict[str, Any]]]:
     """The rack's objects by kind (``servers``, ``serverclasses``, ``environments``,
     ``serverbindings``, ``metalmachines``, ``secrets``); ``bmcs`` gives the BMC endpoint and
-    port of BOUND, FREE and CORDONED (default: addresses on a BMC network)."""
+    port of BOUND, FREE and CORDONED (default: addresses on a BMC network), ``talos`` where
+    the Environments' Talos releases are (a test that runs Arges' asset cache points it at
+    a local address, so nothing is downloaded)."""
     bmcs = {
         BOUND: ("10.5.1.21", 623),
         FREE: ("10.5.1.22", 623),
@@ -313,7 +318,6 @@ def rack(bmcs: dict[str, tuple[str, int]] | None = None) -> dict[str, list[dict[
             "status": {"serversAvailable": [FREE], "serversInUse": [BOUND]},
         },
     ]
-    talos = "https://github.com/siderolabs/talos/releases/download"
     args = [
         "console=tty0",
         "console=ttyS1,115200n8",
