@@ -126,7 +126,16 @@ async def read_sidero(reader: SideroReader) -> tuple[SideroState, str]:
 
 
 async def read_target(kube: KubeClient) -> Target:
-    """What Arges holds of the kinds an import writes."""
+    """What Arges holds of the kinds an import writes.
+
+    Raises:
+        click.ClickException: the API serves no ``metal.arges.dev`` (it is not Arges').
+    """
+    if await kube.preferred_version(SERVERS.group) is None:
+        raise click.ClickException(
+            "the target API serves no metal.arges.dev: it is not one Arges runs on (start "
+            "`arges up`, or give --target-kubeconfig)"
+        )
     objects: dict[tuple[str, str, str], dict[str, Any]] = {}
     for kind, res in RESOURCES.items():
         namespace = BMC_SECRET_NAMESPACE if kind == "Secret" else None

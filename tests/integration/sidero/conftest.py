@@ -164,21 +164,27 @@ def bmcs(tmp_path: Path) -> Iterator[dict[str, LabBmc]]:
 
 
 @pytest.fixture
-async def sidero(tmp_path: Path, bmcs: dict[str, LabBmc]) -> AsyncIterator[Sidero]:
-    """Sidero with the rack: BOUND's server is running (powered on), the others are off."""
+async def sidero_api(tmp_path: Path) -> AsyncIterator[ApiServer]:
+    """An API server with Sidero's CRDs and nothing else."""
     server = await start_server(tmp_path / "sidero", crds=())
     try:
         await install(server.kubeconfig_path, "sidero")
-        async with KubeClient(from_kubeconfig(server.kubeconfig_path)) as kube:
-            objects = rack(
-                {name: ("127.0.0.1", bmc.port) for name, bmc in bmcs.items()},
-                talos=f"http://127.0.0.1:{free_port()}/talos",
-            )
-            await write_rack(kube, objects)
-            assert await bmcs[BOUND].driver.power(PowerAction.ON, wait=10) == PowerState.ON
-            yield Sidero(server, kube, server.kubeconfig_path)
+        yield server
     finally:
         await server.stop()
+
+
+@pytest.fixture
+async def sidero(sidero_api: ApiServer, bmcs: dict[str, LabBmc]) -> AsyncIterator[Sidero]:
+    """Sidero with the rack: BOUND's server is running (powered on), the others are off."""
+    async with KubeClient(from_kubeconfig(sidero_api.kubeconfig_path)) as kube:
+        objects = rack(
+            {name: ("127.0.0.1", bmc.port) for name, bmc in bmcs.items()},
+            talos=f"http://127.0.0.1:{free_port()}/talos",
+        )
+        await write_rack(kube, objects)
+        assert await bmcs[BOUND].driver.power(PowerAction.ON, wait=10) == PowerState.ON
+        yield Sidero(sidero_api, kube, sidero_api.kubeconfig_path)
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ import click
 import pytest
 import yaml
 
+from arges.apiserver.server import ApiServer
 from arges.cli.importer import SideroReader, read_sidero, read_target, write
 from arges.kube.client import KubeClient
 from arges.kube.connection import from_kubeconfig
@@ -291,3 +292,25 @@ async def test_an_older_sidero_serving_only_v1alpha1(
 
 async def _served(kube: KubeClient) -> bool:
     return await kube.preferred_version("metal.sidero.dev") == "v1alpha1"
+
+
+async def test_what_is_not_sidero_or_not_arges_is_a_clear_message(
+    tmp_path: Path, sidero_api: ApiServer
+) -> None:
+    sidero = sidero_api.kubeconfig_path
+    code, out, err = await arges_import("--kubeconfig", str(tmp_path / "missing"))
+    assert (code, out) == (1, "")
+    assert err.startswith("Error: Sidero's kubeconfig: cannot read kubeconfig ")
+    plain = await start_server(tmp_path / "plain", crds=())
+    try:
+        code, _, err = await arges_import(
+            "--kubeconfig", str(plain.kubeconfig_path), "--target-kubeconfig", str(sidero)
+        )
+        assert code == 1 and "serves no metal.sidero.dev API" in err, err
+        code, _, err = await arges_import(
+            "--kubeconfig", str(sidero), "--target-kubeconfig", str(plain.kubeconfig_path)
+        )
+        assert code == 1 and "the target API serves no metal.arges.dev" in err, err
+        assert "Traceback" not in err
+    finally:
+        await plain.stop()
