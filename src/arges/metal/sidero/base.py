@@ -66,6 +66,7 @@ class Translated:
 
     @property
     def subject(self) -> str:
+        """How the report names it: kind, then namespace/name."""
         where = f"{self.namespace}/" if self.namespace else ""
         return f"{self.kind} {where}{self.name}"
 
@@ -91,22 +92,27 @@ def as_list(value: Any) -> list[dict[str, Any]]:
 
 
 def meta_of(obj: dict[str, Any]) -> dict[str, Any]:
+    """``obj``'s metadata (empty if it has none)."""
     return as_dict(obj.get("metadata"))
 
 
 def spec_of(obj: dict[str, Any]) -> dict[str, Any]:
+    """``obj``'s spec (empty if it has none)."""
     return as_dict(obj.get("spec"))
 
 
 def status_of(obj: dict[str, Any]) -> dict[str, Any]:
+    """``obj``'s status (empty if it has none)."""
     return as_dict(obj.get("status"))
 
 
 def name_of(obj: dict[str, Any]) -> str:
+    """``obj``'s name ("" if it has none)."""
     return str(meta_of(obj).get("name") or "")
 
 
 def labels_of(obj: dict[str, Any]) -> dict[str, str]:
+    """``obj``'s labels, as strings."""
     return {str(k): str(v) for k, v in as_dict(meta_of(obj).get("labels")).items()}
 
 

@@ -83,6 +83,7 @@ class Target:
     metal_machines: Mapping[tuple[str, str], str] = field(default_factory=dict)
 
     def get(self, obj: Translated) -> dict[str, Any] | None:
+        """What Arges holds under ``obj``'s kind, namespace and name, if anything."""
         return self.objects.get((obj.kind, obj.namespace or "", obj.name))
 
 
