@@ -194,6 +194,8 @@ async def run(args: argparse.Namespace) -> None:
             str(data),
             "--api-port",
             str(port),
+            # The API server alone: no boot ports to collide with other runs on the host.
+            "--no-boot",
         ],
         stdout=log,
         stderr=subprocess.STDOUT,

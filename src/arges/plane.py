@@ -24,6 +24,7 @@ from arges.api.environment import AGENT_ENVIRONMENT, DEFAULT_ENVIRONMENT, Enviro
 from arges.apiserver.server import ApiServer, ApiServerConfig
 from arges.assets import AssetCache
 from arges.boot.decider import KubeBootDecider
+from arges.boot.media import AgentMedia
 from arges.boot.services import BootConfig, BootServices
 from arges.controllers.clusters import TalosClusterController
 from arges.controllers.environments import EnvironmentController
@@ -48,6 +49,7 @@ from arges.kube.resources import (
 )
 from arges.metadata.service import MetadataService, talos_patcher
 from arges.metal.environments import talos_default
+from arges.metal.media import MediaUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +101,7 @@ class ManagementPlane:
         self.assets = AssetCache(config.data_dir / "assets")
         self.kube: KubeClient | None = None
         self.boot: BootServices | None = None
+        self.media: AgentMedia | None = None
         self._stop = asyncio.Event()
         self._controllers: asyncio.Task[None] | None = None
 
@@ -117,6 +120,12 @@ class ManagementPlane:
             connection = self.config.external_api
         self.kube = KubeClient(connection, component="arges")
         await self._check_installed(self.kube)
+        self.media = AgentMedia(
+            self.kube,
+            self.assets,
+            self.config.data_dir / "media",
+            lambda: self.boot.http.base_url if self.boot is not None else "",
+        )
         cache = Cache()
         controllers: list[Controller] = [
             ServerController(self.kube, cache),
@@ -132,6 +141,7 @@ class ManagementPlane:
                 cache,
                 refresh=self.config.power_refresh,
                 reboot_timeout=self.config.reboot_timeout,
+                media=self._media_url if self.config.boot is not None else None,
             ),
             TalosClusterController(self.kube, cache, talos_port=self.config.talos_port),
             # The Cluster API provider: its watches of Cluster API's Clusters and Machines
@@ -152,6 +162,7 @@ class ManagementPlane:
             routes = [
                 *MetadataService(self.kube, talos_patcher).routes(),
                 *DiscoveryApi(self.kube, self.config.discovery).routes(),
+                *self.media.routes(),
             ]
             self.boot = BootServices(
                 self.config.boot,
@@ -161,6 +172,17 @@ class ManagementPlane:
                 routes,
             )
             await self.boot.start()
+
+    async def _media_url(self, uuid: str) -> str:
+        """The URL of Server ``uuid``'s agent ISO, built (for the power controller).
+
+        Raises:
+            MediaUnavailable: the boot HTTP service has not started, or as
+                :meth:`AgentMedia.url`.
+        """
+        if self.boot is None or self.media is None:
+            raise MediaUnavailable("the boot HTTP service has not started yet")
+        return await self.media.url(uuid)
 
     @staticmethod
     async def _check_installed(kube: KubeClient) -> None:

@@ -101,6 +101,7 @@ DEFINITIONS = (
         (
             Column("Hostname", "string", ".status.hostname"),
             Column("BMC", "string", ".spec.bmc.address", priority=1),
+            Column("Redfish", "string", ".spec.bmc.endpoint", priority=1),
             Column("Accepted", "boolean", ".spec.accepted"),
             Column("Cordoned", "boolean", ".spec.cordoned"),
             Column("Allocated", "boolean", ".status.inUse"),

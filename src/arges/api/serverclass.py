@@ -28,6 +28,7 @@ from arges.api.base import (
     Object,
 )
 from arges.api.qualifiers import MAX_QUALIFIERS, HardwareQualifier
+from arges.api.server import BootMethod
 
 ANY_CLASS = "any"
 """The built-in class every accepted, uncordoned server belongs to."""
@@ -63,6 +64,11 @@ class ServerClassSpec(Model):
     qualifiers: Qualifiers | None = None
     environment_ref: LocalObjectReference | None = Field(
         default=None, description="Environment booted by members allocated through this class."
+    )
+    boot_method: BootMethod | None = Field(
+        default=None,
+        description="How members without their own spec.bootMethod reach the agent: network "
+        "or virtualMedia.",
     )
     config_patches: list[JSONPatchOperation] | None = Field(
         default=None, description="RFC 6902 patches for members' machine configs."

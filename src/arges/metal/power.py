@@ -13,6 +13,16 @@ accepted, unbound, not clean               network boot next, power cycle (the a
 accepted, unbound, clean                   power off
 not accepted                               nothing (nothing destructive happens to it)
 =========================================  =============================================
+
+A server whose boot method is ``virtualMedia`` reaches the agent from the agent ISO in its
+BMC's virtual CD, booted once, instead of from the network (``media`` replaces
+``network_boot`` wherever the agent is wanted), and two rules change:
+
+- not accepted and never registered: boot the agent from virtual media (power on, or cycle),
+  once per ``reboot_timeout``. Setting ``bootMethod: virtualMedia`` on a Server is asking
+  for its discovery; the agent does nothing destructive to a server that is not accepted;
+- the ISO is ejected (``eject``) once the agent is done with it: when the server is clean,
+  or bound (its target boots from the network or its disk).
 """
 
 from __future__ import annotations
@@ -22,7 +32,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from arges.api.binding import INSTALLED, ServerBinding
-from arges.api.server import Server
+from arges.api.server import BootMethod, Server
 from arges.metal.boot import PXE_BOOTED
 from arges.metal.conditions import find, is_true
 
@@ -30,13 +40,21 @@ POWER_CYCLE = "PowerCycle"
 """Condition recording when a power cycle was last requested (its lastTransitionTime)."""
 
 
+AGENT_MEDIA = "AgentMedia"
+"""Condition recording the agent ISO in the BMC's virtual CD: True (reason ``Inserted``) from
+its insertion until it is ejected (then False, ``Ejected``)."""
+
+
 @dataclass(frozen=True)
 class PowerIntent:
-    """The action to take (None: none), whether to boot from the network next, and why."""
+    """The action to take (None: none), whether to boot from the network next, whether to
+    boot the agent from virtual media next, whether to eject the agent ISO, and why."""
 
     action: Literal["on", "off", "cycle"] | None
     network_boot: bool
     reason: str
+    media: bool = False
+    eject: bool = False
 
 
 def intent(
@@ -45,22 +63,31 @@ def intent(
     *,
     now: dt.datetime,
     reboot_timeout: dt.timedelta,
+    boot_method: BootMethod = "network",
 ) -> PowerIntent:
-    """The power intent for ``server`` (see the module docstring)."""
+    """The power intent for ``server`` booting the agent by ``boot_method`` (see the module
+    docstring)."""
+    media = boot_method == "virtualMedia"
+    inserted = media and is_true(server.status.conditions, AGENT_MEDIA)
+    cycled = find(server.status.conditions, POWER_CYCLE)
+    recently_cycled = cycled is not None and now - cycled.last_transition_time < reboot_timeout
     if not server.spec.accepted:
+        if media and server.status.hardware is None and not recently_cycled:
+            return PowerIntent("cycle", False, "discovery: boot the agent from virtual media", True)
         return PowerIntent(None, False, "not accepted: no power actions")
     if binding is not None:
         if is_true(binding.status.conditions, INSTALLED):
-            return PowerIntent("on", False, "installed: keep it running")
-        return PowerIntent("on", True, "allocated: boot the target environment")
+            return PowerIntent("on", False, "installed: keep it running", eject=inserted)
+        return PowerIntent("on", True, "allocated: boot the target environment", eject=inserted)
     if server.status.is_clean:
-        return PowerIntent("off", False, "clean and available: power off")
-    cycled = find(server.status.conditions, POWER_CYCLE)
-    if cycled is not None and now - cycled.last_transition_time < reboot_timeout:
+        return PowerIntent("off", False, "clean and available: power off", eject=inserted)
+    if recently_cycled:
         return PowerIntent(None, False, "waiting for the agent to wipe (cycle requested)")
     seen = server.status.last_seen
     booted = find(server.status.conditions, PXE_BOOTED)
     agent = booted is None or booted.reason not in ("Target", "Disk")
     if agent and seen is not None and now - seen < reboot_timeout:
         return PowerIntent(None, False, "the agent is running; waiting for its wipe")
+    if media:
+        return PowerIntent("cycle", False, "not clean: boot the agent from virtual media", True)
     return PowerIntent("cycle", True, "not clean: boot the agent to wipe")

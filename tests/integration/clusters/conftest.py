@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -138,10 +139,12 @@ class Rack:
         return next(s for s in self.servers if s.uuid == uuid)
 
 
-@pytest.fixture
-async def rack(tmp_path: Path) -> AsyncIterator[Rack]:
+@contextlib.asynccontextmanager
+async def open_rack(tmp_path: Path, *, talos_port: int | None = None) -> AsyncIterator[Rack]:
+    """A plane with boot HTTP (no DHCP), the fake power driver, the agent Environment and
+    the simulated servers' BMC Secret; its members answer Talos' API on ``talos_port``."""
     fake.MACHINES.clear()
-    talos_port = free_port()
+    talos_port = talos_port or free_port()
     config = PlaneConfig(
         data_dir=tmp_path / "data",
         api_port=0,
@@ -182,6 +185,12 @@ async def rack(tmp_path: Path) -> AsyncIterator[Rack]:
                 task.cancel()
             await asyncio.gather(*r.tasks, return_exceptions=True)
             await r.plane.stop()
+
+
+@pytest.fixture
+async def rack(tmp_path: Path) -> AsyncIterator[Rack]:
+    async with open_rack(tmp_path) as r:
+        yield r
 
 
 async def create_cluster(
