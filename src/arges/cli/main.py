@@ -11,6 +11,7 @@ from arges.cli.agent import agent
 from arges.cli.capi import capi
 from arges.cli.cluster import cluster
 from arges.cli.demo import demo
+from arges.cli.importer import import_
 from arges.cli.lab import lab
 from arges.cli.talos import talos
 from arges.cli.up import up
@@ -40,3 +41,4 @@ main.add_command(cluster)
 main.add_command(demo)
 main.add_command(lab)
 main.add_command(capi)
+main.add_command(import_)

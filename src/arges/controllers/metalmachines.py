@@ -12,8 +12,10 @@ Following the contract's workflow (the Cluster API book, "Contract rules for Inf
    lock TalosClusters take, so no server is ever held twice: the one ``spec.serverRef`` pins,
    else one from ``spec.serverClassRef``'s ServerClass (clean, accepted, not cordoned); a
    binding left by a restart between the allocation and recording it is found again by the
-   MetalMachine's uid (label ``metal.arges.dev/consumer-uid``); no server available is
-   condition ``ServerAllocated=False`` and another try when servers change;
+   MetalMachine's uid (label ``metal.arges.dev/consumer-uid``), and one ``arges import sidero``
+   left naming the MetalMachine before it was moved here (no uid yet) is adopted, its server
+   untouched; no server available is condition ``ServerAllocated=False`` and another try when
+   servers change;
 4. ``spec.serverRef`` and ``spec.providerID`` (``arges://<uuid>``, or the one it already
    has, e.g. an imported Sidero machine's) are written, then the status: provisioned
    (``ready``, ``initialization.provisioned``), addresses from the server's inventory, and the
@@ -54,7 +56,7 @@ from arges.controllers.capi import (
     with_finalizer,
     without_finalizer,
 )
-from arges.controllers.runtime import Body, Cache, Controller, Key, Watch, key_of
+from arges.controllers.runtime import Body, Cache, Controller, Key, RetryLater, Watch, key_of
 from arges.kube.client import KubeClient
 from arges.kube.errors import AlreadyExists, Conflict, NotFound
 from arges.kube.resources import (
@@ -70,6 +72,7 @@ from arges.metal.capi import (
     cluster_name,
     data_secret_name,
     externally_managed,
+    imported_binding,
     machine_gate,
     owner,
     paused,
@@ -194,15 +197,45 @@ class MetalMachineController(Controller):
 
     async def _held(self, body: Body, *, released: bool = False) -> ServerBinding | None:
         """This MetalMachine's binding: the one its uid labels (a restart may have come
-        between the allocation and ``spec.serverRef``); one being deleted only with
-        ``released``."""
+        between the allocation and ``spec.serverRef``), else one an import from Sidero left
+        for it, which is adopted; one being deleted only with ``released``."""
         uid = body["metadata"]["uid"]
         found = await self.kube.list(SERVER_BINDINGS, label_selector=f"{CONSUMER_UID_LABEL}={uid}")
         for item in found:
             binding = ServerBinding.from_json(item)
             if binding.spec.consumer_ref.uid == uid and (released or not releasing(item)):
                 return binding
-        return None
+        imported = imported_binding(self.cache.objects(SERVER_BINDINGS), body)
+        return None if imported is None else await self._adopt(imported, body)
+
+    async def _adopt(self, cached: Body, body: Body) -> ServerBinding | None:
+        """Make an imported binding this MetalMachine's: its uid in the consumer reference and
+        the label, written against the binding as it is now (a conflict is retried)."""
+        name = cached["metadata"]["name"]
+        try:
+            current = await self.kube.get(SERVER_BINDINGS, name)
+        except NotFound:
+            return None
+        if imported_binding([current], body) is None:
+            return None
+        uid = body["metadata"]["uid"]
+        patch = {
+            "metadata": {
+                "labels": {CONSUMER_UID_LABEL: uid},
+                "resourceVersion": current["metadata"]["resourceVersion"],
+            },
+            "spec": {"consumerRef": {"uid": uid}},
+        }
+        try:
+            adopted = await self.kube.patch(SERVER_BINDINGS, name, patch)
+        except Conflict as exc:
+            raise RetryLater(f"binding {name} changed while being adopted") from exc
+        meta = body["metadata"]
+        log.info("%s/%s: adopted server %s (imported)", meta["namespace"], meta["name"], name)
+        await self.kube.event(
+            body, "ServerAdopted", f"adopted server {name}, bound to it in Sidero and imported"
+        )
+        return ServerBinding.from_json(adopted)
 
     async def _bind(
         self, body: Body, machine: Body, cluster: str
