@@ -314,14 +314,23 @@ class WebhookClient:
         if self._session is None:
             self._session = aiohttp.ClientSession()
         headers = {"Content-Type": "application/json", "Accept": "application/json, */*"}
+        data = codec.dumps(body)
         try:
             async with asyncio.timeout(seconds):
-                async with self._session.post(
-                    url, data=codec.dumps(body), headers=headers, ssl=context
-                ) as resp:
-                    raw = await resp.read()
-                    status = resp.status
-                    text = resp.content_type.startswith("text/")
+                for attempt in range(2):
+                    try:
+                        async with self._session.post(
+                            url, data=data, headers=headers, ssl=context
+                        ) as resp:
+                            raw = await resp.read()
+                            status = resp.status
+                            text = resp.content_type.startswith("text/")
+                        break
+                    except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError):
+                        # A kept-alive connection the webhook server had closed while idle:
+                        # once, on a new one (Go's transport retries these too).
+                        if attempt:
+                            raise
         except TimeoutError:
             raise CallError(f"{where}: context deadline exceeded") from None
         except aiohttp.ClientError as exc:
