@@ -17,7 +17,7 @@ from arges.boot.dhcp import BootFiles
 from arges.boot.dhcpserver import DhcpConfig, DhcpService, Mode
 from arges.boot.http import BootHttp, Decider, HttpConfig
 from arges.boot.leases import PoolConfig
-from arges.boot.tftp import TftpServer
+from arges.boot.tftpserver import TftpServer
 
 log = logging.getLogger(__name__)
 

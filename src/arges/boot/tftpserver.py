@@ -1,0 +1,371 @@
+"""The TFTP service: transfers on a thread and event loop of their own.
+
+The protocol (RFC 1350, options from RFC 2347, 2348 and 2349) and what is refused are those of
+:mod:`arges.boot.tftp`; this module runs it for a boot storm:
+
+- **Its own thread and event loop.** A storm is tens of thousands of packets a second; on the
+  loop that serves the API and runs the controllers it delayed both (``/readyz`` p99 60 ms and
+  more) and was delayed by them. Here nothing else runs on TFTP's loop, and file reads and
+  path resolution, which block, block only TFTP.
+- **One callback per packet.** Each transfer is a datagram protocol: an ACK arrives, the next
+  block goes out from ``datagram_received``, and one timer handle retransmits after the
+  negotiated ``timeout`` (RFC 2349, default 1 s), up to ``retries`` times. No task, queue or
+  ``wait_for`` per packet.
+- **Files from** :class:`~arges.boot.tftpfiles.FileCache`: small hot files from memory, large
+  ones streamed a block at a time.
+- **Room for the burst.** A thousand read requests arrive at once on one socket: its receive
+  buffer is enlarged (``SO_RCVBUFFORCE`` with the privilege, else ``SO_RCVBUF`` up to the
+  kernel's ``rmem_max``) so they queue instead of being dropped, up to ``max_transfers`` run
+  at once (each is a socket: the soft file-descriptor limit is raised to the hard one), and a
+  request beyond that is dropped, which the client's retransmission retries.
+
+Each transfer has its own socket (its transfer ID, RFC 1350 section 4); a packet from another
+address gets error 5 (unknown transfer ID) and does not disturb it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import resource
+import socket
+import struct
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any, cast
+
+from arges.boot.tftp import (
+    ACK,
+    DATA,
+    DEFAULT_BLKSIZE,
+    ERROR,
+    RRQ,
+    UNKNOWN_TID,
+    WRQ,
+    ReadRequest,
+    Refused,
+    error_packet,
+    negotiate,
+    oack_packet,
+    parse_request,
+    resolve,
+)
+from arges.boot.tftpfiles import FileCache, Source
+
+log = logging.getLogger(__name__)
+
+_HEADER = struct.Struct("!HH")
+LISTEN_BUFFER = 8 << 20
+"""Receive buffer asked for the listening socket: room for a few thousand queued requests."""
+
+
+class _Listener(asyncio.DatagramProtocol):
+    def __init__(self, server: TftpServer) -> None:
+        self.server = server
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # Python 3.11's selector datagram transport does not subclass DatagramTransport.
+        self.transport = cast(asyncio.DatagramTransport, transport)
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        assert self.transport is not None
+        try:
+            request = parse_request(data)
+            path = resolve(self.server.root, request.filename)
+        except Refused as exc:
+            log.info("TFTP: refused %s: %s", addr[0], exc.message)
+            if len(data) >= 2 and data[1] in (RRQ, WRQ):
+                self.transport.sendto(error_packet(exc.code, exc.message), addr)
+            return
+        self.server.begin(request, path, addr)
+
+
+class _Transfer(asyncio.DatagramProtocol):
+    """One read: sends a packet, waits for its ACK, sends the next (see the module docstring)."""
+
+    def __init__(self, server: TftpServer, request: ReadRequest, path: Path, peer: Any) -> None:
+        self.server = server
+        self.request = request
+        self.path = path
+        self.peer: tuple[str, int] = peer
+        self.transport: asyncio.DatagramTransport | None = None
+        self.source: Source | None = None
+        self.blksize = DEFAULT_BLKSIZE
+        self.wait = server.default_timeout
+        self.block = 0
+        """The block number the peer must acknowledge next (0: the OACK)."""
+        self.final = False
+        self.packet = b""
+        self.sends = 0
+        self.timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.DatagramTransport, transport)
+        try:
+            self.source = self.server.files.open(self.path)
+            accepted = negotiate(self.request.options, self.source.size)
+        except Refused as exc:
+            self._abort(exc.code, exc.message)
+            return
+        except OSError as exc:
+            log.warning("TFTP: cannot read %s: %s", self.path, exc)
+            self._abort(0, "cannot read the file")
+            return
+        self.blksize = int(accepted.get("blksize", DEFAULT_BLKSIZE))
+        self.wait = float(accepted.get("timeout", self.server.default_timeout))
+        if accepted:
+            self._send(oack_packet(accepted))
+        else:
+            self._next()
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        if addr != self.peer:
+            transport.sendto(error_packet(UNKNOWN_TID, "unknown transfer ID"), addr)
+            return
+        if len(data) < 4:
+            return
+        opcode, number = _HEADER.unpack_from(data)
+        if opcode == ERROR:
+            log.info(
+                "TFTP: %s aborted the transfer: %s",
+                self.peer[0],
+                data[4:].rstrip(b"\x00").decode("ascii", "replace"),
+            )
+            self._close()
+        elif opcode == ACK and number == self.block & 0xFFFF:
+            if self.final:
+                log.info(
+                    "TFTP: sent %s (%d bytes) to %s",
+                    self.request.filename,
+                    self.source.size if self.source else 0,
+                    self.peer[0],
+                )
+                self._close()
+            else:
+                self._next()
+        # Anything else (a duplicate ACK above all) is ignored: answering duplicates would
+        # double every later packet (the "Sorcerer's Apprentice" bug, RFC 1123 4.2.3.1).
+
+    def _next(self) -> None:
+        assert self.source is not None
+        self.block += 1
+        try:
+            chunk = self.source.read((self.block - 1) * self.blksize, self.blksize)
+        except OSError as exc:
+            log.warning("TFTP: cannot read %s: %s", self.path, exc)
+            self._abort(0, "cannot read the file")
+            return
+        self.final = len(chunk) < self.blksize
+        self._send(_HEADER.pack(DATA, self.block & 0xFFFF) + chunk)
+
+    def _send(self, packet: bytes) -> None:
+        assert self.transport is not None
+        self.packet = packet
+        self.sends = 1
+        self.transport.sendto(packet, self.peer)
+        self._arm()
+
+    def _arm(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        self.timer = asyncio.get_running_loop().call_later(self.wait, self._expired)
+
+    def _expired(self) -> None:
+        self.timer = None
+        if self.transport is None or self.transport.is_closing():
+            return
+        if self.sends > self.server.retries:
+            log.info("TFTP: %s stopped answering at block %d", self.peer[0], self.block)
+            self._close()
+            return
+        self.sends += 1
+        self.transport.sendto(self.packet, self.peer)
+        self._arm()
+
+    def _abort(self, code: int, message: str) -> None:
+        assert self.transport is not None
+        self.transport.sendto(error_packet(code, message), self.peer)
+        self._close()
+
+    def _close(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        if self.transport is not None:
+            self.transport.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        if self.source is not None:
+            self.source.close()
+            self.source = None
+        self.server.ended(self)
+
+    def error_received(self, exc: Exception) -> None:
+        """An ICMP error for this peer (port unreachable): the retransmission timer decides."""
+
+
+class TftpServer:
+    """Serves the files under ``root`` (see the module docstring and :mod:`arges.boot.tftp`).
+
+    ``retries`` retransmissions of a packet follow the first send, each after the transfer's
+    timeout (``default_timeout`` seconds unless the client negotiated one).
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        host: str = "0.0.0.0",
+        port: int = 69,
+        *,
+        retries: int = 5,
+        default_timeout: float = 1.0,
+        max_transfers: int = 4096,
+        files: FileCache | None = None,
+    ) -> None:
+        self.root = root
+        self.host = host
+        self.port = port
+        self.retries = retries
+        self.default_timeout = default_timeout
+        self.max_transfers = max_transfers
+        self.files = files or FileCache()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._listener: asyncio.DatagramTransport | None = None
+        self._transfers: set[_Transfer] = set()
+
+    async def start(self) -> None:
+        """Bind the port and start serving on the TFTP thread.
+
+        Raises:
+            OSError: the port cannot be bound (taken, or 69 without the privilege).
+        """
+        sock = socket.socket(
+            socket.AF_INET6 if ":" in self.host else socket.AF_INET, socket.SOCK_DGRAM
+        )
+        try:
+            sock.bind((self.host, self.port))
+            sock.setblocking(False)
+            _enlarge_receive_buffer(sock, LISTEN_BUFFER)
+        except OSError:
+            sock.close()
+            raise
+        _raise_descriptor_limit()
+        self.port = sock.getsockname()[1]
+        loop = asyncio.new_event_loop()
+        ready = threading.Event()
+
+        def run() -> None:
+            asyncio.set_event_loop(loop)
+            loop.call_soon(ready.set)
+            loop.run_forever()
+            loop.close()
+
+        self._loop = loop
+        self._thread = threading.Thread(target=run, name="arges-tftp", daemon=True)
+        self._thread.start()
+        await asyncio.to_thread(ready.wait)
+        self._listener, _ = await self._call(
+            lambda: loop.create_datagram_endpoint(lambda: _Listener(self), sock=sock)
+        )
+        log.info("TFTP serving %s on %s:%d", self.root, self.host, self.port)
+
+    async def stop(self) -> None:
+        """Stop listening, end every transfer, and stop the TFTP thread."""
+        loop, thread = self._loop, self._thread
+        if loop is None or thread is None:
+            return
+
+        async def shut() -> None:
+            if self._listener is not None:
+                self._listener.close()
+                self._listener = None
+            for transfer in list(self._transfers):
+                transfer._close()
+            await asyncio.sleep(0)
+
+        with contextlib.suppress(RuntimeError):
+            await self._call(shut)
+            loop.call_soon_threadsafe(loop.stop)
+        await asyncio.to_thread(thread.join)
+        self._loop = self._thread = None
+
+    async def _call(self, make: Callable[[], Any]) -> Any:
+        """Run the coroutine ``make()`` returns on the TFTP loop; its result, here."""
+        assert self._loop is not None
+
+        async def run() -> Any:
+            return await make()
+
+        future: Future[Any] = asyncio.run_coroutine_threadsafe(run(), self._loop)
+        return await asyncio.wrap_future(future)
+
+    @property
+    def transfers(self) -> int:
+        """How many transfers are running."""
+        return len(self._transfers)
+
+    def begin(self, request: ReadRequest, path: Path, peer: tuple[str, int]) -> None:
+        """Start a transfer of ``path`` to ``peer`` from a new socket (on the TFTP loop)."""
+        if len(self._transfers) >= self.max_transfers:
+            log.warning(
+                "TFTP: %d transfers running, dropping a request from %s",
+                len(self._transfers),
+                peer[0],
+            )
+            return
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            sock.bind((self.host, 0))
+            sock.setblocking(False)
+        except OSError as exc:
+            sock.close()
+            log.warning("TFTP: no socket for a transfer to %s: %s", peer[0], exc)
+            return
+        transfer = _Transfer(self, request, path, peer)
+        self._transfers.add(transfer)
+        assert self._loop is not None
+        self._loop.create_task(self._open(transfer, sock))
+
+    async def _open(self, transfer: _Transfer, sock: socket.socket) -> None:
+        assert self._loop is not None
+        try:
+            await self._loop.create_datagram_endpoint(lambda: transfer, sock=sock)
+        except OSError as exc:
+            sock.close()
+            self._transfers.discard(transfer)
+            log.warning("TFTP: cannot start a transfer to %s: %s", transfer.peer[0], exc)
+
+    def ended(self, transfer: _Transfer) -> None:
+        self._transfers.discard(transfer)
+
+
+def _enlarge_receive_buffer(sock: socket.socket, size: int) -> None:
+    """Ask for a ``size``-byte receive buffer: forced with CAP_NET_ADMIN, else as much as the
+    kernel allows unprivileged (``net.core.rmem_max``)."""
+    force = getattr(socket, "SO_RCVBUFFORCE", 33)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, force, size)
+    except OSError:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
+
+
+def _raise_descriptor_limit() -> None:
+    """Raise the soft limit on open files to the hard one: every transfer holds a socket, and
+    the usual soft limit (1024) is below a rack's worth of simultaneous transfers."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
