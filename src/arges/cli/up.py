@@ -16,6 +16,7 @@ from arges.discovery.api import DiscoveryConfig
 from arges.kube import connection
 from arges.kube.connection import Connection
 from arges.kube.errors import KubeError
+from arges.kube.leaderelection import ElectionConfig
 from arges.metal import environments
 from arges.plane import ManagementPlane, NotInstalled, PlaneConfig
 
@@ -109,6 +110,18 @@ from arges.plane import ManagementPlane, NotInstalled, PlaneConfig
     "that cannot download Talos (in production 'default' is Talos itself).",
 )
 @click.option("--no-boot", is_flag=True, help="Run no network boot services at all.")
+@click.option(
+    "--leader-elect",
+    is_flag=True,
+    help="With --in-cluster or --kubeconfig: run the controllers and DHCP only while elected "
+    "leader (Lease 'arges'), so several replicas can run; boot HTTP and TFTP serve on all.",
+)
+@click.option(
+    "--leader-election-namespace",
+    default=None,
+    help="Namespace of the leader election Lease (default: the pod's, or the kubeconfig "
+    "context's).",
+)
 def up(
     data_dir: Path,
     api_address: str,
@@ -130,6 +143,8 @@ def up(
     agent_image: Path | None,
     talos_stand_in: bool,
     no_boot: bool,
+    leader_elect: bool,
+    leader_election_namespace: str | None,
 ) -> None:
     """Start Arges: the Kubernetes API, the controllers and the network boot services.
 
@@ -144,6 +159,14 @@ def up(
             external = connection.from_kubeconfig(kubeconfig)
     except connection.ConfigError as exc:
         raise click.ClickException(str(exc)) from exc
+    election = None
+    if leader_elect:
+        if external is None:
+            raise click.ClickException(
+                "--leader-elect needs --in-cluster or --kubeconfig: the embedded API server "
+                "serves one process"
+            )
+        election = ElectionConfig(namespace=leader_election_namespace or external.namespace)
     boot = None
     if not no_boot:
         pool: tuple[str, str] | None = None
@@ -177,6 +200,7 @@ def up(
         boot=boot,
         discovery=DiscoveryConfig(auto_accept=auto_accept_servers, wipe_mode=wipe_mode),  # type: ignore[arg-type]
         external_api=external,
+        leader_election=election,
     )
     plane = ManagementPlane(config)
     try:
@@ -194,6 +218,10 @@ def up(
         raise click.ClickException(f"cannot start: {exc}") from exc
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
+    if plane.lost.is_set():
+        raise click.ClickException(
+            "lost the leader election: exiting, so that a restart rejoins as a candidate"
+        )
 
 
 async def _run(plane: ManagementPlane) -> None:
@@ -215,6 +243,9 @@ async def _run(plane: ManagementPlane) -> None:
             click.echo(f"  export KUBECONFIG={plane.api.kubeconfig_path.resolve()}")
         click.echo("  kubectl get servers,serverclasses,environments")
         click.echo("Press Ctrl-C to stop.")
-        await stop.wait()
+        waits = [asyncio.ensure_future(e.wait()) for e in (stop, plane.lost)]
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        for wait in waits:
+            wait.cancel()
     finally:
         await plane.stop()
