@@ -3,9 +3,9 @@
 It serves the iPXE binaries to PXE firmware. This module holds the protocol: parsing,
 option negotiation, packets and which paths are served; :mod:`arges.boot.tftpserver` runs the
 transfers (each on its own UDP socket, its transfer ID; lost packets retransmitted after the
-negotiated ``timeout``, RFC 2349, default 1 s). Options: ``blksize`` 8..65464 (RFC 2348),
-``tsize`` (answered with the file size) and ``timeout`` 1..255 s; unknown options are ignored,
-as RFC 2347 says.
+negotiated ``timeout``, RFC 2349, else backing off from 1 s). Options: ``blksize`` 8..65464
+(RFC 2348), ``tsize`` (answered with the file size) and ``timeout`` 1..255 s; unknown options
+are ignored, as RFC 2347 says.
 
 Refused with a TFTP error, never served: writes (it is read-only), absolute paths, paths
 with ``..``, and directories that resolve outside the root (a symlink in the root that

@@ -224,3 +224,31 @@ async def test_a_stranger_gets_unknown_transfer_id_and_the_transfer_goes_on(serv
             break
     sock.close()
     assert data == (root / "big.bin").read_bytes()
+
+
+async def test_a_repeated_request_does_not_start_a_second_transfer(server) -> None:
+    srv, _ = server
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.settimeout(5)
+    sock.bind(("127.0.0.1", 0))
+    try:
+        rrq = b"\x00\x01small.bin\x00octet\x00tsize\x000\x00"
+        sock.sendto(rrq, ("127.0.0.1", srv.port))
+        sock.sendto(rrq, ("127.0.0.1", srv.port))
+        oack, peer = await asyncio.to_thread(sock.recvfrom, 65536)
+        assert oack[:2] == b"\x00\x06"
+        sock.sendto(b"\x00\x04\x00\x00", peer)
+        data, _ = await asyncio.to_thread(sock.recvfrom, 65536)
+        assert data == b"\x00\x03\x00\x01hello"
+        sock.sendto(b"\x00\x04\x00\x01", peer)
+        sock.settimeout(1.5)
+        with pytest.raises(TimeoutError):
+            extra = await asyncio.to_thread(sock.recvfrom, 65536)
+            pytest.fail(f"a second transfer answered: {extra!r}")
+    finally:
+        sock.close()
+    for _ in range(100):  # the transfer ends on the TFTP thread
+        if srv.transfers == 0:
+            break
+        await asyncio.sleep(0.05)
+    assert srv.transfers == 0
