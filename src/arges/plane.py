@@ -26,6 +26,7 @@ from arges.assets import AssetCache
 from arges.boot.decider import KubeBootDecider
 from arges.boot.media import AgentMedia
 from arges.boot.services import BootConfig, BootServices
+from arges.controllers.announcer import Announcer
 from arges.controllers.clusters import TalosClusterController
 from arges.controllers.environments import EnvironmentController
 from arges.controllers.metalclusters import MetalClusterController
@@ -50,6 +51,8 @@ from arges.kube.resources import (
 from arges.metadata.service import MetadataService, talos_patcher
 from arges.metal.environments import talos_default
 from arges.metal.media import MediaUnavailable
+from arges.metrics import Metrics
+from arges.metrics.http import MetricsPort, exposition
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +80,9 @@ class PlaneConfig:
     external_api: Connection | None = None
     """An existing Kubernetes API server (a real cluster) to use instead of the embedded
     one; Arges' CRDs must be installed there (``kubectl apply -k deploy``)."""
+    metrics_port: int | None = None
+    """Also serve ``/metrics`` over plain HTTP on this port of ``api_address`` (0: any
+    free port); None: only on the API port, with the admin token."""
 
 
 class NotInstalled(Exception):
@@ -88,6 +94,7 @@ class ManagementPlane:
 
     def __init__(self, config: PlaneConfig) -> None:
         self.config = config
+        self.metrics = Metrics()
         self.api: ApiServer | None = None
         if config.external_api is None:
             self.api = ApiServer(
@@ -96,8 +103,12 @@ class ManagementPlane:
                     address=config.api_address,
                     port=config.api_port,
                     crds=all_crds(),
-                )
+                ),
+                self.metrics,
             )
+        self.metrics_port: MetricsPort | None = None
+        if config.metrics_port is not None:
+            self.metrics_port = MetricsPort(self.metrics, config.api_address, config.metrics_port)
         self.assets = AssetCache(config.data_dir / "assets")
         self.kube: KubeClient | None = None
         self.boot: BootServices | None = None
@@ -114,6 +125,7 @@ class ManagementPlane:
         """
         if self.api is not None:
             await self.api.start()
+            self.api.mounts["/metrics"] = exposition(self.metrics, self.api.token)
             connection = from_kubeconfig(self.api.kubeconfig_path)
         else:
             assert self.config.external_api is not None
@@ -127,6 +139,7 @@ class ManagementPlane:
             lambda: self.boot.http.base_url if self.boot is not None else "",
         )
         cache = Cache()
+        self.metrics.servers = lambda: cache.objects(SERVERS)
         controllers: list[Controller] = [
             ServerController(self.kube, cache),
             ServerClassController(self.kube, cache),
@@ -142,15 +155,17 @@ class ManagementPlane:
                 refresh=self.config.power_refresh,
                 reboot_timeout=self.config.reboot_timeout,
                 media=self._media_url if self.config.boot is not None else None,
+                metrics=self.metrics,
             ),
             TalosClusterController(self.kube, cache, talos_port=self.config.talos_port),
             # The Cluster API provider: its watches of Cluster API's Clusters and Machines
             # start when their CRDs exist; until then MetalClusters and MetalMachines wait.
             MetalClusterController(self.kube, cache),
             MetalMachineController(self.kube, cache),
+            Announcer(self.kube, cache),
         ]
         ready = asyncio.Event()
-        manager = Manager(connection, controllers, cache)
+        manager = Manager(connection, controllers, cache, self.metrics)
         self._controllers = asyncio.create_task(manager.run(self._stop, ready), name="controllers")
         done, _ = await asyncio.wait(
             [self._controllers, asyncio.create_task(ready.wait())],
@@ -170,8 +185,11 @@ class ManagementPlane:
                 self.assets,
                 self.config.data_dir,
                 routes,
+                self.metrics,
             )
             await self.boot.start()
+        if self.metrics_port is not None:
+            await self.metrics_port.start()
 
     async def _media_url(self, uuid: str) -> str:
         """The URL of Server ``uuid``'s agent ISO, built (for the power controller).
@@ -212,6 +230,8 @@ class ManagementPlane:
 
     async def stop(self) -> None:
         """Stop the boot services, the controllers, then the API server."""
+        if self.metrics_port is not None:
+            await self.metrics_port.stop()
         if self.boot is not None:
             await self.boot.stop()
         self._stop.set()

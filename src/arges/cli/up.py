@@ -109,6 +109,13 @@ from arges.plane import ManagementPlane, NotInstalled, PlaneConfig
     "that cannot download Talos (in production 'default' is Talos itself).",
 )
 @click.option("--no-boot", is_flag=True, help="Run no network boot services at all.")
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(0, 65535),
+    default=None,
+    help="Also serve Prometheus metrics at /metrics on this plain-HTTP port of --api-address "
+    "(they are always on the API port, at /metrics, with the admin token).",
+)
 def up(
     data_dir: Path,
     api_address: str,
@@ -130,6 +137,7 @@ def up(
     agent_image: Path | None,
     talos_stand_in: bool,
     no_boot: bool,
+    metrics_port: int | None,
 ) -> None:
     """Start Arges: the Kubernetes API, the controllers and the network boot services.
 
@@ -177,6 +185,7 @@ def up(
         boot=boot,
         discovery=DiscoveryConfig(auto_accept=auto_accept_servers, wipe_mode=wipe_mode),  # type: ignore[arg-type]
         external_api=external,
+        metrics_port=metrics_port,
     )
     plane = ManagementPlane(config)
     try:
@@ -211,6 +220,10 @@ async def _run(plane: ManagementPlane) -> None:
         click.echo(f"Arges is up. API server: {plane.kube.connection.server}")
         if plane.boot is not None:
             click.echo(f"  network boot: {plane.boot.http.base_url}")
+        if plane.metrics_port is not None:
+            click.echo(
+                f"  metrics: http://{plane.config.api_address}:{plane.metrics_port.port}/metrics"
+            )
         if plane.api is not None:
             click.echo(f"  export KUBECONFIG={plane.api.kubeconfig_path.resolve()}")
         click.echo("  kubectl get servers,serverclasses,environments")
