@@ -17,8 +17,8 @@ not accepted                               nothing (nothing destructive happens 
 Before these rules, a person's requests (:mod:`arges.metal.requests`) of an accepted server:
 a power cycle requested after the last cycle is done first (booting from the network next,
 where Arges decides what it boots); a re-inspection of an unbound server cycles it into the
-agent once, then holds every other action until the agent registers again (or
-``reboot_timeout`` passes).
+agent. After either, an unbound server is left alone until the agent registers again (or
+``reboot_timeout`` passes), instead of being powered off before it has booted.
 
 A server whose boot method is ``virtualMedia`` reaches the agent from the agent ISO in its
 BMC's virtual CD, booted once, instead of from the network (``media`` replaces
@@ -116,14 +116,20 @@ def _asked(
     cycle = requested(server, POWER_CYCLE_REQUESTED)
     if cycle is not None and (last_cycle is None or last_cycle < cycle):
         return PowerIntent("cycle", not media, "power cycle requested by a person")
-    inspect = requested(server, REINSPECT_REQUESTED)
-    if inspect is None or binding is not None:
-        return None
-    if last_cycle is None or last_cycle < inspect:
+    inspect = requested(server, REINSPECT_REQUESTED) if binding is None else None
+    if inspect is not None and (last_cycle is None or last_cycle < inspect):
         return PowerIntent(
             "cycle", not media, "re-inspection requested: boot the agent", media=media
         )
+    asked = [t for t in (cycle, inspect) if t is not None and last_cycle is not None]
     seen = server.status.last_seen
-    if recently_cycled and (seen is None or seen <= last_cycle):
-        return PowerIntent(None, False, "re-inspection: waiting for the agent to register")
+    if (
+        binding is None
+        and asked
+        and recently_cycled
+        and last_cycle is not None
+        and (seen is None or seen <= last_cycle)
+    ):
+        # An unbound server would be powered off (or cycled again) at once: let it boot.
+        return PowerIntent(None, False, "cycled as asked: waiting for the agent to register")
     return None

@@ -44,6 +44,15 @@ def test_a_clean_server_is_cycled_not_powered_off_when_asked() -> None:
     assert got.action == "cycle"
 
 
+def test_a_cycled_clean_server_boots_before_it_is_powered_off_again() -> None:
+    s = cycled(asking(POWER_CYCLE_REQUESTED, clean=True), minutes_ago=0.5)
+    s.status.last_seen = NOW - dt.timedelta(minutes=5)
+    got = intent(s, None, now=NOW, reboot_timeout=TIMEOUT)
+    assert got.action is None and "waiting for the agent" in got.reason
+    s.status.last_seen = NOW
+    assert intent(s, None, now=NOW, reboot_timeout=TIMEOUT).action == "off"
+
+
 def test_requests_of_a_server_not_accepted_do_nothing() -> None:
     for annotation in (POWER_CYCLE_REQUESTED, REINSPECT_REQUESTED):
         got = intent(asking(annotation, accepted=False), None, now=NOW, reboot_timeout=TIMEOUT)
