@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -48,11 +49,14 @@ from arges.kube.resources import (
     SERVERS,
     TALOS_CLUSTERS,
 )
+from arges.lab.state import StateError, load_state
 from arges.metadata.service import MetadataService, talos_patcher
 from arges.metal.environments import talos_default
 from arges.metal.media import MediaUnavailable
 from arges.metrics import Metrics
 from arges.metrics.http import MetricsPort, exposition
+from arges.ui.app import PREFIX as UI_PREFIX
+from arges.ui.app import Dashboard
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +117,7 @@ class ManagementPlane:
         self.kube: KubeClient | None = None
         self.boot: BootServices | None = None
         self.media: AgentMedia | None = None
+        self.dashboard: Dashboard | None = None
         self._stop = asyncio.Event()
         self._controllers: asyncio.Task[None] | None = None
 
@@ -132,6 +137,16 @@ class ManagementPlane:
             connection = self.config.external_api
         self.kube = KubeClient(connection, component="arges")
         await self._check_installed(self.kube)
+        if self.api is not None:
+            self.dashboard = Dashboard(
+                self.kube,
+                self.metrics,
+                admin_token=self.api.token,
+                pki_dir=self.config.data_dir / "pki",
+                console_log=lab_console_log(self.config.data_dir),
+            )
+            await self.dashboard.start()
+            self.api.mounts[UI_PREFIX] = self.dashboard.handle
         self.media = AgentMedia(
             self.kube,
             self.assets,
@@ -238,7 +253,24 @@ class ManagementPlane:
         if self._controllers is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.wait_for(self._controllers, 30)
+        if self.dashboard is not None:
+            await self.dashboard.stop()
         if self.kube is not None:
             await self.kube.close()
         if self.api is not None:
             await self.api.stop()
+
+
+def lab_console_log(data_dir: Path) -> Callable[[str], Path | None]:
+    """Where the serial console log of a lab server is (``arges lab`` in ``data_dir``), for
+    the dashboard's link; None for servers that are not the lab's."""
+
+    def console_log(uuid: str) -> Path | None:
+        try:
+            state = load_state(data_dir / "lab")
+        except StateError:
+            return None
+        server = next((s for s in state.servers if s.uuid == uuid), None) if state else None
+        return server.console_log if server is not None and server.console_log.exists() else None
+
+    return console_log

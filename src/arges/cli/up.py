@@ -12,6 +12,7 @@ from arges.apiserver.storage import StorageError
 from arges.boot.services import BootConfig, default_address
 from arges.cli import options
 from arges.cli.agent import agent_environment
+from arges.cli.logs import use_format
 from arges.discovery.api import DiscoveryConfig
 from arges.kube import connection
 from arges.kube.connection import Connection
@@ -110,6 +111,13 @@ from arges.plane import ManagementPlane, NotInstalled, PlaneConfig
 )
 @click.option("--no-boot", is_flag=True, help="Run no network boot services at all.")
 @click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="Log lines as text, or as one JSON object per line (time, level, logger, message).",
+)
+@click.option(
     "--metrics-port",
     type=click.IntRange(0, 65535),
     default=None,
@@ -138,12 +146,14 @@ def up(
     talos_stand_in: bool,
     no_boot: bool,
     metrics_port: int | None,
+    log_format: str,
 ) -> None:
     """Start Arges: the Kubernetes API, the controllers and the network boot services.
 
     Runs in the foreground; Ctrl-C (SIGINT) or SIGTERM shuts it down cleanly.
     kubectl works at once with --kubeconfig DATA_DIR/kubeconfig.
     """
+    use_format(log_format)
     external: Connection | None = None
     try:
         if in_cluster:
@@ -225,6 +235,7 @@ async def _run(plane: ManagementPlane) -> None:
                 f"  metrics: http://{plane.config.api_address}:{plane.metrics_port.port}/metrics"
             )
         if plane.api is not None:
+            click.echo(f"  dashboard: {plane.api.url}/ui (sign in with `arges ui token`)")
             click.echo(f"  export KUBECONFIG={plane.api.kubeconfig_path.resolve()}")
         click.echo("  kubectl get servers,serverclasses,environments")
         click.echo("Press Ctrl-C to stop.")

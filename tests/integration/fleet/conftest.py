@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.integration.clusters.conftest import Rack, open_rack
 from tests.integration.conftest import api_session
+from tests.integration.fleet.browser import Browser
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
@@ -52,3 +53,14 @@ async def scrape(rack: Rack) -> Samples:
 async def http_get(session: aiohttp.ClientSession, url: str, **kw: Any) -> tuple[int, bytes]:
     async with session.get(url, **kw) as resp:
         return resp.status, await resp.read()
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[Browser]:
+    """Headless Chromium (skips where Debian's chromium is absent); screenshots under
+    ``tmp_path/screenshots``."""
+    b = Browser(tmp_path / "chromium-profile", tmp_path / "screenshots")
+    try:
+        yield b
+    finally:
+        b.quit()
