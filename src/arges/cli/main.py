@@ -11,6 +11,7 @@ from arges.cli.agent import agent
 from arges.cli.capi import capi
 from arges.cli.cluster import cluster
 from arges.cli.demo import demo
+from arges.cli.importer import import_
 from arges.cli.lab import lab
 from arges.cli.logs import TEXT_FORMAT
 from arges.cli.status import status
@@ -43,5 +44,6 @@ main.add_command(cluster)
 main.add_command(demo)
 main.add_command(lab)
 main.add_command(capi)
+main.add_command(import_)
 main.add_command(status)
 main.add_command(ui)
