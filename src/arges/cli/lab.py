@@ -12,7 +12,7 @@ import click
 from arges.cli import options
 from arges.lab import datacenter
 from arges.lab.console import ConsoleError, attach
-from arges.lab.datacenter import LabError, LabStatus
+from arges.lab.datacenter import LabStatus
 from arges.lab.plan import LabSpec, PlanError, parse_disks
 from arges.lab.records import LAB_LABEL
 
@@ -123,12 +123,9 @@ def up(
         bmc=bmc,  # type: ignore[arg-type]
         network_boot=network_boot,
     )
-    try:
-        state = asyncio.run(
-            datacenter.up(spec, data_dir, progress=lambda m: click.echo(f"  {m}", err=True))
-        )
-    except LabError as exc:
-        raise click.ClickException(str(exc)) from exc
+    state = asyncio.run(
+        datacenter.up(spec, data_dir, progress=lambda m: click.echo(f"  {m}", err=True))
+    )
     net = state.network
     click.echo(
         f"The lab is up: {len(state.servers)} server(s) on {net.subnet} "
@@ -157,10 +154,7 @@ def up(
 @DATA_DIR
 def status(data_dir: Path) -> None:
     """The lab's servers: firmware, UUID, MAC, BMC kind and address, power, console log."""
-    try:
-        current = datacenter.status(data_dir)
-    except LabError as exc:
-        raise click.ClickException(str(exc)) from exc
+    current = datacenter.status(data_dir)
     click.echo(_status_table(current))
 
 
@@ -203,10 +197,7 @@ def console(name: str, data_dir: Path) -> None:
 
     When standard input is not a terminal, print the console log instead.
     """
-    try:
-        current = datacenter.status(data_dir)
-    except LabError as exc:
-        raise click.ClickException(str(exc)) from exc
+    current = datacenter.status(data_dir)
     server = current.state.server(name)
     if server is None:
         names = ", ".join(s.name for s in current.state.servers)

@@ -32,6 +32,7 @@ from arges.agent.protocol import MAX_BODY_BYTES, PHASES, REGISTER_PATH, REPORT_P
 from arges.api.base import ConditionStatus
 from arges.api.binding import INSTALLED, ServerBinding
 from arges.api.server import HardwareInformation, Server
+from arges.errors import ArgesError
 from arges.kube.client import KubeClient
 from arges.kube.errors import AlreadyExists, KubeError, NotFound
 from arges.kube.resources import SERVER_BINDINGS, SERVERS
@@ -55,7 +56,7 @@ LIMITS = {"processors": 64, "modules": 512, "devices": 256, "interfaces": 256, "
 WIPE = "Wipe"
 
 
-class BadRegistration(ValueError):
+class BadRegistration(ArgesError, ValueError):
     """Input the endpoint refuses (HTTP 400), with a message for the agent's log."""
 
 

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from arges.errors import ArgesError
 from arges.kube.client import KubeClient
 from arges.kube.connection import ConfigError, from_kubeconfig
 from arges.kube.errors import AlreadyExists, KubeError, NotFound
@@ -56,7 +57,7 @@ ENDPOINT = "https://10.88.0.100:6443"
 there, since the stand-in runs no Kubernetes)."""
 
 
-class DemoFailed(Exception):
+class DemoFailed(ArgesError):
     """A step did not finish; the message says which, where each server is, and shows the
     relevant logs."""
 
