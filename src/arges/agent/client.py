@@ -15,8 +15,8 @@ import urllib.parse
 from collections.abc import Callable
 from typing import Any
 
-from arges.agent.protocol import REGISTER_PATH, REPORT_PATH, Instruction, Registration, Report
 from arges.errors import ArgesError
+from arges.wire import REGISTER_PATH, REPORT_PATH, Instruction, Registration, Report
 
 log = logging.getLogger("arges.agent")
 

@@ -170,7 +170,7 @@ LIBRARY_DIRS = ("lib/x86_64-linux-gnu", "usr/lib/x86_64-linux-gnu")
 HERE = Path(__file__).resolve().parent
 AGENT_DIR = HERE.parent
 ARGES_INIT = AGENT_DIR.parent / "__init__.py"
-SHARED_MODULES = ("errors.py",)
+SHARED_MODULES = ("errors.py", "wire.py")
 """Modules of the ``arges`` package outside ``arges.agent`` that the agent imports: the
 neutral, standard-library-only ground the agent and the server both stand on."""
 
