@@ -73,8 +73,8 @@ def _true(obj: Object | None, kind: str) -> bool:
 
 
 def where(server: Object | None, binding: Object | None) -> str:
-    """Where one server is in its life (DESIGN.md §4), in words, from its Server and
-    ServerBinding (None: absent)."""
+    """Where one server is in its life (``docs/architecture.md``, "A server's life"), in
+    words, from its Server and ServerBinding (None: absent)."""
     if server is None or not (server.get("status") or {}).get("hardware"):
         return "powered on, not registered yet"
     spec = server.get("spec") or {}
