@@ -27,6 +27,7 @@ from arges.boot.decider import KubeBootDecider
 from arges.boot.media import AgentMedia
 from arges.boot.services import BootConfig, BootServices
 from arges.controllers.clusters import TalosClusterController
+from arges.controllers.constellations import ConstellationController
 from arges.controllers.environments import EnvironmentController
 from arges.controllers.metalclusters import MetalClusterController
 from arges.controllers.metalmachines import MetalMachineController
@@ -39,6 +40,7 @@ from arges.kube.client import KubeClient
 from arges.kube.connection import Connection, from_kubeconfig
 from arges.kube.errors import NotFound
 from arges.kube.resources import (
+    CONSTELLATIONS,
     ENVIRONMENTS,
     METAL_CLUSTERS,
     METAL_MACHINES,
@@ -148,6 +150,7 @@ class ManagementPlane:
             # start when their CRDs exist; until then MetalClusters and MetalMachines wait.
             MetalClusterController(self.kube, cache),
             MetalMachineController(self.kube, cache),
+            ConstellationController(self.kube, cache),
         ]
         ready = asyncio.Event()
         manager = Manager(connection, controllers, cache)
@@ -194,6 +197,7 @@ class ManagementPlane:
             TALOS_CLUSTERS,
             METAL_CLUSTERS,
             METAL_MACHINES,
+            CONSTELLATIONS,
         ):
             try:
                 await kube.list(resource, limit=1)

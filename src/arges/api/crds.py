@@ -18,6 +18,7 @@ import yaml
 from arges.api.base import Model
 from arges.api.binding import ServerBinding
 from arges.api.cluster import CLUSTER_GROUP, TalosCluster
+from arges.api.constellation import Constellation
 from arges.api.environment import Environment
 from arges.api.infrastructure import (
     INFRASTRUCTURE_GROUP,
@@ -154,6 +155,20 @@ DEFINITIONS = (
             Column("Workers", "string", ".status.workerCount"),
             Column("Phase", "string", ".status.phase"),
             Column("Talos", "string", ".spec.talosVersion", priority=1),
+            AGE,
+        ),
+        group=CLUSTER_GROUP,
+        namespaced=True,
+    ),
+    Definition(
+        Constellation,
+        "constellations",
+        ("cst",),
+        (
+            Column("Barycenter", "string", ".spec.barycenter.name"),
+            Column("Anycast", "string", ".status.anycastAddress"),
+            Column("Mesh", "string", ".status.clusterMesh.state"),
+            Column("Phase", "string", ".status.phase"),
             AGE,
         ),
         group=CLUSTER_GROUP,
