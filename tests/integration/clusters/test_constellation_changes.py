@@ -1,7 +1,7 @@
 """A Constellation's lifecycle without servers: an unusable spec or missing credentials write
 nothing and say why; fixed, the members appear; a satellite removed from the spec loses its
 TalosCluster and Secret; new credentials reach the member's patch Secret and TalosCluster
-(by digest, never by value); a TalosCluster name that is not the Constellation's is left
+(by digest, never by value); deleted, it takes its members along; a TalosCluster name that is not the Constellation's is left
 alone."""
 
 from __future__ import annotations
@@ -131,8 +131,24 @@ async def test_unusable_specs_write_nothing_and_members_follow_the_spec(rack: Ra
         return False
 
     await eventually(secret_gone, timeout=30, what="callisto's Secret removed")
-    status = (await rack.kube.get(CONSTELLATIONS, NAME, NS))["status"]
-    assert [m["name"] for m in status["members"]] == ["jupiter", "ganymede"]
+
+    async def listed() -> list[str]:
+        status = (await rack.kube.get(CONSTELLATIONS, NAME, NS))["status"]
+        names = [m["name"] for m in status["members"]]
+        return names if names == ["jupiter", "ganymede"] else []
+
+    await eventually(listed, timeout=30, what="status without callisto")
+
+    # Deleted, it takes its TalosClusters and Secrets with it (owner references).
+    await rack.kube.delete(CONSTELLATIONS, NAME, NS)
+
+    async def all_gone() -> bool:
+        left = await rack.kube.list(TALOS_CLUSTERS, NS, label_selector=SELECTOR)
+        secrets = await rack.kube.list(SECRETS, NS, label_selector=SELECTOR)
+        return not left and not secrets
+
+    await eventually(all_gone, timeout=60, what="members and Secrets collected")
+    assert (await rack.kube.get(SECRETS, "dns-credentials", NS))["data"], "the user's stays"
 
 
 def _with_id(member: dict[str, Any], cluster_id: int) -> dict[str, Any]:
