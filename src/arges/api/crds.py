@@ -27,6 +27,7 @@ from arges.api.infrastructure import (
     MetalMachine,
     MetalMachineTemplate,
 )
+from arges.api.plane import ManagementPlane
 from arges.api.server import Server
 from arges.api.serverclass import ServerClass
 
@@ -173,6 +174,16 @@ DEFINITIONS = (
         ),
         group=CLUSTER_GROUP,
         namespaced=True,
+    ),
+    Definition(
+        ManagementPlane,
+        "managementplanes",
+        ("plane",),
+        (
+            Column("Paused", "boolean", ".spec.paused"),
+            Column("Reason", "string", ".spec.reason"),
+            AGE,
+        ),
     ),
     Definition(
         MetalCluster,

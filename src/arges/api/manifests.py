@@ -61,6 +61,18 @@ RULES: list[dict[str, Any]] = [
         "resources": ["constellations/status"],
         "verbs": ["get", "update", "patch"],
     },
+    # The plane-wide pause every instance follows (read; created when missing) and
+    # acknowledges in its status.
+    {
+        "apiGroups": ["metal.arges.dev"],
+        "resources": ["managementplanes"],
+        "verbs": ["get", "create"],
+    },
+    {
+        "apiGroups": ["metal.arges.dev"],
+        "resources": ["managementplanes/status"],
+        "verbs": ["get", "update", "patch"],
+    },
     # The Cluster API infrastructure provider: its own kinds, and Cluster API's Clusters and
     # Machines, read and watched once their CRDs exist (kopf learns that by watching CRDs).
     {

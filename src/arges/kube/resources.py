@@ -45,6 +45,9 @@ TALOS_CLUSTERS = Resource(
 CONSTELLATIONS = Resource(
     "cluster.arges.dev", "v1alpha1", "constellations", "Constellation", namespaced=True
 )
+MANAGEMENT_PLANES = Resource(
+    METAL, "v1alpha1", "managementplanes", "ManagementPlane", namespaced=False
+)
 SECRETS = Resource("", "v1", "secrets", "Secret", namespaced=True)
 EVENTS = Resource("", "v1", "events", "Event", namespaced=True)
 NAMESPACES = Resource("", "v1", "namespaces", "Namespace", namespaced=False)
