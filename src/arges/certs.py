@@ -2,7 +2,8 @@
 
 The API server's CA and serving certificate (:mod:`arges.apiserver.pki`), a Talos cluster's
 CAs (:mod:`arges.talos.secrets`), the Talos API's client and server certificates
-(:mod:`arges.talos.talosconfig`) and the lab's BMC CA (:mod:`arges.lab.tls`) differ only in
+(:mod:`arges.talos.talosconfig`), a Constellation's Cilium CA
+(:mod:`arges.metal.addons.cilium`) and the lab's BMC CA (:mod:`arges.lab.tls`) differ only in
 the values below, so each states those values and :func:`issue` builds the certificate on
 `cryptography <https://cryptography.io>`_.
 
