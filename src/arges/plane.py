@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,23 +29,30 @@ from arges.api.environment import AGENT_ENVIRONMENT, DEFAULT_ENVIRONMENT, Enviro
 from arges.apiserver.server import ApiServer, ApiServerConfig
 from arges.assets import AssetCache
 from arges.boot.decider import KubeBootDecider
+from arges.boot.gate import GatedDecider, gated
 from arges.boot.media import AgentMedia
 from arges.boot.services import BootConfig, BootServices
+from arges.controllers.announcer import Announcer
 from arges.controllers.clusters import TalosClusterController
+from arges.controllers.constellations import ConstellationController
 from arges.controllers.environments import EnvironmentController
 from arges.controllers.metalclusters import MetalClusterController
 from arges.controllers.metalmachines import MetalMachineController
+from arges.controllers.pause import PlaneGate
 from arges.controllers.power import PowerController
 from arges.controllers.runtime import Cache, Controller, Manager
 from arges.controllers.serverclasses import ServerClassController
 from arges.controllers.servers import ServerController
 from arges.discovery.api import DiscoveryApi, DiscoveryConfig
+from arges.errors import ArgesError
 from arges.kube.client import KubeClient
 from arges.kube.connection import Connection, from_kubeconfig
 from arges.kube.errors import NotFound
 from arges.kube.leaderelection import ElectionConfig, LeaderElector, new_identity
 from arges.kube.resources import (
+    CONSTELLATIONS,
     ENVIRONMENTS,
+    MANAGEMENT_PLANES,
     METAL_CLUSTERS,
     METAL_MACHINES,
     SERVER_BINDINGS,
@@ -52,9 +60,14 @@ from arges.kube.resources import (
     SERVERS,
     TALOS_CLUSTERS,
 )
+from arges.lab.state import StateError, load_state
 from arges.metadata.service import MetadataService, talos_patcher
 from arges.metal.environments import talos_default
 from arges.metal.media import MediaUnavailable
+from arges.metrics import Metrics
+from arges.metrics.http import MetricsPort, exposition
+from arges.ui.app import PREFIX as UI_PREFIX
+from arges.ui.app import Dashboard
 
 log = logging.getLogger(__name__)
 
@@ -85,9 +98,12 @@ class PlaneConfig:
     leader_election: ElectionConfig | None = None
     """Run the controllers and DHCP only while elected leader on this Lease (replicas
     against an external API server); None runs them at once."""
+    metrics_port: int | None = None
+    """Also serve ``/metrics`` over plain HTTP on this port of ``api_address`` (0: any
+    free port); None: only on the API port, with the admin token."""
 
 
-class NotInstalled(Exception):
+class NotInstalled(ArgesError):
     """The external API server does not serve Arges' resources (its CRDs are missing)."""
 
 
@@ -96,6 +112,7 @@ class ManagementPlane:
 
     def __init__(self, config: PlaneConfig) -> None:
         self.config = config
+        self.metrics = Metrics()
         self.api: ApiServer | None = None
         if config.external_api is None:
             self.api = ApiServer(
@@ -104,12 +121,17 @@ class ManagementPlane:
                     address=config.api_address,
                     port=config.api_port,
                     crds=all_crds(),
-                )
+                ),
+                self.metrics,
             )
+        self.metrics_port: MetricsPort | None = None
+        if config.metrics_port is not None:
+            self.metrics_port = MetricsPort(self.metrics, config.api_address, config.metrics_port)
         self.assets = AssetCache(config.data_dir / "assets")
         self.kube: KubeClient | None = None
         self.boot: BootServices | None = None
         self.media: AgentMedia | None = None
+        self.dashboard: Dashboard | None = None
         self._stop = asyncio.Event()
         self._controllers: asyncio.Task[None] | None = None
         self._manager: Manager | None = None
@@ -117,6 +139,8 @@ class ManagementPlane:
         self._election: asyncio.Task[None] | None = None
         self.lost = asyncio.Event()
         """Set when this replica lost the leader election (its controllers are stopped)."""
+        self.gate: PlaneGate | None = None
+        self._gate: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         """Start everything; returns once the controllers are running.
@@ -127,12 +151,27 @@ class ManagementPlane:
         """
         if self.api is not None:
             await self.api.start()
+            self.api.mounts["/metrics"] = exposition(self.metrics, self.api.token)
             connection = from_kubeconfig(self.api.kubeconfig_path)
         else:
             assert self.config.external_api is not None
             connection = self.config.external_api
         self.kube = KubeClient(connection, component="arges")
         await self._check_installed(self.kube)
+        # The plane-wide pause (ManagementPlane): read before anything acts, followed after.
+        self.gate = PlaneGate(self.kube)
+        await self.gate.load()
+        self._gate = asyncio.create_task(self.gate.run(self._stop), name="plane-gate")
+        if self.api is not None:
+            self.dashboard = Dashboard(
+                self.kube,
+                self.metrics,
+                admin_token=self.api.token,
+                pki_dir=self.config.data_dir / "pki",
+                console_log=lab_console_log(self.config.data_dir),
+            )
+            await self.dashboard.start()
+            self.api.mounts[UI_PREFIX] = self.dashboard.handle
         self.media = AgentMedia(
             self.kube,
             self.assets,
@@ -140,6 +179,7 @@ class ManagementPlane:
             lambda: self.boot.http.base_url if self.boot is not None else "",
         )
         cache = Cache()
+        self.metrics.servers = lambda: cache.objects(SERVERS)
         controllers: list[Controller] = [
             ServerController(self.kube, cache),
             ServerClassController(self.kube, cache),
@@ -155,14 +195,19 @@ class ManagementPlane:
                 refresh=self.config.power_refresh,
                 reboot_timeout=self.config.reboot_timeout,
                 media=self._media_url if self.config.boot is not None else None,
+                metrics=self.metrics,
             ),
             TalosClusterController(self.kube, cache, talos_port=self.config.talos_port),
             # The Cluster API provider: its watches of Cluster API's Clusters and Machines
             # start when their CRDs exist; until then MetalClusters and MetalMachines wait.
             MetalClusterController(self.kube, cache),
             MetalMachineController(self.kube, cache),
+            ConstellationController(self.kube, cache),
+            Announcer(self.kube, cache),
         ]
-        self._manager = Manager(connection, controllers, cache)
+        for controller in controllers:
+            controller.gate = self.gate
+        self._manager = Manager(connection, controllers, cache, self.metrics)
         if self.config.leader_election is None:
             await self._run_controllers()
         if self.config.boot is not None:
@@ -173,12 +218,15 @@ class ManagementPlane:
             ]
             self.boot = BootServices(
                 self.config.boot,
-                KubeBootDecider(self.kube),
+                GatedDecider(KubeBootDecider(self.kube), self.gate.refusal),
                 self.assets,
                 self.config.data_dir,
-                routes,
+                gated(routes, self.gate.refusal),
+                self.metrics,
             )
             await self.boot.start(dhcp=self.config.leader_election is None)
+        if self.metrics_port is not None:
+            await self.metrics_port.start()
         if self.config.leader_election is not None:
             self.elector = LeaderElector(self.kube, self.config.leader_election, new_identity())
             log.info("leader election: candidate %s", self.elector.identity)
@@ -237,6 +285,8 @@ class ManagementPlane:
             TALOS_CLUSTERS,
             METAL_CLUSTERS,
             METAL_MACHINES,
+            CONSTELLATIONS,
+            MANAGEMENT_PLANES,
         ):
             try:
                 await kube.list(resource, limit=1)
@@ -260,6 +310,8 @@ class ManagementPlane:
             self._election.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._election
+        if self.metrics_port is not None:
+            await self.metrics_port.stop()
         if self.boot is not None:
             await self.boot.stop()
         self._stop.set()
@@ -268,7 +320,27 @@ class ManagementPlane:
                 await asyncio.wait_for(self._controllers, 30)
         if self.elector is not None:
             await self.elector.release()
+        if self._gate is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait_for(self._gate, 30)
+        if self.dashboard is not None:
+            await self.dashboard.stop()
         if self.kube is not None:
             await self.kube.close()
         if self.api is not None:
             await self.api.stop()
+
+
+def lab_console_log(data_dir: Path) -> Callable[[str], Path | None]:
+    """Where the serial console log of a lab server is (``arges lab`` in ``data_dir``), for
+    the dashboard's link; None for servers that are not the lab's."""
+
+    def console_log(uuid: str) -> Path | None:
+        try:
+            state = load_state(data_dir / "lab")
+        except StateError:
+            return None
+        server = next((s for s in state.servers if s.uuid == uuid), None) if state else None
+        return server.console_log if server is not None and server.console_log.exists() else None
+
+    return console_log

@@ -24,7 +24,7 @@ from typing import Any
 from aiohttp import web
 
 from arges import __version__
-from arges.apiserver import crd
+from arges.apiserver import crd, instrument
 from arges.apiserver.admissionregistration import webhook_configuration_types
 from arges.apiserver.builtin import builtin_types
 from arges.apiserver.errors import AlreadyExists
@@ -34,6 +34,7 @@ from arges.apiserver.pki import ensure_credentials, write_kubeconfig
 from arges.apiserver.resources import Registry
 from arges.apiserver.rest import Rest, WriteOptions
 from arges.apiserver.store import Store
+from arges.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -91,8 +92,13 @@ def client_host(address: str) -> str:
 class ApiServer:
     """One running embedded API server (see the module docstring)."""
 
-    def __init__(self, config: ApiServerConfig) -> None:
+    def __init__(self, config: ApiServerConfig, metrics: Metrics | None = None) -> None:
         self.config = config
+        self.metrics = metrics if metrics is not None else Metrics()
+        self.mounts: dict[str, instrument.Handler] = {}
+        """Path prefixes served by other handlers on this port (``/metrics``, ``/ui``)."""
+        self.token = ""
+        """The admin token, once started."""
         self.data_dir = config.data_dir
         self.kubeconfig_path = config.data_dir / "kubeconfig"
         self._ready = False
@@ -118,6 +124,7 @@ class ApiServer:
         cfg = self.config
         cfg.data_dir.mkdir(parents=True, exist_ok=True)
         creds = ensure_credentials(cfg.data_dir, [client_host(cfg.address)])
+        self.token = creds.token
         store = Store.open(cfg.data_dir / "state.db", retention=cfg.history_seconds)
         self.store = store
         builtins = builtin_types() + webhook_configuration_types()
@@ -147,7 +154,9 @@ class ApiServer:
         self._handler = handler
         tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         tls.load_cert_chain(creds.cert, creds.key)
-        runner = web.AppRunner(handler.app(), access_log=None, handle_signals=False)
+        app = handler.app()
+        app.middlewares.append(instrument.middleware(self.metrics, registry, self.mounts))
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
         site = web.TCPSite(runner, cfg.address, cfg.port, ssl_context=tls, backlog=1024)
         await site.start()

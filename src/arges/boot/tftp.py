@@ -23,13 +23,15 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
+from arges.errors import ArgesError
+
 RRQ, WRQ, DATA, ACK, ERROR, OACK = 1, 2, 3, 4, 5, 6
 NOT_FOUND, ACCESS_VIOLATION, ILLEGAL, UNKNOWN_TID, BAD_OPTION = 1, 2, 4, 5, 8
 DEFAULT_BLKSIZE = 512
 MIN_BLKSIZE, MAX_BLKSIZE = 8, 65464
 
 
-class Refused(Exception):
+class Refused(ArgesError):
     """A request that gets a TFTP ERROR packet: ``code`` and message."""
 
     def __init__(self, code: int, message: str) -> None:

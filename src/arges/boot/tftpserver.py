@@ -61,6 +61,7 @@ from arges.boot.tftp import (
     resolve,
 )
 from arges.boot.tftpfiles import FileCache, Source
+from arges.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +113,7 @@ class _Listener:
         except Refused as exc:
             log.info("TFTP: refused %s: %s", addr[0], exc.message)
             if len(data) >= 2 and data[1] in (RRQ, WRQ):
+                self.server.metrics.tftp_transfers.labels("refused").inc()
                 with contextlib.suppress(OSError):
                     self.sock.sendto(error_packet(exc.code, exc.message), addr)
             return
@@ -144,6 +146,7 @@ class _Transfer(asyncio.DatagramProtocol):
             self.source = self.server.files.open(self.path)
             accepted = negotiate(self.request.options, self.source.size)
         except Refused as exc:
+            self.server.metrics.tftp_transfers.labels("refused").inc()
             self._abort(exc.code, exc.message)
             return
         except OSError as exc:
@@ -174,6 +177,7 @@ class _Transfer(asyncio.DatagramProtocol):
                 self.peer[0],
                 data[4:].rstrip(b"\x00").decode("ascii", "replace"),
             )
+            self.server.metrics.tftp_transfers.labels("aborted").inc()
             self._close()
         elif opcode == ACK and number == self.block & 0xFFFF:
             if self.final:
@@ -183,6 +187,8 @@ class _Transfer(asyncio.DatagramProtocol):
                     self.source.size if self.source else 0,
                     self.peer[0],
                 )
+                self.server.metrics.tftp_transfers.labels("complete").inc()
+                self.server.metrics.tftp_sent_bytes.inc(self.source.size if self.source else 0)
                 self._close()
             else:
                 self._next()
@@ -221,9 +227,11 @@ class _Transfer(asyncio.DatagramProtocol):
             return
         if self.sends > self.server.retries:
             log.info("TFTP: %s stopped answering at block %d", self.peer[0], self.block)
+            self.server.metrics.tftp_transfers.labels("timeout").inc()
             self._close()
             return
         self.sends += 1
+        self.server.metrics.tftp_retransmissions.inc()
         self.transport.sendto(self.packet, self.peer)
         self._arm()
 
@@ -271,8 +279,10 @@ class TftpServer:
         max_timeout: float = 8.0,
         max_transfers: int = 4096,
         files: FileCache | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.root = root
+        self.metrics = metrics if metrics is not None else Metrics()
         self.host = host
         self.port = port
         self.retries = retries

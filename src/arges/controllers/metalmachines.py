@@ -30,7 +30,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
-from typing import Any
 
 from arges.api.base import ConditionStatus, LocalObjectReference, ObjectReference, SecretReference
 from arges.api.binding import (
@@ -48,8 +47,7 @@ from arges.controllers.allocation import allocate
 from arges.controllers.capi import (
     CLUSTERS_WATCH,
     MACHINES_WATCH,
-    ClusterApi,
-    changed,
+    InfrastructureController,
     infra_ref_key,
     patch_quietly,
     provisioned_status,
@@ -57,8 +55,7 @@ from arges.controllers.capi import (
     without_finalizer,
 )
 from arges.controllers.parsed import parsed
-from arges.controllers.runtime import Body, Cache, Controller, Key, RetryLater, Watch, key_of
-from arges.kube.client import KubeClient
+from arges.controllers.runtime import Body, Key, RetryLater, Watch, key_of
 from arges.kube.errors import AlreadyExists, Conflict, NotFound
 from arges.kube.resources import (
     METAL_MACHINES,
@@ -72,7 +69,6 @@ from arges.metal.capi import (
     addresses,
     cluster_name,
     data_secret_name,
-    externally_managed,
     imported_binding,
     machine_gate,
     owner,
@@ -97,20 +93,14 @@ def _waiting(body: Body) -> bool:
     return not ((body.get("spec") or {}).get("serverRef") or {}).get("name")
 
 
-class MetalMachineController(Controller):
+class MetalMachineController(InfrastructureController):
     """See the module docstring."""
 
     name = "metalmachines"
     workers = 4
-
-    def __init__(self, kube: KubeClient, cache: Cache) -> None:
-        super().__init__(kube, cache)
-        self.capi = ClusterApi(kube)
+    resource = METAL_MACHINES
 
     def watches(self) -> list[Watch]:
-        def own(event_type: str | None, body: Body) -> list[tuple[str, Key]]:
-            return [(self.name, key_of(body))]
-
         def machine(event_type: str | None, body: Body) -> list[tuple[str, Key]]:
             return [(self.name, k) for k in infra_ref_key(body, "MetalMachine")]
 
@@ -141,7 +131,7 @@ class MetalMachineController(Controller):
             return waiting(event_type, body)
 
         return [
-            Watch(METAL_MACHINES, own),
+            Watch(METAL_MACHINES, self.own),
             Watch(MACHINES_WATCH, machine),
             Watch(CLUSTERS_WATCH, cluster),
             Watch(SERVER_BINDINGS, binding),
@@ -150,20 +140,17 @@ class MetalMachineController(Controller):
         ]
 
     async def reconcile(self, key: Key) -> float | None:
-        namespace, _, name = key.partition("/")
-        try:
-            body = await self.kube.get(METAL_MACHINES, name, namespace)
-        except NotFound:
+        body = await self.fetch(key)
+        if body is None:
             return None
-        if externally_managed(body):
-            return None
+        namespace = body["metadata"]["namespace"]
         ref = owner(body, "Machine")
         machine = await self.capi.machine(namespace, ref["name"]) if ref else None
         cluster_of = cluster_name(body) or (cluster_name(machine) if machine else "")
         cluster = await self.capi.cluster(namespace, cluster_of)
         now = dt.datetime.now(dt.UTC)
         if paused(cluster, body):
-            await self._status(
+            await self.write_status(
                 body, provisioned_status(body, ready=False, gate=None, paused=True, now=now)
             )
             return None
@@ -176,7 +163,7 @@ class MetalMachineController(Controller):
                 return None
         gate = machine_gate(body, machine, cluster)
         if gate is not None or machine is None or cluster is None:
-            await self._status(
+            await self.write_status(
                 body, provisioned_status(body, ready=False, gate=gate, paused=False, now=now)
             )
             return None
@@ -190,7 +177,7 @@ class MetalMachineController(Controller):
                 status = provisioned_status(
                     body, ready=False, gate=None, paused=False, now=now, extra=extra
                 )
-                await self._status(body, status)
+                await self.write_status(body, status)
                 return RETRY_ALLOCATION if why[0] == "NoServerAvailable" else None
         return await self._provisioned(body, held, now)
 
@@ -370,14 +357,8 @@ class MetalMachineController(Controller):
         status = provisioned_status(body, ready=True, gate=None, paused=False, now=now, extra=extra)
         if server is not None:
             status["addresses"] = [a.to_json() for a in addresses(server)] or None
-        await self._status(body, status)
+        await self.write_status(body, status)
         return None
-
-    async def _status(self, body: Body, status: dict[str, Any]) -> None:
-        if changed(body, status):
-            await patch_quietly(
-                self.kube, METAL_MACHINES, body, {"status": status}, subresource="status"
-            )
 
     # Deletion
 

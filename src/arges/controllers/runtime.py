@@ -24,16 +24,18 @@ import contextlib
 import functools
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import kopf
 
+from arges.errors import ArgesError
 from arges.kube.client import KubeClient
 from arges.kube.connection import Connection
-from arges.kube.errors import KubeError
 from arges.kube.resources import Resource
+from arges.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +53,7 @@ def key_of(body: Body) -> Key:
     return f"{namespace}/{meta['name']}" if namespace else str(meta["name"])
 
 
-class RetryLater(Exception):
+class RetryLater(ArgesError):
     """A reconcile that met an expected failure (already recorded on the object): retry with
     backoff, without a traceback in the log."""
 
@@ -150,6 +152,10 @@ class WorkQueue:
             self._again.discard(key)
             self.add(key)
 
+    def depth(self) -> int:
+        """How many keys wait to be reconciled now (delayed retries not counted)."""
+        return len(self._queued)
+
     def failures(self, key: Key) -> int:
         """How many times in a row ``key`` has failed (0 after a success)."""
         return self._failures.get(key, 0)
@@ -158,6 +164,15 @@ class WorkQueue:
         for timer in self._timers.values():
             timer.cancel()
         self._timers.clear()
+
+
+class Gate(Protocol):
+    """What a worker passes before each reconcile (the plane-wide pause,
+    :class:`arges.controllers.pause.PlaneGate`): ``enter`` waits while it is closed."""
+
+    async def enter(self) -> None: ...
+
+    def leave(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -174,6 +189,8 @@ class Controller:
 
     name = "controller"
     workers = 4
+    gate: Gate | None = None
+    """Passed before every reconcile, when set."""
 
     def __init__(self, kube: KubeClient, cache: Cache) -> None:
         self.kube = kube
@@ -192,14 +209,22 @@ class Controller:
         again after, or None. Raising retries with backoff."""
         raise NotImplementedError
 
-    async def run_worker(self) -> None:
+    async def run_worker(self, metrics: Metrics) -> None:
+        """Reconcile keys from the queue for ever, recording each in ``metrics``."""
         while True:
             key = await self.queue.get()
+            gate = self.gate
+            if gate is not None:
+                await gate.enter()
+            started = time.monotonic()
             failed = False
             again: float | None = None
             try:
                 again = await self.reconcile(key)
-            except (KubeError, RetryLater) as exc:
+            except ArgesError as exc:
+                # The controllers' boundary: an Arges error carries its own explanation (an
+                # API refusal, an unreachable BMC or Talos node, RetryLater); anything
+                # else is a bug and keeps its traceback.
                 failed = True
                 log.info("%s %s: %s (retrying)", self.name, key, exc)
             except Exception:
@@ -207,6 +232,9 @@ class Controller:
                 log.exception("%s %s failed (retrying)", self.name, key)
             finally:
                 self.queue.done(key, failed=failed, requeue_after=again)
+                metrics.reconciled(self.name, time.monotonic() - started, failed=failed)
+                if gate is not None:
+                    gate.leave()
 
 
 def kopf_connection(connection: Connection) -> kopf.ConnectionInfo:
@@ -236,10 +264,18 @@ class Manager:
     and the queues live.
     """
 
-    def __init__(self, connection: Connection, controllers: list[Controller], cache: Cache) -> None:
+    def __init__(
+        self,
+        connection: Connection,
+        controllers: list[Controller],
+        cache: Cache,
+        metrics: Metrics | None = None,
+    ) -> None:
         self.connection = connection
         self.controllers = {c.name: c for c in controllers}
         self.cache = cache
+        self.metrics = metrics if metrics is not None else Metrics()
+        self.metrics.queues = lambda: {n: c.queue.depth() for n, c in self.controllers.items()}
 
     def _registry(self, loop: asyncio.AbstractEventLoop) -> kopf.OperatorRegistry:
         registry = kopf.OperatorRegistry()
@@ -292,7 +328,9 @@ class Manager:
                 await controller.start()
                 for i in range(controller.workers):
                     tasks.append(
-                        asyncio.create_task(controller.run_worker(), name=f"{controller.name}-{i}")
+                        asyncio.create_task(
+                            controller.run_worker(self.metrics), name=f"{controller.name}-{i}"
+                        )
                     )
             if ready is not None:
                 ready.set()
