@@ -24,13 +24,13 @@ import aiohttp
 import pytest
 import yaml
 
-from arges.agent.protocol import REPORT_PATH
 from arges.api.crds import all_crds
 from arges.apiserver.server import ApiServer
 from arges.kube.client import KubeClient
 from arges.kube.connection import from_kubeconfig
 from arges.kube.errors import NotFound
 from arges.kube.resources import LEASES, SECRETS, SERVER_BINDINGS, SERVERS, TALOS_CLUSTERS
+from arges.wire import REPORT_PATH
 from tests.integration.clusters.test_kill_during_scale_down import HoldingProxy
 from tests.integration.conftest import eventually, register, start_server
 
