@@ -162,14 +162,16 @@ class FleetServer(SimServer):
     installed_at: float = 0.0
 
     async def _post(self, path: str, body: dict[str, Any], base: str | None = None) -> Any:
-        answer = await super()._post(path, body, base)
+        # A report is noted when sent: the plane may power the server off (which ends this
+        # task) before the answer to its "wiped" report is back.
         now = time.perf_counter()
-        if path.endswith("/register") and not self.registered:
-            self.registered = now
-        elif body.get("phase") == "wiped":
+        if body.get("phase") == "wiped" and not self.wiped:
             self.wiped = now
-        elif body.get("phase") == "installed":
+        elif body.get("phase") == "installed" and not self.installed_at:
             self.installed_at = now
+        answer = await super()._post(path, body, base)
+        if path.endswith("/register") and not self.registered:
+            self.registered = time.perf_counter()
         return answer
 
     async def _run_talos(self) -> None:
