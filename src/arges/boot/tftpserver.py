@@ -66,6 +66,8 @@ from arges.metrics import Metrics
 log = logging.getLogger(__name__)
 
 _HEADER = struct.Struct("!HH")
+STOP_SECONDS = 10.0
+"""How long a stop waits for each of its steps on the TFTP thread."""
 LISTEN_BUFFER = 8 << 20
 """Receive buffer asked for the listening socket: room for a few thousand queued requests."""
 
@@ -351,10 +353,14 @@ class TftpServer:
                 transfer._close()
             await asyncio.sleep(0)
 
+        # Each step bounded, and the loop stopped whatever the first did: a stop must end.
+        with contextlib.suppress(RuntimeError, TimeoutError):
+            await asyncio.wait_for(self._call(shut), STOP_SECONDS)
         with contextlib.suppress(RuntimeError):
-            await self._call(shut)
             loop.call_soon_threadsafe(loop.stop)
-        await asyncio.to_thread(thread.join)
+        await asyncio.to_thread(thread.join, STOP_SECONDS)
+        if thread.is_alive():
+            log.warning("TFTP: the thread did not stop in %.0f s", STOP_SECONDS)
         self._loop = self._thread = None
 
     async def _call(self, make: Callable[[], Any]) -> Any:
