@@ -18,6 +18,7 @@ from arges.cli.status import status
 from arges.cli.talos import talos
 from arges.cli.ui import ui
 from arges.cli.up import up
+from arges.netguard import OncePerInterval
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -35,6 +36,10 @@ def main(log_level: str) -> None:
         level=getattr(logging, log_level.upper()),
         format=TEXT_FORMAT,
     )
+    # A storm of one failure (a flood of bad packets, descriptors run out) logs a line a
+    # minute per cause, not one per occurrence.
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(OncePerInterval())
 
 
 main.add_command(up)
