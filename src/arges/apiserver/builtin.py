@@ -249,7 +249,7 @@ class SecretStrategy(_BuiltinStrategy):
 
     def validate(self, rt: ResourceType, obj: dict[str, Any]) -> list[Cause]:
         causes = _key_causes("data", obj.get("data"))
-        total = sum(len(base64.b64decode(v)) for v in (obj.get("data") or {}).values())
+        total = sum(len(base64.b64decode(v or "")) for v in (obj.get("data") or {}).values())
         if total > MAX_SECRET_BYTES:
             causes.append(
                 Cause(

@@ -243,3 +243,22 @@ def _typed(value: Any, schema: dict[str, Any], struct: str, path: str, kind: str
                 _typed(item, element, struct, path, kind)
             return
     _scalar(value, go_type, struct, path)
+
+
+def normalize_meta(meta: dict[str, Any]) -> None:
+    """Make decoded ``metadata`` what its Go struct holds after decoding, in place: a null
+    field is absent, a null in a string list or map the empty string, a null in a list of
+    structs an empty struct (which validation then finds wanting). Call after
+    :func:`decode_error` found nothing."""
+    for key in [k for k, v in meta.items() if v is None]:
+        del meta[key]
+    for key in ("labels", "annotations"):
+        if isinstance(meta.get(key), dict):
+            meta[key] = {k: "" if v is None else v for k, v in meta[key].items()}
+    if isinstance(meta.get("finalizers"), list):
+        meta["finalizers"] = ["" if f is None else f for f in meta["finalizers"]]
+    for key in ("ownerReferences", "managedFields"):
+        if isinstance(meta.get(key), list):
+            meta[key] = [
+                {k: v for k, v in (item or {}).items() if v is not None} for item in meta[key]
+            ]

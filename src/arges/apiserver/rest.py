@@ -40,7 +40,7 @@ from arges.apiserver import codec
 from arges.apiserver import managedfields as mf
 from arges.apiserver.admission import ADMIN, Admission, Attributes, UserInfo, meta_options
 from arges.apiserver.conversion import Converter
-from arges.apiserver.decoding import decode_error
+from arges.apiserver.decoding import decode_error, normalize_meta
 from arges.apiserver.errors import (
     AlreadyExists,
     BadRequest,
@@ -412,8 +412,7 @@ class Rest:
             )
         meta = obj.get("metadata")
         if isinstance(meta, dict):
-            for key in [k for k, v in meta.items() if v is None]:
-                del meta[key]
+            normalize_meta(meta)
 
     def _admit_fields(
         self, rt: ResourceType, version: Version, obj: dict[str, Any], opts: WriteOptions

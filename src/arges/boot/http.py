@@ -166,4 +166,7 @@ class BootHttp:
             path = resolve(self.config.tftp_root, request.match_info["file"])
         except Refused as exc:
             raise web.HTTPNotFound(text=f"{exc.message}\n") from exc
+        except (ValueError, OSError) as exc:
+            # A name no file can have (a NUL byte, too long): nothing to serve.
+            raise web.HTTPNotFound(text="no such file\n") from exc
         return web.FileResponse(path, headers={"Content-Type": "application/octet-stream"})

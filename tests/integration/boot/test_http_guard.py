@@ -72,3 +72,11 @@ async def test_connections_beyond_the_per_client_limit_are_refused(boot: BootHtt
             break
         await asyncio.sleep(0.05)
     assert await _chain_script(boot) == 200
+
+
+async def test_a_file_name_no_file_can_have_is_not_found(boot: BootHttp) -> None:
+    # Found by the fuzz run: a NUL byte made path resolution raise (a 500 and a traceback).
+    async with aiohttp.ClientSession() as session:
+        for name in ("%00", "a%00b", "q/" * 3000):
+            async with session.get(f"http://127.0.0.1:{boot.port}/tftp/{name}") as resp:
+                assert resp.status == 404, name
