@@ -27,7 +27,7 @@ from arges.boot.http import BootHttp, HttpConfig
 from arges.discovery.api import DiscoveryApi, DiscoveryConfig
 from arges.metadata.service import MetadataService, talos_patcher
 from arges.plane import ManagementPlane
-from tests.integration.conftest import WIDGETS, Cluster, widget
+from tests.integration.conftest import WIDGETS, Cluster
 from tests.integration.discovery.test_discovery import registration
 
 API_EXAMPLES = 300
@@ -126,11 +126,7 @@ async def test_api_bodies(
     status, answer = await widgets.api.request(method, url, raw, content_type=ctype)
     assert status < 500, answer
     assert _bad_log(caplog) == []
-
-
-async def test_api_answers_after_the_fuzz(widgets: Cluster) -> None:
-    # Runs after test_api_bodies in file order; on its own it checks a fresh server.
-    assert (await widgets.api.post(WIDGETS, widget("after")))[0] == 201
+    assert (await widgets.api.get(f"{WIDGETS}/none"))[0] == 404, "the server still answers"
 
 
 @pytest.fixture
@@ -199,6 +195,12 @@ async def test_agent_json(
         answer = await resp.text()
         assert resp.status in (200, 400, 413), answer
     assert _bad_log(caplog) == []
+    await _still_answers(base)
+
+
+async def _still_answers(base: str) -> None:
+    async with aiohttp.ClientSession() as session, session.get(base + "/boot.ipxe") as resp:
+        assert resp.status == 200 and "#!ipxe" in await resp.text()
 
 
 path_text = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=30)
@@ -239,3 +241,4 @@ async def test_boot_http_paths_and_queries(
         if prefix == "/tftp/" and resp.status == 200:
             assert body == served
     assert _bad_log(caplog) == []
+    await _still_answers(base)
