@@ -10,6 +10,7 @@ from arges import __version__
 from arges.cli.agent import agent
 from arges.cli.capi import capi
 from arges.cli.cluster import cluster
+from arges.cli.constellation import constellation
 from arges.cli.demo import demo
 from arges.cli.importer import import_
 from arges.cli.lab import lab
@@ -50,5 +51,6 @@ main.add_command(demo)
 main.add_command(lab)
 main.add_command(capi)
 main.add_command(import_)
+main.add_command(constellation)
 main.add_command(status)
 main.add_command(ui)

@@ -27,7 +27,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import kopf
 
@@ -166,6 +166,15 @@ class WorkQueue:
         self._timers.clear()
 
 
+class Gate(Protocol):
+    """What a worker passes before each reconcile (the plane-wide pause,
+    :class:`arges.controllers.pause.PlaneGate`): ``enter`` waits while it is closed."""
+
+    async def enter(self) -> None: ...
+
+    def leave(self) -> None: ...
+
+
 @dataclass(frozen=True)
 class Watch:
     """A resource to watch, and for each event the keys of the controllers it affects."""
@@ -180,6 +189,8 @@ class Controller:
 
     name = "controller"
     workers = 4
+    gate: Gate | None = None
+    """Passed before every reconcile, when set."""
 
     def __init__(self, kube: KubeClient, cache: Cache) -> None:
         self.kube = kube
@@ -202,6 +213,9 @@ class Controller:
         """Reconcile keys from the queue for ever, recording each in ``metrics``."""
         while True:
             key = await self.queue.get()
+            gate = self.gate
+            if gate is not None:
+                await gate.enter()
             started = time.monotonic()
             failed = False
             again: float | None = None
@@ -216,6 +230,8 @@ class Controller:
             finally:
                 self.queue.done(key, failed=failed, requeue_after=again)
                 metrics.reconciled(self.name, time.monotonic() - started, failed=failed)
+                if gate is not None:
+                    gate.leave()
 
 
 def kopf_connection(connection: Connection) -> kopf.ConnectionInfo:
