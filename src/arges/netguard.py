@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import resource
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -31,6 +32,22 @@ _REFUSAL = (
     b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nRetry-After: 5\r\n"
     b"Content-Length: 0\r\n\r\n"
 )
+
+
+OPEN_FILES = 65536
+"""The open-files limit ``arges up`` asks for (the soft limit, up to the hard one)."""
+
+
+def raise_open_files_limit(wanted: int = OPEN_FILES) -> int:
+    """Raise this process's soft ``RLIMIT_NOFILE`` to ``wanted`` (or the hard limit, if lower)
+    and return it: the default soft limit, 1,024 on many systems, is what 1,100 slow clients
+    exhausted, taking the API, TFTP and kubectl down with the boot port. Never lowers it."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        return target
+    return soft
 
 
 class ConnectionLimits:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
+import resource
 
-from arges.netguard import ConnectionLimits, OncePerInterval
+from arges.netguard import ConnectionLimits, OncePerInterval, raise_open_files_limit
 
 
 def _record(msg: str, level: int = logging.ERROR, exc: type[BaseException] | None = None):
@@ -36,3 +37,15 @@ def test_limits_count_per_client_and_in_all() -> None:
     limits.release("a")
     assert limits.admit("c")
     assert limits.refused == 2
+
+
+def test_the_open_files_limit_is_raised_never_lowered() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    try:
+        lower = min(soft, 512)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (lower, hard))
+        raised = raise_open_files_limit(lower + 100)
+        assert raised == resource.getrlimit(resource.RLIMIT_NOFILE)[0] == min(lower + 100, hard)
+        assert raise_open_files_limit(10) == raised, "never lowered"
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
