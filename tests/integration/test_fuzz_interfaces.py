@@ -102,7 +102,7 @@ def _bad_log(caplog: pytest.LogCaptureFixture) -> list[str]:
     ),
     meta=metadata,
     content=json_values,
-    method=st.sampled_from(["POST", "PUT", "PATCH"]),
+    method=st.sampled_from(["POST", "PUT", "PATCH", "APPLY"]),
     as_yaml=st.booleans(),
 )
 async def test_api_bodies(
@@ -119,11 +119,14 @@ async def test_api_bodies(
     body = {"apiVersion": api_version, "kind": kind, "metadata": meta, field: content}
     raw = (yaml.safe_dump(body) if as_yaml else json.dumps(body)).encode()
     ctype = "application/yaml" if as_yaml else "application/json"
+    params = None
     if method == "PATCH":
         ctype = "application/merge-patch+json"
         raw = json.dumps(body).encode()
+    elif method == "APPLY":
+        method, ctype, params = "PATCH", "application/apply-patch+yaml", {"fieldManager": "fz"}
     url = path if method == "POST" else f"{path}/fz"
-    status, answer = await widgets.api.request(method, url, raw, content_type=ctype)
+    status, answer = await widgets.api.request(method, url, raw, content_type=ctype, params=params)
     assert status < 500, answer
     assert _bad_log(caplog) == []
     assert (await widgets.api.get(f"{WIDGETS}/none"))[0] == 404, "the server still answers"

@@ -215,3 +215,17 @@ async def test_no_traceback_is_logged_for_bad_bodies(
     await widgets.api.post(WIDGETS, {**widget("w"), "metadata": {"name": 5}})
     await widgets.api.post(SECRETS, _secret(data={"k": 1}))
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+async def test_an_applied_configuration_with_null_metadata_is_no_crash(cluster: Cluster) -> None:
+    # Found by the fuzz run: a 500 (the merged object had "metadata": null).
+    config = b'{"apiVersion": "v1", "kind": "Secret", "metadata": null}'
+    for _ in range(2):
+        status, answer = await cluster.api.request(
+            "PATCH",
+            f"{SECRETS}/fz",
+            config,
+            content_type="application/apply-patch+yaml",
+            params={"fieldManager": "fz"},
+        )
+        assert (status, answer["reason"]) == (422, "Invalid"), answer
