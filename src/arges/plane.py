@@ -40,6 +40,7 @@ from arges.controllers.runtime import Cache, Controller, Manager
 from arges.controllers.serverclasses import ServerClassController
 from arges.controllers.servers import ServerController
 from arges.discovery.api import DiscoveryApi, DiscoveryConfig
+from arges.errors import ArgesError
 from arges.kube.client import KubeClient
 from arges.kube.connection import Connection, from_kubeconfig
 from arges.kube.errors import NotFound
@@ -94,7 +95,7 @@ class PlaneConfig:
     free port); None: only on the API port, with the admin token."""
 
 
-class NotInstalled(Exception):
+class NotInstalled(ArgesError):
     """The external API server does not serve Arges' resources (its CRDs are missing)."""
 
 

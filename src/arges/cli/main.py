@@ -19,10 +19,23 @@ from arges.cli.status import status
 from arges.cli.talos import talos
 from arges.cli.ui import ui
 from arges.cli.up import up
+from arges.errors import ArgesError
 from arges.netguard import OncePerInterval
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Arges(click.Group):
+    """The CLI's boundary: an Arges error that no subcommand explained is shown once, as
+    ``Error: <message>`` with exit status 1, instead of a traceback; other exceptions are bugs
+    and keep theirs."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except ArgesError as exc:
+            raise click.ClickException(str(exc)) from exc
+
+
+@click.group(cls=_Arges, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="arges")
 @click.option(
     "--log-level",

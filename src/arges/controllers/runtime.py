@@ -31,9 +31,9 @@ from typing import Any, Protocol
 
 import kopf
 
+from arges.errors import ArgesError
 from arges.kube.client import KubeClient
 from arges.kube.connection import Connection
-from arges.kube.errors import KubeError
 from arges.kube.resources import Resource
 from arges.metrics import Metrics
 
@@ -53,7 +53,7 @@ def key_of(body: Body) -> Key:
     return f"{namespace}/{meta['name']}" if namespace else str(meta["name"])
 
 
-class RetryLater(Exception):
+class RetryLater(ArgesError):
     """A reconcile that met an expected failure (already recorded on the object): retry with
     backoff, without a traceback in the log."""
 
@@ -221,7 +221,10 @@ class Controller:
             again: float | None = None
             try:
                 again = await self.reconcile(key)
-            except (KubeError, RetryLater) as exc:
+            except ArgesError as exc:
+                # The controllers' boundary: an Arges error carries its own explanation (an
+                # API refusal, an unreachable BMC or Talos node, RetryLater); anything
+                # else is a bug and keeps its traceback.
                 failed = True
                 log.info("%s %s: %s (retrying)", self.name, key, exc)
             except Exception:

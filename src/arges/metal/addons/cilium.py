@@ -26,10 +26,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from arges import certs
 from arges.api.constellation import CiliumAddon
 from arges.metal.addons import versions
 from arges.metal.addons.helmjob import helm_install
@@ -150,37 +151,17 @@ def new_ca(name: str, now: dt.datetime) -> tuple[str, str]:
             x509.NameAttribute(NameOID.COMMON_NAME, f"Cilium CA ({name})"),
         ]
     )
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(int.from_bytes(os.urandom(16), "big") or 1)
-        .not_valid_before(now)
-        .not_valid_after(now + CA_VALIDITY)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                key_cert_sign=True,
-                crl_sign=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .sign(key, hashes.SHA256())
+    cert = certs.issue(
+        subject,
+        key.public_key(),
+        key,
+        serial=int.from_bytes(os.urandom(16), "big") or 1,
+        not_before=now,
+        not_after=now + CA_VALIDITY,
+        ca=True,
+        usages=("digitalSignature", "keyCertSign", "cRLSign"),
     )
-    key_pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.TraditionalOpenSSL,
-        serialization.NoEncryption(),
-    )
-    return cert.public_bytes(serialization.Encoding.PEM).decode(), key_pem.decode()
+    return certs.certificate_pem(cert).decode(), certs.traditional_pem(key).decode()
 
 
 def fingerprint(crt_pem: str) -> str:
