@@ -21,12 +21,12 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from arges.agent.protocol import REGISTER_PATH, REPORT_PATH
 from arges.boot.decider import KubeBootDecider
 from arges.boot.http import BootHttp, HttpConfig
 from arges.discovery.api import DiscoveryApi, DiscoveryConfig
 from arges.metadata.service import MetadataService, talos_patcher
 from arges.plane import ManagementPlane
+from arges.wire import REGISTER_PATH, REPORT_PATH
 from tests.integration.conftest import WIDGETS, Cluster
 from tests.integration.discovery.test_discovery import registration
 
