@@ -29,6 +29,7 @@ from arges.kube.errors import KubeError
 from arges.metal.boot import BootDecision
 from arges.metrics import Metrics
 from arges.metrics.http import asset_bytes_hook
+from arges.netguard import ConnectionLimits, GuardedSite
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,13 @@ class HttpConfig:
     port: int = 8081
     listen: str = "0.0.0.0"
     tftp_root: Path = Path("/usr/lib/ipxe")
+    header_timeout: float = 10.0
+    """Seconds a client has to send a request's head (after connecting, or after the last
+    response on a kept-alive connection) before the connection is closed."""
+    connections_per_client: int = 64
+    """Open connections one address may hold; more are refused with a 503."""
+    connections: int = 512
+    """Open connections in all (a boot storm of 100 servers holds about 200)."""
 
 
 class BootHttp:
@@ -78,6 +86,7 @@ class BootHttp:
         self.extra_routes = list(extra_routes)
         self._runner: web.AppRunner | None = None
         self.port = config.port
+        self.limits = ConnectionLimits(config.connections_per_client, config.connections)
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=1 << 20)
@@ -94,14 +103,14 @@ class BootHttp:
         return app
 
     async def start(self) -> None:
-        runner = web.AppRunner(self.app(), access_log=None)
+        cfg = self.config
+        runner = web.AppRunner(self.app(), access_log=None, keepalive_timeout=cfg.header_timeout)
         await runner.setup()
-        site = web.TCPSite(runner, self.config.listen, self.config.port, reuse_address=True)
+        self.limits = ConnectionLimits(cfg.connections_per_client, cfg.connections)
+        site = GuardedSite(runner, cfg.listen, cfg.port, reuse_address=True, limits=self.limits)
         await site.start()
         self._runner = runner
-        server = getattr(site, "_server", None)
-        if server is not None and server.sockets:
-            self.port = server.sockets[0].getsockname()[1]
+        self.port = site.port
         log.info(
             "boot HTTP on %s:%d (servers use %s)",
             self.config.listen,
@@ -157,4 +166,7 @@ class BootHttp:
             path = resolve(self.config.tftp_root, request.match_info["file"])
         except Refused as exc:
             raise web.HTTPNotFound(text=f"{exc.message}\n") from exc
+        except (ValueError, OSError) as exc:
+            # A name no file can have (a NUL byte, too long): nothing to serve.
+            raise web.HTTPNotFound(text="no such file\n") from exc
         return web.FileResponse(path, headers={"Content-Type": "application/octet-stream"})

@@ -19,6 +19,7 @@ from arges.kube.connection import Connection
 from arges.kube.errors import KubeError
 from arges.kube.leaderelection import ElectionConfig
 from arges.metal import environments
+from arges.netguard import raise_open_files_limit
 from arges.plane import ManagementPlane, NotInstalled, PlaneConfig
 
 
@@ -244,6 +245,7 @@ def up(
 
 
 async def _run(plane: ManagementPlane) -> None:
+    raise_open_files_limit()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -203,6 +204,12 @@ async def test_install_report_marks_the_binding(endpoint) -> None:
         (registration(hardware={**HW, "storage": {"devices": [{}] * 300}}), "more than 256"),
         (b"{not json", "not JSON"),
         (b"[1, 2]", "JSON object"),
+        # Found by hostile clients (#23): these were 500s or 503s (retried for ever).
+        (registration(hostname="lab-\ud800"), "lone surrogate"),
+        (json.dumps(registration(extra=2**64)).encode(), "out of range"),
+        (json.dumps(registration(extra=[2**63])).encode(), "out of range"),
+        (b'{"uuid": NaN}', "not a JSON number"),
+        (b"[" * 100_000 + b"]" * 100_000, "not JSON"),
     ],
 )
 async def test_bad_registrations_are_refused_with_a_reason(endpoint, body, words) -> None:
@@ -220,3 +227,22 @@ async def test_oversized_bodies_and_unknown_servers(endpoint) -> None:
     assert status == 400 and "register first" in answer["error"]
     status, answer = await post(session, base + REPORT_PATH, {"uuid": UUID, "phase": "dancing"})
     assert status == 400 and "phase must be one of" in answer["error"]
+
+
+@pytest.mark.parametrize(
+    ("wiped", "words"),
+    [
+        ([{"bytesZeroed": "x"}], "is not a count of bytes"),
+        ([{"bytesZeroed": -1}], "is not a count of bytes"),
+        ([{"bytesZeroed": True}], "is not a count of bytes"),
+        ("abc", "wiped must be a list"),
+        (5, "wiped must be a list"),
+        (["disk"], "list of objects"),
+    ],
+)
+async def test_wipe_reports_of_the_wrong_type_are_refused(endpoint, wiped, words) -> None:
+    base, session, _ = endpoint
+    assert (await post(session, base + REGISTER_PATH, registration()))[0] == 200
+    body = {"uuid": UUID, "phase": "wiped", "wiped": wiped}
+    status, answer = await post(session, base + REPORT_PATH, body)
+    assert status == 400 and words in answer["error"], answer
