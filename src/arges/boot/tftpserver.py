@@ -23,7 +23,7 @@ The protocol (RFC 1350, options from RFC 2347, 2348 and 2349) and what is refuse
 - **Room for the burst.** A thousand read requests arrive at once on one socket: its receive
   buffer is enlarged (``SO_RCVBUFFORCE`` with the privilege, else ``SO_RCVBUF`` up to the
   kernel's ``rmem_max``) so they queue instead of being dropped, up to ``max_transfers`` run
-  at once (each is a socket: the soft file-descriptor limit is raised to the hard one), and a
+  at once (each is a socket: the open-files limit is raised as ``arges up`` does), and a
   request beyond that is dropped, which the client's retransmission retries.
 
 Each transfer has its own socket (its transfer ID, RFC 1350 section 4); a packet from another
@@ -35,7 +35,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import resource
 import socket
 import struct
 import threading
@@ -62,6 +61,7 @@ from arges.boot.tftp import (
 )
 from arges.boot.tftpfiles import FileCache, Source
 from arges.metrics import Metrics
+from arges.netguard import raise_open_files_limit
 
 log = logging.getLogger(__name__)
 
@@ -314,7 +314,7 @@ class TftpServer:
         except OSError:
             sock.close()
             raise
-        _raise_descriptor_limit()
+        raise_open_files_limit()
         self.port = sock.getsockname()[1]
         loop = asyncio.new_event_loop()
         ready = threading.Event()
@@ -433,12 +433,3 @@ def _enlarge_receive_buffer(sock: socket.socket, size: int) -> None:
     except OSError:
         with contextlib.suppress(OSError):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
-
-
-def _raise_descriptor_limit() -> None:
-    """Raise the soft limit on open files to the hard one: every transfer holds a socket, and
-    the usual soft limit (1024) is below a rack's worth of simultaneous transfers."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard == resource.RLIM_INFINITY or soft < hard:
-        with contextlib.suppress(ValueError, OSError):
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
