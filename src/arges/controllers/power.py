@@ -76,6 +76,7 @@ class PowerController(Controller):
         cache: Cache,
         *,
         reboot_timeout: float = 900.0,
+        reset_timeout: float = 300.0,
         refresh: float = 60.0,
         action_wait: float = 60.0,
         media: Callable[[str], Awaitable[str]] | None = None,
@@ -85,6 +86,7 @@ class PowerController(Controller):
         super().__init__(kube, cache)
         self.media = media
         self.reboot_timeout = dt.timedelta(seconds=reboot_timeout)
+        self.reset_timeout = dt.timedelta(seconds=reset_timeout)
         self.refresh = refresh
         self.action_wait = action_wait
 
@@ -136,6 +138,7 @@ class PowerController(Controller):
             binding,
             now=now,
             reboot_timeout=self.reboot_timeout,
+            reset_timeout=self.reset_timeout,
             boot_method=self._boot_method(server),
         )
         try:
