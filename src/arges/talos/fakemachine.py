@@ -36,6 +36,7 @@ import asyncio
 import datetime as dt
 import gzip
 import io
+import logging
 import secrets
 import tarfile
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -59,6 +60,8 @@ if TYPE_CHECKING:
 CHUNK = 256
 SYSTEM_LABELS = frozenset({"EFI", "BIOS", "BOOT", "META", "STATE", "EPHEMERAL"})
 Mode = machine.ApplyConfigurationRequestMode
+
+log = logging.getLogger(__name__)
 
 ADMIN, OPERATOR, READER = ADMIN_ROLE, "os:operator", "os:reader"
 ANYONE = frozenset({ADMIN, OPERATOR, READER})
@@ -124,6 +127,10 @@ def kubeconfig_archive(text: str) -> bytes:
     return gzip.compress(raw.getvalue())
 
 
+QUERIES = frozenset({"EtcdMemberList", "EtcdStatus", "ServiceList", "SystemStat", "Version"})
+"""Calls that change nothing (not logged: Arges asks them all the time)."""
+
+
 def _roles(cert: dict[str, Any] | None) -> set[str]:
     if not cert:
         return set()
@@ -152,6 +159,8 @@ class Guarded:
 
         async def guarded(stream: grpclib.server.Stream[Any, Any]) -> None:
             self._node.calls.append(name)
+            if name not in QUERIES:
+                log.info("%s: %s", self._node.hostname, name)
             allowed = RULES.get(name, frozenset({ADMIN}))
             if not allowed & _roles(stream.peer.cert()):
                 raise GRPCError(Status.PERMISSION_DENIED, "not authorized")

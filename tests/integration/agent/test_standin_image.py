@@ -41,7 +41,8 @@ asyncio.run(main())
 
 
 def unpack(data: bytes, into: Path) -> None:
-    subprocess.run(["sh", "-c", "zcat | cpio -idmu --quiet"], input=data, cwd=into, check=True)
+    """Unpack a gzip'd archive as the kernel does: no directory it does not list."""
+    subprocess.run(["sh", "-c", "zcat | cpio -imu --quiet"], input=data, cwd=into, check=True)
 
 
 async def test_the_stand_in_image_serves_talos_api_with_its_own_python(

@@ -168,7 +168,8 @@ class Rollouts:
                 await self._follow(state, talos, member, wanted, timeout)
             rollouts.append(await self._view(talos, member, wanted))
         if not bootstrapped:
-            return self._summary(rollouts, Decision(None), members)
+            waiting = Decision(None, waiting="the roll-out starts once etcd is bootstrapped")
+            return self._summary(rollouts, waiting, members)
         pools = {w.name: w.max_unavailable for w in spec.workers or []}
         decision = plan(rollouts, paused=spec.paused, etcd_problem=None, max_unavailable=pools)
         by_name = {m.view.server: m for m in members}

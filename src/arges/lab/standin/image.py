@@ -5,7 +5,8 @@ Its initramfs is the agent's followed by a second gzip'd cpio archive (the kerne
 in order, later files replacing earlier ones), which holds:
 
 - ``/init`` (``init.sh`` beside this module): the agent's ``/init``, moved to
-  ``/init-agent``, with :mod:`arges.lab.standin.apid` started beside it;
+  ``/init-agent``, with :mod:`arges.lab.standin.apid` started beside it (and ``/dev/null``,
+  which that needs before devtmpfs is mounted);
 - from Debian packages: ``libssl3`` (what Python's ``_ssl`` links), ``libgcc-s1`` (what
   cryptography's Rust extension links), and from the agent's Python packages the standard
   library modules and extension modules in :data:`STDLIB` and :data:`DYNLOAD` that the agent
@@ -17,7 +18,8 @@ in order, later files replacing earlier ones), which holds:
 
 The lists are what ``python3 -S`` imports for ``arges.lab.standin.apid`` (measured; a test
 checks they still cover it). Repeatable and offline after the first fetch: the cache key is
-the SHA-256 of the agent initramfs, the packages' SHA-256s and every file's bytes; images are
+the SHA-256 of the agent initramfs, the packages' SHA-256s, this builder's and every file's
+bytes; images are
 kept in ``DATA_DIR/standin/<key>/standin.img`` with ``manifest.json``; packages in
 ``DATA_DIR/standin/debs``.
 """
@@ -192,6 +194,7 @@ def cache_key(agent_initrd: bytes, debs: list[Deb], files: dict[str, Path]) -> s
     """SHA-256 (hex) of everything the stand-in image is made from."""
     inputs = {
         "builder": BUILDER_VERSION,
+        "source": hashlib.sha256((HERE / "image.py").read_bytes()).hexdigest(),
         "agent": hashlib.sha256(agent_initrd).hexdigest(),
         "debs": sorted([d.name, d.version, d.sha256] for d in debs),
         "files": {k: hashlib.sha256(v.read_bytes()).hexdigest() for k, v in sorted(files.items())},
@@ -307,11 +310,21 @@ def _overlay(debs: Path, files: dict[str, Path], base: set[str]) -> list[cpio.En
     libraries = _libraries(debs, [staged[e] for e in elves], base)
     staged |= libraries
     entries = []
+    directories: set[str] = set()
     for name in sorted(staged):
         if name in base and name != "init":
             continue
         perm = perms.get(name, 0o755 if name.endswith(".so") or ".so." in name else 0o644)
         entries.append(cpio.file(name, staged[name], perm))
+        parent = Path(name).parent
+        while str(parent) != ".":
+            directories.add(str(parent))
+            parent = parent.parent
+    # The kernel creates no directory an archive does not list.
+    entries += [cpio.directory(d) for d in sorted(directories - base)]
+    # /init starts the apid in the background before the agent's /init mounts devtmpfs, and
+    # busybox sh opens /dev/null for a background job's input.
+    entries.append(cpio.char_device("dev/null", 1, 3, 0o666))
     return entries
 
 
