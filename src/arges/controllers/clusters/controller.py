@@ -455,6 +455,7 @@ class TalosClusterController(Controller):
             return 1.0
         await owned.sweep(self.kube, cluster, [])
         await owned.remove_all(self.kube, cluster)
+        self.rollouts.forget(cluster)
         rest = [f for f in finalizers if f != FINALIZER]
         with contextlib.suppress(NotFound):
             await self.kube.patch(

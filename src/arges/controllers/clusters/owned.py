@@ -55,18 +55,22 @@ KUBECONFIG_KEY = "kubeconfig"
 
 
 def secrets_name(cluster: str) -> str:
+    """The name of the cluster's secrets bundle Secret."""
     return f"{cluster}-secrets"
 
 
 def talosconfig_name(cluster: str) -> str:
+    """The name of the cluster's admin talosconfig Secret."""
     return f"{cluster}-talosconfig"
 
 
 def kubeconfig_name(cluster: str) -> str:
+    """The name of the cluster's admin kubeconfig Secret."""
     return f"{cluster}-kubeconfig"
 
 
 def config_name(cluster: str, server: str) -> str:
+    """The name of a member's config Secret."""
     return f"{cluster}-config-{server}"
 
 

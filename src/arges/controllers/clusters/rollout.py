@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 from arges.api.binding import ServerBinding
-from arges.api.cluster import RolloutState
+from arges.api.cluster import RolloutState, TalosCluster
 from arges.api.server import Server
 from arges.api.serverclass import ServerClass
 from arges.controllers.clusters.observe import Observation, Observer, Talos, etcd_problem
@@ -112,14 +112,17 @@ class Member:
 
     @property
     def uid(self) -> str:
+        """Its binding's uid: the membership (a new binding is a new member)."""
         return str(self.binding.metadata.get("uid") or self.view.server)
 
     @property
     def applied(self) -> str | None:
+        """The config Arges last applied to it (None: none yet)."""
         return text(self.secret, APPLIED_KEY) if self.secret is not None else None
 
     @property
     def step(self) -> Step | None:
+        """Its recorded roll-out step (None: none)."""
         return Step.from_text(record_of(self.secret).step) if self.secret is not None else None
 
 
@@ -148,7 +151,12 @@ class Rollouts:
 
     def __init__(self, observer: Observer) -> None:
         self.observer = observer
-        self._reboots: dict[tuple[str, str], bool] = {}
+        # Per cluster (its uid), per member uid and config digest: whether applying reboots.
+        self._reboots: dict[str, dict[tuple[str, str], bool]] = {}
+
+    def forget(self, cluster: TalosCluster) -> None:
+        """Drop what is remembered about a deleted cluster."""
+        self._reboots.pop(str(cluster.metadata.get("uid") or cluster.name), None)
 
     async def roll(
         self,
@@ -162,11 +170,16 @@ class Rollouts:
         """One round of the roll-out; what the status shows."""
         spec = state.cluster.spec
         timeout = dt.timedelta(seconds=spec.rollout_timeout_seconds)
+        # Answers for members that left (or renderings they no longer have) are not asked again.
+        current = {m.uid for m in members}
+        cluster = str(state.cluster.metadata.get("uid") or state.cluster.name)
+        known = self._reboots.get(cluster, {})
+        self._reboots[cluster] = {k: v for k, v in known.items() if k[0] in current}
         rollouts = []
         for member in members:
             if member.secret is not None and member.step is not None:
                 await self._follow(state, talos, member, wanted, timeout)
-            rollouts.append(await self._view(talos, member, wanted))
+            rollouts.append(await self._view(talos, member, wanted, self._reboots[cluster]))
         if not bootstrapped:
             waiting = Decision(None, waiting="the roll-out starts once etcd is bootstrapped")
             return self._summary(rollouts, waiting, members)
@@ -191,7 +204,9 @@ class Rollouts:
             state.requeue = True
         return self._summary(rollouts, decision, members)
 
-    async def _view(self, talos: Talos, member: Member, wanted: Wanted) -> MemberRollout:
+    async def _view(
+        self, talos: Talos, member: Member, wanted: Wanted, known: dict[tuple[str, str], bool]
+    ) -> MemberRollout:
         view = member.view
         healthy = member.observation.healthy(etcd=view.role == "controlplane")
         if member.config is None or member.secret is None or not view.installed:
@@ -208,17 +223,20 @@ class Rollouts:
         )
         reboots = False
         if "config" in stages and member.step is None:
-            reboots = await self._dry_run(talos, member)
+            reboots = await self._dry_run(talos, member, known)
         return MemberRollout(
             view.server, view.pool, view.role, healthy, stages, member.step, reboots
         )
 
-    async def _dry_run(self, talos: Talos, member: Member) -> bool:
-        """Whether applying the member's config reboots it (unknown counts as yes)."""
+    async def _dry_run(
+        self, talos: Talos, member: Member, known: dict[tuple[str, str], bool]
+    ) -> bool:
+        """Whether applying the member's config reboots it (unknown counts as yes); Talos'
+        answers are kept in ``known``."""
         assert member.config is not None
         key = (member.uid, digest(member.config))
-        if key in self._reboots:
-            return self._reboots[key]
+        if key in known:
+            return known[key]
         if member.address is None or not member.observation.answers:
             return True
         try:
@@ -227,8 +245,8 @@ class Rollouts:
             )
         except TalosApiError:
             return True
-        self._reboots[key] = result.mode == "reboot"
-        return self._reboots[key]
+        known[key] = result.mode == "reboot"
+        return known[key]
 
     async def _follow(
         self, state: Round, talos: Talos, member: Member, wanted: Wanted, limit: dt.timedelta

@@ -56,10 +56,12 @@ class Facts:
 
     @property
     def control_plane(self) -> bool:
+        """Whether the config is a control plane's."""
         return self.machine_type == "controlplane"
 
     @property
     def endpoint_host(self) -> str:
+        """The host of the cluster endpoint (where a worker finds trustd)."""
         return urlparse(self.endpoint).hostname or ""
 
 
