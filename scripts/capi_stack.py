@@ -83,8 +83,6 @@ CACPPT = Component(
 )
 STACK = (CORE, CABPT, CACPPT)
 CLUSTERCTL = "sigs.k8s.io/cluster-api/cmd/clusterctl"
-BASE_PORT = 19443
-"""Each manager takes three ports from here: webhooks, health, diagnostics."""
 
 
 class StackError(Exception):
@@ -161,14 +159,24 @@ def kustomize(kubectl: str, directory: Path) -> list[dict[str, Any]]:
 
 @dataclass(frozen=True)
 class Ports:
+    """A manager's loopback ports: webhook server, health probes, diagnostics."""
+
     webhook: int
     health: int
     diagnostics: int
 
 
-def ports(index: int) -> Ports:
-    base = BASE_PORT + 3 * index
-    return Ports(base, base + 1, base + 2)
+def free_ports() -> Ports:
+    """Three ports free on 127.0.0.1 now (the managers bind them moments later)."""
+    socks = [socket.socket() for _ in range(3)]
+    try:
+        for sock in socks:
+            sock.bind(("127.0.0.1", 0))
+        webhook, health, diagnostics = (int(s.getsockname()[1]) for s in socks)
+    finally:
+        for sock in socks:
+            sock.close()
+    return Ports(webhook, health, diagnostics)
 
 
 def certificates(directory: Path) -> bytes:
@@ -248,15 +256,6 @@ def say(line: str) -> None:
     print(line, flush=True)
 
 
-def _free(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
 def _answers(port: int) -> bool:
     with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
         return True
@@ -270,9 +269,10 @@ def up(kubeconfig: Path, state: Path, kubectl: str, *, wait: float = 180.0) -> N
     install()
     state.mkdir(parents=True, exist_ok=True)
     ca = certificates(state / "certs")
+    chosen = [free_ports() for _ in STACK]
     documents: list[dict[str, Any]] = []
-    for index, component in enumerate(STACK):
-        documents += manifests(kubectl, component, ports(index).webhook, ca)
+    for component, p in zip(STACK, chosen, strict=True):
+        documents += manifests(kubectl, component, p.webhook, ca)
     rendered = state / "manifests.yaml"
     rendered.write_text(yaml.safe_dump_all(documents, sort_keys=False))
     _run([kubectl, "--kubeconfig", str(kubeconfig), "apply", "--server-side", "-f", str(rendered)])
@@ -283,11 +283,7 @@ def up(kubeconfig: Path, state: Path, kubectl: str, *, wait: float = 180.0) -> N
         ]
     )
     pids: dict[str, int] = {}
-    for index, component in enumerate(STACK):
-        p = ports(index)
-        for port in (p.webhook, p.health, p.diagnostics):
-            if not _free(port):
-                raise StackError(f"port {port} is taken (another stack?)")
+    for component, p in zip(STACK, chosen, strict=True):
         log = state / f"{component.name}.log"
         argv = [
             str(binary(component)),
@@ -306,8 +302,8 @@ def up(kubeconfig: Path, state: Path, kubectl: str, *, wait: float = 180.0) -> N
         say(f"started {component.module}@{component.version} (pid {proc.pid}, log {log})")
     (state / "pids.json").write_text(json.dumps(pids))
     deadline = time.monotonic() + wait
-    for index, component in enumerate(STACK):
-        while not _answers(ports(index).webhook):
+    for component, p in zip(STACK, chosen, strict=True):
+        while not _answers(p.webhook):
             if time.monotonic() > deadline:
                 raise StackError(
                     f"{component.name} did not open its webhook port; see {state}/"

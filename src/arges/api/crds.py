@@ -225,6 +225,14 @@ def structural(node: Any) -> Any:
     """Turn a pydantic JSON schema (refs already resolved) into a structural schema."""
     if not isinstance(node, dict):
         return node
+    if node.get("x-kubernetes-int-or-string"):
+        # ``int | str``: the one union a structural schema allows, in kube's own form.
+        described = {"description": " ".join(str(node["description"]).split())}
+        return {
+            **(described if "description" in node else {}),
+            "x-kubernetes-int-or-string": True,
+            "anyOf": [{"type": "integer"}, {"type": "string"}],
+        }
     variants = node.get("anyOf")
     if variants is not None:
         present = [v for v in variants if v.get("type") != "null"]

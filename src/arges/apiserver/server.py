@@ -24,7 +24,8 @@ from typing import Any
 from aiohttp import web
 
 from arges import __version__
-from arges.apiserver import crd
+from arges.apiserver import crd, instrument
+from arges.apiserver.admissionregistration import webhook_configuration_types
 from arges.apiserver.builtin import builtin_types
 from arges.apiserver.errors import AlreadyExists
 from arges.apiserver.http import Handler
@@ -33,6 +34,7 @@ from arges.apiserver.pki import ensure_credentials, write_kubeconfig
 from arges.apiserver.resources import Registry
 from arges.apiserver.rest import Rest, WriteOptions
 from arges.apiserver.store import Store
+from arges.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +58,10 @@ class ApiServerConfig:
     history_seconds: float = 300.0
     bookmark_interval: float = 60.0
     crds: Sequence[dict[str, Any]] = field(default_factory=tuple)
+
+
+def _own_write() -> WriteOptions:
+    return WriteOptions(field_manager="arges", admission=False)
 
 
 def version_info() -> dict[str, str]:
@@ -86,8 +92,13 @@ def client_host(address: str) -> str:
 class ApiServer:
     """One running embedded API server (see the module docstring)."""
 
-    def __init__(self, config: ApiServerConfig) -> None:
+    def __init__(self, config: ApiServerConfig, metrics: Metrics | None = None) -> None:
         self.config = config
+        self.metrics = metrics if metrics is not None else Metrics()
+        self.mounts: dict[str, instrument.Handler] = {}
+        """Path prefixes served by other handlers on this port (``/metrics``, ``/ui``)."""
+        self.token = ""
+        """The admin token, once started."""
         self.data_dir = config.data_dir
         self.kubeconfig_path = config.data_dir / "kubeconfig"
         self._ready = False
@@ -113,9 +124,10 @@ class ApiServer:
         cfg = self.config
         cfg.data_dir.mkdir(parents=True, exist_ok=True)
         creds = ensure_credentials(cfg.data_dir, [client_host(cfg.address)])
+        self.token = creds.token
         store = Store.open(cfg.data_dir / "state.db", retention=cfg.history_seconds)
         self.store = store
-        builtins = builtin_types()
+        builtins = builtin_types() + webhook_configuration_types()
         builtin_keys = frozenset((rt.group, rt.plural) for rt in builtins)
         crd_rt = crd.crd_type(builtin_keys | {(crd.GROUP, "customresourcedefinitions")})
         registry = Registry([*builtins, crd_rt])
@@ -142,7 +154,9 @@ class ApiServer:
         self._handler = handler
         tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         tls.load_cert_chain(creds.cert, creds.key)
-        runner = web.AppRunner(handler.app(), access_log=None, handle_signals=False)
+        app = handler.app()
+        app.middlewares.append(instrument.middleware(self.metrics, registry, self.mounts))
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
         site = web.TCPSite(runner, cfg.address, cfg.port, ssl_context=tls, backlog=1024)
         await site.start()
@@ -165,7 +179,7 @@ class ApiServer:
                         ns_type.storage_version(),
                         "",
                         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}},
-                        WriteOptions(field_manager="kube-apiserver"),
+                        WriteOptions(field_manager="kube-apiserver", admission=False),
                     )
         await install_crds(rest, registry, self.config.crds)
 
@@ -179,6 +193,8 @@ class ApiServer:
             self._runner = None
         if self.lifecycle is not None:
             await self.lifecycle.stop()
+        if self.rest is not None:
+            await self.rest.close()
         if self.store is not None:
             await self.store.close()
             self.store = None
@@ -186,6 +202,8 @@ class ApiServer:
 
 async def install_crds(rest: Rest, registry: Registry, crds: Sequence[dict[str, Any]]) -> None:
     """Create each CRD, or replace its spec when it differs from the stored one.
+
+    These are the server's own writes at start: no admission webhook is called for them.
 
     Raises:
         StatusError: when a CRD is invalid (the server would refuse it from kubectl too).
@@ -197,9 +215,9 @@ async def install_crds(rest: Rest, registry: Registry, crds: Sequence[dict[str, 
         name = obj["metadata"]["name"]
         existing = rest.store.get(rt.resource, "", name)
         if existing is None:
-            await rest.create(rt, version, "", dict(obj), WriteOptions(field_manager="arges"))
+            await rest.create(rt, version, "", dict(obj), _own_write())
             continue
         current = existing.object()
         if current.get("spec") != obj.get("spec"):
             current["spec"] = obj["spec"]
-            await rest.update(rt, version, "", name, current, WriteOptions(field_manager="arges"))
+            await rest.update(rt, version, "", name, current, _own_write())

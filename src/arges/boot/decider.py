@@ -17,6 +17,7 @@ from arges.api.binding import ServerBinding, releasing
 from arges.api.environment import Environment
 from arges.api.server import Server
 from arges.api.serverclass import ServerClass
+from arges.boot.announce import announce_decision
 from arges.kube.client import KubeClient
 from arges.kube.errors import KubeError, NotFound
 from arges.kube.resources import (
@@ -106,3 +107,4 @@ class KubeBootDecider:
             )
         except KubeError as exc:
             log.info("could not record the network boot of %s: %s", server.name, exc)
+        await announce_decision(self.kube, server, reason, what, decision.reason, client)

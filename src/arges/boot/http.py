@@ -27,8 +27,17 @@ from arges.boot import ipxe
 from arges.boot.tftp import Refused, resolve
 from arges.kube.errors import KubeError
 from arges.metal.boot import BootDecision
+from arges.metrics import Metrics
+from arges.metrics.http import asset_bytes_hook
 
 log = logging.getLogger(__name__)
+
+
+def decision_label(decision: BootDecision) -> str:
+    """The ``decision`` label of ``arges_boot_requests_total``: agent, target, disk, not-ready."""
+    if decision.kind == "environment":
+        return "target" if decision.target else "agent"
+    return decision.kind
 
 
 class Decider(Protocol):
@@ -60,8 +69,10 @@ class BootHttp:
         decider: Decider,
         assets: AssetCache,
         extra_routes: Sequence[web.RouteDef] = (),
+        metrics: Metrics | None = None,
     ) -> None:
         self.config = config
+        self.metrics = metrics if metrics is not None else Metrics()
         self.decider = decider
         self.assets = assets
         self.extra_routes = list(extra_routes)
@@ -79,6 +90,7 @@ class BootHttp:
                 *self.extra_routes,
             ]
         )
+        app.on_response_prepare.append(asset_bytes_hook(self.metrics))
         return app
 
     async def start(self) -> None:
@@ -115,16 +127,22 @@ class BootHttp:
         uuid = request.query.get("uuid", "").strip().lower()
         mac = ipxe.mac_from_query(request.query.get("mac", ""))
         client = request.remote or ""
+        platform = request.query.get("platform", "")
         try:
             decision, env = await self.decider.decide(uuid, client)
         except KubeError as exc:
             log.warning("/ipxe for %s from %s: %s", uuid, client, exc)
+            self.metrics.boot_request(uuid, mac, client, platform, "unavailable", str(exc))
             return web.Response(status=503, text="Arges cannot reach its API; retry\n")
+        self.metrics.boot_request(
+            uuid, mac, client, platform, decision_label(decision), decision.reason
+        )
         script = ipxe.render(decision, env, base_url=self.base_url, mac=mac)
         log.info("/ipxe %s (%s) from %s: %s", uuid or "-", mac or "-", client, decision.reason)
         return web.Response(status=script.status, text=script.body)
 
     async def asset(self, request: web.Request) -> web.StreamResponse:
+        """An Environment's kernel or initrd from the asset cache."""
         name, asset = request.match_info["name"], request.match_info["asset"]
         try:
             cached = self.assets.cached(name, asset)

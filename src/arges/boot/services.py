@@ -18,6 +18,7 @@ from arges.boot.dhcpserver import DhcpConfig, DhcpService, Mode
 from arges.boot.http import BootHttp, Decider, HttpConfig
 from arges.boot.leases import PoolConfig
 from arges.boot.tftp import TftpServer
+from arges.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -72,15 +73,18 @@ class BootServices:
         assets: AssetCache,
         state_dir: Path,
         extra_routes: Sequence[web.RouteDef] = (),
+        metrics: Metrics | None = None,
     ) -> None:
         self.config = config
+        self.metrics = metrics if metrics is not None else Metrics()
         self.http = BootHttp(
             HttpConfig(config.address, config.http_port, tftp_root=config.tftp_root),
             decider,
             assets,
             extra_routes,
+            self.metrics,
         )
-        self.tftp = TftpServer(config.tftp_root, "0.0.0.0", config.tftp_port)
+        self.tftp = TftpServer(config.tftp_root, "0.0.0.0", config.tftp_port, metrics=self.metrics)
         self.dhcp: DhcpService | None = None
         if config.dhcp_mode is not None:
             pool = None
@@ -114,7 +118,8 @@ class BootServices:
                     proxy_port=config.proxydhcp_port,
                     pool=pool,
                     lease_file=state_dir / "dhcp-leases.json",
-                )
+                ),
+                self.metrics,
             )
 
     async def start(self) -> None:

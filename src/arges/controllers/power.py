@@ -32,6 +32,7 @@ from arges.kube.resources import SECRETS, SERVER_BINDINGS, SERVER_CLASSES, SERVE
 from arges.metal.conditions import condition_patch
 from arges.metal.media import MediaUnavailable
 from arges.metal.power import AGENT_MEDIA, POWER_CYCLE, PowerIntent, intent
+from arges.metrics import Metrics
 from arges.power.base import BmcInfo, BootDevice, PowerAction, PowerDriver, PowerState
 from arges.power.errors import PowerError, Unsupported
 from arges.power.factory import build_driver
@@ -43,6 +44,8 @@ CERTIFICATE_VERIFIED = "BMCCertificateVerified"
 """Redfish BMCs: whether Arges verifies the BMC's TLS certificate (False: it does not, by
 ``spec.bmc.insecure`` or a plain-HTTP endpoint), so an insecure setting is never silent."""
 ACTIONS = {"on": PowerAction.ON, "off": PowerAction.OFF, "cycle": PowerAction.CYCLE}
+DONE = {"on": "PoweredOn", "off": "PoweredOff", "cycle": "PowerCycled"}
+"""The reason of the Event recording each action the BMC carried out."""
 
 
 def certificate_verification(info: BmcInfo) -> tuple[ConditionStatus, str, str]:
@@ -80,10 +83,12 @@ class PowerController(Controller):
         refresh: float = 60.0,
         action_wait: float = 60.0,
         media: Callable[[str], Awaitable[str]] | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         """``media`` gives the URL of a Server's agent ISO, built, where its BMC fetches it
         for a virtual-media boot (None: Arges serves no boot HTTP, so there is none)."""
         super().__init__(kube, cache)
+        self.metrics = metrics if metrics is not None else Metrics()
         self.media = media
         self.reboot_timeout = dt.timedelta(seconds=reboot_timeout)
         self.reset_timeout = dt.timedelta(seconds=reset_timeout)
@@ -145,6 +150,7 @@ class PowerController(Controller):
             state = await self._apply(server, driver, plan, now)
         except PowerError as exc:
             await self._record(server, PowerState.UNKNOWN, "False", type(exc).__name__, str(exc))
+            await self.kube.event(body, "PowerFailed", str(exc), type="Warning")
             raise RetryLater(str(exc)) from exc
         except MediaUnavailable as exc:
             await self._record(
@@ -198,7 +204,11 @@ class PowerController(Controller):
             await self._cycle_requested(server, now, plan.reason)
         how = " (network boot)" if plan.network_boot else " (virtual media)" if plan.media else ""
         log.info("%s: power %s%s", server.name, action, how)
-        return await driver.power(ACTIONS[action], self.action_wait)
+        with self.metrics.power_operation(driver.info.protocol, action):
+            state = await driver.power(ACTIONS[action], self.action_wait)
+        message = f"{plan.reason}{how}; the BMC reports power {state.value}"
+        await self.kube.event(server.to_json(), DONE[action], message)
+        return state
 
     async def _cycle_requested(self, server: Server, now: dt.datetime, why: str) -> None:
         def record(obj: dict[str, Any]) -> dict[str, Any]:

@@ -6,6 +6,7 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from arges.api.base import ObjectReference
@@ -16,7 +17,7 @@ from arges.api.server import Server
 from arges.api.serverclass import ServerClass
 from arges.controllers.allocation import allocate
 from arges.kube.client import KubeClient
-from arges.kube.errors import NotFound
+from arges.kube.errors import Invalid, NotFound
 from arges.kube.resources import ENVIRONMENTS, EVENTS, SERVER_BINDINGS, SERVER_CLASSES, SERVERS
 from arges.plane import ManagementPlane
 from tests.integration.conftest import eventually, make_assets, register, sha512
@@ -190,6 +191,38 @@ async def test_invalid_qualifiers_are_reported_naming_the_field(kube: KubeClient
     )
     await register(kube, UUID_A, accepted=True, clean=True)
     await eventually(lambda: _class_has(kube, available=[UUID_A], in_use=[], name="big"))
+
+
+async def test_the_any_class_comes_back_when_deleted(kube: KubeClient) -> None:
+    await register(kube, UUID_A, accepted=True, clean=True)
+    await eventually(lambda: _class_has(kube, available=[UUID_A], in_use=[]))
+    first = (await kube.get(SERVER_CLASSES, "any"))["metadata"]["uid"]
+    await kube.delete(SERVER_CLASSES, "any")
+
+    async def recreated() -> bool:
+        try:
+            body = await kube.get(SERVER_CLASSES, "any")
+        except NotFound:
+            return False
+        return bool(body["metadata"]["uid"] != first)
+
+    await eventually(recreated, what="a new any")
+    await eventually(lambda: _class_has(kube, available=[UUID_A], in_use=[]))
+
+
+async def test_a_memory_module_size_in_sidero_mb_is_refused_saying_the_unit(
+    kube: KubeClient,
+) -> None:
+    spec = {"qualifiers": {"hardware": [{"memory": {"modules": [{"size": 16384}]}}]}}
+    with pytest.raises(Invalid) as err:
+        await kube.create(SERVER_CLASSES, {"metadata": {"name": "mb"}, "spec": spec})
+    assert "sizes are in bytes here; Sidero wrote them in MB" in err.value.message
+    spec = {"qualifiers": {"hardware": [{"memory": {"totalSize": "64GB"}}]}}
+    await kube.create(SERVER_CLASSES, {"metadata": {"name": "gb"}, "spec": spec})
+    cond = await eventually(lambda: _class_condition(kube, "gb", "Valid"))
+    assert cond["status"] == "False"
+    assert cond["message"].startswith("spec.qualifiers.hardware[0].memory.totalSize:")
+    assert 'Sidero\'s "<N> GB"' in cond["message"]
 
 
 async def test_environments_verify_their_assets(kube: KubeClient, tmp_path: Path) -> None:
