@@ -39,8 +39,9 @@ import io
 import logging
 import secrets
 import tarfile
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import grpclib.const
@@ -105,12 +106,14 @@ class UpgradeCall:
 @dataclass(frozen=True)
 class ApplyCall:
     """What one ApplyConfiguration asked (``mode`` as requested: AUTO, NO_REBOOT, ...) and
-    the mode it resolved to (``applied``: REBOOT or NO_REBOOT for AUTO)."""
+    the mode it resolved to (``applied``: REBOOT or NO_REBOOT for AUTO); ``at`` is when it
+    arrived (``time.monotonic()``), to order calls made to different nodes."""
 
     mode: str
     applied: str
     dry_run: bool
     config: str
+    at: float = field(default_factory=time.monotonic, compare=False)
 
 
 def kubeconfig_archive(text: str) -> bytes:

@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 import yaml
 
-from arges.kube.resources import EVENTS, SERVER_CLASSES, SERVERS, TALOS_CLUSTERS
+from arges.kube.resources import SERVER_CLASSES, SERVERS, TALOS_CLUSTERS
+from arges.talos.components import COMPONENTS, image
 from tests.integration.clusters.conftest import NS, Rack, create_cluster
 from tests.integration.clusters.sim import SimServer
 from tests.integration.conftest import eventually
@@ -80,18 +81,6 @@ def one_at_a_time(sims: list[SimServer]) -> bool:
     )
 
 
-async def rollout_events(rack: Rack) -> list[str]:
-    """The cluster's RollingOut events' messages, in the order they were recorded."""
-    events = await rack.kube.list(EVENTS, NS)
-    ours = [
-        e
-        for e in events
-        if e["involvedObject"]["name"] == "demo" and e.get("reason") == "RollingOut"
-    ]
-    ours.sort(key=lambda e: int(e["metadata"]["resourceVersion"]))
-    return [e["message"] for e in ours]
-
-
 async def test_a_talos_upgrade_goes_control_planes_first_one_at_a_time(
     rack: Rack, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -123,14 +112,21 @@ async def test_a_talos_upgrade_goes_control_planes_first_one_at_a_time(
 async def test_a_kubernetes_upgrade_is_made_as_upgrade_k8s_makes_it(rack: Rack) -> None:
     sims = await cluster_of(rack, 3, control_planes=2, workers=1)
     adopted = {n: len(s.talos.apply_requests) for n, s in sims.items()}  # type: ignore[union-attr]
+    before = {n: s.talos.config or "" for n, s in sims.items()}  # type: ignore[union-attr]
     await rack.kube.patch(TALOS_CLUSTERS, "demo", {"spec": {"kubernetesVersion": "1.34.2"}}, NS)
     await eventually(lambda: settled(rack, 3, kubernetes="1.34.2"), timeout=120)
-    names = {s.uuid: n for n, s in sims.items()}
-    done = [
-        (names[m.split(":")[0]], m.split(": ")[1].split(" to ")[0])
-        for m in await rollout_events(rack)
-        if " to v1.34.2" in m
-    ]
+    # What each ApplyConfiguration changed, in the order the nodes received them.
+    calls = sorted(
+        (a.at, n, a.config)
+        for n, s in sims.items()
+        for a in s.talos.apply_requests[adopted[n] :]  # type: ignore[union-attr]
+        if not a.dry_run
+    )
+    done = []
+    for _, name, config in calls:
+        changed = [c for c in COMPONENTS if image(config, c) != image(before[name], c)]
+        done += [(name, c) for c in changed]
+        before[name] = config
     components = [
         "kube-apiserver",
         "kube-controller-manager",
