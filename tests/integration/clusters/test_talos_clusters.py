@@ -106,14 +106,7 @@ async def test_workers_scale_up_and_down_and_released_servers_are_wiped(rack: Ra
         (False, True)
     ], "its Talos was asked to reset (a worker has no etcd to leave) and reboot"
     assert node.reset_requests[0].system_partitions == (("STATE", True), ("EPHEMERAL", True))
-    try:
-        await eventually(lambda: rack.available(released), timeout=30)
-    except AssertionError:
-        print(
-            "DEBUG", released.boots, released.reboots, released.machine, released.installed is None
-        )
-        print("DEBUG", await rack.kube.get(SERVERS, released.uuid))
-        raise
+    await eventually(lambda: rack.available(released), timeout=30)
     assert released.reboots == ["reset"] and released.boots[-1] == "agent", "then the agent"
     assert released.installed is None, "wiped"
     server = await rack.kube.get(SERVERS, released.uuid)
