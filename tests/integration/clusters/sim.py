@@ -68,6 +68,9 @@ class SimServer:
     """Seconds to linger at a step, so a test can act there: ``boot`` (before asking
     /ipxe), ``install`` (between fetching the config and reporting it installed), ``talos``
     (between the install and its Talos API answering)."""
+    gates: dict[str, asyncio.Event] = field(default_factory=dict)
+    """Steps (as in ``pauses``) held until the test sets their event, so a test acts there
+    however slow the machine is."""
     talos: FakeTalosNode | None = None
     """Its Talos API: state (etcd bootstrapped or not) survives reboots, as on a disk."""
     reboots: list[str] = field(default_factory=list)
@@ -244,6 +247,8 @@ class SimServer:
         origin = url.split("/configdata")[0]
         await self._post(REPORT_PATH, {"uuid": self.uuid, "phase": "installed"}, origin)
         await asyncio.sleep(self.pauses.get("talos", 0))
+        if (gate := self.gates.get("talos")) is not None:
+            await gate.wait()
         await self._run_talos()
         await asyncio.Event().wait()
 

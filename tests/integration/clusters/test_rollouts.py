@@ -170,6 +170,21 @@ async def test_config_changes_reach_running_members(rack: Rack) -> None:
     await eventually(lambda: settled(rack, 3), timeout=60)
     assert all(s.reboots == [] for s in sims.values())
 
+    # A pool's patch: that pool's members only, in place.
+    pool = "machine:\n  nodeLabels:\n    pool: edge\n"
+    workers = {"name": "workers", "replicas": 2, "strategicPatches": [pool]}
+    await rack.kube.patch(TALOS_CLUSTERS, "demo", {"spec": {"workers": [workers]}}, NS)
+    await eventually(
+        lambda: all(
+            config(sims[w])["machine"]["nodeLabels"].get("pool") == "edge" for w in ("w-1", "w-2")
+        ),
+        timeout=30,
+    )
+    await eventually(lambda: settled(rack, 3), timeout=60)
+    assert "pool" not in config(sims["cp-1"])["machine"]["nodeLabels"], "not another pool's"
+    assert all(config(s)["machine"]["nodeLabels"]["tier"] == "gold" for s in sims.values())
+    assert all(s.reboots == [] for s in sims.values())
+
     # A ServerClass patch Talos cannot apply in place: each member rebooted, one at a time.
     env = "machine:\n  env:\n    HTTP_PROXY: http://proxy:3128\n"
     await rack.kube.patch(SERVER_CLASSES, "any", {"spec": {"strategicPatches": [env]}})

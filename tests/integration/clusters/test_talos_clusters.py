@@ -259,9 +259,11 @@ async def _arges(rack: Rack, *args: str, check: bool = True) -> tuple[int, str, 
 
 
 async def test_the_cluster_cli(rack: Rack) -> None:
+    # No Talos API answers until the CLI has said there is no kubeconfig yet.
+    talos = asyncio.Event()
     for _ in range(2):
         sim = await rack.add()
-        sim.pauses["talos"] = 5.0
+        sim.gates["talos"] = talos
     _, out, _ = await _arges(
         rack,
         "cluster",
@@ -277,6 +279,7 @@ async def test_the_cluster_cli(rack: Rack) -> None:
     assert "created" in out
     code, _, err = await _arges(rack, "cluster", "kubeconfig", "demo", check=False)
     assert code != 0 and "has no kubeconfig yet" in err
+    talos.set()
     await eventually(lambda: _phase(rack, "Running"), timeout=60)
     _, out, _ = await _arges(rack, "cluster", "list")
     assert "demo" in out and "https://10.5.0.10:6443" in out and "Running" in out
