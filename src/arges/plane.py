@@ -25,23 +25,29 @@ from arges.api.environment import AGENT_ENVIRONMENT, DEFAULT_ENVIRONMENT, Enviro
 from arges.apiserver.server import ApiServer, ApiServerConfig
 from arges.assets import AssetCache
 from arges.boot.decider import KubeBootDecider
+from arges.boot.gate import GatedDecider, gated
 from arges.boot.media import AgentMedia
 from arges.boot.services import BootConfig, BootServices
 from arges.controllers.announcer import Announcer
 from arges.controllers.clusters import TalosClusterController
+from arges.controllers.constellations import ConstellationController
 from arges.controllers.environments import EnvironmentController
 from arges.controllers.metalclusters import MetalClusterController
 from arges.controllers.metalmachines import MetalMachineController
+from arges.controllers.pause import PlaneGate
 from arges.controllers.power import PowerController
 from arges.controllers.runtime import Cache, Controller, Manager
 from arges.controllers.serverclasses import ServerClassController
 from arges.controllers.servers import ServerController
 from arges.discovery.api import DiscoveryApi, DiscoveryConfig
+from arges.errors import ArgesError
 from arges.kube.client import KubeClient
 from arges.kube.connection import Connection, from_kubeconfig
 from arges.kube.errors import NotFound
 from arges.kube.resources import (
+    CONSTELLATIONS,
     ENVIRONMENTS,
+    MANAGEMENT_PLANES,
     METAL_CLUSTERS,
     METAL_MACHINES,
     SERVER_BINDINGS,
@@ -97,7 +103,7 @@ class PlaneConfig:
     free port); None: only on the API port, with the admin token."""
 
 
-class NotInstalled(Exception):
+class NotInstalled(ArgesError):
     """The external API server does not serve Arges' resources (its CRDs are missing)."""
 
 
@@ -128,6 +134,8 @@ class ManagementPlane:
         self.dashboard: Dashboard | None = None
         self._stop = asyncio.Event()
         self._controllers: asyncio.Task[None] | None = None
+        self.gate: PlaneGate | None = None
+        self._gate: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         """Start everything; returns once the controllers are running.
@@ -145,6 +153,10 @@ class ManagementPlane:
             connection = self.config.external_api
         self.kube = KubeClient(connection, component="arges")
         await self._check_installed(self.kube)
+        # The plane-wide pause (ManagementPlane): read before anything acts, followed after.
+        self.gate = PlaneGate(self.kube)
+        await self.gate.load()
+        self._gate = asyncio.create_task(self.gate.run(self._stop), name="plane-gate")
         if self.api is not None:
             self.dashboard = Dashboard(
                 self.kube,
@@ -192,8 +204,11 @@ class ManagementPlane:
             # start when their CRDs exist; until then MetalClusters and MetalMachines wait.
             MetalClusterController(self.kube, cache),
             MetalMachineController(self.kube, cache),
+            ConstellationController(self.kube, cache),
             Announcer(self.kube, cache),
         ]
+        for controller in controllers:
+            controller.gate = self.gate
         ready = asyncio.Event()
         manager = Manager(connection, controllers, cache, self.metrics)
         self._controllers = asyncio.create_task(manager.run(self._stop, ready), name="controllers")
@@ -211,10 +226,10 @@ class ManagementPlane:
             ]
             self.boot = BootServices(
                 self.config.boot,
-                KubeBootDecider(self.kube),
+                GatedDecider(KubeBootDecider(self.kube), self.gate.refusal),
                 self.assets,
                 self.config.data_dir,
-                routes,
+                gated(routes, self.gate.refusal),
                 self.metrics,
             )
             await self.boot.start()
@@ -242,6 +257,8 @@ class ManagementPlane:
             TALOS_CLUSTERS,
             METAL_CLUSTERS,
             METAL_MACHINES,
+            CONSTELLATIONS,
+            MANAGEMENT_PLANES,
         ):
             try:
                 await kube.list(resource, limit=1)
@@ -268,6 +285,9 @@ class ManagementPlane:
         if self._controllers is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.wait_for(self._controllers, 30)
+        if self._gate is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait_for(self._gate, 30)
         if self.dashboard is not None:
             await self.dashboard.stop()
         if self.kube is not None:

@@ -21,6 +21,7 @@ from arges.apiserver.server import ApiServer, ApiServerConfig
 from arges.kube.client import KubeClient
 from arges.kube.resources import SERVERS
 from arges.plane import ManagementPlane, PlaneConfig
+from tests.integration.webhook_server import WebhookServer, make_pki
 
 KUBECTL = shutil.which("kubectl")
 KUBECTL_DIR = Path(os.path.realpath(KUBECTL)).parent if KUBECTL else None
@@ -375,3 +376,13 @@ async def register(
         },
         subresource="status",
     )
+
+
+@pytest.fixture
+async def webhook(tmp_path: Path) -> AsyncIterator[WebhookServer]:
+    """A webhook server on loopback (TLS from a fresh CA) answering conversion and admission
+    reviews as the tests configure it."""
+    server = WebhookServer(make_pki())
+    await server.start(tmp_path)
+    yield server
+    await server.stop()

@@ -29,7 +29,7 @@ from typing import Any
 
 from arges.agent import cmdline, collect, net, target, wipe
 from arges.agent.client import Arges, HttpError, request, with_retries
-from arges.agent.protocol import Instruction, Registration, Report
+from arges.wire import Instruction, Registration, Report
 
 log = logging.getLogger("arges.agent")
 

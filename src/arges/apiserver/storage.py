@@ -30,6 +30,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from arges.errors import ArgesError
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS objects (
@@ -79,7 +81,7 @@ class LogRecord:
     prev: bytes | None
 
 
-class StorageError(Exception):
+class StorageError(ArgesError):
     """The database could not be read or written (disk full, corrupt file, I/O error)."""
 
 

@@ -5,7 +5,7 @@
 froze the inventory at first sight; here a re-registration updates it). ``report`` records
 heartbeats and outcomes: a successful wipe makes an accepted, unbound server clean; a
 target install marks its ServerBinding ``Installed``. Both answer the next
-:class:`~arges.agent.protocol.Instruction` (see :mod:`arges.metal.agent`).
+:class:`~arges.wire.Instruction` (see :mod:`arges.metal.agent`).
 
 Everything received is validated before anything is written: body size, JSON types (strict:
 no strings for numbers), a UUID that is well formed, not a placeholder, and equal to the
@@ -28,15 +28,16 @@ from typing import Any
 from aiohttp import web
 from pydantic import ValidationError
 
-from arges.agent.protocol import MAX_BODY_BYTES, PHASES, REGISTER_PATH, REPORT_PATH, WipeMode
 from arges.api.base import ConditionStatus
 from arges.api.binding import INSTALLED, ServerBinding
 from arges.api.server import HardwareInformation, Server
+from arges.errors import ArgesError
 from arges.kube.client import KubeClient
 from arges.kube.errors import AlreadyExists, KubeError, NotFound
 from arges.kube.resources import SERVER_BINDINGS, SERVERS
 from arges.metal.agent import instruct
 from arges.metal.conditions import condition_patch
+from arges.wire import MAX_BODY_BYTES, PHASES, REGISTER_PATH, REPORT_PATH, WipeMode
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +56,7 @@ LIMITS = {"processors": 64, "modules": 512, "devices": 256, "interfaces": 256, "
 WIPE = "Wipe"
 
 
-class BadRegistration(ValueError):
+class BadRegistration(ArgesError, ValueError):
     """Input the endpoint refuses (HTTP 400), with a message for the agent's log."""
 
 

@@ -32,6 +32,7 @@ from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 from talos_linux_api.v1_6_0 import securityapi
 
+from arges import certs
 from arges.talos.fakeapi import SERVER_VALIDITY, Identity
 from arges.talos.secrets import CertAndKey, ed25519_key_pem
 from arges.talos.tls import ca_client_context, token_server_context
@@ -50,42 +51,23 @@ def sign(ca: CertAndKey, csr_pem: bytes, now: dt.datetime | None = None) -> byte
     if not csr.is_signature_valid:
         raise ValueError("the CSR's signature does not verify")
     issued = (now or dt.datetime.now(dt.UTC)).replace(microsecond=0) - dt.timedelta(minutes=1)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(csr.subject)
-        .issuer_name(ca.certificate().subject)
-        .public_key(csr.public_key())
-        .serial_number(secrets.randbits(128) or 1)
-        .not_valid_before(issued)
-        .not_valid_after(issued + SERVER_VALIDITY)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(
-            x509.ExtendedKeyUsage(
-                [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
-            ),
-            critical=False,
-        )
-    )
     try:
-        sans = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-        builder = builder.add_extension(sans, critical=False)
+        sans = list(csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value)
     except x509.ExtensionNotFound:
-        pass
-    cert = builder.sign(ca.private_key(), None)
-    return cert.public_bytes(serialization.Encoding.PEM)
+        sans = []
+    cert = certs.issue(
+        csr.subject,
+        csr.public_key(),
+        ca.private_key(),
+        issuer=ca.certificate().subject,
+        serial=secrets.randbits(128) or 1,
+        not_before=issued,
+        not_after=issued + SERVER_VALIDITY,
+        usages=("digitalSignature",),
+        extended_usages=(ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH),
+        sans=sans,
+    )
+    return certs.certificate_pem(cert)
 
 
 class _Security(securityapi.SecurityServiceBase):

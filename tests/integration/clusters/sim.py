@@ -37,7 +37,6 @@ from typing import Any
 import aiohttp
 import yaml
 
-from arges.agent.protocol import REGISTER_PATH, REPORT_PATH
 from arges.kube.client import KubeClient
 from arges.kube.resources import SECRETS, SERVER_BINDINGS
 from arges.power import fake
@@ -45,6 +44,7 @@ from arges.power.base import BootDevice, PowerState
 from arges.talos.components import tag
 from arges.talos.fakeapi import FakeEtcd, FakeTalosNode, issue_identity
 from arges.talos.secrets import SecretsBundle
+from arges.wire import REGISTER_PATH, REPORT_PATH
 
 BOOTS = ("on", "cycle", "reset")
 ETCDS: dict[str, FakeEtcd] = {}

@@ -11,11 +11,11 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from arges.agent.protocol import REGISTER_PATH, REPORT_PATH
 from arges.discovery.api import DiscoveryApi, DiscoveryConfig
 from arges.kube.client import KubeClient
 from arges.kube.resources import EVENTS, SERVER_BINDINGS, SERVERS
 from arges.plane import ManagementPlane
+from arges.wire import REGISTER_PATH, REPORT_PATH
 from tests.integration.conftest import eventually
 
 UUID = "8b2c7a12-5f3e-4d61-9a0b-1c2d3e4f5a6b"

@@ -31,7 +31,7 @@ from collections.abc import Callable
 from typing import Any
 
 from arges.api.binding import INSTALLED, Role, ServerBinding
-from arges.api.cluster import Member, TalosCluster
+from arges.api.cluster import CONTROL_PLANE_POOL, Member, TalosCluster
 from arges.api.server import Server
 from arges.api.serverclass import ServerClass
 from arges.controllers.clusters import bootstrap, membership, owned, status
@@ -54,6 +54,7 @@ from arges.controllers.clusters.state import (
     MEMBER_UNHEALTHY,
     Round,
 )
+from arges.controllers.patchsecrets import secret_patch_sets, uses_secrets
 from arges.controllers.runtime import Body, Cache, Controller, Key, Watch, key_of
 from arges.kube.client import KubeClient
 from arges.kube.errors import NotFound
@@ -106,9 +107,14 @@ def wanted(cluster: TalosCluster) -> Wanted:
 
 
 def render_pools(
-    cluster: TalosCluster, secrets: SecretsBundle, want: Wanted, requests: list[str]
+    cluster: TalosCluster,
+    secrets: SecretsBundle,
+    want: Wanted,
+    requests: list[str],
+    from_secrets: dict[str, list[PatchSet]],
 ) -> dict[str, str]:
-    """Each pool's machine config (cluster patches, then the pool's).
+    """Each pool's machine config (cluster patches, then the pool's, then those of the
+    pool's ``patchesFrom``).
 
     Raises:
         TalosError: an endpoint, version or patch that cannot be used.
@@ -127,7 +133,7 @@ def render_pools(
         [p.to_json() for p in spec.config_patches or []],
         list(spec.strategic_patches or []),
     )
-    specs = {"controlplane": spec.control_plane} | {w.name: w for w in spec.workers or []}
+    specs = {CONTROL_PLANE_POOL: spec.control_plane} | {w.name: w for w in spec.workers or []}
     out = {}
     for name in requests:
         pool = specs[name]
@@ -136,8 +142,9 @@ def render_pools(
             [p.to_json() for p in pool.config_patches or []],
             list(pool.strategic_patches or []),
         )
-        role: Role = "controlplane" if name == "controlplane" else "worker"
-        out[name] = render(secrets, role, inputs, [cluster_set, pool_set])
+        role: Role = "controlplane" if name == CONTROL_PLANE_POOL else "worker"
+        sets = [cluster_set, pool_set, *from_secrets.get(name, [])]
+        out[name] = render(secrets, role, inputs, sets)
     return out
 
 
@@ -236,11 +243,13 @@ class TalosClusterController(Controller):
         try:
             requests = pools(cluster.spec)
             want = wanted(cluster)
-            configs = render_pools(cluster, secrets, want, [r.name for r in requests])
+            from_secrets = await secret_patch_sets(self.kube, cluster)
+            configs = render_pools(cluster, secrets, want, [r.name for r in requests], from_secrets)
         except (ValueError, TalosError) as exc:
             state.set(CONFIG_VALID, "False", "InvalidSpec", str(exc))
             await status.write(state, body, "Failed", [], [], [])
-            return None
+            # Secrets are not watched: one that patchesFrom names may appear or be fixed.
+            return self.recheck if uses_secrets(cluster) else None
         state.set(CONFIG_VALID, "True", "Rendered", "every pool's machine config renders")
         servers = {s.name: s for s in (Server.from_json(b) for b in self.cache.objects(SERVERS))}
         talos = Talos(

@@ -120,6 +120,8 @@ their extensions only cryptography's and cffi's (multidict and PyYAML fall back 
 Python without theirs)."""
 KEPT_EXTENSIONS = ("_cffi_backend", "_rust.abi3")
 ARGES = (
+    "arges/certs.py",
+    "arges/errors.py",
     "arges/agent/collect.py",
     "arges/agent/target.py",
     "arges/agent/wipe.py",

@@ -24,10 +24,10 @@ from urllib.parse import urlparse
 
 import yaml
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from arges import certs
 from arges.talos.applymode import v1alpha1
 from arges.talos.components import tag
 from arges.talos.errors import InvalidInput
@@ -142,16 +142,16 @@ def admin_kubeconfig(node: Facts, now: dt.datetime | None = None) -> str:
             x509.NameAttribute(NameOID.COMMON_NAME, "admin"),
         ]
     )
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(ca.certificate().subject)
-        .public_key(key.public_key())
-        .serial_number(secrets.randbits(128) or 1)
-        .not_valid_before(issued)
-        .not_valid_after(issued + ADMIN_VALIDITY)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
-        .sign(ca.private_key(), hashes.SHA256())
+    cert = certs.issue(
+        subject,
+        key.public_key(),
+        ca.private_key(),
+        issuer=ca.certificate().subject,
+        serial=secrets.randbits(128) or 1,
+        not_before=issued,
+        not_after=issued + ADMIN_VALIDITY,
+        usages=("digitalSignature",),
+        extended_usages=(ExtendedKeyUsageOID.CLIENT_AUTH,),
     )
     name = node.cluster_name
     user = f"admin@{name}"
@@ -172,15 +172,9 @@ def admin_kubeconfig(node: Facts, now: dt.datetime | None = None) -> str:
                 "name": user,
                 "user": {
                     "client-certificate-data": base64.b64encode(
-                        cert.public_bytes(serialization.Encoding.PEM)
+                        certs.certificate_pem(cert)
                     ).decode(),
-                    "client-key-data": base64.b64encode(
-                        key.private_bytes(
-                            serialization.Encoding.PEM,
-                            serialization.PrivateFormat.TraditionalOpenSSL,
-                            serialization.NoEncryption(),
-                        )
-                    ).decode(),
+                    "client-key-data": base64.b64encode(certs.traditional_pem(key)).decode(),
                 },
             }
         ],
