@@ -90,8 +90,16 @@ class PlaneConfig:
     """Seconds between BMC power-state reads of a server with nothing to do."""
     reboot_timeout: float = 900.0
     """Seconds to wait for the agent after a power cycle before cycling again."""
+    reset_timeout: float = 300.0
+    """Seconds a released member whose Talos was asked to reset has to reboot into the agent
+    before it is power-cycled into it (the network-booted wipe)."""
     talos_port: int = 50000
     """Port of the Talos API (apid) on cluster members."""
+    cluster_recheck: float = 10.0
+    """Seconds between reconciles of a TalosCluster that is not settled (provisioning, or
+    rolling out)."""
+    talos_probe_interval: float = 10.0
+    """Seconds a member's Talos API observation (version, boot time, services) is reused."""
     external_api: Connection | None = None
     """An existing Kubernetes API server (a real cluster) to use instead of the embedded
     one; Arges' CRDs must be installed there (``kubectl apply -k deploy``)."""
@@ -194,10 +202,17 @@ class ManagementPlane:
                 cache,
                 refresh=self.config.power_refresh,
                 reboot_timeout=self.config.reboot_timeout,
+                reset_timeout=self.config.reset_timeout,
                 media=self._media_url if self.config.boot is not None else None,
                 metrics=self.metrics,
             ),
-            TalosClusterController(self.kube, cache, talos_port=self.config.talos_port),
+            TalosClusterController(
+                self.kube,
+                cache,
+                talos_port=self.config.talos_port,
+                recheck=self.config.cluster_recheck,
+                probe_interval=self.config.talos_probe_interval,
+            ),
             # The Cluster API provider: its watches of Cluster API's Clusters and Machines
             # start when their CRDs exist; until then MetalClusters and MetalMachines wait.
             MetalClusterController(self.kube, cache),

@@ -1,6 +1,7 @@
 """The main job end to end on real firmware: Arges (``arges up``, its own process) and a lab of
-SeaBIOS+iPXE and OVMF servers, from power-on to a TalosCluster whose members have their
-machine configs on disk, and back to clean servers when it is deleted.
+SeaBIOS+iPXE and OVMF servers, from power-on to a Running TalosCluster (bootstrapped and its
+kubeconfig fetched through the stand-in's Talos API), upgraded, scaled down (the worker reset
+by Talos, then wiped by the agent), and back to clean servers when it is deleted.
 
 Both DHCP modes: ProxyDHCP beside the lab's dnsmasq (the steps of :mod:`arges.lab.demo`,
 checked in detail), and Arges' full DHCP (the README's main command, ``arges demo``, as a
@@ -10,6 +11,7 @@ user runs it). The phases' durations are printed as figures.
 from __future__ import annotations
 
 import asyncio
+import base64
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -22,7 +24,7 @@ import yaml
 
 from arges.agent import target
 from arges.kube.client import KubeClient
-from arges.kube.resources import SERVER_BINDINGS, SERVERS
+from arges.kube.resources import SECRETS, SERVER_BINDINGS, SERVERS
 from arges.lab import datacenter
 from arges.lab import demo as steps
 from arges.lab.plan import LabSpec
@@ -125,6 +127,22 @@ def condition(obj: dict[str, Any], kind: str) -> dict[str, Any]:
     return next(c for c in obj["status"]["conditions"] if c["type"] == kind)
 
 
+def calls(server: LabServer, rpc: str) -> int:
+    """How many ``rpc`` calls the stand-in's apid on ``server`` logged to its console."""
+    text = server.console_log.read_bytes().decode(errors="replace")
+    return sum(1 for line in text.splitlines() if line.rstrip().endswith(f": {rpc}"))
+
+
+def installer(server: LabServer) -> str | None:
+    config = disk_config(server)
+    return None if config is None else str(config["machine"]["install"]["image"])
+
+
+async def secret(kube: KubeClient, name: str, key: str) -> str:
+    data = (await kube.get(SECRETS, name, steps.NAMESPACE))["data"]
+    return base64.b64decode(data[key]).decode()
+
+
 async def test_the_main_job_with_proxydhcp_beside_the_site_dhcp_server(
     site: Site, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -170,9 +188,35 @@ async def test_the_main_job_with_proxydhcp_beside_the_site_dhcp_server(
         assert config is not None, f"{lab_server.name} has its config on disk"
         assert config["machine"]["type"] == binding["spec"]["role"]
         assert config["cluster"]["controlPlane"]["endpoint"] == steps.ENDPOINT
+    members = {s.name: s for s in lab.servers if s.uuid in bindings}
+    roles = {name: bindings[s.uuid]["spec"]["role"] for name, s in members.items()}
+    (cp,) = [members[n] for n, r in roles.items() if r == "controlplane"]
+    (worker,) = [members[n] for n, r in roles.items() if r == "worker"]
 
-    took = await demo.delete_cluster()
+    took = await demo.running()
+    figure(capsys, f"configs installed to Running (bootstrap, kubeconfig): {took:.0f} s")
+    kubeconfig = yaml.safe_load(await secret(kube, "demo-kubeconfig", "kubeconfig"))
+    assert kubeconfig["clusters"][0]["cluster"]["server"] == steps.ENDPOINT
+    assert kubeconfig["current-context"] == "admin@demo"
+    assert calls(cp, "Bootstrap") == 1 and calls(worker, "Bootstrap") == 0, "bootstrapped once"
+
+    new = "ghcr.io/siderolabs/installer:v1.11.7"
+    took = await demo.upgrade(new)
+    figure(capsys, f"Talos upgrade of both members (one at a time): {took:.0f} s")
+    assert calls(cp, "Upgrade") == calls(worker, "Upgrade") == 1, "each upgraded once"
+    await eventually(lambda: installer(cp) == new, timeout=120, what="the new config on disk")
+
+    took = await demo.scale_workers(0)
+    figure(capsys, f"scale-down to the worker released (Talos resets it): {took:.0f} s")
+    assert calls(worker, "Reset") == 1
+
+    # The worker reboots into the agent to be wiped while the cluster is deleted.
+    took = await demo.delete_cluster(also=[worker])
     figure(capsys, f"cluster deleted to both servers wiped and available: {took:.0f} s")
+    server = await kube.get(SERVERS, worker.uuid)
+    assert condition(server, "TalosReset")["status"] == "True"
+    assert condition(server, "PXEBooted")["reason"] == "Agent", "Talos rebooted into the agent"
+    assert calls(cp, "Reset") == 1, "deleting the cluster resets the control plane"
     assert await kube.list(SERVER_BINDINGS) == []
     for lab_server in lab.servers:
         obj = await kube.get(SERVERS, lab_server.uuid)

@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 from arges.apiserver.builtin import base64_error_offset
+from arges.errors import ArgesError
 
 _INT64 = (-(2**63), 2**63 - 1)
 _INT32 = (-(2**31), 2**31 - 1)
@@ -60,8 +61,8 @@ _OBJECT_META: dict[str, Any] = {
 type, the element struct's name and fields."""
 
 
-class _TypeError(Exception):
-    pass
+class _TypeError(ArgesError):
+    """A value of the wrong type at some path (turned into Go's message by the caller)."""
 
 
 def decode_error(body: dict[str, Any], kind: str, schema: dict[str, Any] | None) -> str | None:

@@ -5,9 +5,12 @@ from __future__ import annotations
 import asyncio
 import signal
 from pathlib import Path
+from urllib.parse import urlparse
 
 import click
 
+from arges.agent.image import BuildError
+from arges.api.environment import EnvironmentSpec
 from arges.apiserver.storage import StorageError
 from arges.boot.services import BootConfig, default_address
 from arges.cli import options, running
@@ -18,6 +21,7 @@ from arges.kube import connection
 from arges.kube.connection import Connection
 from arges.kube.errors import KubeError
 from arges.kube.leaderelection import ElectionConfig
+from arges.lab.standin import image as standin
 from arges.metal import environments
 from arges.netguard import raise_open_files_limit
 from arges.plane import ManagementPlane, NotInstalled, PlaneConfig
@@ -209,7 +213,7 @@ def up(
     if talos_stand_in:
         if agent is None:
             raise click.ClickException("--talos-stand-in needs the agent image (see above)")
-        default = environments.talos_stand_in(agent)
+        default = stand_in_environment(data_dir, agent)
     config = PlaneConfig(
         data_dir=data_dir,
         api_address=api_address,
@@ -242,6 +246,22 @@ def up(
         raise click.ClickException(
             "lost the leader election: exiting, so that a restart rejoins as a candidate"
         )
+
+
+def stand_in_environment(data_dir: Path, agent: EnvironmentSpec) -> EnvironmentSpec:
+    """The lab's ``default`` Environment: the agent's kernel with the stand-in initramfs
+    (built, or reused from ``DATA_DIR/standin``).
+
+    Raises:
+        click.ClickException: the stand-in image cannot be built.
+    """
+    click.echo("Talos stand-in image: building or reusing the cached one ...", err=True)
+    try:
+        image = standin.ensure(data_dir, Path(urlparse(agent.initrd.url).path))
+    except BuildError as exc:
+        raise click.ClickException(f"cannot build the Talos stand-in image: {exc}") from exc
+    click.echo(f"Talos stand-in image: {image.initrd}", err=True)
+    return environments.talos_stand_in(agent, image.initrd, image.sha512)
 
 
 async def _run(plane: ManagementPlane) -> None:

@@ -82,6 +82,7 @@ class PowerController(Controller):
         cache: Cache,
         *,
         reboot_timeout: float = 900.0,
+        reset_timeout: float = 300.0,
         refresh: float = 60.0,
         action_wait: float = 60.0,
         media: Callable[[str], Awaitable[str]] | None = None,
@@ -93,6 +94,7 @@ class PowerController(Controller):
         self.metrics = metrics if metrics is not None else Metrics()
         self.media = media
         self.reboot_timeout = dt.timedelta(seconds=reboot_timeout)
+        self.reset_timeout = dt.timedelta(seconds=reset_timeout)
         self.refresh = refresh
         self.action_wait = action_wait
         self._class_boot: dict[Key, ClassBoot] = {}
@@ -157,6 +159,7 @@ class PowerController(Controller):
             binding,
             now=now,
             reboot_timeout=self.reboot_timeout,
+            reset_timeout=self.reset_timeout,
             boot_method=self._boot_method(server),
         )
         try:

@@ -10,6 +10,7 @@ facts a controller reads and says whether an event changed them.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Hashable
 
 from arges.controllers.runtime import Body, Key, key_of
@@ -43,8 +44,9 @@ _UNSEEN = object()
 
 def member_facts(server: Body) -> Hashable:
     """What a TalosCluster reads of a member's Server: its addresses (the Talos endpoints),
-    the reason of its ``PXEBooted`` condition (a member is Booting once it booted its target)
-    and whether it is being deleted."""
+    the reason of its ``PXEBooted`` condition (a member is Booting once it booted its target),
+    its own config patches (rolled out to the running member) and whether it is being
+    deleted."""
     status = server.get("status") or {}
     addresses = tuple((a.get("type"), a.get("address")) for a in status.get("addresses") or [] if a)
     booted = next(
@@ -52,7 +54,11 @@ def member_facts(server: Body) -> Hashable:
         None,
     )
     deleting = bool((server.get("metadata") or {}).get("deletionTimestamp"))
-    return (addresses, booted, deleting)
+    spec = server.get("spec") or {}
+    patches = json.dumps(
+        [spec.get("configPatches"), spec.get("strategicPatches")], sort_keys=True, default=str
+    )
+    return (addresses, booted, patches, deleting)
 
 
 def boot_affected(old: ClassBoot, new: ClassBoot) -> frozenset[str]:

@@ -1,12 +1,15 @@
 """The main job on the lab, step by step: what ``arges demo`` runs and the end-to-end tests check.
 
-1. start Arges (``arges up`` as its own process, on the lab's network, with the agent image
-   standing in for Talos as the ``default`` Environment: no Talos image can be had here);
+1. start Arges (``arges up`` as its own process, on the lab's network, with the stand-in for
+   Talos as the ``default`` Environment: no Talos image can be had here; see
+   :mod:`arges.lab.standin`);
 2. bring the lab up (``arges lab up``): servers that power on and network-boot;
 3. wait until every server is discovered, accept them, wait until they are wiped, clean and
    powered off;
-4. create a TalosCluster of one control plane and one worker, and wait until both members
-   have fetched their machine configs (and written them to disk);
+4. create a TalosCluster of one control plane (holding the endpoint as its VIP) and one
+   worker, wait until both members have fetched their machine configs (and written them to
+   disk), then until the cluster is Running: etcd bootstrapped and the kubeconfig fetched
+   through Talos' API, every member answering it;
 5. show ``kubectl get servers,talosclusters``.
 
 Each wait shows which server is where as it changes (:func:`where`), and on a timeout says
@@ -52,9 +55,21 @@ CLUSTER = "demo"
 NAMESPACE = "default"
 SERVER_CLASS = "lab"
 """The demo's ServerClass: the lab's servers only (never a real server Arges also knows)."""
-ENDPOINT = "https://10.88.0.100:6443"
-"""The demo cluster's control-plane endpoint: a VIP on the lab network (nothing answers
-there, since the stand-in runs no Kubernetes)."""
+VIP = "10.88.0.100"
+ENDPOINT = f"https://{VIP}:6443"
+"""The demo cluster's control-plane endpoint: a Talos VIP on the lab network, held by the
+control plane (the stand-in answers Talos' API and trustd there; no Kubernetes API)."""
+VIP_PATCH = f"""\
+machine:
+  network:
+    interfaces:
+      - deviceSelector:
+          physical: true
+        dhcp: true
+        vip:
+          ip: {VIP}
+"""
+"""The control planes' patch giving them the endpoint as a shared VIP (Talos' own way)."""
 
 
 class DemoFailed(ArgesError):
@@ -99,6 +114,20 @@ def where(server: Object | None, binding: Object | None) -> str:
     if wipe is not None and wipe.get("status") == "False":
         return f"wipe failed: {wipe.get('message', '')}"
     return "accepted, waiting to be wiped"
+
+
+def describe(cluster: Object | None) -> str:
+    """The cluster's phase and each member's state and roll-out, in one line."""
+    if cluster is None:
+        return "gone"
+    status = cluster.get("status") or {}
+    members = ", ".join(
+        f"{m['role']} {m['state']}"
+        + (f" Talos {m['talosVersion']}" if m.get("talosVersion") else "")
+        + (f" ({m['message']})" if m.get("message") else "")
+        for m in status.get("members") or []
+    )
+    return f"{status.get('phase') or 'Pending'}; members: {members or 'none'}"
 
 
 def summary(server: Object) -> str:
@@ -315,7 +344,11 @@ class Demo:
                 "metadata": {"name": CLUSTER},
                 "spec": {
                     "endpoint": ENDPOINT,
-                    "controlPlane": {"replicas": control_planes, **pool},
+                    "controlPlane": {
+                        "replicas": control_planes,
+                        "strategicPatches": [VIP_PATCH],
+                        **pool,
+                    },
                     "workers": [{"name": "workers", "replicas": workers, **pool}],
                 },
             },
@@ -335,9 +368,93 @@ class Demo:
             f"{members} members have fetched and installed their machine configs", done, within
         )
 
-    async def delete_cluster(self, within: float = 900.0) -> float:
-        """Delete the demo cluster; returns the seconds until its servers are clean again."""
+    async def cluster_state(
+        self, done: Callable[[Object], bool], what: str, within: float
+    ) -> float:
+        """Poll the demo cluster until ``done(cluster)``, showing its phase and members'
+        roll-out as they change; the seconds taken.
+
+        Raises:
+            DemoFailed: not done within ``within`` seconds.
+        """
+        shown = ""
+        self.say(f"waiting until {what} (at most {within / 60:.0f} min)")
+        started = time.monotonic()
+        while True:
+            try:
+                cluster: Object | None = await self.kube.get(TALOS_CLUSTERS, CLUSTER, NAMESPACE)
+            except NotFound:
+                cluster = None
+            now = describe(cluster)
+            if now != shown:
+                shown = now
+                self.say(f"cluster {CLUSTER}: {now}")
+            servers, bindings = await self.objects()
+            self._show(servers, bindings)
+            if cluster is not None and done(cluster):
+                return time.monotonic() - started
+            if time.monotonic() - started > within:
+                raise DemoFailed(self._stuck(what, within, servers, bindings) + f"\n  {now}")
+            await asyncio.sleep(2)
+
+    async def running(self, within: float = 600.0) -> float:
+        """Wait until the cluster is Running (bootstrapped, kubeconfig fetched, every member
+        answering Talos' API and up to date)."""
+        return await self.cluster_state(
+            lambda c: (
+                (c.get("status") or {}).get("phase") == "Running"
+                and bool((c.get("status") or {}).get("kubeconfigSecret"))
+            ),
+            "the cluster is Running (etcd bootstrapped, kubeconfig fetched)",
+            within,
+        )
+
+    async def upgrade(self, installer: str, within: float = 900.0) -> float:
+        """Roll the members to Talos installer ``installer``; the seconds until every member
+        runs it and the cluster is Running again."""
+        version = installer.rsplit(":", 1)[1]
+        await self.kube.patch(
+            TALOS_CLUSTERS, CLUSTER, {"spec": {"installerImage": installer}}, NAMESPACE
+        )
+        self.say(f"upgrading TalosCluster {CLUSTER} to {installer}")
+
+        def done(cluster: Object) -> bool:
+            status = cluster.get("status") or {}
+            members = status.get("members") or []
+            return (
+                status.get("phase") == "Running"
+                and bool(members)
+                and all(m.get("talosVersion") == version for m in members)
+            )
+
+        return await self.cluster_state(done, f"every member runs Talos {version}", within)
+
+    async def scale_workers(self, replicas: int, within: float = 900.0) -> float:
+        """Scale the worker pool to ``replicas``; the seconds until the cluster is Running
+        with them (those released are then reset and wiped: :meth:`available` waits)."""
+        await self.kube.patch(
+            TALOS_CLUSTERS,
+            CLUSTER,
+            {"spec": {"workers": [{"name": "workers", "replicas": replicas}]}},
+            NAMESPACE,
+        )
+        self.say(f"scaled the workers of TalosCluster {CLUSTER} to {replicas}")
+        return await self.cluster_state(
+            lambda c: (
+                (c.get("status") or {}).get("phase") == "Running"
+                and (c.get("status") or {}).get("workerCount") == f"{replicas}/{replicas}"
+            ),
+            f"the cluster runs {replicas} worker(s)",
+            within,
+        )
+
+    async def delete_cluster(
+        self, within: float = 900.0, also: list[LabServer] | None = None
+    ) -> float:
+        """Delete the demo cluster; returns the seconds until its servers (and ``also``,
+        released before) are clean again."""
         bound = [s for s in self.lab.servers if s.uuid in (await self.objects())[1]]
+        bound += [s for s in also or [] if s not in bound]
         await self.kube.delete(TALOS_CLUSTERS, CLUSTER, NAMESPACE)
         self.say(f"deleted TalosCluster {CLUSTER}: its servers are released and wiped")
         await gone(self.kube, TALOS_CLUSTERS, CLUSTER, NAMESPACE, within)
@@ -417,6 +534,7 @@ async def run(
         took["wiped"] = await demo.available()
         await demo.create_cluster()
         took["configs delivered"] = await demo.configs_delivered()
+        took["running"] = await demo.running()
         say("done: " + ", ".join(f"{k} in {v:.0f} s" for k, v in took.items()))
         table = await asyncio.to_thread(kubectl_get, data_dir / "kubeconfig")
         say(f"total {time.monotonic() - started:.0f} s\n\n{table}")

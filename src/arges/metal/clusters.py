@@ -5,16 +5,21 @@
 - :func:`surplus` picks the members a pool gives back when it shrinks: those furthest from
   running first (not yet installed), then the newest, like Cluster API's ``Newest`` deletion
   policy, so the oldest, most settled machines stay;
+- :func:`leaving` is every member that leaves now: those of pools no longer in the spec, a
+  pool's surplus, and unhealthy workers of pools with ``autoReplace``;
+- :func:`shortfall` is how many servers each pool still needs bound;
+- :func:`unhealthy` names the members whose Talos API stopped answering for too long;
 - :func:`bootstrap_member` is the one control-plane member etcd is bootstrapped on: the
   oldest, a deterministic choice, so a controller restarted between the ``Bootstrap`` call and
   recording it asks the same node again (and gets AlreadyExists, which means done);
-- :func:`phase` summarises the cluster (Pending, Provisioning, Running, Scaling, Deleting).
+- :func:`phase` summarises the cluster (Pending, Provisioning, Running, Scaling, Updating,
+  Deleting).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 from arges.api.binding import CONFIG_DELIVERED, INSTALLED, Role, ServerBinding
@@ -107,6 +112,50 @@ def surplus(members: Sequence[MemberView], replicas: int) -> list[MemberView]:
     return order[:excess]
 
 
+def leaving(
+    requests: Sequence[PoolRequest], members: Sequence[MemberView], replace: Collection[str]
+) -> list[MemberView]:
+    """The members to release now: every member of a pool the spec no longer has, each
+    pool's :func:`surplus`, and the members named in ``replace`` (unhealthy workers of pools
+    with ``autoReplace``; the pool binds a server in their place)."""
+    names = {r.name for r in requests}
+    out = [m for m in members if m.pool not in names or m.server in replace]
+    for request in requests:
+        kept = [m for m in members if m.pool == request.name and m not in out]
+        out += surplus(kept, request.replicas)
+    return out
+
+
+def shortfall(requests: Sequence[PoolRequest], members: Sequence[MemberView]) -> dict[str, int]:
+    """How many servers each pool still needs bound (pools that have enough are left out)."""
+    out = {}
+    for request in requests:
+        need = request.replicas - sum(1 for m in members if m.pool == request.name)
+        if need > 0:
+            out[request.name] = need
+    return out
+
+
+@dataclass(frozen=True)
+class Liveness:
+    """When a member's Talos API last answered (None: never), and whether a roll-out step
+    that reboots it is in flight (the roll-out's own timeout covers that)."""
+
+    server: str
+    last_seen: dt.datetime | None
+    rebooting: bool = False
+
+
+def unhealthy(members: Sequence[Liveness], *, now: dt.datetime, after: dt.timedelta) -> list[str]:
+    """The members whose Talos API answered once and not for ``after`` since, by name
+    (a member never seen is still being provisioned, not unhealthy)."""
+    return sorted(
+        m.server
+        for m in members
+        if m.last_seen is not None and not m.rebooting and now - m.last_seen > after
+    )
+
+
 def bootstrap_member(members: Sequence[MemberView]) -> MemberView | None:
     """The control-plane member to bootstrap etcd on (see the module docstring)."""
     control_planes = [m for m in members if m.role == "controlplane"]
@@ -121,19 +170,24 @@ def phase(
     *,
     deleting: bool,
     was_running: bool,
+    up_to_date: bool = True,
 ) -> Phase:
     """The cluster's phase: Deleting while it is deleted; Pending before it has any member;
-    Running when every pool holds exactly its replicas and all are Ready; otherwise Scaling
-    if it ran before, else Provisioning."""
+    Running when every pool holds exactly its replicas, all Ready and up to date; Updating
+    when a cluster that ran holds its replicas and a roll-out is not done (``up_to_date``
+    False); otherwise Scaling if it ran before, else Provisioning."""
     if deleting:
         return "Deleting"
     if not members:
         return "Pending" if any(r.replicas for r in requests) else "Running"
-    settled = all(
+    names = {r.name for r in requests}
+    counted = all(
         sum(1 for m in members if m.pool == r.name) == r.replicas for r in requests
-    ) and all(m.state == "Ready" for m in members)
-    if settled and all(m.pool in {r.name for r in requests} for m in members):
+    ) and all(m.pool in names for m in members)
+    if counted and up_to_date and all(m.state == "Ready" for m in members):
         return "Running"
+    if counted and was_running and not up_to_date:
+        return "Updating"
     return "Scaling" if was_running else "Provisioning"
 
 

@@ -55,15 +55,17 @@ def agent_default(
     )
 
 
-def talos_stand_in(agent: EnvironmentSpec) -> EnvironmentSpec:
-    """A ``default`` Environment for a lab that cannot have Talos: the agent's image with
-    Talos' kernel arguments. Given ``talos.config=`` (as every target Environment is), the
-    agent does what Talos does at that point and nothing more: it fetches its machine config
-    from the metadata service, checks it, writes it to the first disk and reports it
-    installed. In production ``default`` is Talos' own kernel and initramfs."""
+def talos_stand_in(agent: EnvironmentSpec, initrd: Path, initrd_sha512: str) -> EnvironmentSpec:
+    """A ``default`` Environment for a lab that cannot have Talos: the agent's kernel with
+    Talos' kernel arguments and the stand-in initramfs (``initrd``: the agent's with the fake
+    apid added, :mod:`arges.lab.standin`). Given ``talos.config=`` (as every target
+    Environment is), the agent does what Talos does at that point: it fetches its machine
+    config from the metadata service, checks it, writes it to the first disk and reports it
+    installed; beside it the fake apid answers Talos' API for that config. In production
+    ``default`` is Talos' own kernel and initramfs."""
     return EnvironmentSpec(
         kernel=Kernel(
             url=agent.kernel.url, sha512=agent.kernel.sha512, args=list(TALOS_KERNEL_ARGS)
         ),
-        initrd=Asset(url=agent.initrd.url, sha512=agent.initrd.sha512),
+        initrd=Asset(url=initrd.as_uri(), sha512=initrd_sha512),
     )

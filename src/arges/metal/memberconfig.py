@@ -15,7 +15,20 @@ The TalosCluster controller writes each member's machine config into a Secret
 A binding's uid changes with every allocation, so a Secret left over from an earlier
 membership of the same server (a kill between the release's two deletes, a binding deleted by
 hand) never matches the new binding: :func:`mismatch` says why, the controller renders it
-anew, and the metadata service refuses to serve it meanwhile. Pure functions on plain JSON.
+anew, and the metadata service refuses to serve it meanwhile.
+
+Within one membership the Secret also records what the running member got, for roll-outs
+(:mod:`arges.metal.rollout`):
+
+- key ``config`` is re-rendered whenever the pool's rendering changes (its digest no longer
+  matches): that is what a member that boots afresh fetches, and what a roll-out applies;
+- key ``applied`` (with annotation ``cluster.arges.dev/applied-digest``) is the whole config
+  Arges last applied to the running member through ApplyConfiguration, the ServerClass's and
+  Server's patches included; absent until the first one;
+- annotation ``cluster.arges.dev/rollout-step`` is the roll-out step in flight or failed on
+  the member (:class:`arges.metal.rollout.Step`), written before the step is started.
+
+Pure functions on plain JSON.
 """
 
 from __future__ import annotations
@@ -33,6 +46,9 @@ MEMBER_LABEL = "cluster.arges.dev/member"
 BINDING_UID = "cluster.arges.dev/binding-uid"
 ROLE = "cluster.arges.dev/role"
 DIGEST = "cluster.arges.dev/config-digest"
+APPLIED_DIGEST = "cluster.arges.dev/applied-digest"
+ROLLOUT_STEP = "cluster.arges.dev/rollout-step"
+APPLIED_KEY = "applied"
 RENDERER_KIND = "TalosCluster"
 """The consumer kind whose bindings point at configs rendered this way."""
 
@@ -47,6 +63,8 @@ class Record:
     role: str | None
     binding_uid: str | None
     digest: str | None
+    applied_digest: str | None = None
+    step: str | None = None
 
 
 def digest(config: str) -> str:
@@ -66,6 +84,8 @@ def record_of(secret: dict[str, Any]) -> Record:
         role=notes.get(ROLE),
         binding_uid=notes.get(BINDING_UID),
         digest=notes.get(DIGEST),
+        applied_digest=notes.get(APPLIED_DIGEST),
+        step=notes.get(ROLLOUT_STEP),
     )
 
 
@@ -111,6 +131,12 @@ def mismatch(record: Record, binding: ServerBinding) -> str | None:
     if record.role != role:
         return f"it was rendered as {record.role}, not {role}"
     return None
+
+
+def stale(record: Record, config: str) -> bool:
+    """Whether a Secret that belongs to its membership holds an older rendering than
+    ``config`` (the pool's rendering changed: it is rendered anew, its records kept)."""
+    return record.digest != digest(config)
 
 
 def serve_problem(secret: dict[str, Any], binding: ServerBinding) -> str | None:

@@ -9,7 +9,11 @@ accepted, unbound, not clean               network boot next, power cycle (the a
                                            agent was seen within ``reboot_timeout``
                                            (a server whose last network boot was into
                                            its target or its disk runs no agent, however
-                                           recently it reported)
+                                           recently it reported), or Talos was asked to
+                                           reset within ``reset_timeout`` and the agent
+                                           has not been seen since (Talos wipes itself
+                                           and reboots into the agent: condition
+                                           ``TalosReset``)
 accepted, unbound, clean                   power off
 not accepted                               nothing (nothing destructive happens to it)
 =========================================  =============================================
@@ -48,6 +52,11 @@ POWER_CYCLE = "PowerCycle"
 """Condition recording when a power cycle was last requested (its lastTransitionTime)."""
 
 
+TALOS_RESET = "TalosReset"
+"""Condition recording that the cluster controller asked the server's Talos to reset itself
+(True, its lastTransitionTime when): it reboots, network-boots into the agent and is wiped;
+until ``reset_timeout`` has passed nothing power-cycles it."""
+
 AGENT_MEDIA = "AgentMedia"
 """Condition recording the agent ISO in the BMC's virtual CD: True (reason ``Inserted``) from
 its insertion until it is ejected (then False, ``Ejected``)."""
@@ -71,6 +80,7 @@ def intent(
     *,
     now: dt.datetime,
     reboot_timeout: dt.timedelta,
+    reset_timeout: dt.timedelta = dt.timedelta(minutes=5),
     boot_method: BootMethod = "network",
 ) -> PowerIntent:
     """The power intent for ``server`` booting the agent by ``boot_method`` (see the module
@@ -99,6 +109,14 @@ def intent(
     agent = booted is None or booted.reason not in ("Target", "Disk")
     if agent and seen is not None and now - seen < reboot_timeout:
         return PowerIntent(None, False, "the agent is running; waiting for its wipe")
+    reset = find(server.status.conditions, TALOS_RESET)
+    if (
+        reset is not None
+        and reset.status == "True"
+        and now - reset.last_transition_time < reset_timeout
+        and (seen is None or seen < reset.last_transition_time)
+    ):
+        return PowerIntent(None, False, "Talos is resetting itself; it reboots into the agent")
     if media:
         return PowerIntent("cycle", False, "not clean: boot the agent from virtual media", True)
     return PowerIntent("cycle", True, "not clean: boot the agent to wipe")

@@ -3,9 +3,12 @@
 The calls and their semantics follow Talos' own client (``pkg/machinery/client``) and the
 MachineService definition (``api/machine/machine.proto``, ``api/common/common.proto``),
 ``reference/talos-capi.md`` §4.3: Bootstrap (once, on one control-plane node), Kubeconfig
-(the admin kubeconfig, streamed as a gzip'd tar), EtcdForfeitLeadership and
-EtcdLeaveCluster (a control plane leaving gracefully, as CACPPT scales down), Reset and
-Version. Calls go straight to the node (no ``nodes`` metadata, so apid does not proxy).
+(the admin kubeconfig, streamed as a gzip'd tar), Reset, Version; for roll-outs Upgrade
+(``talosctl upgrade``), ApplyConfiguration (``talosctl apply-config``, and what
+``talosctl upgrade-k8s`` sends), SystemStat (the boot time, which tells a reboot happened),
+ServiceList (service health), EtcdMemberList and EtcdStatus (etcd's health, as Talos
+checks it before an upgrade). Calls go straight to the node (no ``nodes`` metadata, so apid
+does not proxy).
 
 Protocol bindings: the PyPI package ``talos-linux-api-v1-6-0`` (betterproto 2 messages and
 a grpclib stub generated from Talos v1.6.0's protos), pinned with betterproto and grpclib.
@@ -30,7 +33,8 @@ import ssl
 import tarfile
 import zlib
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any, TypeVar
+from dataclasses import dataclass
+from typing import Any, Literal, TypeVar
 
 from betterproto.lib.google.protobuf import Empty
 from grpclib.client import Channel
@@ -54,6 +58,62 @@ PERMANENT_PRECONDITIONS = (
     "bootstrap can only be performed on a control plane node",
     "method is not supported in ",
 )
+UPGRADE_TIMEOUT = 300.0
+"""Seconds an Upgrade call may take: Talos pulls and checks the installer image before it
+answers."""
+
+ApplyMode = Literal["auto", "no-reboot", "reboot", "staged", "try"]
+MODES: dict[ApplyMode, machine.ApplyConfigurationRequestMode] = {
+    mode: machine.ApplyConfigurationRequestMode.from_string(mode.upper().replace("-", "_"))
+    for mode in ("auto", "no-reboot", "reboot", "staged", "try")
+}
+MODE_NAMES: dict[machine.ApplyConfigurationRequestMode, ApplyMode] = {
+    v: k for k, v in MODES.items()
+}
+
+
+@dataclass(frozen=True)
+class Applied:
+    """What ApplyConfiguration did: ``mode`` as Talos resolved it (AUTO becomes ``reboot`` or
+    ``no-reboot``), Talos' ``details`` (with a dry run, the diff) and ``warnings``."""
+
+    mode: ApplyMode
+    details: str
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class EtcdMember:
+    """One etcd member as EtcdMemberList lists it; ``started`` is False for a member that
+    was added but never ran (etcd reports no name for it)."""
+
+    id: int
+    hostname: str
+    learner: bool
+    started: bool
+
+
+@dataclass(frozen=True)
+class EtcdMemberStatus:
+    """EtcdStatus of the node's own member: its id, the leader's id, the errors etcd reports
+    (none when healthy), and whether it is a learner."""
+
+    member_id: int
+    leader: int
+    errors: tuple[str, ...]
+    learner: bool
+
+
+@dataclass(frozen=True)
+class Service:
+    """One Talos service as ServiceList shows it: ``state`` (e.g. ``Running``,
+    ``Preparing``), ``healthy`` (None when Talos does not know: no health check, or not
+    checked yet) and the last health message."""
+
+    id: str
+    state: str
+    healthy: bool | None
+    message: str
 
 
 class TalosApi:
@@ -117,28 +177,134 @@ class TalosApi:
         archive = await self._call(address, port, "Kubeconfig", fetch)
         return _extract_kubeconfig(_node(address, port), archive)
 
-    async def leave_etcd(self, address: str, port: int = APID_PORT) -> None:
-        """EtcdForfeitLeadership then EtcdLeaveCluster (graceful control-plane removal, as
-        CACPPT does before deleting a control-plane machine).
+    async def upgrade(self, address: str, port: int = APID_PORT, *, image: str) -> None:
+        """Upgrade the node to the Talos of installer ``image`` (``talosctl upgrade
+        --image``): Talos pulls and checks the image, answers, then installs it and reboots.
+        ``preserve`` is set, as every Talos since v1.8 does regardless (a single-member
+        etcd keeps its data); no ``force``, so a control plane refuses while etcd is
+        unhealthy or another control plane holds the upgrade lock. The call may take up to
+        :data:`UPGRADE_TIMEOUT` seconds.
 
         Raises:
-            RequestFailed: a worker (UNIMPLEMENTED), or etcd refusing.
+            RequestFailed: the image cannot be pulled, etcd refuses (e.g. "etcd member count
+                (2) is insufficient to maintain quorum"), or any other refusal.
             NotReady, Unreachable: see the module docstring.
         """
-        forfeit = await self._call(
+        request = machine.UpgradeRequest(image=image, preserve=True)
+        response = await self._call(
             address,
             port,
-            "EtcdForfeitLeadership",
-            lambda stub: stub.etcd_forfeit_leadership(machine.EtcdForfeitLeadershipRequest()),
+            "Upgrade",
+            lambda stub: stub.upgrade(request),
+            limit=max(UPGRADE_TIMEOUT, self._timeout),
         )
-        _check(address, port, "EtcdForfeitLeadership", forfeit.messages)
-        leave = await self._call(
+        _check(address, port, "Upgrade", response.messages)
+
+    async def apply_configuration(
+        self,
+        address: str,
+        port: int = APID_PORT,
+        *,
+        config: str,
+        mode: ApplyMode,
+        dry_run: bool = False,
+    ) -> Applied:
+        """Apply machine config ``config`` (YAML) in ``mode``, as ``talosctl apply-config
+        --mode`` does: ``no-reboot`` applies it in place or is refused, ``reboot`` stages it
+        and reboots, ``auto`` picks one of those two (:mod:`arges.talos.applymode` says
+        which), ``staged`` keeps it for the next boot. ``dry_run`` only says what would
+        happen.
+
+        Raises:
+            RequestFailed: an invalid config, or one that ``no-reboot`` cannot apply in place
+                (INVALID_ARGUMENT, with Talos' reason).
+            NotReady, Unreachable: see the module docstring.
+        """
+        request = machine.ApplyConfigurationRequest(
+            data=config.encode(), mode=MODES[mode], dry_run=dry_run
+        )
+        response = await self._call(
+            address, port, "ApplyConfiguration", lambda stub: stub.apply_configuration(request)
+        )
+        _check(address, port, "ApplyConfiguration", response.messages)
+        if not response.messages:
+            raise RequestFailed(_node(address, port), "ApplyConfiguration", "an empty answer")
+        first = response.messages[0]
+        return Applied(MODE_NAMES.get(first.mode, mode), first.mode_details, tuple(first.warnings))
+
+    async def boot_time(self, address: str, port: int = APID_PORT) -> int:
+        """When the node last booted, in seconds since the epoch (SystemStat ``boot_time``):
+        a different value means it rebooted since.
+
+        Raises:
+            RequestFailed, NotReady, Unreachable: see the module docstring.
+        """
+        response = await self._call(
+            address, port, "SystemStat", lambda stub: stub.system_stat(Empty())
+        )
+        _check(address, port, "SystemStat", response.messages)
+        if not response.messages:
+            raise RequestFailed(_node(address, port), "SystemStat", "an empty answer")
+        return int(response.messages[0].boot_time)
+
+    async def services(self, address: str, port: int = APID_PORT) -> list[Service]:
+        """The node's services and their health (ServiceList, ``talosctl services``).
+
+        Raises:
+            RequestFailed, NotReady, Unreachable: see the module docstring.
+        """
+        response = await self._call(
+            address, port, "ServiceList", lambda stub: stub.service_list(Empty())
+        )
+        _check(address, port, "ServiceList", response.messages)
+        return [
+            Service(
+                s.id,
+                s.state,
+                None if s.health.unknown else s.health.healthy,
+                s.health.last_message,
+            )
+            for message in response.messages
+            for s in message.services
+        ]
+
+    async def etcd_members(self, address: str, port: int = APID_PORT) -> list[EtcdMember]:
+        """The etcd cluster's members as this control plane sees them (EtcdMemberList).
+
+        Raises:
+            RequestFailed: a worker (UNIMPLEMENTED), or etcd failing.
+            NotReady, Unreachable: see the module docstring.
+        """
+        response = await self._call(
             address,
             port,
-            "EtcdLeaveCluster",
-            lambda stub: stub.etcd_leave_cluster(machine.EtcdLeaveClusterRequest()),
+            "EtcdMemberList",
+            lambda stub: stub.etcd_member_list(machine.EtcdMemberListRequest()),
         )
-        _check(address, port, "EtcdLeaveCluster", leave.messages)
+        _check(address, port, "EtcdMemberList", response.messages)
+        return [
+            EtcdMember(m.id, m.hostname, m.is_learner, bool(m.hostname))
+            for message in response.messages
+            for m in message.members
+        ]
+
+    async def etcd_status(self, address: str, port: int = APID_PORT) -> EtcdMemberStatus:
+        """The status of this control plane's own etcd member (EtcdStatus).
+
+        Raises:
+            RequestFailed: a worker (UNIMPLEMENTED), or etcd failing.
+            NotReady, Unreachable: see the module docstring.
+        """
+        response = await self._call(
+            address, port, "EtcdStatus", lambda stub: stub.etcd_status(Empty())
+        )
+        _check(address, port, "EtcdStatus", response.messages)
+        if not response.messages:
+            raise RequestFailed(_node(address, port), "EtcdStatus", "an empty answer")
+        status = response.messages[0].member_status
+        return EtcdMemberStatus(
+            status.member_id, status.leader, tuple(status.errors), status.is_learner
+        )
 
     async def reset(
         self,
@@ -185,18 +351,21 @@ class TalosApi:
         port: int,
         rpc: str,
         call: Callable[[machine.MachineServiceStub], Awaitable[T]],
+        *,
+        limit: float | None = None,
     ) -> T:
-        """Run ``call`` on a fresh channel to the node, within the timeout, with every failure
-        turned into a :class:`TalosApiError`."""
+        """Run ``call`` on a fresh channel to the node, within ``limit`` seconds (default:
+        the client's timeout), with every failure turned into a :class:`TalosApiError`."""
         node = _node(address, port)
         channel = Channel(address, port, ssl=self._ssl)
+        limit = limit or self._timeout
         try:
-            async with asyncio.timeout(self._timeout):
+            async with asyncio.timeout(limit):
                 return await call(machine.MachineServiceStub(channel))
         except TalosApiError:
             raise
         except TimeoutError as exc:
-            raise Unreachable(node, rpc, f"no answer within {self._timeout:g}s") from exc
+            raise Unreachable(node, rpc, f"no answer within {limit:g}s") from exc
         except GRPCError as exc:
             raise _status_error(node, rpc, exc.status, exc.message or "") from exc
         except ssl.SSLCertVerificationError as exc:

@@ -36,7 +36,7 @@ class ClientCredentials:
 
 
 def os_leaf(
-    bundle: SecretsBundle,
+    ca: CertAndKey,
     subject: x509.Name,
     usages: list[x509.ObjectIdentifier],
     validity: dt.timedelta,
@@ -44,15 +44,16 @@ def os_leaf(
     sans: list[x509.GeneralName] | None = None,
     now: dt.datetime | None = None,
 ) -> CertAndKey:
-    """A certificate signed by the Talos API (OS) CA, as Talos issues them: a fresh Ed25519
-    key (the CA's algorithm), key usage digitalSignature only, the extended key ``usages``,
-    the ``sans`` if any, no basicConstraints (so not a CA), valid for ``validity`` from ``now``.
+    """A certificate signed by the Talos API (OS) CA ``ca``, as Talos issues them: a fresh
+    Ed25519 key (the CA's algorithm), key usage digitalSignature only, the extended key
+    ``usages``, the ``sans`` if any, no basicConstraints (so not a CA), valid for ``validity``
+    from ``now``.
 
     Raises:
-        InvalidSecrets: when the bundle's OS CA key is not Ed25519.
+        InvalidSecrets: when the OS CA key is not Ed25519.
     """
-    ca_cert = bundle.os.certificate()
-    ca_key = bundle.os.private_key()
+    ca_cert = ca.certificate()
+    ca_key = ca.private_key()
     if not isinstance(ca_key, ed25519.Ed25519PrivateKey):
         raise InvalidSecrets("the Talos API (os) CA key must be Ed25519")
     now = (now or dt.datetime.now(dt.UTC)).replace(microsecond=0)
@@ -79,7 +80,7 @@ def admin_certificate(bundle: SecretsBundle, now: dt.datetime | None = None) -> 
         InvalidSecrets: when the bundle's OS CA key is not Ed25519.
     """
     subject = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, ADMIN_ROLE)])
-    return os_leaf(bundle, subject, [ExtendedKeyUsageOID.CLIENT_AUTH], CLIENT_VALIDITY, now=now)
+    return os_leaf(bundle.os, subject, [ExtendedKeyUsageOID.CLIENT_AUTH], CLIENT_VALIDITY, now=now)
 
 
 def talosconfig(

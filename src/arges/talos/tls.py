@@ -74,3 +74,35 @@ def server_context(ca: bytes, crt: bytes, key: bytes) -> ssl.SSLContext:
         InvalidSecrets: when the CA, certificate or key does not load (or do not match).
     """
     return _context(ssl.PROTOCOL_TLS_SERVER, ca, crt, key, "apid")
+
+
+def token_server_context(crt: bytes, key: bytes) -> ssl.SSLContext:
+    """A server context as trustd's: presents ``crt``/``key`` and asks no client certificate
+    (a joining machine has none yet: it proves itself with the machine token).
+
+    Raises:
+        InvalidSecrets: when the certificate or key does not load (or do not match).
+    """
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        _load_chain(ctx, crt, key)
+    except (ssl.SSLError, ValueError) as exc:
+        raise InvalidSecrets(f"trustd: the certificate or key does not load: {exc}") from exc
+    ctx.set_alpn_protocols(ALPN)
+    return ctx
+
+
+def ca_client_context(ca: bytes) -> ssl.SSLContext:
+    """A client context that trusts only ``ca`` (PEM), checks the server's name or IP, and
+    presents no certificate (a joining machine asking trustd for one).
+
+    Raises:
+        InvalidSecrets: when the CA does not load.
+    """
+    try:
+        ctx = ssl.create_default_context(cadata=ca.decode("ascii"))
+    except (ssl.SSLError, UnicodeDecodeError, ValueError) as exc:
+        raise InvalidSecrets(f"the OS CA does not load: {exc}") from exc
+    ctx.set_alpn_protocols(ALPN)
+    return ctx

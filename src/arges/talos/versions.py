@@ -50,3 +50,25 @@ def contract(talos_version: str) -> Contract:
             f"{supported}); refusing rather than emitting a config Talos might reject"
         )
     return CONTRACTS[key]
+
+
+INSTALLER_REPOSITORY = "ghcr.io/siderolabs/installer"
+_RELEASE = re.compile(r"^v\d+\.\d+\.\d+(?:-[0-9A-Za-z.-]+)?$")
+
+
+def installer_image(talos_version: str, override: str | None = None) -> str:
+    """The installer image members of a cluster at ``talos_version`` install and upgrade to:
+    ``override`` when given, else Talos' own installer of that release when
+    ``talos_version`` names one (``v1.11.5``), else the release of its contract's line.
+
+    Raises:
+        UnsupportedVersion: ``talos_version`` has no known contract.
+    """
+    line = contract(talos_version)
+    if override:
+        return override
+    version = talos_version.strip()
+    version = version if version.startswith("v") else f"v{version}"
+    if _RELEASE.match(version):
+        return f"{INSTALLER_REPOSITORY}:{version}"
+    return line.installer

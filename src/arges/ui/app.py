@@ -387,6 +387,7 @@ class Dashboard:
                     "endpoint": (body.get("spec") or {}).get("endpoint", ""),
                     "control_planes": status.get("controlPlanes") or "",
                     "workers": status.get("workerCount") or "",
+                    "versions": views.versions(body),
                     "members": rows,
                     "ready": ready,
                     "desired": desired,

@@ -262,18 +262,41 @@ def bmc(body: Body) -> dict[str, str] | None:
     }
 
 
+MEMBER_FIELDS = (
+    "server",
+    "role",
+    "pool",
+    "state",
+    "talosVersion",
+    "kubernetesVersion",
+    "rollout",
+    "message",
+)
+"""The fields of a TalosCluster's ``status.members[]`` the clusters page shows."""
+
+
 def members(cluster: Body) -> tuple[list[dict[str, str]], int, int]:
-    """A TalosCluster's members, and its ready and desired server counts."""
+    """A TalosCluster's members (:data:`MEMBER_FIELDS`, empty when unset), and its ready and
+    desired server counts."""
     spec = cluster.get("spec") or {}
     status = cluster.get("status") or {}
-    rows = [
-        {k: str(m.get(k, "")) for k in ("server", "role", "pool", "state")}
-        for m in status.get("members") or []
-    ]
+    rows = [{k: str(m.get(k) or "") for k in MEMBER_FIELDS} for m in status.get("members") or []]
     desired = int((spec.get("controlPlane") or {}).get("replicas", 1))
     desired += sum(int(w.get("replicas", 1)) for w in spec.get("workers") or [])
     ready = sum(1 for m in rows if m["state"] == "Ready")
     return rows, ready, desired
+
+
+def versions(cluster: Body) -> str:
+    """A TalosCluster's versions and roll-out progress in one line (``Talos v1.11.7 ·
+    Kubernetes 1.34.2 · updated 2/3``), each part only when its status field is set."""
+    status = cluster.get("status") or {}
+    parts = (
+        ("Talos", status.get("talosVersion")),
+        ("Kubernetes", status.get("kubernetesVersion")),
+        ("updated", status.get("updated")),
+    )
+    return " · ".join(f"{label} {value}" for label, value in parts if value)
 
 
 def environment(body: Body) -> dict[str, Any]:

@@ -160,6 +160,8 @@ async def open_rack(tmp_path: Path, *, talos_port: int | None = None) -> AsyncIt
         power_refresh=0.3,
         reboot_timeout=60,
         talos_port=talos_port,
+        cluster_recheck=1.0,
+        talos_probe_interval=0.5,
     )
     plane = ManagementPlane(config)
     await plane.start()

@@ -10,13 +10,18 @@ runs what it was given, as a real machine would:
 - the target Environment: fetches ``/configdata?uuid=`` (the ``talos.config=`` URL of the
   iPXE script), checks it is a machine config, reports ``installed``, and then runs a fake
   Talos API (:class:`arges.talos.fakeapi.FakeTalosNode`) on its address, as an installed
-  Talos node runs apid;
-- boot from disk: an installed machine runs its fake Talos API again.
+  Talos node runs apid, at the Talos version of the installer image in its config;
+- boot from disk: an installed machine runs its fake Talos API again (the same node: its
+  state survives reboots, as on a disk).
 
-Its "disk" holds the config it installed. The fake Talos API needs the cluster's OS CA to
-issue its serving certificate; a real node takes it from its machine config, the simulation
-reads it from the cluster's secrets bundle (a test's shortcut): the TalosCluster's, or for a
-Cluster API machine the one CABPT keeps.
+Its "disk" holds the config it installed, and then what ApplyConfiguration staged. When its
+Talos reboots (an upgrade, a config change that needs it, a reset) the machine reboots
+through its BMC's reset, so it network-boots and asks ``/ipxe`` again; a reset wipes the
+disk first. The control planes of one cluster share one fake etcd. The fake Talos API needs
+the cluster's OS CA to issue its serving certificate; a real node takes it from its machine
+config (a worker asks a control plane's trustd), the simulation reads it from the cluster's
+secrets bundle (a test's shortcut): the TalosCluster's, or for a Cluster API machine the one
+CABPT keeps.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import base64
 import contextlib
 import ipaddress
 import re
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,11 +42,14 @@ from arges.kube.client import KubeClient
 from arges.kube.resources import SECRETS, SERVER_BINDINGS
 from arges.power import fake
 from arges.power.base import BootDevice, PowerState
-from arges.talos.fakeapi import FakeTalosNode
+from arges.talos.components import tag
+from arges.talos.fakeapi import FakeEtcd, FakeTalosNode, issue_identity
 from arges.talos.secrets import SecretsBundle
 from arges.wire import REGISTER_PATH, REPORT_PATH
 
 BOOTS = ("on", "cycle", "reset")
+ETCDS: dict[str, FakeEtcd] = {}
+"""Each cluster's etcd, by the cluster id of its secrets bundle."""
 
 
 @dataclass
@@ -60,13 +69,21 @@ class SimServer:
     """Seconds to linger at a step, so a test can act there: ``boot`` (before asking
     /ipxe), ``install`` (between fetching the config and reporting it installed), ``talos``
     (between the install and its Talos API answering)."""
+    gates: dict[str, asyncio.Event] = field(default_factory=dict)
+    """Steps (as in ``pauses``) held until the test sets their event, so a test acts there
+    however slow the machine is."""
     talos: FakeTalosNode | None = None
     """Its Talos API: state (etcd bootstrapped or not) survives reboots, as on a disk."""
     tick: float = 0.05
     """Seconds between looks at its BMC (a fleet of thousands looks less often)."""
     poll: float = 0.1
     """Seconds between the agent's reports while it waits for an instruction."""
-    _serving: bool = False
+    reboots: list[str] = field(default_factory=list)
+    """Why its Talos rebooted it, in order (``upgrade``, ``apply``, ``reset``)."""
+    downtime: list[tuple[float, float | None]] = field(default_factory=list)
+    """(from, to) monotonic times of each reboot its Talos asked for, until its Talos API
+    served again (None while it has not)."""
+    _serving: FakeTalosNode | None = None
     _seen: int = 0
     _task: asyncio.Task[None] | None = None
 
@@ -91,6 +108,13 @@ class SimServer:
         if self.installed is None:
             return None
         return str(yaml.safe_load(self.installed)["machine"]["type"])
+
+    @property
+    def installer_version(self) -> str:
+        """The Talos version of the installer image its config names."""
+        doc = yaml.safe_load(self.installed or "") or {}
+        image = ((doc.get("machine") or {}).get("install") or {}).get("image")
+        return tag(image) or "v1.11.6"
 
     def power_on(self) -> None:
         """Someone pressed the power button (a rack just powered up boots from the network)."""
@@ -119,9 +143,9 @@ class SimServer:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
             self._task = None
-        if self.talos is not None and self._serving:
-            await self.talos.stop()
-            self._serving = False
+        if self._serving is not None:
+            await self._serving.stop()
+            self._serving = None
 
     async def _boot(self) -> None:
         if self.machine.boot_device == BootDevice.DISK:
@@ -229,6 +253,8 @@ class SimServer:
         origin = url.split("/configdata")[0]
         await self._post(REPORT_PATH, {"uuid": self.uuid, "phase": "installed"}, origin)
         await asyncio.sleep(self.pauses.get("talos", 0))
+        if (gate := self.gates.get("talos")) is not None:
+            await gate.wait()
         await self._run_talos()
         await asyncio.Event().wait()
 
@@ -245,13 +271,40 @@ class SimServer:
                 name, key = f"{consumer['name']}-secrets", "secrets.yaml"
             secret = await self.kube.get(SECRETS, name, namespace)
             bundle = SecretsBundle.from_yaml(base64.b64decode(secret["data"][key]).decode())
+            hostname = f"sim-{self.index}"
             self.talos = FakeTalosNode(
-                bundle,
+                issue_identity(bundle.os, [self.address], hostname),
                 address=self.address,
                 port=self.talos_port,
                 machine_type=self.machine_type or "worker",
-                hostname=f"sim-{self.index}",
+                hostname=hostname,
+                talos_version=self.installer_version,
+                config=self.installed,
+                etcd=ETCDS.setdefault(bundle.cluster_id, FakeEtcd()),
+                on_reboot=self._reboot,
+                persist=self._persist,
             )
-        if not self._serving:
+        if self._serving is None:
             await self.talos.start()
-            self._serving = True
+            self._serving = self.talos
+            if self.downtime and self.downtime[-1][1] is None:
+                self.downtime[-1] = (self.downtime[-1][0], time.monotonic())
+
+    async def silence(self) -> None:
+        """Its Talos API stops answering (until the machine boots again)."""
+        if self._serving is not None:
+            await self._serving.stop()
+            self._serving = None
+
+    async def _reboot(self, why: str) -> None:
+        """Its Talos reboots: through the BMC's reset, as the firmware sees a reboot."""
+        self.reboots.append(why)
+        self.downtime.append((time.monotonic(), None))
+        self.machine.actions.append("reset")
+
+    def _persist(self, config: str | None) -> None:
+        """What its Talos keeps on disk; a reset wipes it (and the next membership is a new
+        node)."""
+        self.installed = config
+        if config is None:
+            self.talos = None

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from arges.kube.errors import NotFound
-from arges.kube.resources import SECRETS, SERVER_CLASSES, TALOS_CLUSTERS
+from arges.kube.resources import SECRETS, SERVER_CLASSES, SERVERS, TALOS_CLUSTERS
 from tests.integration.clusters.conftest import NS, Rack, all_in, create_cluster, states
 from tests.integration.conftest import eventually
 
@@ -88,7 +88,8 @@ async def test_workers_scale_up_and_down_and_released_servers_are_wiped(rack: Ra
     await eventually(lambda: all_in(rack, "Ready", 3), timeout=60)
     assert len(await rack.bindings()) == 3
 
-    first = {m["server"] for m in await rack.members()}
+    roles = {m["server"]: m["role"] for m in await rack.members()}
+    nodes = {s: rack.sim(s).talos for s in roles}
     await rack.kube.patch(
         TALOS_CLUSTERS,
         "demo",
@@ -96,12 +97,24 @@ async def test_workers_scale_up_and_down_and_released_servers_are_wiped(rack: Ra
         NS,
     )
     await eventually(lambda: all_in(rack, "Ready", 2), timeout=60)
-    gone = first - {m["server"] for m in await rack.members()}
+    gone = set(roles) - {m["server"] for m in await rack.members()}
     assert len(gone) == 1
-    released = rack.sim(gone.pop())
-    assert released.machine_type == "worker", "a worker was released, not the control plane"
-    await eventually(lambda: rack.available(released), timeout=60)
-    assert released.boots[-1] == "agent" and released.installed is None, "wiped by the agent"
+    name = gone.pop()
+    assert roles[name] == "worker", "a worker was released, not the control plane"
+    released, node = rack.sim(name), nodes[name]
+    assert node is not None and [(r.graceful, r.reboot) for r in node.reset_requests] == [
+        (False, True)
+    ], "its Talos was asked to reset (a worker has no etcd to leave) and reboot"
+    assert node.reset_requests[0].system_partitions == (("STATE", True), ("EPHEMERAL", True))
+    await eventually(lambda: rack.available(released), timeout=30)
+    assert released.reboots == ["reset"] and released.boots[-1] == "agent", "then the agent"
+    assert released.installed is None, "wiped"
+    server = await rack.kube.get(SERVERS, released.uuid)
+    reset = next(c for c in server["status"]["conditions"] if c["type"] == "TalosReset")
+    assert reset["status"] == "True"
+    assert "PowerCycle" not in {c["type"] for c in server["status"]["conditions"]}, (
+        "Talos rebooted it into the agent: nothing power-cycled it"
+    )
     with pytest.raises(NotFound):
         await rack.kube.get(SECRETS, f"demo-config-{released.uuid}", NS)
     await eventually(lambda: _class_available(rack, released.uuid), timeout=10)
@@ -123,10 +136,12 @@ async def test_control_plane_scale_down_leaves_etcd_first(rack: Rack) -> None:
     await eventually(lambda: all_in(rack, "Ready", 1), timeout=60)
     kept = (await rack.members())[0]["server"]
     (left,) = [n for s, n in nodes.items() if s != kept]
-    assert left is not None and left.calls[-2:] == ["EtcdForfeitLeadership", "EtcdLeaveCluster"]
+    assert left is not None and [(r.graceful, r.reboot) for r in left.reset_requests] == [
+        (True, True)
+    ], "a graceful reset: Talos leaves etcd, then wipes and reboots"
     assert not left.etcd_member
     kept_node = nodes[kept]
-    assert kept_node is not None and "EtcdLeaveCluster" not in kept_node.calls
+    assert kept_node is not None and kept_node.etcd_member and not kept_node.reset_requests
 
 
 async def test_delete_releases_every_server_and_removes_the_secrets(rack: Rack) -> None:
@@ -244,9 +259,11 @@ async def _arges(rack: Rack, *args: str, check: bool = True) -> tuple[int, str, 
 
 
 async def test_the_cluster_cli(rack: Rack) -> None:
+    # No Talos API answers until the CLI has said there is no kubeconfig yet.
+    talos = asyncio.Event()
     for _ in range(2):
         sim = await rack.add()
-        sim.pauses["talos"] = 5.0
+        sim.gates["talos"] = talos
     _, out, _ = await _arges(
         rack,
         "cluster",
@@ -262,6 +279,7 @@ async def test_the_cluster_cli(rack: Rack) -> None:
     assert "created" in out
     code, _, err = await _arges(rack, "cluster", "kubeconfig", "demo", check=False)
     assert code != 0 and "has no kubeconfig yet" in err
+    talos.set()
     await eventually(lambda: _phase(rack, "Running"), timeout=60)
     _, out, _ = await _arges(rack, "cluster", "list")
     assert "demo" in out and "https://10.5.0.10:6443" in out and "Running" in out

@@ -7,15 +7,21 @@ import datetime as dt
 import socket
 import ssl
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
+import yaml
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from arges.talos import secrets
 from arges.talos.api import TalosApi
+from arges.talos.configgen import ClusterInput, machine_config
+from arges.talos.documents import encode
 from arges.talos.errors import InvalidSecrets, NotReady, RequestFailed, Unreachable
-from arges.talos.fakeapi import FakeTalosNode, ResetCall
+from arges.talos.fakeapi import FakeEtcd, FakeTalosNode, Identity, issue_identity
+from arges.talos.fakemachine import ApplyCall, ResetCall, UpgradeCall
+from arges.talos.patches import apply, patch_set
 from arges.talos.secrets import CertAndKey, SecretsBundle
 from arges.talos.talosconfig import (
     ClientCredentials,
@@ -25,6 +31,7 @@ from arges.talos.talosconfig import (
     talosconfig,
 )
 from arges.talos.tls import client_context
+from tests.integration.conftest import eventually
 
 HOST = "127.0.0.1"
 
@@ -63,21 +70,25 @@ def api(bundle: SecretsBundle) -> TalosApi:
 
 @pytest.fixture
 async def node(bundle: SecretsBundle) -> AsyncIterator[FakeTalosNode]:
-    async with FakeTalosNode(bundle, address=HOST, kubeconfig=KUBECONFIG) as n:
+    async with FakeTalosNode(identity(bundle), address=HOST, kubeconfig=KUBECONFIG) as n:
         yield n
 
 
 @pytest.fixture
 async def worker(bundle: SecretsBundle) -> AsyncIterator[FakeTalosNode]:
-    async with FakeTalosNode(bundle, address=HOST, machine_type="worker") as n:
+    async with FakeTalosNode(identity(bundle), address=HOST, machine_type="worker") as n:
         yield n
+
+
+def identity(bundle: SecretsBundle, hostname: str = "talos-node") -> Identity:
+    return issue_identity(bundle.os, [HOST], hostname)
 
 
 def client_cert(bundle: SecretsBundle, role: str) -> CertAndKey:
     """A client certificate for ``role`` from the bundle's OS CA (talosctl's shape)."""
     subject = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, role)])
     return os_leaf(
-        bundle, subject, [ExtendedKeyUsageOID.CLIENT_AUTH], dt.timedelta(days=1), now=earlier()
+        bundle.os, subject, [ExtendedKeyUsageOID.CLIENT_AUTH], dt.timedelta(days=1), now=earlier()
     )
 
 
@@ -124,26 +135,11 @@ async def test_kubeconfig_on_a_worker_fails(api: TalosApi, worker: FakeTalosNode
     assert caught.value.code == "UNIMPLEMENTED"
 
 
-async def test_leave_etcd_forfeits_leadership_then_leaves(
-    api: TalosApi, node: FakeTalosNode
-) -> None:
-    assert node.etcd_member
-    await api.leave_etcd(HOST, node.port)
-    assert not node.etcd_member
-    assert node.calls == ["EtcdForfeitLeadership", "EtcdLeaveCluster"]
-
-
-async def test_leave_etcd_on_a_worker_fails(api: TalosApi, worker: FakeTalosNode) -> None:
-    with pytest.raises(RequestFailed) as caught:
-        await api.leave_etcd(HOST, worker.port)
-    assert caught.value.rpc == "EtcdForfeitLeadership"
-    assert worker.calls == ["EtcdForfeitLeadership"]
-
-
 @pytest.mark.parametrize(("graceful", "reboot"), [(True, True), (False, False)])
 async def test_reset_wipes_state_and_ephemeral(
     api: TalosApi, node: FakeTalosNode, graceful: bool, reboot: bool
 ) -> None:
+    await api.bootstrap(HOST, node.port)
     await api.reset(HOST, node.port, graceful=graceful, reboot=reboot)
     assert node.reset_requests == [
         ResetCall(
@@ -154,11 +150,13 @@ async def test_reset_wipes_state_and_ephemeral(
             mode="ALL",
         )
     ]
-    assert node.etcd_member is not graceful
+    await eventually(lambda: node.wiped)
+    assert node.etcd_member is not graceful, "a graceful reset leaves etcd first"
+    assert node.staged is None, "STATE is wiped: no config for the next boot"
 
 
 async def test_version_is_the_talos_tag(bundle: SecretsBundle, api: TalosApi) -> None:
-    async with FakeTalosNode(bundle, address=HOST, talos_version="v1.11.6") as n:
+    async with FakeTalosNode(identity(bundle), address=HOST, talos_version="v1.11.6") as n:
         assert await api.version(HOST, n.port) == "v1.11.6"
 
 
@@ -259,3 +257,184 @@ async def test_a_server_certificate_for_another_name_is_not_trusted(
 def test_unusable_credentials_are_invalid_secrets(bundle: SecretsBundle) -> None:
     with pytest.raises(InvalidSecrets):
         TalosApi(ClientCredentials(bundle.os.crt, b"not a certificate", b"nor a key"))
+
+
+def config(bundle: SecretsBundle, machine_type: str = "controlplane", **patch: Any) -> str:
+    """A node's machine config, with strategic ``patch`` sections merged in."""
+    spec = ClusterInput(cluster_name="lab", endpoint="https://10.5.0.10:6443")
+    docs = [machine_config(bundle, machine_type, spec)]  # type: ignore[arg-type]
+    return render_patched(docs, patch)
+
+
+def render_patched(docs: list[dict[str, Any]], patch: dict[str, Any]) -> str:
+    if patch:
+        docs = apply(docs, [patch_set("test", [], [yaml.safe_dump(patch)])])
+    return encode(docs)
+
+
+async def test_upgrade_reboots_into_the_new_version(bundle: SecretsBundle, api: TalosApi) -> None:
+    async with FakeTalosNode(identity(bundle), address=HOST, machine_type="worker") as n:
+        booted = await api.boot_time(HOST, n.port)
+        await api.upgrade(HOST, n.port, image="ghcr.io/siderolabs/installer:v1.11.7")
+        assert n.upgrade_requests == [
+            UpgradeCall("ghcr.io/siderolabs/installer:v1.11.7", True, False, False)
+        ]
+        await eventually(lambda: n.serving and n.talos_version == "v1.11.7")
+        assert await api.version(HOST, n.port) == "v1.11.7"
+        assert await api.boot_time(HOST, n.port) > booted
+        assert n.upgrades == ["ghcr.io/siderolabs/installer:v1.11.7"]
+
+
+async def test_a_second_upgrade_during_the_first_is_acknowledged_and_ignored(
+    bundle: SecretsBundle, api: TalosApi
+) -> None:
+    async with FakeTalosNode(
+        identity(bundle), address=HOST, machine_type="worker", install_seconds=1
+    ) as n:
+        image = "ghcr.io/siderolabs/installer:v1.11.7"
+        await api.upgrade(HOST, n.port, image=image)
+        await api.upgrade(HOST, n.port, image=image)
+        await eventually(lambda: n.serving and n.talos_version == "v1.11.7", timeout=10)
+        assert len(n.upgrade_requests) == 2 and n.upgrades == [image], "installed once"
+
+
+async def test_an_image_that_does_not_pull_is_refused(api: TalosApi, node: FakeTalosNode) -> None:
+    node.refused_images["bad:v1"] = "not found"
+    with pytest.raises(RequestFailed) as caught:
+        await api.upgrade(HOST, node.port, image="bad:v1")
+    assert "error validating installer image 'bad:v1': not found" in caught.value.message
+    assert node.upgrades == [] and not node.busy
+
+
+async def test_a_failed_install_comes_back_on_the_old_version(
+    bundle: SecretsBundle, api: TalosApi
+) -> None:
+    async with FakeTalosNode(identity(bundle), address=HOST, machine_type="worker") as n:
+        booted = n.boot_time
+        n.failing_images.add("broken:v1.11.7")
+        await api.upgrade(HOST, n.port, image="broken:v1.11.7")
+        await eventually(lambda: n.serving and n.boot_time > booted)
+        assert await api.version(HOST, n.port) == "v1.11.6"
+
+
+async def test_a_control_plane_upgrade_needs_a_healthy_etcd_that_keeps_quorum(
+    bundle: SecretsBundle, api: TalosApi
+) -> None:
+    etcd = FakeEtcd()
+    nodes = [
+        FakeTalosNode(identity(bundle, f"cp-{i}"), address=HOST, hostname=f"cp-{i}", etcd=etcd)
+        for i in range(3)
+    ]
+    for n in nodes:
+        await n.start()
+    try:
+        await api.bootstrap(HOST, nodes[0].port)
+        assert [m.hostname for m in await api.etcd_members(HOST, nodes[1].port)] == [
+            "cp-0",
+            "cp-1",
+            "cp-2",
+        ]
+        nodes[2].unhealthy.add("etcd")
+        with pytest.raises(RequestFailed) as caught:
+            await api.upgrade(HOST, nodes[0].port, image="installer:v1.11.7")
+        assert "is not healthy; all members must be healthy" in caught.value.message
+        status = await api.etcd_status(HOST, nodes[2].port)
+        assert status.errors and status.leader == etcd.members()[0][0]
+        nodes[2].unhealthy.clear()
+        await api.reset(HOST, nodes[2].port, graceful=True, reboot=False)
+        await eventually(lambda: len(etcd.members()) == 2)
+        with pytest.raises(RequestFailed) as caught:
+            await api.upgrade(HOST, nodes[0].port, image="installer:v1.11.7")
+        assert "etcd member count(2) is insufficient to maintain quorum" in caught.value.message
+        assert all(n.upgrades == [] for n in nodes)
+    finally:
+        for n in nodes:
+            await n.close()
+
+
+async def test_only_one_control_plane_upgrades_at_a_time(
+    bundle: SecretsBundle, api: TalosApi
+) -> None:
+    etcd = FakeEtcd()
+    nodes = [
+        FakeTalosNode(identity(bundle, f"cp-{i}"), address=HOST, etcd=etcd, install_seconds=1)
+        for i in range(3)
+    ]
+    for n in nodes:
+        await n.start()
+    try:
+        await api.bootstrap(HOST, nodes[0].port)
+        await api.upgrade(HOST, nodes[0].port, image="installer:v1.11.7")
+        with pytest.raises(RequestFailed) as caught:
+            await api.upgrade(HOST, nodes[1].port, image="installer:v1.11.7")
+        assert "failed to acquire upgrade lock" in caught.value.message
+        await eventually(lambda: nodes[0].serving and nodes[0].talos_version == "v1.11.7")
+        await api.upgrade(HOST, nodes[1].port, image="installer:v1.11.7")
+    finally:
+        for n in nodes:
+            await n.close()
+
+
+async def test_etcd_answers_only_on_control_planes_that_run_it(
+    api: TalosApi, node: FakeTalosNode, worker: FakeTalosNode
+) -> None:
+    with pytest.raises(NotReady) as not_yet:
+        await api.etcd_members(HOST, node.port)
+    assert not_yet.value.code == "UNAVAILABLE"
+    with pytest.raises(RequestFailed) as never:
+        await api.etcd_status(HOST, worker.port)
+    assert never.value.code == "UNIMPLEMENTED"
+    await api.bootstrap(HOST, node.port)
+    status = await api.etcd_status(HOST, node.port)
+    assert status.errors == () and status.member_id == status.leader != 0
+
+
+async def test_services_report_their_health(api: TalosApi, node: FakeTalosNode) -> None:
+    before = {s.id: s for s in await api.services(HOST, node.port)}
+    assert before["etcd"].state == "Preparing" and before["etcd"].healthy is None
+    await api.bootstrap(HOST, node.port)
+    node.unhealthy.add("kubelet")
+    after = {s.id: s for s in await api.services(HOST, node.port)}
+    assert after["etcd"].healthy is True and after["apid"].healthy is True
+    assert after["kubelet"].healthy is False and "not healthy" in after["kubelet"].message
+
+
+async def test_apply_in_place_when_talos_allows_it(bundle: SecretsBundle, api: TalosApi) -> None:
+    running = config(bundle)
+    async with FakeTalosNode(identity(bundle), address=HOST, config=running) as n:
+        booted = n.boot_time
+        newer = config(bundle, machine={"kubelet": {"image": "ghcr.io/siderolabs/kubelet:v1.34.2"}})
+        dry = await api.apply_configuration(HOST, n.port, config=newer, mode="auto", dry_run=True)
+        assert dry.mode == "no-reboot" and "Dry run summary" in dry.details
+        assert n.config == running
+        applied = await api.apply_configuration(HOST, n.port, config=newer, mode="no-reboot")
+        assert applied.mode == "no-reboot"
+        assert n.config == n.staged == newer and n.boot_time == booted
+        assert [c.applied for c in n.apply_requests] == ["NO_REBOOT", "NO_REBOOT"]
+
+
+async def test_a_change_talos_cannot_make_in_place_reboots(
+    bundle: SecretsBundle, api: TalosApi
+) -> None:
+    running = config(bundle)
+    async with FakeTalosNode(identity(bundle), address=HOST, config=running) as n:
+        booted = n.boot_time
+        newer = config(bundle, machine={"env": {"HTTP_PROXY": "http://proxy:3128"}})
+        with pytest.raises(RequestFailed) as refused:
+            await api.apply_configuration(HOST, n.port, config=newer, mode="no-reboot")
+        assert refused.value.code == "INVALID_ARGUMENT"
+        assert "can't be applied in immediate mode: machine.env" in refused.value.message
+        applied = await api.apply_configuration(HOST, n.port, config=newer, mode="auto")
+        assert applied.mode == "reboot" and "machine.env" in applied.details
+        await eventually(lambda: n.serving and n.boot_time > booted)
+        assert n.config == newer
+        assert n.apply_requests[-1] == ApplyCall("AUTO", "REBOOT", False, newer)
+
+
+async def test_a_config_without_v1alpha1_is_invalid(api: TalosApi, node: FakeTalosNode) -> None:
+    with pytest.raises(RequestFailed) as caught:
+        await api.apply_configuration(
+            HOST, node.port, config="apiVersion: v1alpha1\nkind: SideroLinkConfig\n", mode="auto"
+        )
+    assert caught.value.code == "INVALID_ARGUMENT"
+    assert node.apply_requests == []

@@ -11,14 +11,18 @@ from arges.api.binding import ServerBinding
 from arges.api.cluster import TalosClusterSpec
 from arges.api.server import Server
 from arges.metal.clusters import (
+    Liveness,
     MemberView,
     PoolRequest,
     bootstrap_member,
+    leaving,
     member_state,
     phase,
     pools,
     readiness,
+    shortfall,
     surplus,
+    unhealthy,
 )
 from tests.unit.metal.conftest import server
 
@@ -152,6 +156,76 @@ SETTLED = [m("cp", role="controlplane"), m("w")]
 )
 def test_phase(members: list[MemberView], deleting: bool, was_running: bool, expected: str) -> None:
     assert phase(REQUESTS, members, deleting=deleting, was_running=was_running) == expected
+
+
+@pytest.mark.parametrize(
+    ("members", "was_running", "expected"),
+    [
+        (SETTLED, True, "Updating"),
+        ([m("cp", "Installed", role="controlplane"), m("w")], True, "Updating"),
+        (SETTLED, False, "Provisioning"),
+        ([*SETTLED, m("w2")], True, "Scaling"),
+    ],
+)
+def test_phase_during_a_roll_out(
+    members: list[MemberView], was_running: bool, expected: str
+) -> None:
+    got = phase(REQUESTS, members, deleting=False, was_running=was_running, up_to_date=False)
+    assert got == expected
+
+
+POOLS = [
+    PoolRequest("controlplane", "controlplane", 1, "any"),
+    PoolRequest("workers", "worker", 2, "any"),
+]
+
+
+@pytest.mark.parametrize(
+    ("members", "replace", "expected"),
+    [
+        ([m("cp", role="controlplane"), m("a"), m("b")], set(), []),
+        (
+            [m("cp", role="controlplane"), m("a"), m("b", created=5), m("c", created=9)],
+            set(),
+            ["c"],
+        ),
+        ([m("cp", role="controlplane"), m("a"), m("b")], {"a"}, ["a"]),
+        ([m("cp", role="controlplane"), m("a"), m("b"), m("c", created=9)], {"a"}, ["a"]),
+        (
+            [m("cp", role="controlplane"), MemberView("g", "gone", "worker", at(0), "Ready")],
+            set(),
+            ["g"],
+        ),
+    ],
+)
+def test_leaving(members: list[MemberView], replace: set[str], expected: list[str]) -> None:
+    assert sorted(v.server for v in leaving(POOLS, members, replace)) == expected
+
+
+@pytest.mark.parametrize(
+    ("members", "expected"),
+    [
+        ([], {"controlplane": 1, "workers": 2}),
+        ([m("cp", role="controlplane"), m("a")], {"workers": 1}),
+        ([m("cp", role="controlplane"), m("a"), m("b"), m("c")], {}),
+    ],
+)
+def test_shortfall(members: list[MemberView], expected: dict[str, int]) -> None:
+    assert shortfall(POOLS, members) == expected
+
+
+@pytest.mark.parametrize(
+    ("seen", "rebooting", "sick"),
+    [
+        (None, False, False),
+        (at(-4), False, False),
+        (at(-6), False, True),
+        (at(-6), True, False),
+    ],
+)
+def test_unhealthy(seen: dt.datetime | None, rebooting: bool, sick: bool) -> None:
+    got = unhealthy([Liveness("a", seen, rebooting)], now=at(0), after=dt.timedelta(minutes=5))
+    assert got == (["a"] if sick else [])
 
 
 def test_phase_of_an_empty_cluster_is_running() -> None:

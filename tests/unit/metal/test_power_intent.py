@@ -81,6 +81,42 @@ def test_every_row_of_the_power_rules(srv, bnd, action, network) -> None:
     assert (got.action, got.network_boot) == (action, network) and got.reason
 
 
+def _reset(minutes_ago: int, *, status: str = "True", agent_seen_minutes_ago: int | None = None):
+    """A released server whose Talos was asked to reset ``minutes_ago``, last booted into its
+    target (so a recent report is Talos', not the agent's)."""
+    s = server("s", clean=False)
+    s.status.conditions = [
+        Condition(type="PXEBooted", status="True", reason="Target", last_transition_time=NOW),
+        Condition(
+            type="TalosReset",
+            status=status,
+            last_transition_time=NOW - dt.timedelta(minutes=minutes_ago),
+        ),
+    ]
+    if agent_seen_minutes_ago is not None:
+        s.status.last_seen = NOW - dt.timedelta(minutes=agent_seen_minutes_ago)
+    return s
+
+
+@pytest.mark.parametrize(
+    ("srv", "action", "network"),
+    [
+        # Talos resets itself and reboots into the agent: nothing power-cycles it meanwhile.
+        (_reset(1), None, False),
+        (_reset(4), None, False),
+        # Not back in the agent within reset_timeout (5 minutes): the network-booted wipe.
+        (_reset(6), "cycle", True),
+        # The reset was not asked (Talos did not answer): the network-booted wipe at once.
+        (_reset(1, status="False"), "cycle", True),
+        # Seen since the reset was asked, yet not clean and no agent recently: the wipe.
+        (_reset(4, agent_seen_minutes_ago=2), "cycle", True),
+    ],
+)
+def test_a_talos_reset_holds_the_network_wipe_until_reset_timeout(srv, action, network) -> None:
+    got = intent(srv, None, now=NOW, reboot_timeout=TIMEOUT, reset_timeout=dt.timedelta(minutes=5))
+    assert (got.action, got.network_boot) == (action, network) and got.reason
+
+
 def _media(srv, inserted: bool = False, cycled_minutes_ago: int | None = None):
     conditions = []
     if inserted:

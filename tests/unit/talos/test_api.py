@@ -18,7 +18,8 @@ from talos_linux_api.v1_6_0.google import rpc
 from arges.talos import secrets
 from arges.talos.api import _check, _extract_kubeconfig, _status_error
 from arges.talos.errors import NotReady, RequestFailed
-from arges.talos.fakeapi import kubeconfig_archive, server_certificate
+from arges.talos.fakeapi import server_certificate
+from arges.talos.fakemachine import kubeconfig_archive
 
 NODE = "10.5.0.2:50000"
 
@@ -96,7 +97,7 @@ def test_a_bad_kubeconfig_archive_fails_clearly(archive: bytes) -> None:
 
 def test_the_fake_server_certificate_is_apids() -> None:
     bundle = secrets.generate()
-    identity = server_certificate(bundle, ["10.5.0.2", "cp-1.lab"], "cp-1")
+    identity = server_certificate(bundle.os, ["10.5.0.2", "cp-1.lab"], "cp-1")
     cert = identity.certificate()
     cert.verify_directly_issued_by(bundle.os.certificate())
     sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
