@@ -5,7 +5,8 @@
     ...
     await server.stop()        # ends watches, finishes writes, closes the database
 
-On start it creates or loads its credentials, opens ``DIR/state.db``, serves the resources of
+On start it creates or loads its credentials and the key Secrets are encrypted with at rest
+(:mod:`arges.apiserver.encryption`), opens ``DIR/state.db``, serves the resources of
 the CRDs already stored, makes sure the standard namespaces exist, installs the CRDs it was
 given (created, or updated when they differ, exactly as ``kubectl apply`` would), and only
 then answers ``/readyz`` with ``ok``.
@@ -26,12 +27,14 @@ from aiohttp import web
 from arges import __version__
 from arges.apiserver import crd
 from arges.apiserver.builtin import builtin_types
+from arges.apiserver.encryption import EncryptionError, ensure_config
 from arges.apiserver.errors import AlreadyExists
 from arges.apiserver.http import Handler
 from arges.apiserver.lifecycle import CRD_RESOURCE, Lifecycle
 from arges.apiserver.pki import ensure_credentials, write_kubeconfig
 from arges.apiserver.resources import Registry
 from arges.apiserver.rest import Rest, WriteOptions
+from arges.apiserver.storage import StorageError
 from arges.apiserver.store import Store
 
 log = logging.getLogger(__name__)
@@ -111,9 +114,16 @@ class ApiServer:
             OSError: the address cannot be bound.
         """
         cfg = self.config
-        cfg.data_dir.mkdir(parents=True, exist_ok=True)
+        cfg.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        cfg.data_dir.chmod(0o700)
         creds = ensure_credentials(cfg.data_dir, [client_host(cfg.address)])
-        store = Store.open(cfg.data_dir / "state.db", retention=cfg.history_seconds)
+        try:
+            encryption = ensure_config(cfg.data_dir / "pki")
+        except EncryptionError as exc:
+            raise StorageError(str(exc)) from exc
+        store = Store.open(
+            cfg.data_dir / "state.db", retention=cfg.history_seconds, encryption=encryption
+        )
         self.store = store
         builtins = builtin_types()
         builtin_keys = frozenset((rt.group, rt.plural) for rt in builtins)

@@ -12,6 +12,7 @@ from arges.cli.capi import capi
 from arges.cli.cluster import cluster
 from arges.cli.demo import demo
 from arges.cli.lab import lab
+from arges.cli.secrets import secrets
 from arges.cli.talos import talos
 from arges.cli.up import up
 
@@ -40,3 +41,4 @@ main.add_command(cluster)
 main.add_command(demo)
 main.add_command(lab)
 main.add_command(capi)
+main.add_command(secrets)
