@@ -18,6 +18,7 @@ import contextlib
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import unquote, urlparse
 
 from arges.api.crds import all_crds
 from arges.api.environment import AGENT_ENVIRONMENT, DEFAULT_ENVIRONMENT, EnvironmentSpec
@@ -75,6 +76,9 @@ class PlaneConfig:
     external_api: Connection | None = None
     """An existing Kubernetes API server (a real cluster) to use instead of the embedded
     one; Arges' CRDs must be installed there (``kubectl apply -k deploy``)."""
+    asset_dirs: tuple[Path, ...] = ()
+    """Where Environments' ``file://`` URLs may point (``--asset-dir``); the built-in
+    Environments' own ``file://`` files are allowed besides."""
 
 
 class NotInstalled(Exception):
@@ -96,7 +100,7 @@ class ManagementPlane:
                     crds=all_crds(),
                 )
             )
-        self.assets = AssetCache(config.data_dir / "assets")
+        self.assets = AssetCache(config.data_dir / "assets", self._file_roots())
         self.kube: KubeClient | None = None
         self.boot: BootServices | None = None
         self._stop = asyncio.Event()
@@ -109,6 +113,9 @@ class ManagementPlane:
             NotInstalled: an external API server lacks Arges' CRDs.
             KubeError: an external API server cannot be used (unreachable, forbidden).
         """
+        self.config.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.config.data_dir.chmod(0o700)
+        self.assets.secure()
         if self.api is not None:
             await self.api.start()
             connection = from_kubeconfig(self.api.kubeconfig_path)
@@ -181,6 +188,15 @@ class ManagementPlane:
                     f"{resource.plural}.{resource.group}: install Arges' CRDs first "
                     "(kubectl apply -k deploy)"
                 ) from exc
+
+    def _file_roots(self) -> list[Path]:
+        roots = list(self.config.asset_dirs)
+        for spec in self._built_ins().values():
+            for url in (spec.kernel.url, spec.initrd.url):
+                parsed = urlparse(url)
+                if parsed.scheme == "file":
+                    roots.append(Path(unquote(parsed.path)))
+        return roots
 
     def _built_ins(self) -> dict[str, EnvironmentSpec]:
         built_ins = {DEFAULT_ENVIRONMENT: self.config.default_environment}

@@ -313,6 +313,8 @@ async def widgets(cluster: Cluster) -> Cluster:
 
 
 def make_assets(directory: Path) -> tuple[Path, Path]:
+    """A kernel and an initrd in ``directory``; an Environment made through the API may name
+    them when ``directory`` is under the plane's ``--asset-dir`` (``tmp_path/assets``)."""
     directory.mkdir(parents=True, exist_ok=True)
     kernel, initrd = directory / "vmlinuz", directory / "initrd.img"
     kernel.write_bytes(b"kernel " * 1000)
@@ -332,7 +334,12 @@ async def plane(tmp_path: Path) -> AsyncIterator[ManagementPlane]:
         initrd=Asset(url=initrd.as_uri(), sha512=sha512(initrd)),
     )
     p = ManagementPlane(
-        PlaneConfig(data_dir=tmp_path / "data", api_port=0, default_environment=spec)
+        PlaneConfig(
+            data_dir=tmp_path / "data",
+            api_port=0,
+            default_environment=spec,
+            asset_dirs=(tmp_path / "assets",),
+        )
     )
     await p.start()
     yield p

@@ -108,6 +108,14 @@ from arges.plane import ManagementPlane, NotInstalled, PlaneConfig
     help="Make the agent image, in its target mode, the 'default' Environment, for a lab "
     "that cannot download Talos (in production 'default' is Talos itself).",
 )
+@click.option(
+    "--asset-dir",
+    "asset_dirs",
+    multiple=True,
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    help="A directory whose files Environments may name with file:// URLs (repeatable); "
+    "no other local file is read for an Environment.",
+)
 @click.option("--no-boot", is_flag=True, help="Run no network boot services at all.")
 def up(
     data_dir: Path,
@@ -129,6 +137,7 @@ def up(
     talos_initrd_url: str | None,
     agent_image: Path | None,
     talos_stand_in: bool,
+    asset_dirs: tuple[Path, ...],
     no_boot: bool,
 ) -> None:
     """Start Arges: the Kubernetes API, the controllers and the network boot services.
@@ -177,6 +186,7 @@ def up(
         boot=boot,
         discovery=DiscoveryConfig(auto_accept=auto_accept_servers, wipe_mode=wipe_mode),  # type: ignore[arg-type]
         external_api=external,
+        asset_dirs=asset_dirs,
     )
     plane = ManagementPlane(config)
     try:

@@ -156,12 +156,13 @@ async def rack(tmp_path: Path) -> AsyncIterator[Rack]:
         power_refresh=0.3,
         reboot_timeout=60,
         talos_port=talos_port,
+        asset_dirs=(tmp_path / "assets",),
     )
     plane = ManagementPlane(config)
     await plane.start()
     assert plane.kube is not None
     kube = plane.kube
-    agent = environment(tmp_path / "agent", ["console=ttyS0"])
+    agent = environment(tmp_path / "assets" / "agent", ["console=ttyS0"])
     await kube.create(
         ENVIRONMENTS, {"metadata": {"name": AGENT_ENVIRONMENT}, "spec": agent.to_json()}
     )
