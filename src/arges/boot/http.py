@@ -14,6 +14,7 @@ endpoint) add their routes through ``extra_routes``.
 from __future__ import annotations
 
 import logging
+import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +24,7 @@ from aiohttp import web
 
 from arges.api.environment import Environment
 from arges.assets import AssetCache
-from arges.boot import ipxe
+from arges.boot import ipxe, sockets
 from arges.boot.tftp import Refused, resolve
 from arges.kube.errors import KubeError
 from arges.metal.boot import BootDecision
@@ -43,11 +44,10 @@ class Decider(Protocol):
 
 @dataclass(frozen=True)
 class HttpConfig:
-    """Where the service listens, and the address servers use to reach it."""
+    """The address servers reach the service at (the only one it listens on), its port."""
 
     address: str
     port: int = 8081
-    listen: str = "0.0.0.0"
     tftp_root: Path = Path("/usr/lib/ipxe")
 
 
@@ -84,18 +84,13 @@ class BootHttp:
     async def start(self) -> None:
         runner = web.AppRunner(self.app(), access_log=None)
         await runner.setup()
-        site = web.TCPSite(runner, self.config.listen, self.config.port, reuse_address=True)
+        listen = self.config.address
+        sock = sockets.bound(socket.SOCK_STREAM, listen, self.config.port)
+        site = web.SockSite(runner, sock)
         await site.start()
         self._runner = runner
-        server = getattr(site, "_server", None)
-        if server is not None and server.sockets:
-            self.port = server.sockets[0].getsockname()[1]
-        log.info(
-            "boot HTTP on %s:%d (servers use %s)",
-            self.config.listen,
-            self.port,
-            self.base_url,
-        )
+        self.port = sock.getsockname()[1]
+        log.info("boot HTTP on %s:%d (servers use %s)", listen, self.port, self.base_url)
 
     async def stop(self) -> None:
         if self._runner is not None:

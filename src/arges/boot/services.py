@@ -80,7 +80,8 @@ class BootServices:
             assets,
             extra_routes,
         )
-        self.tftp = TftpServer(config.tftp_root, "0.0.0.0", config.tftp_port)
+        # HTTP and TFTP on the boot address only; DHCP must hear broadcasts (see dhcpserver).
+        self.tftp = TftpServer(config.tftp_root, config.address, config.tftp_port)
         self.dhcp: DhcpService | None = None
         if config.dhcp_mode is not None:
             pool = None

@@ -20,10 +20,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
+
+from arges.boot import sockets
 
 log = logging.getLogger(__name__)
 
@@ -212,7 +215,7 @@ class TftpServer:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         self._listener, _ = await loop.create_datagram_endpoint(
-            lambda: _Listener(self), local_addr=(self.host, self.port)
+            lambda: _Listener(self), sock=sockets.bound(socket.SOCK_DGRAM, self.host, self.port)
         )
         self.port = self._listener.get_extra_info("sockname")[1]
         log.info("TFTP serving %s on %s:%d", self.root, self.host, self.port)
@@ -240,7 +243,7 @@ class TftpServer:
     async def _transfer(self, request: ReadRequest, path: Path, peer: tuple[str, int]) -> None:
         loop = asyncio.get_running_loop()
         transport, channel = await loop.create_datagram_endpoint(
-            lambda: _Channel(peer), local_addr=(self.host, 0)
+            lambda: _Channel(peer), sock=sockets.bound(socket.SOCK_DGRAM, self.host, 0)
         )
         try:
             data = await asyncio.to_thread(path.read_bytes)

@@ -28,7 +28,7 @@ async def boot(
     (root / "ipxe.efi").write_bytes(b"EFI" * 1000)
     assert plane.kube is not None
     http = BootHttp(
-        HttpConfig("127.0.0.1", 0, listen="127.0.0.1", tftp_root=root),
+        HttpConfig("127.0.0.1", 0, tftp_root=root),
         KubeBootDecider(plane.kube),
         plane.assets,
     )
@@ -44,7 +44,7 @@ async def get(url: str, headers: dict[str, str] | None = None) -> tuple[int, byt
 
 async def agent_environment(plane: ManagementPlane, tmp_path: Path) -> None:
     assert plane.kube is not None
-    kernel, initrd = make_assets(tmp_path / "agent")
+    kernel, initrd = make_assets(tmp_path / "assets" / "agent")
     await plane.kube.create(
         ENVIRONMENTS,
         {
@@ -72,7 +72,7 @@ async def test_unknown_servers_get_the_agent_then_its_assets(boot, tmp_path: Pat
     script = body.decode()
     assert status == 200 and f"kernel {base}/env/agent/kernel console=ttyS0 initrd=initrd" in script
     assert "arges.mac=52:54:00:12:34:56" in script and f"arges.url={base}" in script
-    kernel = (tmp_path / "agent" / "vmlinuz").read_bytes()
+    kernel = (tmp_path / "assets" / "agent" / "vmlinuz").read_bytes()
     status, body, headers = await get(f"{base}/env/agent/kernel")
     assert status == 200 and body == kernel and int(headers["Content-Length"]) == len(kernel)
     status, body, _ = await get(f"{base}/env/agent/kernel", {"Range": "bytes=10-19"})
@@ -81,7 +81,7 @@ async def test_unknown_servers_get_the_agent_then_its_assets(boot, tmp_path: Pat
         assert (
             r.status == 200
             and int(r.headers["Content-Length"])
-            == (tmp_path / "agent" / "initrd.img").stat().st_size
+            == (tmp_path / "assets" / "agent" / "initrd.img").stat().st_size
         )
     assert (await get(f"{base}/env/agent/nothing"))[0] == 404
     assert (await get(f"{base}/env/..%2F..%2Fetc/kernel"))[0] == 404
