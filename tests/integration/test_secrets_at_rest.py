@@ -4,6 +4,7 @@ still readable after ``arges secrets rotate-key``."""
 from __future__ import annotations
 
 import base64
+import json
 import stat
 from pathlib import Path
 
@@ -68,3 +69,46 @@ async def test_secrets_are_encrypted_at_rest_and_survive_a_key_rotation(tmp_path
             assert base64.b64decode(got["data"]["more"]).decode() == VALUE
     finally:
         await server.stop()
+
+
+async def test_writes_are_audited_without_their_bodies(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    server = await start_server(data)
+    token = (data / "pki" / "admin.token").read_text().strip()
+    try:
+        async with api_session(data) as session:
+            api = Api(session, server.url, token)
+            body = {"metadata": {"generateName": "db-"}, "stringData": {"password": VALUE}}
+            status, created = await api.post(SECRETS, body, headers={"User-Agent": "tester/1"})
+            assert status == 201
+            name = created["metadata"]["name"]
+            await api.patch(f"{SECRETS}/{name}", {"stringData": {"password": VALUE + "2"}})
+            await api.get(f"{SECRETS}/{name}")
+            await api.delete(f"{SECRETS}/{name}")
+            anonymous = Api(session, server.url, "wrong-token")
+            status, _ = await anonymous.post(SECRETS, body)
+            assert status == 401
+    finally:
+        await server.stop()
+    log = data / "audit" / "audit.log"
+    text = log.read_text()
+    assert VALUE not in text and "password" not in text
+    events = [json.loads(line) for line in text.splitlines()]
+    secrets = [e for e in events if e["requestURI"].startswith(SECRETS)]
+    assert [
+        (e["verb"], e.get("objectRef", {}).get("name"), e["responseStatus"]["code"])
+        for e in secrets
+    ] == [
+        ("create", name, 201),
+        ("patch", name, 200),
+        ("delete", name, 200),
+        ("create", None, 401),
+    ], "reads are not audited"
+    assert secrets[0]["user"]["username"] == "arges-admin" and secrets[0]["userAgent"] == "tester/1"
+    assert (
+        secrets[0]["sourceIPs"] == ["127.0.0.1"]
+        and secrets[0]["objectRef"]["namespace"] == "default"
+    )
+    assert secrets[-1]["user"]["username"] == "system:anonymous"
+    assert stat.S_IMODE(log.stat().st_mode) == 0o600
+    assert stat.S_IMODE(log.parent.stat().st_mode) == 0o700

@@ -18,6 +18,8 @@ body here, and nowhere else.
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import datetime as dt
 import hmac
 import logging
 from collections.abc import Callable
@@ -29,6 +31,7 @@ from aiohttp import web
 
 from arges.apiserver import codec, discovery, kubeproto
 from arges.apiserver.apply import parse_force
+from arges.apiserver.audit import VERBS, AuditLog, ObjectRef
 from arges.apiserver.errors import (
     BadRequest,
     InternalError,
@@ -53,6 +56,7 @@ log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 3 * 1024 * 1024
 """kube-apiserver's request body limit."""
+
 
 LIST_CHUNK = 500
 """Objects per write when a list response is streamed."""
@@ -151,6 +155,20 @@ def parse_route(parts: list[str]) -> Route | None:
     )
 
 
+@dataclass
+class _Trail:
+    """What the audit log needs to know of a request: whether the admin token came with
+    it, the resource it named, and a created object's name."""
+
+    authenticated: bool = False
+    route: Route | None = None
+    created: str | None = None
+
+
+_TRAIL: contextvars.ContextVar[_Trail] = contextvars.ContextVar("arges_audit_trail")
+"""Set per request by :meth:`Handler.handle` (each request runs in its own task)."""
+
+
 def _bool(value: str | None) -> bool:
     return (value or "").lower() in ("true", "1")
 
@@ -223,8 +241,10 @@ class Handler:
         version_info: dict[str, str],
         ready: Callable[[], bool],
         bookmark_interval: float = 60.0,
+        audit: AuditLog | None = None,
     ) -> None:
         self.rest = rest
+        self.audit = audit
         self.registry = registry
         self.token = token.encode()
         self.server_address = server_address
@@ -240,6 +260,35 @@ class Handler:
         return app
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
+        received = dt.datetime.now(dt.UTC)
+        trail = _Trail()
+        _TRAIL.set(trail)
+        response = await self._answer(request)
+        if self.audit is not None and request.method in VERBS:
+            route = trail.route
+            ref = None
+            if route is not None:
+                ref = ObjectRef(
+                    route.plural,
+                    route.namespace,
+                    route.name or trail.created,
+                    route.group,
+                    route.version,
+                    route.subresource,
+                )
+            self.audit.record(
+                method=request.method,
+                uri=request.path_qs,
+                ref=ref,
+                authenticated=trail.authenticated,
+                user_agent=request.headers.get("User-Agent", ""),
+                source=request.remote or "",
+                code=response.status,
+                received=received,
+            )
+        return response
+
+    async def _answer(self, request: web.Request) -> web.StreamResponse:
         try:
             return await self._handle(request)
         except StatusError as err:
@@ -268,6 +317,7 @@ class Handler:
             token.strip().encode(), self.token
         ):
             raise Unauthorized("Unauthorized")
+        _TRAIL.get().authenticated = True
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         path = request.path.rstrip("/") or "/"
@@ -361,6 +411,7 @@ class Handler:
         return rt, version
 
     async def _resource(self, request: web.Request, route: Route) -> web.StreamResponse:
+        _TRAIL.get().route = route
         rt, version = self._lookup(route)
         method = request.method
         query = request.query
@@ -379,6 +430,7 @@ class Handler:
                 wopts = _write_options(request)
                 body = await self._body(request)
                 obj = await self.rest.create(rt, version, route.namespace or "", body, wopts)
+                _TRAIL.get().created = obj["metadata"].get("name")
                 return self._object(request, rt, version, obj, wopts.warnings, 201)
             if method == "DELETE":
                 dopts = await self._delete_options(request)

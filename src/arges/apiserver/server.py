@@ -6,7 +6,8 @@
     await server.stop()        # ends watches, finishes writes, closes the database
 
 On start it creates or loads its credentials and the key Secrets are encrypted with at rest
-(:mod:`arges.apiserver.encryption`), opens ``DIR/state.db``, serves the resources of
+(:mod:`arges.apiserver.encryption`), opens ``DIR/state.db`` and the audit log of writes
+(:mod:`arges.apiserver.audit`), serves the resources of
 the CRDs already stored, makes sure the standard namespaces exist, installs the CRDs it was
 given (created, or updated when they differ, exactly as ``kubectl apply`` would), and only
 then answers ``/readyz`` with ``ok``.
@@ -26,6 +27,7 @@ from aiohttp import web
 
 from arges import __version__
 from arges.apiserver import crd
+from arges.apiserver.audit import AuditLog
 from arges.apiserver.builtin import builtin_types
 from arges.apiserver.encryption import EncryptionError, ensure_config
 from arges.apiserver.errors import AlreadyExists
@@ -99,6 +101,7 @@ class ApiServer:
         self.lifecycle: Lifecycle | None = None
         self.port = config.port
         self.rest: Rest | None = None
+        self.audit: AuditLog | None = None
 
     @property
     def url(self) -> str:
@@ -124,6 +127,7 @@ class ApiServer:
         store = Store.open(
             cfg.data_dir / "state.db", retention=cfg.history_seconds, encryption=encryption
         )
+        self.audit = AuditLog(cfg.data_dir / "audit" / "audit.log")
         self.store = store
         builtins = builtin_types()
         builtin_keys = frozenset((rt.group, rt.plural) for rt in builtins)
@@ -148,6 +152,7 @@ class ApiServer:
             version_info=version_info(),
             ready=lambda: self._ready,
             bookmark_interval=cfg.bookmark_interval,
+            audit=self.audit,
         )
         self._handler = handler
         tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -192,6 +197,9 @@ class ApiServer:
         if self.store is not None:
             await self.store.close()
             self.store = None
+        if self.audit is not None:
+            self.audit.close()
+            self.audit = None
 
 
 async def install_crds(rest: Rest, registry: Registry, crds: Sequence[dict[str, Any]]) -> None:
