@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
+from arges.access.guard import BootGuard
+from arges.access.sightings import Sightings
 from arges.api.crds import all_crds
 from arges.api.environment import AGENT_ENVIRONMENT, DEFAULT_ENVIRONMENT, EnvironmentSpec
 from arges.apiserver.server import ApiServer, ApiServerConfig
@@ -103,6 +105,7 @@ class ManagementPlane:
         self.assets = AssetCache(config.data_dir / "assets", self._file_roots())
         self.kube: KubeClient | None = None
         self.boot: BootServices | None = None
+        self.guard: BootGuard | None = None
         self._stop = asyncio.Event()
         self._controllers: asyncio.Task[None] | None = None
 
@@ -156,16 +159,21 @@ class ManagementPlane:
         if self._controllers in done:
             self._controllers.result()
         if self.config.boot is not None:
+            dhcp = self.config.boot.dhcp_mode is not None
+            sightings = Sightings() if dhcp else None
+            self.guard = BootGuard(self.kube, sightings, vet_dhcp=dhcp)
             routes = [
-                *MetadataService(self.kube, talos_patcher).routes(),
-                *DiscoveryApi(self.kube, self.config.discovery).routes(),
+                *MetadataService(self.kube, talos_patcher, self.guard).routes(),
+                *DiscoveryApi(self.kube, self.config.discovery, self.guard).routes(),
             ]
             self.boot = BootServices(
                 self.config.boot,
-                KubeBootDecider(self.kube),
+                KubeBootDecider(self.kube, self.guard),
                 self.assets,
                 self.config.data_dir,
                 routes,
+                sightings,
+                self.guard,
             )
             await self.boot.start()
 
@@ -208,6 +216,8 @@ class ManagementPlane:
         """Stop the boot services, the controllers, then the API server."""
         if self.boot is not None:
             await self.boot.stop()
+        if self.guard is not None:
+            self.guard.refusals.flush()
         self._stop.set()
         if self._controllers is not None:
             with contextlib.suppress(asyncio.CancelledError):

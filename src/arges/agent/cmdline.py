@@ -1,7 +1,8 @@
 """The kernel command line the agent is booted with (``/proc/cmdline``).
 
 ``arges.url=`` is the base URL of Arges' boot HTTP service (where ``/agent/v1/...`` lives),
-``arges.mac=`` the NIC the machine network-booted from (both added by ``/ipxe``, see
+``arges.mac=`` the NIC the machine network-booted from, ``arges.token=`` the credential of
+this boot, which every request to Arges carries (all added by ``/ipxe``, see
 :mod:`arges.boot.ipxe`). ``talos.config=`` puts the agent in target mode, where it stands
 in for Talos (see :mod:`arges.agent.target`). Quoting follows the kernel's own parser
 (``lib/cmdline.c``: double quotes group a value with spaces).
@@ -21,6 +22,7 @@ class BootArgs:
 
     url: str = ""
     mac: str = ""
+    token: str = ""
     talos_config: str = ""
 
 
@@ -42,5 +44,6 @@ def parse(text: str) -> BootArgs:
     return BootArgs(
         url=args.get("arges.url", "").rstrip("/"),
         mac=mac if MAC_RE.match(mac) else "",
+        token=args.get("arges.token", ""),
         talos_config=args.get("talos.config", ""),
     )

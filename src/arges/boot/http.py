@@ -1,8 +1,10 @@
 """The boot HTTP service (one port, default 8081): scripts, kernels, boot files, and more.
 
 - ``GET /boot.ipxe``: the chain script (:func:`arges.boot.ipxe.chain_script`);
-- ``GET /ipxe?uuid=&mac=&arch=&platform=``: the boot decision as an iPXE script (412 while
-  the Environment is not ready, 503 while the API cannot be read);
+- ``GET /ipxe?uuid=&mac=&arch=&platform=``: the boot decision as an iPXE script, with the
+  credential minted for the boot (412 while the Environment is not ready, 403 to a requester
+  that is not plausibly that server, 429 over the client's request rate, 503 while the API
+  cannot be read);
 - ``GET|HEAD /env/<name>/kernel`` and ``/env/<name>/initrd``: verified assets from the cache,
   sent with sendfile, with Range support;
 - ``GET|HEAD /tftp/<file>``: the TFTP root over HTTP, for UEFI HTTP boot.
@@ -22,24 +24,31 @@ from typing import Protocol
 
 from aiohttp import web
 
-from arges.api.environment import Environment
 from arges.assets import AssetCache
 from arges.boot import ipxe, sockets
 from arges.boot.tftp import Refused, resolve
 from arges.kube.errors import KubeError
-from arges.metal.boot import BootDecision
 
 log = logging.getLogger(__name__)
+
+RETRY = {"Retry-After": "1"}
 
 
 class Decider(Protocol):
     """Decides what a booting server gets (see :class:`arges.boot.decider.KubeBootDecider`).
 
     Raises:
-        KubeError: when the state cannot be read.
+        KubeError: when the state cannot be read or the boot cannot be recorded.
     """
 
-    async def decide(self, uuid: str, client: str) -> tuple[BootDecision, Environment | None]: ...
+    async def decide(self, uuid: str, client: str, mac: str) -> ipxe.BootAnswer: ...
+
+
+class Admission(Protocol):
+    """Whether a client is within its request rate (see
+    :meth:`arges.access.guard.BootGuard.admit`)."""
+
+    def admit(self, client: str, what: str) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -60,9 +69,11 @@ class BootHttp:
         decider: Decider,
         assets: AssetCache,
         extra_routes: Sequence[web.RouteDef] = (),
+        admission: Admission | None = None,
     ) -> None:
         self.config = config
         self.decider = decider
+        self.admission = admission
         self.assets = assets
         self.extra_routes = list(extra_routes)
         self._runner: web.AppRunner | None = None
@@ -110,13 +121,17 @@ class BootHttp:
         uuid = request.query.get("uuid", "").strip().lower()
         mac = ipxe.mac_from_query(request.query.get("mac", ""))
         client = request.remote or ""
+        if self.admission is not None and not self.admission.admit(client, "/ipxe"):
+            return web.Response(status=429, text="too many requests\n", headers=RETRY)
         try:
-            decision, env = await self.decider.decide(uuid, client)
+            answer = await self.decider.decide(uuid, client, mac)
         except KubeError as exc:
             log.warning("/ipxe for %s from %s: %s", uuid, client, exc)
             return web.Response(status=503, text="Arges cannot reach its API; retry\n")
-        script = ipxe.render(decision, env, base_url=self.base_url, mac=mac)
-        log.info("/ipxe %s (%s) from %s: %s", uuid or "-", mac or "-", client, decision.reason)
+        script = ipxe.render(answer, base_url=self.base_url, mac=mac)
+        if not answer.refused:
+            reason = answer.decision.reason
+            log.info("/ipxe %s (%s) from %s: %s", uuid or "-", mac or "-", client, reason)
         return web.Response(status=script.status, text=script.body)
 
     async def asset(self, request: web.Request) -> web.StreamResponse:

@@ -12,10 +12,11 @@ from pathlib import Path
 
 from aiohttp import web
 
+from arges.access.sightings import Sightings
 from arges.assets import AssetCache
 from arges.boot.dhcp import BootFiles
 from arges.boot.dhcpserver import DhcpConfig, DhcpService, Mode
-from arges.boot.http import BootHttp, Decider, HttpConfig
+from arges.boot.http import Admission, BootHttp, Decider, HttpConfig
 from arges.boot.leases import PoolConfig
 from arges.boot.tftp import TftpServer
 
@@ -63,7 +64,8 @@ def default_address() -> str:
 
 
 class BootServices:
-    """DHCP (unless off), TFTP and the boot HTTP service."""
+    """DHCP (unless off), TFTP and the boot HTTP service; DHCP notes what it hears in
+    ``sightings``."""
 
     def __init__(
         self,
@@ -72,6 +74,8 @@ class BootServices:
         assets: AssetCache,
         state_dir: Path,
         extra_routes: Sequence[web.RouteDef] = (),
+        sightings: Sightings | None = None,
+        admission: Admission | None = None,
     ) -> None:
         self.config = config
         self.http = BootHttp(
@@ -79,6 +83,7 @@ class BootServices:
             decider,
             assets,
             extra_routes,
+            admission,
         )
         # HTTP and TFTP on the boot address only; DHCP must hear broadcasts (see dhcpserver).
         self.tftp = TftpServer(config.tftp_root, config.address, config.tftp_port)
@@ -115,6 +120,7 @@ class BootServices:
                     proxy_port=config.proxydhcp_port,
                     pool=pool,
                     lease_file=state_dir / "dhcp-leases.json",
+                    sightings=sightings,
                 )
             )
 

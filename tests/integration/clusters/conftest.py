@@ -77,7 +77,6 @@ class Rack:
             len(self.servers) + 1,
             self.plane.boot.http.base_url,
             self.talos_port,
-            self.session,
             self.kube,
         )
         self.servers.append(sim)
@@ -182,6 +181,8 @@ async def rack(tmp_path: Path) -> AsyncIterator[Rack]:
             for task in r.tasks:
                 task.cancel()
             await asyncio.gather(*r.tasks, return_exceptions=True)
+            for sim in r.servers:
+                await sim.close()
             await r.plane.stop()
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import signal
 import socket
 import ssl
@@ -128,6 +129,11 @@ class Arges:
         (image / "vmlinuz").write_bytes(b"kernel")
         (image / "initramfs.img").write_bytes(b"initramfs")
         self.image = image
+        # A local stand-in for Talos, so /ipxe can serve the target Environment offline.
+        self.talos = tmp / "talos"
+        self.talos.mkdir(exist_ok=True)
+        (self.talos / "vmlinuz").write_bytes(b"talos kernel")
+        (self.talos / "initramfs.xz").write_bytes(b"talos initramfs")
 
     @property
     def base_url(self) -> str:
@@ -141,6 +147,8 @@ class Arges:
                     *("--kubeconfig", str(self.kubeconfig)),
                     *("--data-dir", str(self.tmp / "data")),
                     *("--agent-image", str(self.image)),
+                    *("--talos-kernel-url", (self.talos / "vmlinuz").as_uri()),
+                    *("--talos-initrd-url", (self.talos / "initramfs.xz").as_uri()),
                     *("--boot-address", "127.0.0.1"),
                     *("--http-port", str(self.http_port)),
                     *("--tftp-port", str(self.tftp_port)),
@@ -155,7 +163,7 @@ class Arges:
                 assert self.proc.poll() is None, self.log.read_text()
                 try:
                     async with session.get(f"{self.base_url}/configdata") as resp:
-                        if resp.status == 400:
+                        if resp.status == 403:
                             return
                 except aiohttp.ClientError:
                     pass
@@ -168,11 +176,20 @@ class Arges:
         self.proc.wait(timeout=30)
 
     async def configdata(self, uuid: str) -> tuple[int, str]:
-        async with (
-            aiohttp.ClientSession() as session,
-            session.get(f"{self.base_url}/configdata", params={"uuid": uuid}) as resp,
-        ):
-            return resp.status, await resp.text()
+        """What the server ``uuid`` gets when it network-boots now and fetches its config
+        with the credential its kernel arguments carry (its agent's, when it is not bound)."""
+        async with aiohttp.ClientSession() as session:
+            params = {"uuid": uuid, "mac": "52-54-00-00-00-01"}
+            async with session.get(f"{self.base_url}/ipxe", params=params) as resp:
+                script = await resp.text()
+            target = re.search(r"talos\.config=(\S+)", script)
+            agent = re.search(r"arges\.token=(\S+)", script)
+            if target is not None:
+                url = target.group(1).replace("uuid=&", f"uuid={uuid}&")
+            else:
+                url = f"{self.base_url}/configdata?uuid={uuid}&token={agent.group(1) if agent else ''}"
+            async with session.get(url) as resp:
+                return resp.status, await resp.text()
 
 
 def release_step(method: str, path: str, body: bytes) -> str | None:
@@ -275,7 +292,7 @@ async def test_a_kill_at_each_step_of_a_scale_down_converges_with_no_stale_confi
         await arges.start()
         after = await eventually(lambda: _settled(kube, 1), timeout=60, what="1+1 members")
         (released,) = set(before) - set(after)
-        assert (await arges.configdata(released))[0] == 404, "nothing is served to it"
+        assert await arges.configdata(released) == (403, "forbidden\n"), "nothing is served to it"
         with pytest.raises(NotFound):
             await kube.get(SECRETS, f"demo-config-{released}", NS)
 
