@@ -14,18 +14,16 @@ import json
 import re
 import signal
 import socket
-import ssl
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 import yaml
-from aiohttp import web
 
 from arges.api.crds import all_crds
 from arges.apiserver.server import ApiServer
@@ -34,84 +32,16 @@ from arges.kube.connection import from_kubeconfig
 from arges.kube.errors import NotFound
 from arges.kube.resources import SECRETS, SERVER_BINDINGS, SERVERS, TALOS_CLUSTERS
 from tests.integration.conftest import eventually, register, start_server
+from tests.integration.proxy import HoldingProxy
 
 pytestmark = pytest.mark.slow
 NS = "default"
-HOP = {"host", "content-length", "transfer-encoding", "connection", "content-encoding"}
 
 
 def free_port(kind: int = socket.SOCK_STREAM) -> int:
     with socket.socket(socket.AF_INET, kind) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-class HoldingProxy:
-    """Plain HTTP in front of the API server; a request ``hold`` selects is never forwarded."""
-
-    def __init__(self, upstream: ApiServer) -> None:
-        self.upstream = upstream.url
-        self.tls = ssl.create_default_context(cafile=str(upstream.config.data_dir / "pki/ca.crt"))
-        self.hold: Callable[[str, str, bytes], bool] | None = None
-        self.held = asyncio.Event()
-        self.port = free_port()
-        self._runner: web.AppRunner | None = None
-        self._session: aiohttp.ClientSession | None = None
-
-    async def start(self) -> None:
-        self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=self.tls))
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", self._forward)
-        self._runner = web.AppRunner(app, shutdown_timeout=0.5)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-        if self._session is not None:
-            await self._session.close()
-
-    async def _forward(self, request: web.Request) -> web.StreamResponse:
-        body = await request.read()
-        if self.hold is not None and self.hold(request.method, request.path, body):
-            self.held.set()
-            await asyncio.Event().wait()
-        assert self._session is not None
-        headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP}
-        async with self._session.request(
-            request.method,
-            self.upstream + request.path_qs,
-            headers=headers,
-            data=body or None,
-            timeout=aiohttp.ClientTimeout(total=None),
-        ) as resp:
-            out = web.StreamResponse(
-                status=resp.status,
-                headers={k: v for k, v in resp.headers.items() if k.lower() not in HOP},
-            )
-            await out.prepare(request)
-            async for chunk in resp.content.iter_any():
-                await out.write(chunk)
-            await out.write_eof()
-            return out
-
-    def kubeconfig(self, path: Path, token: str) -> Path:
-        path.write_text(
-            yaml.safe_dump(
-                {
-                    "apiVersion": "v1",
-                    "kind": "Config",
-                    "clusters": [
-                        {"name": "c", "cluster": {"server": f"http://127.0.0.1:{self.port}"}}
-                    ],
-                    "users": [{"name": "u", "user": {"token": token}}],
-                    "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
-                    "current-context": "c",
-                }
-            )
-        )
-        return path
 
 
 class Arges:
