@@ -15,6 +15,8 @@ kube-apiserver's ``--audit-log-maxsize``/``--audit-log-maxbackup`` do (10 MiB, 5
 
 from __future__ import annotations
 
+import contextvars
+import dataclasses
 import datetime as dt
 import json
 import logging
@@ -24,6 +26,8 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from aiohttp import web
 
 ADMIN_USER = "arges-admin"
 ANONYMOUS_USER = "system:anonymous"
@@ -42,6 +46,31 @@ class ObjectRef:
     api_group: str
     api_version: str
     subresource: str | None
+
+
+@dataclass
+class Trail:
+    """What the audit log learns of a request while it is handled: whether the admin token
+    came with it, what it named, and a created object's name."""
+
+    authenticated: bool = False
+    ref: ObjectRef | None = None
+    created: str | None = None
+
+
+_TRAIL: contextvars.ContextVar[Trail] = contextvars.ContextVar("arges_audit_trail")
+
+
+def begin() -> Trail:
+    """A new trail for the request being handled (each runs in its own task)."""
+    trail = Trail()
+    _TRAIL.set(trail)
+    return trail
+
+
+def current() -> Trail:
+    """The trail of the request being handled."""
+    return _TRAIL.get()
 
 
 class _PrivateRotatingHandler(logging.handlers.RotatingFileHandler):
@@ -67,6 +96,24 @@ class AuditLog:
         # process log, and the process log never reaches the audit file.
         self._logger = logging.Logger(f"arges.audit:{path}")
         self._logger.addHandler(self._handler)
+
+    def request(self, request: web.Request, trail: Trail, code: int, received: dt.datetime) -> None:
+        """Append the event of ``request`` if it is a write (answered ``code``)."""
+        if request.method not in VERBS:
+            return
+        ref = trail.ref
+        if ref is not None and ref.name is None and trail.created:
+            ref = dataclasses.replace(ref, name=trail.created)
+        self.record(
+            method=request.method,
+            uri=request.path_qs,
+            ref=ref,
+            authenticated=trail.authenticated,
+            user_agent=request.headers.get("User-Agent", ""),
+            source=request.remote or "",
+            code=code,
+            received=received,
+        )
 
     def record(
         self,

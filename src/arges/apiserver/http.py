@@ -18,7 +18,6 @@ body here, and nowhere else.
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import datetime as dt
 import hmac
 import logging
@@ -29,9 +28,8 @@ from typing import Any
 import yaml
 from aiohttp import web
 
-from arges.apiserver import codec, discovery, kubeproto
+from arges.apiserver import audit, codec, discovery, kubeproto
 from arges.apiserver.apply import parse_force
-from arges.apiserver.audit import VERBS, AuditLog, ObjectRef
 from arges.apiserver.errors import (
     BadRequest,
     InternalError,
@@ -155,20 +153,6 @@ def parse_route(parts: list[str]) -> Route | None:
     )
 
 
-@dataclass
-class _Trail:
-    """What the audit log needs to know of a request: whether the admin token came with
-    it, the resource it named, and a created object's name."""
-
-    authenticated: bool = False
-    route: Route | None = None
-    created: str | None = None
-
-
-_TRAIL: contextvars.ContextVar[_Trail] = contextvars.ContextVar("arges_audit_trail")
-"""Set per request by :meth:`Handler.handle` (each request runs in its own task)."""
-
-
 def _bool(value: str | None) -> bool:
     return (value or "").lower() in ("true", "1")
 
@@ -241,10 +225,10 @@ class Handler:
         version_info: dict[str, str],
         ready: Callable[[], bool],
         bookmark_interval: float = 60.0,
-        audit: AuditLog | None = None,
+        audit_log: audit.AuditLog | None = None,
     ) -> None:
         self.rest = rest
-        self.audit = audit
+        self.audit = audit_log
         self.registry = registry
         self.token = token.encode()
         self.server_address = server_address
@@ -261,31 +245,10 @@ class Handler:
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         received = dt.datetime.now(dt.UTC)
-        trail = _Trail()
-        _TRAIL.set(trail)
+        trail = audit.begin()
         response = await self._answer(request)
-        if self.audit is not None and request.method in VERBS:
-            route = trail.route
-            ref = None
-            if route is not None:
-                ref = ObjectRef(
-                    route.plural,
-                    route.namespace,
-                    route.name or trail.created,
-                    route.group,
-                    route.version,
-                    route.subresource,
-                )
-            self.audit.record(
-                method=request.method,
-                uri=request.path_qs,
-                ref=ref,
-                authenticated=trail.authenticated,
-                user_agent=request.headers.get("User-Agent", ""),
-                source=request.remote or "",
-                code=response.status,
-                received=received,
-            )
+        if self.audit is not None:
+            self.audit.request(request, trail, response.status, received)
         return response
 
     async def _answer(self, request: web.Request) -> web.StreamResponse:
@@ -317,7 +280,7 @@ class Handler:
             token.strip().encode(), self.token
         ):
             raise Unauthorized("Unauthorized")
-        _TRAIL.get().authenticated = True
+        audit.current().authenticated = True
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         path = request.path.rstrip("/") or "/"
@@ -411,7 +374,9 @@ class Handler:
         return rt, version
 
     async def _resource(self, request: web.Request, route: Route) -> web.StreamResponse:
-        _TRAIL.get().route = route
+        audit.current().ref = audit.ObjectRef(
+            route.plural, route.namespace, route.name, route.group, route.version, route.subresource
+        )
         rt, version = self._lookup(route)
         method = request.method
         query = request.query
@@ -430,7 +395,7 @@ class Handler:
                 wopts = _write_options(request)
                 body = await self._body(request)
                 obj = await self.rest.create(rt, version, route.namespace or "", body, wopts)
-                _TRAIL.get().created = obj["metadata"].get("name")
+                audit.current().created = obj["metadata"].get("name")
                 return self._object(request, rt, version, obj, wopts.warnings, 201)
             if method == "DELETE":
                 dopts = await self._delete_options(request)

@@ -152,7 +152,7 @@ class ApiServer:
             version_info=version_info(),
             ready=lambda: self._ready,
             bookmark_interval=cfg.bookmark_interval,
-            audit=self.audit,
+            audit_log=self.audit,
         )
         self._handler = handler
         tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
