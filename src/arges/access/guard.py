@@ -104,7 +104,9 @@ class BootGuard:
         self._events: OrderedDict[tuple[str, str, str], float] = OrderedDict()
 
     def admit(self, client: str, what: str) -> bool:
-        """Whether ``client`` is within its rate for ``what`` (else: answer 429)."""
+        """Whether ``client`` is within its rate for ``what`` (else: answer 429). Every
+        request also sums up the refusal windows that are over (see :class:`RefusalLog`)."""
+        self.refusals.flush(self.refusals.clock())
         if self.limiter.allow(client):
             return True
         self.refusals.limited(client, what)

@@ -8,8 +8,9 @@ what a sweep of guessed UUIDs wants.
 
 :class:`RefusalLog` keeps a sweep from flooding the log: the first refusal of a client is
 logged with its reason, the following ones within ``window`` seconds only counted, and
-summed up in one line (how many, how many distinct UUIDs, how many rate-limited) once the
-window is over. One line per client, not one per request.
+summed up in one line (how many, how many distinct UUIDs, how many rate-limited) by the
+first request to the boot port after the window is over (or when Arges stops). One line per
+client and minute, not one per request.
 
 Both remember at most ``clients`` addresses (the least recently seen are forgotten first).
 """
