@@ -196,6 +196,8 @@ async def run(args: argparse.Namespace) -> None:
             str(data),
             "--api-port",
             str(port),
+            # The API server is what is measured: no boot ports to collide, no agent image.
+            "--no-boot",
         ],
         stdout=log,
         stderr=subprocess.STDOUT,

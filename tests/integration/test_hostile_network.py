@@ -85,6 +85,8 @@ async def test_only_the_bound_machine_gets_its_config_and_only_until_it_is_insta
     assert await evil.get(url.replace(UUID, guessed)) == FORBIDDEN, "a guessed UUID"
     assert await evil.get(f"{network.base}/configdata?uuid={guessed}") == FORBIDDEN
     assert await evil.get(f"{network.base}/configdata?uuid={UUID}") == FORBIDDEN, "no credential"
+    odd = f"{network.base}/configdata?uuid=..%2F..%2Fsecrets&token={'A' * 43}"
+    assert await evil.get(odd) == FORBIDDEN, "not a UUID: nothing is looked up"
     forged = url.replace(token_of(url), "A" * 43)
     assert await evil.get(forged) == FORBIDDEN, "a guessed credential"
     assert await legit.get(forged) == FORBIDDEN, "a guessed credential from the right address"

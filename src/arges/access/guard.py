@@ -24,13 +24,14 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import re
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
 from arges.access import credentials
-from arges.access.limits import RateLimiter, RefusalLog
+from arges.access.limits import CLIENTS, RateLimiter, RefusalLog
 from arges.access.sightings import Sightings
 from arges.api.server import BootCredential, CredentialPurpose, DhcpSighting, Server
 from arges.kube.client import KubeClient
@@ -39,6 +40,8 @@ from arges.kube.resources import SERVERS
 
 log = logging.getLogger("arges.access")
 
+UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+"""A Server's name: a lowercase SMBIOS UUID (anything else is no server, and not looked up)."""
 EVENT_INTERVAL = 60.0
 """Seconds between two refusal Events for the same server and requester."""
 
@@ -182,6 +185,8 @@ class BootGuard:
         """
         if not credentials.well_formed(token):
             raise Refused("no credential" if not token else "a malformed credential")
+        if not UUID.match(uuid):
+            raise Refused("no such server")
         now = dt.datetime.now(dt.UTC)
         try:
             body = await self.kube.get(SERVERS, uuid)
@@ -203,7 +208,7 @@ class BootGuard:
             raise Refused(reason, body)
         assert current is not None
         if not credentials.allowed(current, client, self._seen(server, current)):
-            raise Refused(f"the credential is not used from {client}", body)
+            raise Refused(f"{client} is not an address of this boot", body)
         return Verified(body, credentials.used(current, client, now))
 
     def _seen(self, server: Server, current: BootCredential) -> set[str]:
@@ -224,7 +229,7 @@ class BootGuard:
         now = time.monotonic()
         last = self._events.pop(key, None)
         self._events[key] = now if last is None or now - last >= EVENT_INTERVAL else last
-        while len(self._events) > 4096:
+        while len(self._events) > CLIENTS:
             self._events.popitem(last=False)
         if last is not None and now - last < EVENT_INTERVAL:
             return

@@ -191,12 +191,13 @@ class _Channel(asyncio.DatagramProtocol):
 
 
 class TftpServer:
-    """Serves the files under ``root`` (see the module docstring)."""
+    """Serves the files under ``root`` (see the module docstring) on ``host`` (the boot
+    address: never every address, see :mod:`arges.boot.sockets`)."""
 
     def __init__(
         self,
         root: Path,
-        host: str = "0.0.0.0",
+        host: str,
         port: int = 69,
         *,
         retries: int = 5,
