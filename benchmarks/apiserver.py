@@ -196,7 +196,7 @@ async def run(args: argparse.Namespace) -> None:
             str(data),
             "--api-port",
             str(port),
-            # The API server is what is measured: no boot ports to collide, no agent image.
+            # The API server alone: no boot ports to collide with other runs on the host.
             "--no-boot",
         ],
         stdout=log,

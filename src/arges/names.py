@@ -14,7 +14,10 @@ _DNS1123_SUBDOMAIN = _DNS1123_LABEL + r"(\." + _DNS1123_LABEL + ")*"
 _QUALIFIED_NAME = "([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]"
 _LABEL_VALUE = "(" + _QUALIFIED_NAME + ")?"
 
+_DNS1035_LABEL = "[a-z]([-a-z0-9]*[a-z0-9])?"
+
 _LABEL_RE = re.compile(f"^{_DNS1123_LABEL}$")
+_DNS1035_RE = re.compile(f"^{_DNS1035_LABEL}$")
 _SUBDOMAIN_RE = re.compile(f"^{_DNS1123_SUBDOMAIN}$")
 _QUALIFIED_RE = re.compile(f"^{_QUALIFIED_NAME}$")
 _LABEL_VALUE_RE = re.compile(f"^{_LABEL_VALUE}$")
@@ -23,6 +26,11 @@ _LABEL_MSG = (
     "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and "
     "must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex "
     f"used for validation is '{_DNS1123_LABEL}')"
+)
+_DNS1035_MSG = (
+    "a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an "
+    "alphabetic character, and end with an alphanumeric character (e.g. 'my-name',  or 'abc-123', "
+    f"regex used for validation is '{_DNS1035_LABEL}')"
 )
 _SUBDOMAIN_MSG = (
     "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or "
@@ -51,6 +59,16 @@ def dns1123_label_errors(value: str) -> list[str]:
         errs.append("must be no more than 63 characters")
     if not _LABEL_RE.match(value):
         errs.append(_LABEL_MSG)
+    return errs
+
+
+def dns1035_label_errors(value: str) -> list[str]:
+    """Reasons ``value`` is not a DNS-1035 label (starts with a letter; at most 63 characters)."""
+    errs = []
+    if len(value) > 63:
+        errs.append("must be no more than 63 characters")
+    if not _DNS1035_RE.match(value):
+        errs.append(_DNS1035_MSG)
     return errs
 
 

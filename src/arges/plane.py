@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote, urlparse
@@ -27,7 +28,9 @@ from arges.api.environment import AGENT_ENVIRONMENT, DEFAULT_ENVIRONMENT, Enviro
 from arges.apiserver.server import ApiServer, ApiServerConfig
 from arges.assets import AssetCache
 from arges.boot.decider import KubeBootDecider
+from arges.boot.media import AgentMedia
 from arges.boot.services import BootConfig, BootServices
+from arges.controllers.announcer import Announcer
 from arges.controllers.clusters import TalosClusterController
 from arges.controllers.environments import EnvironmentController
 from arges.controllers.metalclusters import MetalClusterController
@@ -49,8 +52,14 @@ from arges.kube.resources import (
     SERVERS,
     TALOS_CLUSTERS,
 )
+from arges.lab.state import StateError, load_state
 from arges.metadata.service import MetadataService, talos_patcher
 from arges.metal.environments import talos_default
+from arges.metal.media import MediaUnavailable
+from arges.metrics import Metrics
+from arges.metrics.http import MetricsPort, exposition
+from arges.ui.app import PREFIX as UI_PREFIX
+from arges.ui.app import Dashboard
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +90,9 @@ class PlaneConfig:
     asset_dirs: tuple[Path, ...] = ()
     """Where Environments' ``file://`` URLs may point (``--asset-dir``); the built-in
     Environments' own ``file://`` files are allowed besides."""
+    metrics_port: int | None = None
+    """Also serve ``/metrics`` over plain HTTP on this port of ``api_address`` (0: any
+    free port); None: only on the API port, with the admin token."""
 
 
 class NotInstalled(Exception):
@@ -92,6 +104,7 @@ class ManagementPlane:
 
     def __init__(self, config: PlaneConfig) -> None:
         self.config = config
+        self.metrics = Metrics()
         self.api: ApiServer | None = None
         if config.external_api is None:
             self.api = ApiServer(
@@ -100,12 +113,18 @@ class ManagementPlane:
                     address=config.api_address,
                     port=config.api_port,
                     crds=all_crds(),
-                )
+                ),
+                self.metrics,
             )
+        self.metrics_port: MetricsPort | None = None
+        if config.metrics_port is not None:
+            self.metrics_port = MetricsPort(self.metrics, config.api_address, config.metrics_port)
         self.assets = AssetCache(config.data_dir / "assets", self._file_roots())
         self.kube: KubeClient | None = None
         self.boot: BootServices | None = None
         self.guard: BootGuard | None = None
+        self.media: AgentMedia | None = None
+        self.dashboard: Dashboard | None = None
         self._stop = asyncio.Event()
         self._controllers: asyncio.Task[None] | None = None
 
@@ -121,13 +140,36 @@ class ManagementPlane:
         self.assets.secure()
         if self.api is not None:
             await self.api.start()
+            self.api.mounts["/metrics"] = exposition(self.metrics, self.api.token)
             connection = from_kubeconfig(self.api.kubeconfig_path)
         else:
             assert self.config.external_api is not None
             connection = self.config.external_api
         self.kube = KubeClient(connection, component="arges")
         await self._check_installed(self.kube)
+        sightings = None
+        if self.config.boot is not None:
+            dhcp = self.config.boot.dhcp_mode is not None
+            sightings = Sightings() if dhcp else None
+            self.guard = BootGuard(self.kube, sightings, vet_dhcp=dhcp, metrics=self.metrics)
+        if self.api is not None:
+            self.dashboard = Dashboard(
+                self.kube,
+                self.metrics,
+                admin_token=self.api.token,
+                pki_dir=self.config.data_dir / "pki",
+                console_log=lab_console_log(self.config.data_dir),
+            )
+            await self.dashboard.start()
+            self.api.mounts[UI_PREFIX] = self.dashboard.handle
+        self.media = AgentMedia(
+            self.kube,
+            self.assets,
+            self.config.data_dir / "media",
+            lambda: self.boot.http.base_url if self.boot is not None else "",
+        )
         cache = Cache()
+        self.metrics.servers = lambda: cache.objects(SERVERS)
         controllers: list[Controller] = [
             ServerController(self.kube, cache),
             ServerClassController(self.kube, cache),
@@ -142,15 +184,18 @@ class ManagementPlane:
                 cache,
                 refresh=self.config.power_refresh,
                 reboot_timeout=self.config.reboot_timeout,
+                media=self._media_url if self.config.boot is not None else None,
+                metrics=self.metrics,
             ),
             TalosClusterController(self.kube, cache, talos_port=self.config.talos_port),
             # The Cluster API provider: its watches of Cluster API's Clusters and Machines
             # start when their CRDs exist; until then MetalClusters and MetalMachines wait.
             MetalClusterController(self.kube, cache),
             MetalMachineController(self.kube, cache),
+            Announcer(self.kube, cache),
         ]
         ready = asyncio.Event()
-        manager = Manager(connection, controllers, cache)
+        manager = Manager(connection, controllers, cache, self.metrics)
         self._controllers = asyncio.create_task(manager.run(self._stop, ready), name="controllers")
         done, _ = await asyncio.wait(
             [self._controllers, asyncio.create_task(ready.wait())],
@@ -159,12 +204,11 @@ class ManagementPlane:
         if self._controllers in done:
             self._controllers.result()
         if self.config.boot is not None:
-            dhcp = self.config.boot.dhcp_mode is not None
-            sightings = Sightings() if dhcp else None
-            self.guard = BootGuard(self.kube, sightings, vet_dhcp=dhcp)
+            assert self.guard is not None
             routes = [
                 *MetadataService(self.kube, talos_patcher, self.guard).routes(),
                 *DiscoveryApi(self.kube, self.config.discovery, self.guard).routes(),
+                *self.media.routes(),
             ]
             self.boot = BootServices(
                 self.config.boot,
@@ -174,8 +218,22 @@ class ManagementPlane:
                 routes,
                 sightings,
                 self.guard,
+                self.metrics,
             )
             await self.boot.start()
+        if self.metrics_port is not None:
+            await self.metrics_port.start()
+
+    async def _media_url(self, uuid: str) -> str:
+        """The URL of Server ``uuid``'s agent ISO, built (for the power controller).
+
+        Raises:
+            MediaUnavailable: the boot HTTP service has not started, or as
+                :meth:`AgentMedia.url`.
+        """
+        if self.boot is None or self.media is None:
+            raise MediaUnavailable("the boot HTTP service has not started yet")
+        return await self.media.url(uuid)
 
     @staticmethod
     async def _check_installed(kube: KubeClient) -> None:
@@ -214,6 +272,8 @@ class ManagementPlane:
 
     async def stop(self) -> None:
         """Stop the boot services, the controllers, then the API server."""
+        if self.metrics_port is not None:
+            await self.metrics_port.stop()
         if self.boot is not None:
             await self.boot.stop()
         if self.guard is not None:
@@ -222,7 +282,24 @@ class ManagementPlane:
         if self._controllers is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.wait_for(self._controllers, 30)
+        if self.dashboard is not None:
+            await self.dashboard.stop()
         if self.kube is not None:
             await self.kube.close()
         if self.api is not None:
             await self.api.stop()
+
+
+def lab_console_log(data_dir: Path) -> Callable[[str], Path | None]:
+    """Where the serial console log of a lab server is (``arges lab`` in ``data_dir``), for
+    the dashboard's link; None for servers that are not the lab's."""
+
+    def console_log(uuid: str) -> Path | None:
+        try:
+            state = load_state(data_dir / "lab")
+        except StateError:
+            return None
+        server = next((s for s in state.servers if s.uuid == uuid), None) if state else None
+        return server.console_log if server is not None and server.console_log.exists() else None
+
+    return console_log

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 
 from tests.integration.conftest import WIDGETS, Cluster, eventually, widget
 
@@ -369,6 +370,38 @@ async def test_tables_and_partial_metadata(widgets: Cluster) -> None:
     assert "spec" not in meta_list["items"][0]
     status, _err = await api.get(WIDGETS, headers={"Accept": "application/vnd.kubernetes.protobuf"})
     assert status == 406
+
+
+async def test_a_metadata_only_watch_gets_partial_objects_and_bookmarks(cluster: Cluster) -> None:
+    """client-go's metadata informers (Cluster API watches Secrets and ConfigMaps so) decode
+    every watch event, bookmarks too, as PartialObjectMetadata."""
+    api = cluster.api
+    cm = "/api/v1/namespaces/default/configmaps"
+    _, listed = await api.get(cm)
+    accept = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json"
+    events: list[dict] = []
+
+    async def watch() -> None:
+        async with api.session.get(
+            api.base + cm,
+            params={
+                "watch": "true",
+                "allowWatchBookmarks": "true",
+                "resourceVersion": listed["metadata"]["resourceVersion"],
+            },
+            headers={**api.headers, "Accept": accept},
+        ) as resp:
+            async for line in resp.content:
+                events.append(json.loads(line))
+                if {e["type"] for e in events} >= {"ADDED", "BOOKMARK"}:
+                    return
+
+    watching = asyncio.create_task(watch())
+    await api.post(cm, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "m"}})
+    await asyncio.wait_for(watching, 10)
+    for event in events:
+        assert event["object"]["kind"] == "PartialObjectMetadata", event
+        assert event["object"]["apiVersion"] == "meta.k8s.io/v1"
 
 
 async def test_patch_formats(cluster: Cluster) -> None:

@@ -17,7 +17,7 @@ Every refusal looks the same from outside (403, nothing said about why or whethe
 exists); inside, it is logged once per client and window (:class:`RefusalLog`) and, when
 the Server exists, recorded as an Event on it (``BootRefused``, ``ConfigRefused``,
 ``AgentRefused``) with the requester's address, at most once a minute per server and
-address.
+address; and counted in ``arges_boot_refusals_total`` (by endpoint, 403 or 429).
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from arges.api.server import BootCredential, CredentialPurpose, DhcpSighting, Se
 from arges.kube.client import KubeClient
 from arges.kube.errors import NotFound
 from arges.kube.resources import SERVERS
+from arges.metrics import Metrics
 
 log = logging.getLogger("arges.access")
 
@@ -97,8 +98,10 @@ class BootGuard:
         vet_dhcp: bool = False,
         limiter: RateLimiter | None = None,
         refusals: RefusalLog | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.kube = kube
+        self.metrics = metrics if metrics is not None else Metrics()
         self.sightings = sightings
         self.vet_dhcp = vet_dhcp and sightings is not None
         self.signer = credentials.Signer.random()
@@ -113,6 +116,7 @@ class BootGuard:
         if self.limiter.allow(client):
             return True
         self.refusals.limited(client, what)
+        self.metrics.boot_refusals.labels(what, "429").inc()
         return False
 
     # /ipxe
@@ -223,6 +227,7 @@ class BootGuard:
         """Log ``refusal`` of ``what`` (aggregated per client) and, when the Server exists,
         record Event ``event`` on it (at most once a minute per server and requester)."""
         self.refusals.refused(client, what, uuid, refusal.reason)
+        self.metrics.boot_refusals.labels(what, "403").inc()
         if refusal.server is None:
             return
         key = (uuid, client, event)

@@ -225,8 +225,8 @@ def _install(uuid: str, config: bytes) -> Report:
     return Report(uuid, "installed", message=message)
 
 
-def _network(mac: str) -> None:
-    while not net.bring_up(mac):
+def _network(mac: str, static: cmdline.StaticIp | None) -> None:
+    while not net.bring_up(mac, static=static):
         log.warning("no network yet; trying again in %.0f s", RETRY_SECONDS)
         time.sleep(RETRY_SECONDS)
 
@@ -240,7 +240,7 @@ def main() -> int:
         log.error("neither arges.url= nor talos.config= is on the kernel command line")
         return 2
     log.info("bringing up the network%s", f" on {args.mac}" if args.mac else "")
-    _network(args.mac)
+    _network(args.mac, args.static)
     hardware = collect.inventory()
     uuid = hardware["system"]["uuid"]
     system = hardware["system"]

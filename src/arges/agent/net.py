@@ -5,6 +5,11 @@ networks on its other ports, the reason Sidero v0.6 stopped using ``ip=dhcp``); 
 or when no NIC has that MAC, every NIC that reports a link. ``udhcpc`` runs the image's
 ``/usr/share/udhcpc/default.script`` (address, routes, DNS, MTU, host name) and stays in
 the background to renew the lease.
+
+With a static configuration (``ip=`` on the kernel command line, as an agent ISO booted from
+virtual media may carry where no DHCP serves the server) there is no DHCP: the address goes
+on the NIC ``ip=`` names, else the ``arges.mac=`` one, else the first NIC with a link, with
+the default route and name servers given.
 """
 
 from __future__ import annotations
@@ -15,6 +20,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+from arges.agent.cmdline import StaticIp
 
 log = logging.getLogger("arges.agent")
 
@@ -82,10 +89,13 @@ def bring_up(
     root: Path = Path("/"),
     run: Callable[[list[str], float], int] = _run,
     sleep: Callable[[float], None] = time.sleep,
+    static: StaticIp | None = None,
 ) -> list[str]:
-    """Configure the boot NIC (see the module docstring); the names that got a lease."""
+    """Configure the boot NIC (see the module docstring); the names that got an address."""
     run(["ip", "link", "set", "dev", "lo", "up"], 10)
     chosen = choose(nics(root), mac)
+    if static is not None and static.device:
+        chosen = [n for n in nics(root) if n.name == static.device] or chosen
     if not chosen:
         log.warning("no network interfaces found (is the NIC's driver in the image?)")
         return []
@@ -95,6 +105,9 @@ def bring_up(
     while waited < LINK_WAIT and not any(has_carrier(n.name, root) for n in chosen):
         sleep(0.5)
         waited += 0.5
+    if static is not None:
+        linked = [n for n in chosen if has_carrier(n.name, root)] or chosen
+        return configure_static(linked[0], static, root, run)
     leased = []
     for nic in chosen:
         if not has_carrier(nic.name, root) and not mac:
@@ -107,3 +120,25 @@ def bring_up(
         else:
             log.warning("%s (%s): no DHCP lease (udhcpc exited %d)", nic.name, nic.mac, code)
     return leased
+
+
+def configure_static(
+    nic: Nic,
+    static: StaticIp,
+    root: Path = Path("/"),
+    run: Callable[[list[str], float], int] = _run,
+) -> list[str]:
+    """Put ``static`` on ``nic``: its address, default route and name servers; the NIC's
+    name in a list when the address went on, else an empty list."""
+    cidr = f"{static.address}/{static.prefix}"
+    log.info("%s (%s): static address %s", nic.name, nic.mac, cidr)
+    if run(["ip", "addr", "add", cidr, "dev", nic.name], 10) != 0:
+        log.warning("%s: the address %s did not go on", nic.name, cidr)
+        return []
+    if static.gateway:
+        run(["ip", "route", "add", "default", "via", static.gateway, "dev", nic.name], 10)
+    if static.nameservers:
+        resolv = root / "etc/resolv.conf"
+        resolv.parent.mkdir(parents=True, exist_ok=True)
+        resolv.write_text("".join(f"nameserver {d}\n" for d in static.nameservers))
+    return [nic.name]

@@ -9,7 +9,7 @@ everything after it (boot, config delivery, release, wipe) is shared.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -28,6 +28,16 @@ CONFIG_DELIVERED = "ConfigDelivered"
 INSTALLED = "Installed"
 CONFIG_KEY = "config"
 """The key of the machine config in the Secret a binding's ``configSecretRef`` names."""
+RELEASE_FINALIZER = "metal.arges.dev/server-release"
+"""Every binding is created with this finalizer; the Server controller removes it only once
+the server is recorded as released (not clean, not in use). A binding deleted at any moment,
+even before anything saw it, therefore always sends its server through a wipe."""
+
+
+def releasing(binding: dict[str, Any] | None) -> bool:
+    """Whether a binding (as the API returns it) is being deleted: its server is on its way
+    back to the pool and is bound to nothing any more."""
+    return bool(binding is not None and (binding.get("metadata") or {}).get("deletionTimestamp"))
 
 
 class ServerBindingSpec(Model):

@@ -101,6 +101,7 @@ DEFINITIONS = (
         (
             Column("Hostname", "string", ".status.hostname"),
             Column("BMC", "string", ".spec.bmc.address", priority=1),
+            Column("Redfish", "string", ".spec.bmc.endpoint", priority=1),
             Column("Accepted", "boolean", ".spec.accepted"),
             Column("Cordoned", "boolean", ".spec.cordoned"),
             Column("Allocated", "boolean", ".status.inUse"),
@@ -222,6 +223,14 @@ def structural(node: Any) -> Any:
     """Turn a pydantic JSON schema (refs already resolved) into a structural schema."""
     if not isinstance(node, dict):
         return node
+    if node.get("x-kubernetes-int-or-string"):
+        # ``int | str``: the one union a structural schema allows, in kube's own form.
+        described = {"description": " ".join(str(node["description"]).split())}
+        return {
+            **(described if "description" in node else {}),
+            "x-kubernetes-int-or-string": True,
+            "anyOf": [{"type": "integer"}, {"type": "string"}],
+        }
     variants = node.get("anyOf")
     if variants is not None:
         present = [v for v in variants if v.get("type") != "null"]

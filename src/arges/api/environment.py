@@ -13,6 +13,9 @@ from arges.api.base import Condition, Model, Object
 
 AGENT_ENVIRONMENT = "agent"
 DEFAULT_ENVIRONMENT = "default"
+BUILT_IN = "metal.arges.dev/built-in"
+"""Annotation (``"true"``) on the Environments Arges creates and keeps in step with its
+configuration; removing it hands one over to its users."""
 
 
 class Asset(Model):

@@ -206,7 +206,9 @@ def components() -> list[dict[str, Any]]:
 
 
 PROVIDER_VERSION = "v0.1.0"
-CONTRACT = "v1beta2"
+CONTRACT = "v1beta1"
+"""The contract clusterctl checks: v1beta1, which Cluster API v1.5 to v1.15 accept (the CRDs
+are labelled for v1beta2 too, whose status fields Arges also writes)."""
 
 
 def provider_metadata() -> dict[str, Any]:

@@ -24,22 +24,58 @@ from arges.api.base import (
 )
 
 PowerState = Literal["on", "off", "unknown"]
+IPMI_PORT = 623
+BootMethod = Literal["network", "virtualMedia"]
 DiskType = Literal["SSD", "HDD", "NVMe", "virtio", "SD", "Unknown"]
 
 
 class BMC(Model):
     """How to reach a server's baseboard management controller."""
 
-    address: str = Field(description="IP address or host name of the BMC.")
-    port: int = Field(default=623, ge=1, le=65535, description="BMC port (IPMI: 623).")
+    address: str | None = Field(
+        default=None, description="IPMI: IP address or host name of the BMC."
+    )
+    port: int | None = Field(
+        default=None, ge=1, le=65535, description="IPMI: BMC port (unset: 623)."
+    )
     protocol: Literal["ipmi", "redfish", "fake"] = Field(
         default="ipmi",
-        description="Management protocol: ipmi (IPMI 2.0 over LAN), redfish, or fake (an "
-        "in-memory BMC for tests).",
+        description="Management protocol: ipmi (IPMI 2.0 over LAN), redfish (DMTF Redfish, "
+        "session login), or fake (an in-memory BMC for tests).",
+    )
+    endpoint: str | None = Field(
+        default=None,
+        description="Redfish: the service's base URL, https://host[:port] (the service root "
+        "is /redfish/v1/ under it).",
+    )
+    system_id: str | None = Field(
+        default=None,
+        description="Redfish: the ComputerSystem to manage, by Id or path "
+        "(/redfish/v1/Systems/1); unset, the service's only system.",
+    )
+    insecure: bool | None = Field(
+        default=None,
+        description="Redfish: do not verify the BMC's TLS certificate (condition "
+        "BMCCertificateVerified shows it). Otherwise it is verified against the credentials "
+        "Secret's `ca.crt`, or the host's trusted CAs without one.",
     )
     credentials_secret_ref: SecretReference | None = Field(
         default=None,
-        description="Secret holding the BMC credentials in keys `username` and `password`.",
+        description="Secret holding the BMC credentials in keys `username` and `password` "
+        "(and, for Redfish, optionally `ca.crt`: the CA that signed the BMC's certificate).",
+    )
+
+
+class AgentNetwork(Model):
+    """Static addressing for the discovery agent, given to it as kernel arguments (``ip=``
+    in the kernel's nfsroot format) where no site DHCP serves the server."""
+
+    address: str = Field(description="The server's address with its prefix, e.g. 10.0.0.5/24.")
+    gateway: str | None = Field(default=None, description="Default gateway.")
+    nameservers: list[str] | None = Field(default=None, description="DNS servers (up to 2).")
+    mac: str | None = Field(
+        default=None,
+        description="The NIC to configure, by MAC; unset, every NIC with a link is tried.",
     )
 
 
@@ -55,6 +91,17 @@ class ServerSpec(Model):
         default=False, description="Cordoned servers are never allocated (but still managed)."
     )
     bmc: BMC | None = Field(default=None, description="The server's BMC, if it has one.")
+    boot_method: BootMethod | None = Field(
+        default=None,
+        description="How the agent reaches the server: network (PXE/iPXE from Arges) or "
+        "virtualMedia (the agent ISO inserted through a Redfish BMC, booted once from CD). "
+        "Unset: the ServerClass's, else network.",
+    )
+    agent_network: AgentNetwork | None = Field(
+        default=None,
+        description="Static addressing for the agent booted from virtual media; unset, it "
+        "asks the site's DHCP.",
+    )
     environment_ref: LocalObjectReference | None = Field(
         default=None,
         description="Environment to boot when allocated; overrides the ServerClass's.",

@@ -1,14 +1,17 @@
 """ServerClass: a pool of servers chosen by labels and hardware (``metal.arges.dev/v1alpha1``).
 
 Membership is computed by :mod:`arges.metal.classes` and shown in ``status``. Qualifiers come
-in two forms, both over the Server's ``status.hardware``:
+in three forms, all of which must hold:
 
-- ``expressions``: CEL expressions that must all be true, e.g.
-  ``hardware.compute.totalCoreCount >= 16`` or
+- ``expressions``: CEL expressions over the Server's ``status.hardware`` that must all be
+  true, e.g. ``hardware.compute.totalCoreCount >= 16`` or
   ``hardware.storage.devices.exists(d, d.type == "NVMe" && d.size >= 1000000000000)``;
 - ``hardware``: Sidero's partial-match qualifiers, kept for readability: a list of partial
-  inventories, any one of which must match; inside one, every field given must equal the
-  server's (lists compared element by element).
+  inventories (:mod:`arges.api.qualifiers`), any one of which must match; inside one, every
+  field given must equal the server's (lists compared element by element);
+- ``labelSelectors``: Sidero v1alpha2's label qualifiers, with Sidero's meaning: a server
+  matches when any one ``key: value`` of any one map is among its labels (an OR of every
+  pair, sidero#288; ``selector`` is the ANDed, standard form).
 """
 
 from __future__ import annotations
@@ -24,7 +27,8 @@ from arges.api.base import (
     Model,
     Object,
 )
-from arges.api.server import HardwareInformation
+from arges.api.qualifiers import MAX_QUALIFIERS, HardwareQualifier
+from arges.api.server import BootMethod
 
 ANY_CLASS = "any"
 """The built-in class every accepted, uncordoned server belongs to."""
@@ -38,10 +42,16 @@ class Qualifiers(Model):
         description="CEL expressions over `hardware` (the Server's status.hardware), `labels` "
         "and `name`; all must evaluate to true.",
     )
-    hardware: list[HardwareInformation] | None = Field(
+    hardware: list[HardwareQualifier] | None = Field(
         default=None,
-        description="Partial inventories; a server matches if any one matches, field by field "
-        "(fields left empty or zero are ignored).",
+        max_length=MAX_QUALIFIERS,
+        description="Partial inventories (at most 16); a server matches if any one matches, "
+        "field by field (fields left empty or zero are ignored).",
+    )
+    label_selectors: list[dict[str, str]] | None = Field(
+        default=None,
+        description="Sidero's label qualifiers: a server matches if it has any one key: value "
+        "pair of any one map (an OR; use spec.selector to AND labels).",
     )
 
 
@@ -54,6 +64,11 @@ class ServerClassSpec(Model):
     qualifiers: Qualifiers | None = None
     environment_ref: LocalObjectReference | None = Field(
         default=None, description="Environment booted by members allocated through this class."
+    )
+    boot_method: BootMethod | None = Field(
+        default=None,
+        description="How members without their own spec.bootMethod reach the agent: network "
+        "or virtualMedia.",
     )
     config_patches: list[JSONPatchOperation] | None = Field(
         default=None, description="RFC 6902 patches for members' machine configs."

@@ -144,6 +144,17 @@ def compile_expr(
     return Program(source, fn, typ, cost, frozenset(compiler.references))
 
 
+def identifiers(source: str) -> frozenset[str]:
+    """The variables ``source`` names (not fields or functions); empty when it does not parse."""
+    try:
+        tree = _parser().parse(source)
+    except CELParseError:
+        return frozenset()
+    return frozenset(
+        str(sub.children[0]) for sub in tree.iter_subtrees() if sub.data == "ident" and sub.children
+    )
+
+
 def _syntax(exc: CELParseError) -> str:
     cause = exc.__cause__ or exc.__context__
     if isinstance(cause, UnexpectedCharacters):

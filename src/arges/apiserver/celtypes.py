@@ -170,12 +170,21 @@ def orderable(a: Type, b: Type) -> bool:
 
 
 def compare_cost(a: Type, b: Type) -> int:
-    """The estimated cost of comparing values of these types (linear in strings and lists)."""
-    if a.kind in ("string", "bytes") or b.kind in ("string", "bytes"):
-        sizes = [t.max_size for t in (a, b) if t.kind in ("string", "bytes")]
-        return 1 + math.ceil(min(sizes) * 0.1)
-    if a.kind in ("list", "map", "object") or b.kind in ("list", "map", "object"):
-        return 1 + math.ceil(max(a.max_size, b.max_size) * 0.1)
+    """The estimated cost of comparing values of these types, as cel-go estimates ``==`` and
+    ordering: the smaller of the two sizes times the traversal factor 0.1, rounded up.
+    Scalars have size 1; objects 0 (kube's schema types give them no element count); dyn an
+    unknown, unbounded size."""
+    smallest = min(_compare_size(a), _compare_size(b))
+    return math.ceil(smallest * 0.1)
+
+
+def _compare_size(t: Type) -> int:
+    if t.kind in ("string", "bytes", "list", "map"):
+        return t.max_size
+    if t.kind == "object":
+        return 0
+    if t.kind == "dyn":
+        return 2**64 - 1
     return 1
 
 

@@ -4,8 +4,9 @@ A CRD is validated as kube-apiserver validates it (``apiextensions-apiserver/pkg
 apiextensions/validation``), for the parts this server implements: names, scope, versions
 (exactly one storage version), structural schemas, printer columns and selectable fields.
 Validation rules (``x-kubernetes-validations``) are compiled and checked here too
-(:mod:`arges.apiserver.celrules`). What it cannot honour it refuses with a message instead of
-accepting and ignoring it: conversion webhooks.
+(:mod:`arges.apiserver.celrules`). Conversion webhooks are validated as kube-apiserver
+validates them (``validateCustomResourceConversion``) and called by
+:mod:`arges.apiserver.conversion`.
 
 A created CRD is served at once; its names are accepted and it is marked ``Established``
 just after, by the lifecycle controller (:func:`accepted_status`). :func:`resource_type` turns
@@ -14,18 +15,20 @@ it into the :class:`~arges.apiserver.resources.ResourceType` that the registry s
 
 from __future__ import annotations
 
+import base64
 import copy
 import datetime as dt
 from typing import Any
 
 import jsonschema
 
-from arges.apiserver.builtin import STRING, _desc, root_schema
+from arges.apiserver.builtin import STRING, _desc, base64_error_offset, root_schema
 from arges.apiserver.celrules import compile_rules
 from arges.apiserver.celvalidator import Validator
-from arges.apiserver.errors import Cause
+from arges.apiserver.errors import BadRequest, Cause
 from arges.apiserver.listtypes import list_type_causes
 from arges.apiserver.resources import (
+    ConversionWebhook,
     PrinterColumn,
     ResourceType,
     Strategy,
@@ -34,7 +37,15 @@ from arges.apiserver.resources import (
 )
 from arges.apiserver.schema import Schema
 from arges.apiserver.tables import JSONPathError, age_column, compile_path, name_column
-from arges.apiserver.validation import invalid, required
+from arges.apiserver.validation import forbidden, invalid, required
+from arges.apiserver.webhookclient import (
+    CLIENT_CONFIG,
+    REVIEW_VERSIONS,
+    ClientConfig,
+    ca_bundle_error,
+    client_config_causes,
+    review_versions_causes,
+)
 from arges.names import dns1123_label_errors, dns1123_subdomain_errors
 
 GROUP = "apiextensions.k8s.io"
@@ -108,7 +119,20 @@ CRD_SCHEMA = root_schema(
             "versions": {"type": "array", "items": _VERSION},
             "conversion": {
                 "type": "object",
-                "properties": {"strategy": STRING, "webhook": _PRESERVE},
+                "properties": {
+                    "strategy": _desc(STRING, "How objects change version: None or Webhook."),
+                    "webhook": {
+                        "type": "object",
+                        "properties": {
+                            "clientConfig": CLIENT_CONFIG,
+                            "conversionReviewVersions": {
+                                "type": "array",
+                                "items": STRING,
+                                "x-kubernetes-list-type": "atomic",
+                            },
+                        },
+                    },
+                },
             },
             "preserveUnknownFields": {"type": "boolean"},
         },
@@ -158,6 +182,7 @@ class CRDStrategy(Strategy):
         self.builtin_resources = builtin_resources
 
     def prepare_for_create(self, rt: ResourceType, obj: dict[str, Any]) -> None:
+        _check_ca_bundle(obj)
         spec = obj.get("spec") or {}
         if isinstance(spec, dict):
             conversion = spec.get("conversion")
@@ -174,6 +199,7 @@ class CRDStrategy(Strategy):
     def prepare_for_update(
         self, rt: ResourceType, new: dict[str, Any], old: dict[str, Any]
     ) -> None:
+        _check_ca_bundle(new)
         spec = new.get("spec")
         if isinstance(spec, dict):
             spec.setdefault("conversion", {"strategy": "None"})
@@ -211,6 +237,18 @@ class CRDStrategy(Strategy):
                     invalid(f"spec.{field}", new["spec"].get(field), "field is immutable")
                 )
         return causes
+
+
+def _check_ca_bundle(obj: dict[str, Any]) -> None:
+    """Refuse a ``caBundle`` that is no base64 as kube-apiserver's decoder does (400)."""
+    webhook = ((obj.get("spec") or {}).get("conversion") or {}).get("webhook") or {}
+    bundle = (webhook.get("clientConfig") or {}).get("caBundle")
+    at = base64_error_offset(bundle) if isinstance(bundle, str) else None
+    if at is not None:
+        raise BadRequest(
+            'CustomResourceDefinition in version "v1" cannot be handled as a '
+            f"CustomResourceDefinition: illegal base64 data at input byte {at}"
+        )
 
 
 def _stored_versions(obj: dict[str, Any], stored: list[str]) -> list[str]:
@@ -310,17 +348,54 @@ def validate_crd(obj: dict[str, Any], builtin: frozenset[tuple[str, str]]) -> li
         )
     if spec.get("preserveUnknownFields"):
         causes.append(invalid("spec.preserveUnknownFields", True, "must be false in v1"))
-    strategy = (spec.get("conversion") or {}).get("strategy", "None")
-    if strategy != "None":
-        causes.append(
-            invalid(
-                "spec.conversion.strategy",
-                strategy,
-                "conversion webhooks are not supported by the Arges API server; use 'None'",
-            )
-        )
     causes += _versions_causes(spec.get("versions") or [])
+    causes += conversion_causes(spec.get("conversion") or {})
     return causes
+
+
+def conversion_causes(conversion: dict[str, Any]) -> list[Cause]:
+    """``validateCustomResourceConversion``, its paths those of the internal form
+    (``spec.conversion.webhookClientConfig``), as kube-apiserver reports them."""
+    field = "spec.conversion"
+    strategy = conversion.get("strategy", "None")
+    webhook = conversion.get("webhook")
+    client = webhook.get("clientConfig") if isinstance(webhook, dict) else None
+    versions = webhook.get("conversionReviewVersions") if isinstance(webhook, dict) else None
+    if strategy != "Webhook":
+        causes = []
+        if strategy != "None":
+            causes.append(
+                Cause(
+                    f"{field}.strategy",
+                    f'Unsupported value: "{strategy}": supported values: "None", "Webhook"',
+                    "FieldValueNotSupported",
+                )
+            )
+        reason = "should not be set when strategy is not set to Webhook"
+        if client is not None:
+            causes.append(forbidden(f"{field}.webhookClientConfig", reason))
+        if versions:
+            causes.append(forbidden(f"{field}.conversionReviewVersions", reason))
+        return causes
+    if client is None:
+        causes = [
+            required(
+                f"{field}.webhookClientConfig",
+                "Required value: required when strategy is set to Webhook",
+            )
+        ]
+    else:
+        causes = client_config_causes(client, f"{field}.webhookClientConfig")
+        bundle = client.get("caBundle") if isinstance(client, dict) else None
+        data = base64.b64decode(bundle) if isinstance(bundle, str) else b""
+        why = ca_bundle_error(data)
+        if why is not None:
+            # The value is a Go []byte, which field errors print with %#v.
+            shown = "[]byte{" + ", ".join(f"0x{b:x}" for b in data) + "}"
+            causes.append(
+                Cause(f"{field}.webhookClientConfig.caBundle", f"Invalid value: {shown}: {why}")
+            )
+    return causes + review_versions_causes(versions, f"{field}.conversionReviewVersions", "")
 
 
 def _versions_causes(versions: list[dict[str, Any]]) -> list[Cause]:
@@ -450,6 +525,14 @@ def resource_type(crd: dict[str, Any]) -> ResourceType:
                 rules=Validator(rules) if rules is not None else None,
             )
         )
+    conversion = spec.get("conversion") or {}
+    webhook = None
+    if conversion.get("strategy") == "Webhook":
+        review = conversion["webhook"]["conversionReviewVersions"]
+        webhook = ConversionWebhook(
+            client=ClientConfig.parse(conversion["webhook"]["clientConfig"]),
+            review_version=next(v for v in review if v in REVIEW_VERSIONS),
+        )
     return ResourceType(
         group=spec["group"],
         plural=names["plural"],
@@ -463,6 +546,7 @@ def resource_type(crd: dict[str, Any]) -> ResourceType:
         strategy=Strategy(),
         crd=crd["metadata"]["name"],
         terminating=bool(crd["metadata"].get("deletionTimestamp")),
+        conversion=webhook,
     )
 
 

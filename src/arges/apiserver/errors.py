@@ -20,6 +20,7 @@ below the HTTP layer, and translated to a ``meta/v1 Status`` body exactly once, 
     ├── UnsupportedMediaType  415 UnsupportedMediaType
     ├── Invalid               422 Invalid (with one cause per field)
     ├── InternalError         500 InternalError
+    ├── ServerError           500 (no reason: an error kube-apiserver does not type)
     └── Timeout               504 Timeout
 """
 
@@ -76,6 +77,8 @@ class StatusError(Exception):
             "reason": self.reason,
             "code": self.code,
         }
+        if not self.reason:
+            del body["reason"]
         if self.details:
             body["details"] = self.details
         return body
@@ -202,6 +205,15 @@ class Invalid(StatusError):
 class InternalError(StatusError):
     code = 500
     reason = "InternalError"
+
+
+class ServerError(StatusError):
+    """500 with no reason: what kube-apiserver answers for an error that is not a Status
+    (``ErrorToAPIStatus``'s ``StatusReasonUnknown``), such as a failed conversion webhook.
+    kubectl prints it as ``Error from server: <message>``."""
+
+    code = 500
+    reason = ""
 
 
 class Timeout(StatusError):

@@ -403,7 +403,7 @@ class Handler:
                 items = await self.rest.delete_collection(
                     rt, version, route.namespace, list_opts, dopts
                 )
-                return self._json(
+                resp = self._json(
                     {
                         "kind": rt.list_kind_name,
                         "apiVersion": rt.api_version(version.name),
@@ -411,13 +411,15 @@ class Handler:
                         "items": items,
                     }
                 )
+                self._warned(resp, dopts.warnings)
+                return resp
             raise MethodNotAllowed(f"{method} is not supported on a collection")
         if rt.namespaced and route.namespace is None:
             raise NotFound("the server could not find the requested resource")
         namespace = route.namespace or ""
         name = route.name
         if method == "GET":
-            entry = self.rest.get(rt, namespace, name)
+            entry = await self.rest.read(rt, version, namespace, name)
             return self._entry(request, rt, version, entry)
         if method == "PUT":
             wopts = _write_options(request)
@@ -447,8 +449,10 @@ class Handler:
             dopts = await self._delete_options(request)
             obj, gone = await self.rest.delete(rt, version, namespace, name, dopts)
             if gone and not rt.strategy.return_deleted_object:
-                return self._json(deleted_status(rt, name, obj["metadata"].get("uid", "")))
-            return self._object(request, rt, version, obj, [], 200)
+                resp = self._json(deleted_status(rt, name, obj["metadata"].get("uid", "")))
+                self._warned(resp, dopts.warnings)
+                return resp
+            return self._object(request, rt, version, obj, dopts.warnings, 200)
         raise MethodNotAllowed(f"{method} is not supported here")
 
     async def _body(self, request: web.Request) -> Any:
@@ -695,6 +699,14 @@ class Handler:
                     "metadata": meta,
                     "columnDefinitions": None,
                     "rows": None,
+                }
+            elif form == "partial":
+                # A metadata-only watch (client-go's metadata informers) decodes every
+                # event, bookmarks included, as PartialObjectMetadata.
+                obj = {
+                    "kind": "PartialObjectMetadata",
+                    "apiVersion": "meta.k8s.io/v1",
+                    "metadata": meta,
                 }
             else:
                 obj = {

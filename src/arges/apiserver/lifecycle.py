@@ -28,6 +28,7 @@ import logging
 from typing import Any
 
 from arges.apiserver import crd
+from arges.apiserver.admission import SYSTEM
 from arges.apiserver.errors import StatusError
 from arges.apiserver.resources import Registry, ResourceType
 from arges.apiserver.rest import (
@@ -177,13 +178,19 @@ class Lifecycle:
     def _type(self, resource: str) -> ResourceType | None:
         return self.registry.by_resource(resource)
 
-    async def _delete(self, entry: Entry, policy: str = "Background") -> None:
+    async def _delete(
+        self, entry: Entry, policy: str = "Background", *, admission: bool = True
+    ) -> None:
         rt = self._type(entry.resource)
         if rt is None or entry.deleting:
             return
         with contextlib.suppress(StatusError):
             await self.rest.delete(
-                rt, rt.storage_version(), entry.namespace, entry.name, DeleteOptions(policy)
+                rt,
+                rt.storage_version(),
+                entry.namespace,
+                entry.name,
+                DeleteOptions(policy, user=SYSTEM, admission=admission),
             )
 
     async def _patch_meta(self, entry: Entry, meta: dict[str, Any]) -> None:
@@ -192,7 +199,13 @@ class Lifecycle:
             return
         patch = {"metadata": {**meta, "resourceVersion": str(entry.rv)}}
         await self.rest.patch(
-            rt, rt.storage_version(), entry.namespace, entry.name, MERGE, patch, WriteOptions()
+            rt,
+            rt.storage_version(),
+            entry.namespace,
+            entry.name,
+            MERGE,
+            patch,
+            WriteOptions(user=SYSTEM),
         )
 
     async def _dependent(self, entry: Entry) -> None:
@@ -268,7 +281,9 @@ class Lifecycle:
         rt = self.registry.get(group, plural)
         remaining = self.store.items(rt.resource) if rt is not None else []
         for item in remaining:
-            await self._delete(item)
+            # kube-apiserver's CRD finalizer deletes through storage: no webhook may keep a
+            # deleted CRD's objects.
+            await self._delete(item, admission=False)
         if not remaining:
             await self._drop_finalizer(entry, crd.CLEANUP_FINALIZER)
 
@@ -282,7 +297,14 @@ class Lifecycle:
             return
         patch = {"metadata": {"resourceVersion": str(entry.rv)}, "status": status}
         await self.rest.patch(
-            rt, rt.storage_version(), "", name, MERGE, patch, WriteOptions(), subresource="status"
+            rt,
+            rt.storage_version(),
+            "",
+            name,
+            MERGE,
+            patch,
+            WriteOptions(user=SYSTEM),
+            subresource="status",
         )
 
     async def _expire_events(self) -> None:
@@ -305,4 +327,5 @@ class Lifecycle:
                 ),
             )
             if last <= cutoff:
-                await self._delete(entry)
+                # Events expire by etcd TTL in kube: no admission.
+                await self._delete(entry, admission=False)

@@ -29,6 +29,7 @@ _DEFINITION_PREFIX = {
     "": "io.k8s.api.core",
     "coordination.k8s.io": "io.k8s.api.coordination",
     "apiextensions.k8s.io": "io.k8s.apiextensions-apiserver.pkg.apis.apiextensions",
+    "admissionregistration.k8s.io": "io.k8s.api.admissionregistration",
 }
 
 

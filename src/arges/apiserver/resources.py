@@ -18,6 +18,7 @@ from arges.apiserver.celvalidator import Validator
 from arges.apiserver.errors import Cause
 from arges.apiserver.patch import PatchMeta
 from arges.apiserver.schema import Schema
+from arges.apiserver.webhookclient import ClientConfig
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,16 @@ class Version:
     deprecation_warning: str | None = None
     rules: Validator | None = None
     """The schema's ``x-kubernetes-validations``, compiled (custom resources only)."""
+
+
+@dataclass(frozen=True)
+class ConversionWebhook:
+    """A CRD's ``spec.conversion`` with strategy ``Webhook``: where ConversionReviews go and
+    in which ``apiextensions.k8s.io`` version (the first of ``conversionReviewVersions`` this
+    server speaks: v1 or v1beta1)."""
+
+    client: ClientConfig
+    review_version: str
 
 
 class Strategy:
@@ -131,6 +142,8 @@ class ResourceType:
     """The name of the CRD that defines this resource; None for built-in kinds."""
     terminating: bool = False
     """The defining CRD is being deleted: no new objects may be created."""
+    conversion: ConversionWebhook | None = None
+    """How objects change version when not only ``apiVersion`` differs (None: relabel)."""
     verbs: tuple[str, ...] = field(
         default=(
             "create",

@@ -10,6 +10,8 @@ for the kinds this server knows, in the order it works:
 - record who owns which fields (``metadata.managedFields``, :mod:`~arges.apiserver.
   managedfields`), or merge an applied configuration (server-side apply,
   :mod:`~arges.apiserver.apply`);
+- call the mutating admission webhooks (:mod:`~arges.apiserver.admission`) before validation
+  and the validating ones after it;
 - validate (metadata, schema, kind rules) and answer 422 with every cause;
 - write through the store with optimistic concurrency: an update that names a
   resourceVersion other than the stored one gets 409; one that names none is retried on
@@ -17,7 +19,10 @@ for the kinds this server knows, in the order it works:
 - deletion honours finalizers (``deletionTimestamp`` first, removal when they are gone),
   preconditions, and the propagation policies that the garbage collector then carries out.
 
-Objects are stored at their resource's storage version and served at the version asked for.
+Objects are stored at their resource's storage version and served at the version asked for,
+converted by the CRD's conversion (:mod:`~arges.apiserver.conversion`): reads and writes at
+another version than the stored one call a conversion webhook when the CRD has one (a list is
+one call), and only relabel ``apiVersion`` otherwise.
 """
 
 from __future__ import annotations
@@ -33,6 +38,8 @@ from typing import Any
 from arges.apiserver import apply as ssa
 from arges.apiserver import codec
 from arges.apiserver import managedfields as mf
+from arges.apiserver.admission import ADMIN, Admission, Attributes, UserInfo, meta_options
+from arges.apiserver.conversion import Converter
 from arges.apiserver.errors import (
     AlreadyExists,
     BadRequest,
@@ -59,10 +66,12 @@ from arges.apiserver.store import (
     Remove,
     Stale,
     Store,
+    make_entry,
     sort_entries,
 )
 from arges.apiserver.tables import evaluate
 from arges.apiserver.validation import forbidden, invalid, object_meta_causes
+from arges.apiserver.webhookclient import WebhookClient
 from arges.selectors import LabelSelector
 
 NAMESPACES = "namespaces"
@@ -85,7 +94,9 @@ class WriteOptions:
 
     ``field_manager`` is the ``fieldManager`` parameter, ``user_agent`` the request's header
     (the manager when there is no parameter), ``force`` the apply parameter (None: absent);
-    ``created`` is set when a PATCH (an apply) created the object.
+    ``created`` is set when a PATCH (an apply) created the object. ``user`` is who webhooks
+    are told makes the write; ``admission`` false skips the webhooks (the server's own
+    bootstrap writes, which must not wait for webhooks that are not up yet).
     """
 
     dry_run: bool = False
@@ -95,6 +106,17 @@ class WriteOptions:
     user_agent: str = ""
     force: bool | None = None
     created: bool = False
+    user: UserInfo = ADMIN
+    admission: bool = True
+
+    def review_options(self, kind: str) -> dict[str, Any]:
+        """The ``CreateOptions`` or ``UpdateOptions`` admission webhooks are shown."""
+        return meta_options(
+            kind,
+            dryRun=["All"] if self.dry_run else None,
+            fieldManager=self.field_manager,
+            fieldValidation=self.field_validation if self.field_validation != "Warn" else None,
+        )
 
     @property
     def manager(self) -> str:
@@ -104,12 +126,30 @@ class WriteOptions:
 
 @dataclass
 class DeleteOptions:
-    """``meta/v1 DeleteOptions`` as far as this server honours them."""
+    """``meta/v1 DeleteOptions`` as far as this server honours them; admission webhooks'
+    warnings are appended to ``warnings``."""
 
     propagation: str | None = None
     uid: str | None = None
     resource_version: str | None = None
     dry_run: bool = False
+    user: UserInfo = ADMIN
+    admission: bool = True
+    """False for deletions kube-apiserver makes without admission (a deleted CRD's objects,
+    expired Events)."""
+    warnings: list[str] = field(default_factory=list)
+
+    def review_options(self) -> dict[str, Any]:
+        """The ``DeleteOptions`` admission webhooks are shown."""
+        preconditions = {
+            k: v for k, v in (("uid", self.uid), ("resourceVersion", self.resource_version)) if v
+        }
+        return meta_options(
+            "DeleteOptions",
+            preconditions=preconditions,
+            propagationPolicy=self.propagation,
+            dryRun=["All"] if self.dry_run else None,
+        )
 
 
 @dataclass
@@ -140,6 +180,13 @@ class Rest:
     def __init__(self, store: Store, registry: Registry) -> None:
         self.store = store
         self.registry = registry
+        self.client = WebhookClient()
+        self.converter = Converter(self.client)
+        self.admission = Admission(store, self.converter, self.client)
+
+    async def close(self) -> None:
+        """Close the connections kept to webhooks."""
+        await self.client.close()
 
     # Reading.
 
@@ -154,8 +201,51 @@ class Rest:
             raise NotFound.resource(rt.plural, rt.group, name)
         return entry
 
+    async def read(self, rt: ResourceType, version: Version, namespace: str, name: str) -> Entry:
+        """The stored object as an entry at ``version`` (see :meth:`entries_at`).
+
+        Raises:
+            NotFound: when there is none.
+            ConversionFailed: the CRD's conversion webhook failed.
+        """
+        return (await self.entries_at(rt, version, [self.get(rt, namespace, name)]))[0]
+
+    async def entries_at(
+        self, rt: ResourceType, version: Version, entries: list[Entry], *, batch: bool = False
+    ) -> list[Entry]:
+        """``entries`` with those a conversion webhook must convert to ``version`` converted,
+        in one call (``batch``: for a list or a watch, as kube-apiserver words its errors).
+
+        Other entries are returned as they are: :meth:`render` relabels them.
+
+        Raises:
+            ConversionFailed: the CRD's conversion webhook failed.
+        """
+        if rt.conversion is None:
+            return entries
+        target = rt.api_version(version.name)
+        todo = [e for e in entries if e.api_version != target]
+        if not todo:
+            return entries
+        objects = await self.converter.convert(
+            rt, [e.object() for e in todo], version.name, batch=batch
+        )
+        converted = {
+            id(e): make_entry(e.resource, e.rv, codec.dumps(o), o)
+            for e, o in zip(todo, objects, strict=True)
+        }
+        return [converted.get(id(e), e) for e in entries]
+
+    async def object_at(self, rt: ResourceType, version: Version, entry: Entry) -> dict[str, Any]:
+        """The entry's object, parsed, at ``version`` (converted when need be)."""
+        return self.view((await self.entries_at(rt, version, [entry]))[0], rt, version)
+
     def render(self, entry: Entry, rt: ResourceType, version: Version) -> bytes:
-        """The object's JSON at ``version`` (stored bytes as they are when no change is due)."""
+        """The object's JSON at ``version`` (stored bytes as they are when no change is due).
+
+        Entries of a resource with a conversion webhook must have been through
+        :meth:`entries_at` first: here only ``apiVersion`` is relabelled.
+        """
         if entry.api_version == rt.api_version(version.name):
             return entry.raw
         return codec.dumps(at_version(entry.object(), rt, version.name))
@@ -203,10 +293,14 @@ class Rest:
     ) -> ListResult:
         """A page of objects, as of the current revision or the one asked for.
 
+        The entries are at ``version`` (:meth:`entries_at`; one conversion call for the page,
+        or for every candidate when selectors must see the converted objects).
+
         Raises:
             BadRequest: malformed resourceVersion or continue token.
             Gone: the continue token's or the exact revision's history is compacted.
             Timeout: a resourceVersion newer than the store's.
+            ConversionFailed: the CRD's conversion webhook failed.
         """
         start: tuple[str, str] | None = None
         exact: int | None = None
@@ -241,17 +335,21 @@ class Rest:
             candidates = self.store.items(rt.resource)
         if namespace is not None:
             candidates = [e for e in candidates if e.namespace == namespace]
+        if opts.labels.requirements or opts.fields.requirements:
+            # Selectors see the objects at the version asked for (labels and selectable
+            # fields may differ between versions).
+            candidates = await self.entries_at(rt, version, candidates, batch=True)
         match = self.matcher(rt, version, opts)
         entries = sort_entries(e for e in candidates if match(e))
         if start is not None:
             entries = [e for e in entries if (e.namespace, e.name) > start]
         limit = opts.limit if opts.resource_version != "0" or opts.continue_token else 0
         if limit and len(entries) > limit:
-            page = entries[:limit]
+            page = await self.entries_at(rt, version, entries[:limit], batch=True)
             last = page[-1]
             token = _encode_continue(rv, (last.namespace, last.name))
             return ListResult(page, rv, token, len(entries) - limit)
-        return ListResult(entries, rv)
+        return ListResult(await self.entries_at(rt, version, entries, batch=True), rv)
 
     # Writing.
 
@@ -340,6 +438,43 @@ class Rest:
         if causes:
             raise Invalid(rt.kind, rt.group, meta.get("name", ""), causes)
 
+    def _admits(self, opts: WriteOptions, *, mutating: bool) -> bool:
+        return opts.admission and bool(self.admission.hooks(mutating=mutating))
+
+    def _attributes(
+        self,
+        rt: ResourceType,
+        version: Version,
+        operation: str,
+        namespace: str,
+        obj: dict[str, Any] | None,
+        old: dict[str, Any] | None,
+        opts: WriteOptions,
+        subresource: str | None,
+    ) -> Attributes:
+        kind = "CreateOptions" if operation == "CREATE" else "UpdateOptions"
+        meta = (obj or old or {}).get("metadata") or {}
+        return Attributes(
+            rt=rt,
+            version=version.name,
+            operation=operation,
+            namespace=namespace if rt.namespaced else "",
+            name=str(meta.get("name") or ""),
+            subresource=subresource or "",
+            obj=obj,
+            old=old,
+            dry_run=opts.dry_run,
+            options=opts.review_options(kind),
+            user=opts.user,
+            warnings=opts.warnings,
+        )
+
+    async def _to_version(self, rt: ResourceType, obj: dict[str, Any], name: str) -> dict[str, Any]:
+        """``obj`` at version ``name``: relabelled, or converted by the CRD's webhook."""
+        if rt.conversion is None or obj.get("apiVersion") == rt.api_version(name):
+            return at_version(obj, rt, name)
+        return (await self.converter.convert(rt, [obj], name, batch=False))[0]
+
     async def create(
         self,
         rt: ResourceType,
@@ -356,7 +491,8 @@ class Rest:
 
         Raises:
             BadRequest, NotFound (namespace), Forbidden (terminating namespace),
-            MethodNotAllowed (terminating CRD), Invalid, AlreadyExists.
+            MethodNotAllowed (terminating CRD), Invalid, AlreadyExists; Denied, InternalError,
+            Forbidden (admission webhooks); ConversionFailed.
         """
         if track:
             ssa.check_options("CreateOptions", opts.field_manager)
@@ -381,6 +517,11 @@ class Rest:
         meta = obj["metadata"]
         if track:
             _set_managed(meta, mf.record(rt, version, None, obj, opts.manager))
+        if self._admits(opts, mutating=True):
+            attrs = self._attributes(rt, version, "CREATE", namespace, obj, None, opts, None)
+            mutated = await self.admission.mutate(attrs)
+            obj = mutated if mutated is not None else obj
+            meta = metadata(obj)
         for key in ("deletionTimestamp", "deletionGracePeriodSeconds", "selfLink"):
             meta.pop(key, None)
         meta["uid"] = str(uuid.uuid4())
@@ -395,19 +536,30 @@ class Rest:
         self._check_namespace(rt, namespace, meta.get("name") or meta.get("generateName", ""))
         rt.strategy.prepare_for_create(rt, obj)
         self._validate(rt, version, obj)
-        stored = at_version(obj, rt, rt.storage_version().name)
+        if self._admits(opts, mutating=False):
+            attrs = self._attributes(rt, version, "CREATE", namespace, obj, None, opts, None)
+            await self.admission.validate(attrs)
+        # Without a conversion webhook (the common case) versions are relabelled in place,
+        # without awaiting: creates are the server's hottest write path.
+        relabel = rt.conversion is None
+        storage = rt.storage_version().name
+        stored = (
+            at_version(obj, rt, storage) if relabel else await self._to_version(rt, obj, storage)
+        )
         if opts.dry_run:
-            return at_version(stored, rt, version.name)
+            return await self._to_version(rt, stored, version.name)
         for _ in range(8):
             try:
                 change = (await self.store.commit([Put(rt.resource, stored)]))[0]
             except AlreadyStored as exc:
                 if not generated:
                     raise AlreadyExists.resource(rt.plural, rt.group, exc.name) from exc
-                meta["name"] = generate_name(meta["generateName"])
+                stored["metadata"]["name"] = generate_name(meta["generateName"])
                 continue
-            return at_version(change.entry.object(), rt, version.name)
-        raise AlreadyExists.resource(rt.plural, rt.group, meta["name"])
+            if relabel:
+                return at_version(change.entry.object(), rt, version.name)
+            return await self.object_at(rt, version, change.entry)
+        raise AlreadyExists.resource(rt.plural, rt.group, stored["metadata"]["name"])
 
     async def update(
         self,
@@ -547,14 +699,17 @@ class Rest:
         *,
         track: bool = True,
     ) -> dict[str, Any]:
+        storage = rt.storage_version().name
         for _ in range(_RETRIES):
             entry = self.get(rt, namespace, name)
-            old = self.view(entry, rt, version)
+            old = await self.object_at(rt, version, entry)
             attempt_opts = WriteOptions(
                 opts.dry_run,
                 opts.field_validation,
                 field_manager=opts.field_manager,
                 user_agent=opts.user_agent,
+                user=opts.user,
+                admission=opts.admission,
             )
             new = produce(copy.deepcopy(old))
             if not isinstance(new, dict):
@@ -564,36 +719,47 @@ class Rest:
             if given and given != str(entry.rv):
                 raise Conflict.modified(rt.plural, rt.group, name)
             meta["resourceVersion"] = str(entry.rv)
-            final = self._admit_update(rt, version, new, old, attempt_opts, subresource, track)
+            final = await self._admit_update(
+                rt, version, namespace, new, old, attempt_opts, subresource, track
+            )
             opts.warnings[:] = attempt_opts.warnings
-            if final == at_version(copy.deepcopy(old), rt, rt.storage_version().name):
+            stored = await self._to_version(rt, final, storage)
+            current = entry.object()
+            if rt.conversion is None:
+                # An object stored at an earlier storage version is the same object.
+                at_version(current, rt, storage)
+            if stored == current:
                 return old
             if opts.dry_run:
-                return at_version(final, rt, version.name)
-            final_meta = final["metadata"]
+                return await self._to_version(rt, stored, version.name)
+            final_meta = stored["metadata"]
             if final_meta.get("deletionTimestamp") and not final_meta.get("finalizers"):
-                op: Put | Remove = Remove(rt.resource, namespace, name, entry.rv, final)
+                op: Put | Remove = Remove(rt.resource, namespace, name, entry.rv, stored)
             else:
-                op = Put(rt.resource, final, expect_rv=entry.rv)
+                op = Put(rt.resource, stored, expect_rv=entry.rv)
             try:
                 change = (await self.store.commit([op]))[0]
             except Stale:
                 continue
             except NotStored as exc:
                 raise NotFound.resource(rt.plural, rt.group, name) from exc
-            return at_version(change.entry.object(), rt, version.name)
+            return await self.object_at(rt, version, change.entry)
         raise Conflict.modified(rt.plural, rt.group, name, "too many concurrent updates")
 
-    def _admit_update(
+    async def _admit_update(
         self,
         rt: ResourceType,
         version: Version,
+        namespace: str,
         new: dict[str, Any],
         old: dict[str, Any],
         opts: WriteOptions,
         subresource: str | None,
         track: bool,
     ) -> dict[str, Any]:
+        """The object an update stores, at ``version``: fields admitted, managed fields
+        recorded, mutating webhooks called, the strategy's rules applied, validated, and
+        passed by the validating webhooks."""
         name = old["metadata"]["name"]
         if new.get("kind") != rt.kind or new.get("apiVersion") != rt.api_version(version.name):
             raise BadRequest(
@@ -608,11 +774,16 @@ class Rest:
         if causes:
             raise Invalid(rt.kind, rt.group, name, causes)
         self._admit_fields(rt, version, new, opts)
-        meta = new["metadata"]
         if track:
-            managed = mf.record(rt, version, old, new, opts.manager, subresource)
-        else:
-            managed = meta.get("managedFields")
+            _set_managed(
+                new["metadata"], mf.record(rt, version, old, new, opts.manager, subresource)
+            )
+        if self._admits(opts, mutating=True):
+            attrs = self._attributes(rt, version, "UPDATE", namespace, new, old, opts, subresource)
+            mutated = await self.admission.mutate(attrs)
+            new = mutated if mutated is not None else new
+        meta = metadata(new)
+        managed = meta.get("managedFields")
         if subresource == "status":
             status = new.get("status")
             new = copy.deepcopy(old)
@@ -650,7 +821,10 @@ class Rest:
         if rt.strategy.generation and _spec_changed(new, old, version.status):
             meta["generation"] = int(old_meta.get("generation") or 0) + 1
         self._validate(rt, version, new, old)
-        return at_version(new, rt, rt.storage_version().name)
+        if self._admits(opts, mutating=False):
+            attrs = self._attributes(rt, version, "UPDATE", namespace, new, old, opts, subresource)
+            await self.admission.validate(attrs)
+        return new
 
     # Deleting.
 
@@ -668,7 +842,8 @@ class Rest:
         is gone now.
 
         Raises:
-            NotFound, Conflict (failed precondition), BadRequest (bad propagation policy).
+            NotFound, Conflict (failed precondition), BadRequest (bad propagation policy);
+            Denied, InternalError, Forbidden (admission webhooks); ConversionFailed.
         """
         if opts.propagation not in (None, "Orphan", "Background", "Foreground"):
             raise BadRequest(
@@ -677,7 +852,9 @@ class Rest:
             )
         for _ in range(_RETRIES):
             entry = self.get(rt, namespace, name)
-            obj = self.view(entry, rt, version)
+            # The deletion only touches metadata: it is made on the stored object, which is
+            # converted to the version asked for when shown (to webhooks, in the answer).
+            obj = entry.object()
             meta = obj["metadata"]
             if opts.uid and opts.uid != meta.get("uid"):
                 raise Conflict.modified(
@@ -696,6 +873,7 @@ class Rest:
                     f"{opts.resource_version}, ResourceVersion in object meta: "
                     f"{meta.get('resourceVersion')}",
                 )
+            await self._admit_delete(rt, version, namespace, name, entry, opts)
             if not meta.get("deletionTimestamp"):
                 rt.strategy.begin_deletion(rt, obj)
             finalizers = list(meta.get("finalizers") or [])
@@ -714,7 +892,7 @@ class Rest:
             )
             if not finalizers and not namespace_pending:
                 if opts.dry_run:
-                    return obj, True
+                    return await self.object_at(rt, version, entry), True
                 try:
                     change = (
                         await self.store.commit([Remove(rt.resource, namespace, name, entry.rv)])
@@ -723,9 +901,9 @@ class Rest:
                     continue
                 except NotStored as exc:
                     raise NotFound.resource(rt.plural, rt.group, name) from exc
-                return self.view(change.entry, rt, version), True
+                return await self.object_at(rt, version, change.entry), True
             if meta.get("deletionTimestamp") and finalizers == list(meta.get("finalizers") or []):
-                return obj, False
+                return await self.object_at(rt, version, entry), False
             if not meta.get("deletionTimestamp"):
                 meta["deletionTimestamp"] = now_rfc3339()
                 meta["deletionGracePeriodSeconds"] = 0
@@ -736,8 +914,8 @@ class Rest:
             if namespace_pending:
                 obj.setdefault("status", {})["phase"] = "Terminating"
             if opts.dry_run:
-                return obj, False
-            stored = at_version(obj, rt, rt.storage_version().name)
+                return await self._to_version(rt, obj, version.name), False
+            stored = await self._to_version(rt, obj, rt.storage_version().name)
             try:
                 change = (await self.store.commit([Put(rt.resource, stored, expect_rv=entry.rv)]))[
                     0
@@ -746,8 +924,42 @@ class Rest:
                 continue
             except NotStored as exc:
                 raise NotFound.resource(rt.plural, rt.group, name) from exc
-            return self.view(change.entry, rt, version), False
+            return await self.object_at(rt, version, change.entry), False
         raise Conflict.modified(rt.plural, rt.group, name, "too many concurrent updates")
+
+    async def _admit_delete(
+        self,
+        rt: ResourceType,
+        version: Version,
+        namespace: str,
+        name: str,
+        entry: Entry,
+        opts: DeleteOptions,
+    ) -> None:
+        """Call the mutating, then the validating webhooks for a DELETE: no object, the old
+        one as stored, at the version asked for (``AdmissionToValidateObjectDeleteFunc``)."""
+        mutating = opts.admission and bool(self.admission.hooks(mutating=True))
+        validating = opts.admission and bool(self.admission.hooks(mutating=False))
+        if not (mutating or validating):
+            return
+        attrs = Attributes(
+            rt=rt,
+            version=version.name,
+            operation="DELETE",
+            namespace=namespace if rt.namespaced else "",
+            name=name,
+            subresource="",
+            obj=None,
+            old=await self.object_at(rt, version, entry),
+            dry_run=opts.dry_run,
+            options=opts.review_options(),
+            user=opts.user,
+            warnings=opts.warnings,
+        )
+        if mutating:
+            await self.admission.mutate(attrs)
+        if validating:
+            await self.admission.validate(attrs)
 
     async def delete_collection(
         self,

@@ -26,7 +26,8 @@ from typing import Any
 from aiohttp import web
 
 from arges import __version__
-from arges.apiserver import crd
+from arges.apiserver import crd, instrument
+from arges.apiserver.admissionregistration import webhook_configuration_types
 from arges.apiserver.audit import AuditLog
 from arges.apiserver.builtin import builtin_types
 from arges.apiserver.encryption import EncryptionError, ensure_config
@@ -38,6 +39,7 @@ from arges.apiserver.resources import Registry
 from arges.apiserver.rest import Rest, WriteOptions
 from arges.apiserver.storage import StorageError
 from arges.apiserver.store import Store
+from arges.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +63,10 @@ class ApiServerConfig:
     history_seconds: float = 300.0
     bookmark_interval: float = 60.0
     crds: Sequence[dict[str, Any]] = field(default_factory=tuple)
+
+
+def _own_write() -> WriteOptions:
+    return WriteOptions(field_manager="arges", admission=False)
 
 
 def version_info() -> dict[str, str]:
@@ -91,8 +97,13 @@ def client_host(address: str) -> str:
 class ApiServer:
     """One running embedded API server (see the module docstring)."""
 
-    def __init__(self, config: ApiServerConfig) -> None:
+    def __init__(self, config: ApiServerConfig, metrics: Metrics | None = None) -> None:
         self.config = config
+        self.metrics = metrics if metrics is not None else Metrics()
+        self.mounts: dict[str, instrument.Handler] = {}
+        """Path prefixes served by other handlers on this port (``/metrics``, ``/ui``)."""
+        self.token = ""
+        """The admin token, once started."""
         self.data_dir = config.data_dir
         self.kubeconfig_path = config.data_dir / "kubeconfig"
         self._ready = False
@@ -120,6 +131,7 @@ class ApiServer:
         cfg.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         cfg.data_dir.chmod(0o700)
         creds = ensure_credentials(cfg.data_dir, [client_host(cfg.address)])
+        self.token = creds.token
         try:
             encryption = ensure_config(cfg.data_dir / "pki")
         except EncryptionError as exc:
@@ -129,7 +141,7 @@ class ApiServer:
         )
         self.audit = AuditLog(cfg.data_dir / "audit" / "audit.log")
         self.store = store
-        builtins = builtin_types()
+        builtins = builtin_types() + webhook_configuration_types()
         builtin_keys = frozenset((rt.group, rt.plural) for rt in builtins)
         crd_rt = crd.crd_type(builtin_keys | {(crd.GROUP, "customresourcedefinitions")})
         registry = Registry([*builtins, crd_rt])
@@ -157,7 +169,9 @@ class ApiServer:
         self._handler = handler
         tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         tls.load_cert_chain(creds.cert, creds.key)
-        runner = web.AppRunner(handler.app(), access_log=None, handle_signals=False)
+        app = handler.app()
+        app.middlewares.append(instrument.middleware(self.metrics, registry, self.mounts))
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
         site = web.TCPSite(runner, cfg.address, cfg.port, ssl_context=tls, backlog=1024)
         await site.start()
@@ -180,7 +194,7 @@ class ApiServer:
                         ns_type.storage_version(),
                         "",
                         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}},
-                        WriteOptions(field_manager="kube-apiserver"),
+                        WriteOptions(field_manager="kube-apiserver", admission=False),
                     )
         await install_crds(rest, registry, self.config.crds)
 
@@ -194,6 +208,8 @@ class ApiServer:
             self._runner = None
         if self.lifecycle is not None:
             await self.lifecycle.stop()
+        if self.rest is not None:
+            await self.rest.close()
         if self.store is not None:
             await self.store.close()
             self.store = None
@@ -205,6 +221,8 @@ class ApiServer:
 async def install_crds(rest: Rest, registry: Registry, crds: Sequence[dict[str, Any]]) -> None:
     """Create each CRD, or replace its spec when it differs from the stored one.
 
+    These are the server's own writes at start: no admission webhook is called for them.
+
     Raises:
         StatusError: when a CRD is invalid (the server would refuse it from kubectl too).
     """
@@ -215,9 +233,9 @@ async def install_crds(rest: Rest, registry: Registry, crds: Sequence[dict[str, 
         name = obj["metadata"]["name"]
         existing = rest.store.get(rt.resource, "", name)
         if existing is None:
-            await rest.create(rt, version, "", dict(obj), WriteOptions(field_manager="arges"))
+            await rest.create(rt, version, "", dict(obj), _own_write())
             continue
         current = existing.object()
         if current.get("spec") != obj.get("spec"):
             current["spec"] = obj["spec"]
-            await rest.update(rt, version, "", name, current, WriteOptions(field_manager="arges"))
+            await rest.update(rt, version, "", name, current, _own_write())

@@ -13,7 +13,10 @@ Start points follow the Kubernetes API concepts ("Efficient detection of changes
   events, then a ``BOOKMARK`` annotated ``k8s.io/initial-events-end: "true"``.
 
 Label and field selectors apply to transitions as in kube-apiserver: an object that starts
-matching arrives as ``ADDED``, one that stops matching as ``DELETED``. With
+matching arrives as ``ADDED``, one that stops matching as ``DELETED``. Objects of a CRD with a
+conversion webhook are converted to the version watched, one call per batch of events (before
+selectors see them); a failed conversion ends the watch with an ``ERROR`` event carrying the
+500 kube-apiserver answers. With
 ``allowWatchBookmarks`` a ``BOOKMARK`` carrying the current revision is sent whenever the
 stream has been idle for ``bookmark_interval`` seconds.
 """
@@ -69,27 +72,37 @@ async def watch(
     """
     store = rest.store
     match = rest.matcher(rt, version, opts)
+    selective = bool(opts.labels.requirements or opts.fields.requirements)
     after: int | None = None
     if not wopts.send_initial_events and opts.resource_version not in ("", "0"):
         after = parse_rv(opts.resource_version)
     sub = store.subscribe(rt.resource)
     try:
         start = store.rv
-        if after is None:
-            current = [e for e in store.items(rt.resource, namespace) if match(e)]
-            first = [WatchEvent("ADDED", e) for e in sort_entries(current)]
-            if wopts.send_initial_events:
-                first.append(WatchEvent("BOOKMARK", rv=start, initial_end=True))
-        elif after > start:
-            yield [_error(too_large(after, start))]
-            return
-        else:
-            try:
-                history = await store.history(rt.resource, after, start)
-            except Expired as exc:
-                yield [_error(Gone(f"too old resource version: {exc.requested} ({exc.oldest})"))]
+        try:
+            if after is None:
+                current = await rest.entries_at(
+                    rt, version, store.items(rt.resource, namespace), batch=True
+                )
+                first = [WatchEvent("ADDED", e) for e in sort_entries(filter(match, current))]
+                if wopts.send_initial_events:
+                    first.append(WatchEvent("BOOKMARK", rv=start, initial_end=True))
+            elif after > start:
+                yield [_error(too_large(after, start))]
                 return
-            first = _transitions(history, namespace, match)
+            else:
+                try:
+                    history = await store.history(rt.resource, after, start)
+                except Expired as exc:
+                    yield [
+                        _error(Gone(f"too old resource version: {exc.requested} ({exc.oldest})"))
+                    ]
+                    return
+                history = await _at_version(rest, rt, version, history, selective)
+                first = _transitions(history, namespace, match)
+        except StatusError as err:
+            yield [_error(err)]
+            return
         if first:
             yield first
         deadline = time.monotonic() + wopts.timeout
@@ -104,7 +117,13 @@ async def watch(
             changes = await sub.get(max_wait=wait)
             if sub.overflowed or sub.closed:
                 return
-            events = _transitions([c for c in changes if c.rv > start], namespace, match)
+            fresh = [c for c in changes if c.rv > start]
+            try:
+                fresh = await _at_version(rest, rt, version, fresh, selective)
+            except StatusError as err:
+                yield [_error(err)]
+                return
+            events = _transitions(fresh, namespace, match)
             if events:
                 yield events
                 last_sent = time.monotonic()
@@ -113,6 +132,26 @@ async def watch(
                 last_sent = time.monotonic()
     finally:
         store.unsubscribe(sub)
+
+
+async def _at_version(
+    rest: Rest, rt: ResourceType, version: Version, changes: list[Change], with_prev: bool
+) -> list[Change]:
+    """``changes`` with their entries (and, for selectors, previous entries) at ``version``.
+
+    Raises:
+        ConversionFailed: the CRD's conversion webhook failed.
+    """
+    if rt.conversion is None or not changes:
+        return changes
+    entries = [c.entry for c in changes]
+    prevs = [c.prev for c in changes if c.prev is not None] if with_prev else []
+    converted = await rest.entries_at(rt, version, entries + prevs, batch=True)
+    by_id = {id(e): c for e, c in zip(entries + prevs, converted, strict=True)}
+    return [
+        Change(c.type, by_id[id(c.entry)], by_id.get(id(c.prev), c.prev) if c.prev else None)
+        for c in changes
+    ]
 
 
 def _error(err: StatusError) -> WatchEvent:

@@ -22,10 +22,11 @@ from typing import Any, TypeVar
 from arges.access import credentials
 from arges.access.guard import BootGuard, Refused
 from arges.api.base import BootFromDiskMethod, ConditionStatus
-from arges.api.binding import ServerBinding
+from arges.api.binding import ServerBinding, releasing
 from arges.api.environment import Environment
 from arges.api.server import CredentialPurpose, Server
 from arges.api.serverclass import ServerClass
+from arges.boot.announce import announce_decision
 from arges.boot.ipxe import BootAnswer
 from arges.kube.client import KubeClient
 from arges.kube.errors import KubeError, NotFound
@@ -65,7 +66,7 @@ class KubeBootDecider:
         """
         body = await self._body(SERVERS, uuid) if uuid else None
         server = Server.from_json(body) if body is not None else None
-        binding = await self._get(ServerBinding, SERVER_BINDINGS, uuid) if server else None
+        binding = await self._binding(uuid) if server else None
         server_class = None
         if binding is not None and binding.spec.server_class_ref is not None:
             server_class = await self._get(
@@ -97,6 +98,12 @@ class KubeBootDecider:
         if server is not None:
             await self._record(server, decision, client, patch, now)
         return BootAnswer(decision, env, credential)
+
+    async def _binding(self, uuid: str) -> ServerBinding | None:
+        """The server's binding; one being deleted holds nothing (the server goes back to
+        the agent to be wiped)."""
+        body = await self._body(SERVER_BINDINGS, uuid)
+        return None if body is None or releasing(body) else ServerBinding.from_json(body)
 
     async def _body(self, resource: Resource, name: str) -> dict[str, Any] | None:
         try:
@@ -140,3 +147,4 @@ class KubeBootDecider:
             if credential is not None:
                 raise
             log.info("could not record the network boot of %s: %s", server.name, exc)
+        await announce_decision(self.kube, server, reason, what, decision.reason, client)

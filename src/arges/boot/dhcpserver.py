@@ -30,6 +30,7 @@ from typing import Literal, cast
 from arges.access.sightings import Sightings
 from arges.boot import dhcp
 from arges.boot.leases import LeaseTable, PoolConfig, PoolExhausted
+from arges.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -85,8 +86,9 @@ class _Protocol(asyncio.DatagramProtocol):
 class DhcpService:
     """The DHCP service (see the module docstring)."""
 
-    def __init__(self, config: DhcpConfig) -> None:
+    def __init__(self, config: DhcpConfig, metrics: Metrics | None = None) -> None:
         self.config = config
+        self.metrics = metrics if metrics is not None else Metrics()
         self.leases: LeaseTable | None = None
         if config.mode == "full":
             if config.pool is None or config.lease_file is None:
@@ -209,6 +211,7 @@ class DhcpService:
             else:
                 return None
             payload = dhcp.reply(request, target, files, message_type=message_type)
+            self.metrics.dhcp_reply("proxy", "offer" if message_type == dhcp.OFFER else "ack")
             assert client is not None
             log.info(
                 "ProxyDHCP %s on port %d: %s (%s) -> %s",
@@ -243,17 +246,20 @@ class DhcpService:
         lease = dhcp.Lease(address, pool.network, pool.router, pool.lease_time)
         if request.message_type == dhcp.DISCOVER:
             payload = dhcp.reply(request, target, files, message_type=dhcp.OFFER, lease=lease)
+            self.metrics.dhcp_reply("full", "offer")
             return payload, self._destination(request)
         wanted = request.requested_address or (
             request.ciaddr if request.ciaddr != "0.0.0.0" else None
         )
         if wanted not in (None, address) or not self.leases.commit(mac, address):
             log.info("DHCP: NAK to %s (asked for %s, holds %s)", mac, wanted, address)
+            self.metrics.dhcp_reply("full", "nak")
             return dhcp.nak(request, files.address), self._destination(request)
         log.info("DHCP: %s leases %s%s", mac, address, f" -> {target.file}" if target else "")
         if self.config.sightings is not None:
             self.config.sightings.record(mac, request.guid, address)
         payload = dhcp.reply(request, target, files, message_type=dhcp.ACK, lease=lease)
+        self.metrics.dhcp_reply("full", "ack")
         return payload, self._destination(request)
 
     def _destination(self, request: dhcp.Request) -> tuple[str, int]:

@@ -28,10 +28,21 @@ from arges.assets import AssetCache
 from arges.boot import ipxe, sockets
 from arges.boot.tftp import Refused, resolve
 from arges.kube.errors import KubeError
+from arges.metal.boot import BootDecision
+from arges.metrics import Metrics
+from arges.metrics.http import asset_bytes_hook
 
 log = logging.getLogger(__name__)
 
 RETRY = {"Retry-After": "1"}
+
+
+def decision_label(decision: BootDecision) -> str:
+    """The ``decision`` label of ``arges_boot_requests_total``: agent, target, disk, not-ready
+    (and ``refused``, for a requester the credentials' vetting turned away)."""
+    if decision.kind == "environment":
+        return "target" if decision.target else "agent"
+    return decision.kind
 
 
 class Decider(Protocol):
@@ -70,8 +81,10 @@ class BootHttp:
         assets: AssetCache,
         extra_routes: Sequence[web.RouteDef] = (),
         admission: Admission | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.config = config
+        self.metrics = metrics if metrics is not None else Metrics()
         self.decider = decider
         self.admission = admission
         self.assets = assets
@@ -90,6 +103,7 @@ class BootHttp:
                 *self.extra_routes,
             ]
         )
+        app.on_response_prepare.append(asset_bytes_hook(self.metrics))
         return app
 
     async def start(self) -> None:
@@ -121,20 +135,28 @@ class BootHttp:
         uuid = request.query.get("uuid", "").strip().lower()
         mac = ipxe.mac_from_query(request.query.get("mac", ""))
         client = request.remote or ""
+        platform = request.query.get("platform", "")
         if self.admission is not None and not self.admission.admit(client, "/ipxe"):
             return web.Response(status=429, text="too many requests\n", headers=RETRY)
         try:
             answer = await self.decider.decide(uuid, client, mac)
         except KubeError as exc:
             log.warning("/ipxe for %s from %s: %s", uuid, client, exc)
+            self.metrics.boot_request(uuid, mac, client, platform, "unavailable", str(exc))
             return web.Response(status=503, text="Arges cannot reach its API; retry\n")
         script = ipxe.render(answer, base_url=self.base_url, mac=mac)
-        if not answer.refused:
-            reason = answer.decision.reason
-            log.info("/ipxe %s (%s) from %s: %s", uuid or "-", mac or "-", client, reason)
+        if answer.refused:
+            self.metrics.boot_request(uuid, mac, client, platform, "refused", answer.refused)
+        else:
+            decision = answer.decision
+            self.metrics.boot_request(
+                uuid, mac, client, platform, decision_label(decision), decision.reason
+            )
+            log.info("/ipxe %s (%s) from %s: %s", uuid or "-", mac or "-", client, decision.reason)
         return web.Response(status=script.status, text=script.body)
 
     async def asset(self, request: web.Request) -> web.StreamResponse:
+        """An Environment's kernel or initrd from the asset cache."""
         name, asset = request.match_info["name"], request.match_info["asset"]
         try:
             cached = self.assets.cached(name, asset)

@@ -19,6 +19,7 @@ from arges.boot.dhcpserver import DhcpConfig, DhcpService, Mode
 from arges.boot.http import Admission, BootHttp, Decider, HttpConfig
 from arges.boot.leases import PoolConfig
 from arges.boot.tftp import TftpServer
+from arges.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -76,17 +77,22 @@ class BootServices:
         extra_routes: Sequence[web.RouteDef] = (),
         sightings: Sightings | None = None,
         admission: Admission | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.config = config
+        self.metrics = metrics if metrics is not None else Metrics()
         self.http = BootHttp(
             HttpConfig(config.address, config.http_port, tftp_root=config.tftp_root),
             decider,
             assets,
             extra_routes,
             admission,
+            self.metrics,
         )
         # HTTP and TFTP on the boot address only; DHCP must hear broadcasts (see dhcpserver).
-        self.tftp = TftpServer(config.tftp_root, config.address, config.tftp_port)
+        self.tftp = TftpServer(
+            config.tftp_root, config.address, config.tftp_port, metrics=self.metrics
+        )
         self.dhcp: DhcpService | None = None
         if config.dhcp_mode is not None:
             pool = None
@@ -121,7 +127,8 @@ class BootServices:
                     pool=pool,
                     lease_file=state_dir / "dhcp-leases.json",
                     sightings=sightings,
-                )
+                ),
+                self.metrics,
             )
 
     async def start(self) -> None:

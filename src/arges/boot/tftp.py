@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import cast
 
 from arges.boot import sockets
+from arges.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -164,6 +165,7 @@ class _Listener(asyncio.DatagramProtocol):
         except Refused as exc:
             log.info("TFTP: refused %s: %s", addr[0], exc.message)
             if len(data) >= 2 and data[1] in (RRQ, WRQ):
+                self.server.metrics.tftp_transfers.labels("refused").inc()
                 self.transport.sendto(error_packet(exc.code, exc.message), addr)
             return
         self.server.begin(request, path, addr)
@@ -203,8 +205,10 @@ class TftpServer:
         retries: int = 5,
         default_timeout: float = 1.0,
         max_transfers: int = 256,
+        metrics: Metrics | None = None,
     ) -> None:
         self.root = root
+        self.metrics = metrics if metrics is not None else Metrics()
         self.host = host
         self.port = port
         self.retries = retries
@@ -251,6 +255,7 @@ class TftpServer:
             try:
                 accepted = negotiate(request.options, len(data))
             except Refused as exc:
+                self.metrics.tftp_transfers.labels("refused").inc()
                 transport.sendto(error_packet(exc.code, exc.message), peer)
                 return
             blksize = int(accepted.get("blksize", DEFAULT_BLKSIZE))
@@ -270,6 +275,8 @@ class TftpServer:
                 block += 1
                 if len(chunk) < blksize:
                     log.info("TFTP: sent %s (%d bytes) to %s", request.filename, len(data), peer[0])
+                    self.metrics.tftp_transfers.labels("complete").inc()
+                    self.metrics.tftp_sent_bytes.inc(len(data))
                     return
         finally:
             transport.close()
@@ -284,7 +291,9 @@ class TftpServer:
         wait: float,
     ) -> bool:
         """Send ``packet`` until ``block`` is acknowledged; False when the peer gave up."""
-        for _ in range(self.retries + 1):
+        for attempt in range(self.retries + 1):
+            if attempt:
+                self.metrics.tftp_retransmissions.inc()
             transport.sendto(packet, peer)
             deadline = asyncio.get_running_loop().time() + wait
             while (remaining := deadline - asyncio.get_running_loop().time()) > 0:
@@ -301,8 +310,10 @@ class TftpServer:
                         peer[0],
                         reply[4:].rstrip(b"\x00").decode("ascii", "replace"),
                     )
+                    self.metrics.tftp_transfers.labels("aborted").inc()
                     return False
                 if opcode == ACK and number == block & 0xFFFF:
                     return True
         log.info("TFTP: %s stopped answering at block %d", peer[0], block)
+        self.metrics.tftp_transfers.labels("timeout").inc()
         return False

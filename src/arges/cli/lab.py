@@ -77,6 +77,21 @@ def _disks(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int,
     help="Run the site's DHCP server (dnsmasq, addresses only; Arges answers as ProxyDHCP). "
     "Without it, Arges' --dhcp-mode full hands out the addresses.",
 )
+@click.option(
+    "--bmc",
+    type=click.Choice(["ipmi", "redfish", "mixed"]),
+    default="ipmi",
+    show_default=True,
+    help="ipmi: IPMI over LAN (pyghmi); redfish: Redfish over HTTPS with session login "
+    "(sushy-tools' emulator), virtual media included; mixed: alternate, IPMI first.",
+)
+@click.option(
+    "--network-boot/--no-network-boot",
+    default=True,
+    show_default=True,
+    help="Whether the servers' firmware can boot from the network (off: no PXE, no NIC "
+    "ROM; such servers reach the agent through Redfish virtual media only).",
+)
 @click.option("--qemu", default="qemu-system-x86_64", hidden=True)
 @DATA_DIR
 def up(
@@ -86,6 +101,8 @@ def up(
     memory: int,
     nics: int,
     site_dhcp: bool,
+    bmc: str,
+    network_boot: bool,
     qemu: str,
     data_dir: Path,
 ) -> None:
@@ -103,6 +120,8 @@ def up(
         nics=nics,
         site_dhcp=site_dhcp,
         qemu=qemu,
+        bmc=bmc,  # type: ignore[arg-type]
+        network_boot=network_boot,
     )
     try:
         state = asyncio.run(
@@ -126,7 +145,7 @@ def up(
     for server in state.servers:
         click.echo(
             f"  {server.name}  {server.firmware:<4}  {server.uuid}  {server.macs[0]}  "
-            f"BMC {server.bmc_address}:{server.bmc_port}"
+            f"BMC {server.bmc_kind} {server.bmc_url}"
         )
     click.echo(
         f"BMC credentials: Secrets bmc-<uuid> in namespace default (label {LAB_LABEL}). "
@@ -137,7 +156,7 @@ def up(
 @lab.command()
 @DATA_DIR
 def status(data_dir: Path) -> None:
-    """The lab's servers: firmware, UUID, MAC, BMC port, power, console log."""
+    """The lab's servers: firmware, UUID, MAC, BMC kind and address, power, console log."""
     try:
         current = datacenter.status(data_dir)
     except LabError as exc:
@@ -163,7 +182,7 @@ def _status_table(current: LabStatus) -> str:
                 server.firmware,
                 server.uuid,
                 ",".join(server.macs),
-                f"{server.bmc_address}:{server.bmc_port}",
+                f"{server.bmc_kind} {server.bmc_url}",
                 "on" if entry.qemu_pid else "off",
                 str(server.console_log),
             )

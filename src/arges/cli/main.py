@@ -11,9 +11,13 @@ from arges.cli.agent import agent
 from arges.cli.capi import capi
 from arges.cli.cluster import cluster
 from arges.cli.demo import demo
+from arges.cli.importer import import_
 from arges.cli.lab import lab
+from arges.cli.logs import TEXT_FORMAT
 from arges.cli.secrets import secrets
+from arges.cli.status import status
 from arges.cli.talos import talos
+from arges.cli.ui import ui
 from arges.cli.up import up
 
 
@@ -30,7 +34,7 @@ def main(log_level: str) -> None:
     """Arges: bare-metal Kubernetes management plane."""
     logging.basicConfig(
         level=getattr(logging, log_level.upper()),
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        format=TEXT_FORMAT,
     )
 
 
@@ -41,4 +45,7 @@ main.add_command(cluster)
 main.add_command(demo)
 main.add_command(lab)
 main.add_command(capi)
+main.add_command(import_)
+main.add_command(status)
+main.add_command(ui)
 main.add_command(secrets)

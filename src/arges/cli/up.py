@@ -12,6 +12,7 @@ from arges.apiserver.storage import StorageError
 from arges.boot.services import BootConfig, default_address
 from arges.cli import options
 from arges.cli.agent import agent_environment
+from arges.cli.logs import use_format
 from arges.discovery.api import DiscoveryConfig
 from arges.kube import connection
 from arges.kube.connection import Connection
@@ -117,6 +118,20 @@ from arges.plane import ManagementPlane, NotInstalled, PlaneConfig
     "no other local file is read for an Environment.",
 )
 @click.option("--no-boot", is_flag=True, help="Run no network boot services at all.")
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="Log lines as text, or as one JSON object per line (time, level, logger, message).",
+)
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(0, 65535),
+    default=None,
+    help="Also serve Prometheus metrics at /metrics on this plain-HTTP port of --api-address "
+    "(they are always on the API port, at /metrics, with the admin token).",
+)
 def up(
     data_dir: Path,
     api_address: str,
@@ -139,12 +154,15 @@ def up(
     talos_stand_in: bool,
     asset_dirs: tuple[Path, ...],
     no_boot: bool,
+    metrics_port: int | None,
+    log_format: str,
 ) -> None:
     """Start Arges: the Kubernetes API, the controllers and the network boot services.
 
     Runs in the foreground; Ctrl-C (SIGINT) or SIGTERM shuts it down cleanly.
     kubectl works at once with --kubeconfig DATA_DIR/kubeconfig.
     """
+    use_format(log_format)
     external: Connection | None = None
     try:
         if in_cluster:
@@ -187,6 +205,7 @@ def up(
         discovery=DiscoveryConfig(auto_accept=auto_accept_servers, wipe_mode=wipe_mode),  # type: ignore[arg-type]
         external_api=external,
         asset_dirs=asset_dirs,
+        metrics_port=metrics_port,
     )
     plane = ManagementPlane(config)
     try:
@@ -221,7 +240,12 @@ async def _run(plane: ManagementPlane) -> None:
         click.echo(f"Arges is up. API server: {plane.kube.connection.server}")
         if plane.boot is not None:
             click.echo(f"  network boot: {plane.boot.http.base_url}")
+        if plane.metrics_port is not None:
+            click.echo(
+                f"  metrics: http://{plane.config.api_address}:{plane.metrics_port.port}/metrics"
+            )
         if plane.api is not None:
+            click.echo(f"  dashboard: {plane.api.url}/ui (sign in with `arges ui token`)")
             click.echo(f"  export KUBECONFIG={plane.api.kubeconfig_path.resolve()}")
         click.echo("  kubectl get servers,serverclasses,environments")
         click.echo("Press Ctrl-C to stop.")

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from arges.api.base import LocalObjectReference, ObjectReference, SecretReference
-from arges.api.binding import Role, ServerBinding, ServerBindingSpec
+from arges.api.binding import RELEASE_FINALIZER, Role, ServerBinding, ServerBindingSpec
 from arges.api.server import Server
 from arges.api.serverclass import ServerClass
 from arges.kube.client import KubeClient
@@ -57,7 +57,11 @@ async def allocate(
             role=role,
         )
         body: dict[str, Any] = {
-            "metadata": {"name": server.name, "labels": labels or {}},
+            "metadata": {
+                "name": server.name,
+                "labels": labels or {},
+                "finalizers": [RELEASE_FINALIZER],
+            },
             "spec": spec.to_json(),
         }
         try:

@@ -9,12 +9,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from arges.api.base import Condition, ConditionStatus
-from arges.controllers.runtime import Body
+from arges.controllers.runtime import Body, Cache, Controller, Key, key_of
 from arges.kube.capi import CLUSTERS_WATCH, MACHINES_WATCH, ClusterApi
 from arges.kube.client import KubeClient
 from arges.kube.errors import NotFound
 from arges.kube.resources import Resource
-from arges.metal.capi import Gate
+from arges.metal.capi import Gate, externally_managed
 from arges.metal.conditions import set_condition
 
 __all__ = ["CLUSTERS_WATCH", "MACHINES_WATCH", "ClusterApi"]
@@ -111,3 +111,35 @@ async def patch_quietly(
     meta = body["metadata"]
     with contextlib.suppress(NotFound):
         await kube.patch(res, meta["name"], patch, meta.get("namespace"), **kw)
+
+
+class InfrastructureController(Controller):
+    """What the MetalCluster and MetalMachine controllers share: their resource, Cluster API
+    reads, and the object as it is now (not the cache's)."""
+
+    resource: Resource
+
+    def __init__(self, kube: KubeClient, cache: Cache) -> None:
+        super().__init__(kube, cache)
+        self.capi = ClusterApi(kube)
+
+    def own(self, event_type: str | None, body: Body) -> list[tuple[str, Key]]:
+        """The object's own events reconcile it."""
+        return [(self.name, key_of(body))]
+
+    async def fetch(self, key: Key) -> Body | None:
+        """The object, read now; None when it is gone or someone else manages it
+        (``cluster.x-k8s.io/managed-by``)."""
+        namespace, _, name = key.partition("/")
+        try:
+            body: Body = await self.kube.get(self.resource, name, namespace)
+        except NotFound:
+            return None
+        return None if externally_managed(body) else body
+
+    async def write_status(self, body: Body, status: dict[str, Any]) -> None:
+        """Merge ``status`` into the object's status, when it changes anything."""
+        if changed(body, status):
+            await patch_quietly(
+                self.kube, self.resource, body, {"status": status}, subresource="status"
+            )

@@ -48,7 +48,7 @@ from typing import Any
 import yaml
 
 from arges.api.base import Condition, ConditionStatus, ObjectReference, SecretReference
-from arges.api.binding import CONFIG_KEY, INSTALLED, ServerBinding
+from arges.api.binding import CONFIG_KEY, INSTALLED, ServerBinding, releasing
 from arges.api.cluster import Member, TalosCluster
 from arges.api.server import Server
 from arges.api.serverclass import ServerClass
@@ -289,14 +289,20 @@ class TalosClusterController(Controller):
 
     # Members
 
-    async def _bindings(self, cluster: TalosCluster) -> list[ServerBinding]:
+    async def _bindings(
+        self, cluster: TalosCluster, *, released: bool = False
+    ) -> list[ServerBinding]:
+        """The cluster's members' bindings; those being deleted (members already released)
+        only with ``released``."""
         selector = f"{CLUSTER_LABEL}={cluster.name},{NAMESPACE_LABEL}={cluster.namespace}"
         uid = cluster.metadata.get("uid")
         out = []
         for item in await self.kube.list(SERVER_BINDINGS, label_selector=selector):
             binding = ServerBinding.from_json(item)
             consumer = binding.spec.consumer_ref
-            if consumer.kind == "TalosCluster" and consumer.uid in (None, uid):
+            if consumer.kind != "TalosCluster" or consumer.uid not in (None, uid):
+                continue
+            if released or not releasing(item):
                 out.append(binding)
         return sorted(out, key=lambda b: b.name)
 
@@ -733,7 +739,7 @@ class TalosClusterController(Controller):
         # point leaves the finalizer, so the next reconcile repeats what is left.
         for binding in bindings:
             await self._release(cluster, binding.name, binding.metadata.get("uid"))
-        if await self._bindings(cluster):
+        if await self._bindings(cluster, released=True):
             return 1.0
         await self._sweep(cluster, [])
         for name in (

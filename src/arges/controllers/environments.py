@@ -18,7 +18,7 @@ import contextlib
 import datetime as dt
 from typing import Any
 
-from arges.api.environment import Environment, EnvironmentSpec
+from arges.api.environment import BUILT_IN, Environment, EnvironmentSpec
 from arges.assets import AssetCache, AssetError
 from arges.controllers.runtime import Body, Cache, Controller, Key, Watch, key_of
 from arges.kube.client import KubeClient
@@ -26,7 +26,6 @@ from arges.kube.errors import AlreadyExists, NotFound
 from arges.kube.resources import ENVIRONMENTS
 from arges.metal.conditions import set_condition
 
-BUILT_IN = "metal.arges.dev/built-in"
 RETRY_CAP = 600.0
 
 

@@ -20,7 +20,7 @@ import datetime as dt
 
 from arges.controllers.capi import (
     CLUSTERS_WATCH,
-    ClusterApi,
+    InfrastructureController,
     changed,
     infra_ref_key,
     patch_quietly,
@@ -28,51 +28,38 @@ from arges.controllers.capi import (
     with_finalizer,
     without_finalizer,
 )
-from arges.controllers.runtime import Body, Cache, Controller, Key, Watch, key_of
-from arges.kube.client import KubeClient
-from arges.kube.errors import NotFound
+from arges.controllers.runtime import Body, Key, Watch
 from arges.kube.resources import METAL_CLUSTERS
-from arges.metal.capi import cluster_gate, endpoint, externally_managed, owner, paused
+from arges.metal.capi import cluster_gate, endpoint, owner, paused
 
 FINALIZER = "metalcluster.infrastructure.cluster.x-k8s.io"
 
 
-class MetalClusterController(Controller):
+class MetalClusterController(InfrastructureController):
     """See the module docstring."""
 
     name = "metalclusters"
     workers = 2
-
-    def __init__(self, kube: KubeClient, cache: Cache) -> None:
-        super().__init__(kube, cache)
-        self.capi = ClusterApi(kube)
+    resource = METAL_CLUSTERS
 
     def watches(self) -> list[Watch]:
-        def own(event_type: str | None, body: Body) -> list[tuple[str, Key]]:
-            return [(self.name, key_of(body))]
-
         def cluster(event_type: str | None, body: Body) -> list[tuple[str, Key]]:
             return [(self.name, k) for k in infra_ref_key(body, "MetalCluster")]
 
-        return [Watch(METAL_CLUSTERS, own), Watch(CLUSTERS_WATCH, cluster)]
+        return [Watch(METAL_CLUSTERS, self.own), Watch(CLUSTERS_WATCH, cluster)]
 
     async def reconcile(self, key: Key) -> float | None:
-        namespace, _, name = key.partition("/")
-        try:
-            body = await self.kube.get(METAL_CLUSTERS, name, namespace)
-        except NotFound:
+        body = await self.fetch(key)
+        if body is None:
             return None
-        if externally_managed(body):
-            return None
+        namespace = body["metadata"]["namespace"]
         ref = owner(body, "Cluster")
         cluster = await self.capi.cluster(namespace, ref["name"]) if ref else None
         now = dt.datetime.now(dt.UTC)
         if paused(cluster, body):
-            status = provisioned_status(body, ready=False, gate=None, paused=True, now=now)
-            if changed(body, status):
-                await patch_quietly(
-                    self.kube, METAL_CLUSTERS, body, {"status": status}, subresource="status"
-                )
+            await self.write_status(
+                body, provisioned_status(body, ready=False, gate=None, paused=True, now=now)
+            )
             return None
         if body["metadata"].get("deletionTimestamp"):
             patch = without_finalizer(body, FINALIZER)

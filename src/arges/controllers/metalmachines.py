@@ -12,8 +12,10 @@ Following the contract's workflow (the Cluster API book, "Contract rules for Inf
    lock TalosClusters take, so no server is ever held twice: the one ``spec.serverRef`` pins,
    else one from ``spec.serverClassRef``'s ServerClass (clean, accepted, not cordoned); a
    binding left by a restart between the allocation and recording it is found again by the
-   MetalMachine's uid (label ``metal.arges.dev/consumer-uid``); no server available is
-   condition ``ServerAllocated=False`` and another try when servers change;
+   MetalMachine's uid (label ``metal.arges.dev/consumer-uid``), and one ``arges import sidero``
+   left naming the MetalMachine before it was moved here (no uid yet) is adopted, its server
+   untouched; no server available is condition ``ServerAllocated=False`` and another try when
+   servers change;
 4. ``spec.serverRef`` and ``spec.providerID`` (``arges://<uuid>``, or the one it already
    has, e.g. an imported Sidero machine's) are written, then the status: provisioned
    (``ready``, ``initialization.provisioned``), addresses from the server's inventory, and the
@@ -28,26 +30,31 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
-from typing import Any
 
 from arges.api.base import ConditionStatus, LocalObjectReference, ObjectReference, SecretReference
-from arges.api.binding import CONFIG_DELIVERED, INSTALLED, Role, ServerBinding, ServerBindingSpec
+from arges.api.binding import (
+    CONFIG_DELIVERED,
+    INSTALLED,
+    RELEASE_FINALIZER,
+    Role,
+    ServerBinding,
+    ServerBindingSpec,
+    releasing,
+)
 from arges.api.server import Server
 from arges.api.serverclass import ServerClass
 from arges.controllers.allocation import allocate
 from arges.controllers.capi import (
     CLUSTERS_WATCH,
     MACHINES_WATCH,
-    ClusterApi,
-    changed,
+    InfrastructureController,
     infra_ref_key,
     patch_quietly,
     provisioned_status,
     with_finalizer,
     without_finalizer,
 )
-from arges.controllers.runtime import Body, Cache, Controller, Key, Watch, key_of
-from arges.kube.client import KubeClient
+from arges.controllers.runtime import Body, Key, RetryLater, Watch, key_of
 from arges.kube.errors import AlreadyExists, Conflict, NotFound
 from arges.kube.resources import (
     METAL_MACHINES,
@@ -61,7 +68,7 @@ from arges.metal.capi import (
     addresses,
     cluster_name,
     data_secret_name,
-    externally_managed,
+    imported_binding,
     machine_gate,
     owner,
     paused,
@@ -85,20 +92,14 @@ def _waiting(body: Body) -> bool:
     return not ((body.get("spec") or {}).get("serverRef") or {}).get("name")
 
 
-class MetalMachineController(Controller):
+class MetalMachineController(InfrastructureController):
     """See the module docstring."""
 
     name = "metalmachines"
     workers = 4
-
-    def __init__(self, kube: KubeClient, cache: Cache) -> None:
-        super().__init__(kube, cache)
-        self.capi = ClusterApi(kube)
+    resource = METAL_MACHINES
 
     def watches(self) -> list[Watch]:
-        def own(event_type: str | None, body: Body) -> list[tuple[str, Key]]:
-            return [(self.name, key_of(body))]
-
         def machine(event_type: str | None, body: Body) -> list[tuple[str, Key]]:
             return [(self.name, k) for k in infra_ref_key(body, "MetalMachine")]
 
@@ -129,7 +130,7 @@ class MetalMachineController(Controller):
             return waiting(event_type, body)
 
         return [
-            Watch(METAL_MACHINES, own),
+            Watch(METAL_MACHINES, self.own),
             Watch(MACHINES_WATCH, machine),
             Watch(CLUSTERS_WATCH, cluster),
             Watch(SERVER_BINDINGS, binding),
@@ -138,20 +139,17 @@ class MetalMachineController(Controller):
         ]
 
     async def reconcile(self, key: Key) -> float | None:
-        namespace, _, name = key.partition("/")
-        try:
-            body = await self.kube.get(METAL_MACHINES, name, namespace)
-        except NotFound:
+        body = await self.fetch(key)
+        if body is None:
             return None
-        if externally_managed(body):
-            return None
+        namespace = body["metadata"]["namespace"]
         ref = owner(body, "Machine")
         machine = await self.capi.machine(namespace, ref["name"]) if ref else None
         cluster_of = cluster_name(body) or (cluster_name(machine) if machine else "")
         cluster = await self.capi.cluster(namespace, cluster_of)
         now = dt.datetime.now(dt.UTC)
         if paused(cluster, body):
-            await self._status(
+            await self.write_status(
                 body, provisioned_status(body, ready=False, gate=None, paused=True, now=now)
             )
             return None
@@ -164,7 +162,7 @@ class MetalMachineController(Controller):
                 return None
         gate = machine_gate(body, machine, cluster)
         if gate is not None or machine is None or cluster is None:
-            await self._status(
+            await self.write_status(
                 body, provisioned_status(body, ready=False, gate=gate, paused=False, now=now)
             )
             return None
@@ -178,22 +176,53 @@ class MetalMachineController(Controller):
                 status = provisioned_status(
                     body, ready=False, gate=None, paused=False, now=now, extra=extra
                 )
-                await self._status(body, status)
+                await self.write_status(body, status)
                 return RETRY_ALLOCATION if why[0] == "NoServerAvailable" else None
         return await self._provisioned(body, held, now)
 
     # Binding
 
-    async def _held(self, body: Body) -> ServerBinding | None:
+    async def _held(self, body: Body, *, released: bool = False) -> ServerBinding | None:
         """This MetalMachine's binding: the one its uid labels (a restart may have come
-        between the allocation and ``spec.serverRef``)."""
+        between the allocation and ``spec.serverRef``), else one an import from Sidero left
+        for it, which is adopted; one being deleted only with ``released``."""
         uid = body["metadata"]["uid"]
         found = await self.kube.list(SERVER_BINDINGS, label_selector=f"{CONSUMER_UID_LABEL}={uid}")
         for item in found:
             binding = ServerBinding.from_json(item)
-            if binding.spec.consumer_ref.uid == uid:
+            if binding.spec.consumer_ref.uid == uid and (released or not releasing(item)):
                 return binding
-        return None
+        imported = imported_binding(self.cache.objects(SERVER_BINDINGS), body)
+        return None if imported is None else await self._adopt(imported, body)
+
+    async def _adopt(self, cached: Body, body: Body) -> ServerBinding | None:
+        """Make an imported binding this MetalMachine's: its uid in the consumer reference and
+        the label, written against the binding as it is now (a conflict is retried)."""
+        name = cached["metadata"]["name"]
+        try:
+            current = await self.kube.get(SERVER_BINDINGS, name)
+        except NotFound:
+            return None
+        if imported_binding([current], body) is None:
+            return None
+        uid = body["metadata"]["uid"]
+        patch = {
+            "metadata": {
+                "labels": {CONSUMER_UID_LABEL: uid},
+                "resourceVersion": current["metadata"]["resourceVersion"],
+            },
+            "spec": {"consumerRef": {"uid": uid}},
+        }
+        try:
+            adopted = await self.kube.patch(SERVER_BINDINGS, name, patch)
+        except Conflict as exc:
+            raise RetryLater(f"binding {name} changed while being adopted") from exc
+        meta = body["metadata"]
+        log.info("%s/%s: adopted server %s (imported)", meta["namespace"], meta["name"], name)
+        await self.kube.event(
+            body, "ServerAdopted", f"adopted server {name}, bound to it in Sidero and imported"
+        )
+        return ServerBinding.from_json(adopted)
 
     async def _bind(
         self, body: Body, machine: Body, cluster: str
@@ -273,7 +302,14 @@ class MetalMachineController(Controller):
         try:
             created = await self.kube.create(
                 SERVER_BINDINGS,
-                {"metadata": {"name": server, "labels": labels}, "spec": spec.to_json()},
+                {
+                    "metadata": {
+                        "name": server,
+                        "labels": labels,
+                        "finalizers": [RELEASE_FINALIZER],
+                    },
+                    "spec": spec.to_json(),
+                },
             )
         except AlreadyExists:
             return None, ("ServerInUse", f"Server {server} is bound to something else")
@@ -320,21 +356,16 @@ class MetalMachineController(Controller):
         status = provisioned_status(body, ready=True, gate=None, paused=False, now=now, extra=extra)
         if server is not None:
             status["addresses"] = [a.to_json() for a in addresses(server)] or None
-        await self._status(body, status)
+        await self.write_status(body, status)
         return None
-
-    async def _status(self, body: Body, status: dict[str, Any]) -> None:
-        if changed(body, status):
-            await patch_quietly(
-                self.kube, METAL_MACHINES, body, {"status": status}, subresource="status"
-            )
 
     # Deletion
 
     async def _finalize(self, body: Body) -> float | None:
-        """Release the server, then lift the finalizer (a kill between the two repeats the
-        release, which finds nothing left to delete)."""
-        held = await self._held(body)
+        """Release the server and wait until its binding is gone (the server recorded as
+        released), then lift the finalizer (a kill between the two repeats the release,
+        which finds nothing left to delete)."""
+        held = await self._held(body, released=True)
         if held is not None:
             meta = body["metadata"]
             with contextlib.suppress(NotFound, Conflict):

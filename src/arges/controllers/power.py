@@ -18,17 +18,21 @@ import base64
 import binascii
 import datetime as dt
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-from arges.api.base import Condition
-from arges.api.binding import ServerBinding
-from arges.api.server import Server
+from arges.api.base import Condition, ConditionStatus
+from arges.api.binding import ServerBinding, releasing
+from arges.api.server import IPMI_PORT, BootMethod, Server
+from arges.api.serverclass import ServerClass
 from arges.controllers.runtime import Body, Cache, Controller, Key, RetryLater, Watch, key_of
 from arges.kube.client import KubeClient
 from arges.kube.errors import NotFound
-from arges.kube.resources import SECRETS, SERVER_BINDINGS, SERVERS
+from arges.kube.resources import SECRETS, SERVER_BINDINGS, SERVER_CLASSES, SERVERS
 from arges.metal.conditions import condition_patch
-from arges.metal.power import POWER_CYCLE, intent
+from arges.metal.media import MediaUnavailable
+from arges.metal.power import AGENT_MEDIA, POWER_CYCLE, PowerIntent, intent
+from arges.metrics import Metrics
 from arges.power.base import BmcInfo, BootDevice, PowerAction, PowerDriver, PowerState
 from arges.power.errors import PowerError, Unsupported
 from arges.power.factory import build_driver
@@ -36,7 +40,27 @@ from arges.power.factory import build_driver
 log = logging.getLogger(__name__)
 
 POWER_MANAGEMENT = "PowerManagement"
+CERTIFICATE_VERIFIED = "BMCCertificateVerified"
+"""Redfish BMCs: whether Arges verifies the BMC's TLS certificate (False: it does not, by
+``spec.bmc.insecure`` or a plain-HTTP endpoint), so an insecure setting is never silent."""
 ACTIONS = {"on": PowerAction.ON, "off": PowerAction.OFF, "cycle": PowerAction.CYCLE}
+DONE = {"on": "PoweredOn", "off": "PoweredOff", "cycle": "PowerCycled"}
+"""The reason of the Event recording each action the BMC carried out."""
+
+
+def certificate_verification(info: BmcInfo) -> tuple[ConditionStatus, str, str]:
+    """Status, reason and message of condition ``BMCCertificateVerified`` for ``info``."""
+    if info.endpoint.startswith("http://"):
+        return "False", "PlainHTTP", "the Redfish endpoint is plain HTTP: no TLS at all"
+    if info.insecure:
+        return (
+            "False",
+            "Insecure",
+            "spec.bmc.insecure is set: the BMC's TLS certificate is not verified",
+        )
+    if info.ca:
+        return "True", "SecretCA", "verified against ca.crt of the BMC credentials Secret"
+    return "True", "HostCAs", "verified against the host's trusted CAs"
 
 
 class CredentialsProblem(Exception):
@@ -57,8 +81,14 @@ class PowerController(Controller):
         reboot_timeout: float = 900.0,
         refresh: float = 60.0,
         action_wait: float = 60.0,
+        media: Callable[[str], Awaitable[str]] | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
+        """``media`` gives the URL of a Server's agent ISO, built, where its BMC fetches it
+        for a virtual-media boot (None: Arges serves no boot HTTP, so there is none)."""
         super().__init__(kube, cache)
+        self.metrics = metrics if metrics is not None else Metrics()
+        self.media = media
         self.reboot_timeout = dt.timedelta(seconds=reboot_timeout)
         self.refresh = refresh
         self.action_wait = action_wait
@@ -71,7 +101,12 @@ class PowerController(Controller):
             ref = (body.get("spec") or {}).get("serverRef") or {}
             return [(self.name, ref.get("name") or key_of(body))]
 
-        return [Watch(SERVERS, own), Watch(SERVER_BINDINGS, bound)]
+        def members(event_type: str | None, body: Body) -> list[tuple[str, Key]]:
+            status = body.get("status") or {}
+            names = [*(status.get("serversAvailable") or []), *(status.get("serversInUse") or [])]
+            return [(self.name, name) for name in names]
+
+        return [Watch(SERVERS, own), Watch(SERVER_BINDINGS, bound), Watch(SERVER_CLASSES, members)]
 
     async def reconcile(self, key: Key) -> float | None:
         body = self.cache.get(SERVERS, key)
@@ -88,46 +123,91 @@ class PowerController(Controller):
             )
             return None
         try:
-            driver = build_driver(await self._credentials(server))
+            info = await self._credentials(server)
+            driver = build_driver(info)
             driver.validate()
         except (CredentialsProblem, Unsupported, ValueError) as exc:
             await self._record(server, PowerState.UNKNOWN, "False", "InvalidBMC", str(exc))
             return self.refresh
+        if info.protocol == "redfish":
+            await self._set(server, CERTIFICATE_VERIFIED, *certificate_verification(info))
         binding_body = self.cache.get(SERVER_BINDINGS, key)
-        binding = ServerBinding.from_json(binding_body) if binding_body else None
+        # A binding being deleted holds nothing any more: its server goes to the agent.
+        held = binding_body is not None and not releasing(binding_body)
+        binding = ServerBinding.from_json(binding_body) if held else None
         now = dt.datetime.now(dt.UTC)
-        plan = intent(server, binding, now=now, reboot_timeout=self.reboot_timeout)
+        plan = intent(
+            server,
+            binding,
+            now=now,
+            reboot_timeout=self.reboot_timeout,
+            boot_method=self._boot_method(server),
+        )
         try:
-            state = await self._apply(server, driver, plan.action, plan.network_boot, now)
+            state = await self._apply(server, driver, plan, now)
         except PowerError as exc:
             await self._record(server, PowerState.UNKNOWN, "False", type(exc).__name__, str(exc))
+            await self.kube.event(body, "PowerFailed", str(exc), type="Warning")
+            raise RetryLater(str(exc)) from exc
+        except MediaUnavailable as exc:
+            await self._record(
+                server, PowerState.UNKNOWN, "False", "AgentMediaUnavailable", str(exc)
+            )
             raise RetryLater(str(exc)) from exc
         await self._record(server, state, "True", "BMCAnswers", plan.reason)
         return self.refresh
 
+    def _boot_method(self, server: Server) -> BootMethod:
+        """The Server's boot method, else that of the first ServerClass (by name) it belongs
+        to that sets one, else network."""
+        if server.spec.boot_method is not None:
+            return server.spec.boot_method
+        for body in sorted(self.cache.objects(SERVER_CLASSES), key=key_of):
+            server_class = ServerClass.from_json(body)
+            members = [
+                *(server_class.status.servers_available or []),
+                *(server_class.status.servers_in_use or []),
+            ]
+            if server.name in members and server_class.spec.boot_method is not None:
+                return server_class.spec.boot_method
+        return "network"
+
     async def _apply(
-        self,
-        server: Server,
-        driver: PowerDriver,
-        action: str | None,
-        network_boot: bool,
-        now: dt.datetime,
+        self, server: Server, driver: PowerDriver, plan: PowerIntent, now: dt.datetime
     ) -> PowerState:
         state = await driver.get_power_state()
+        if plan.eject:
+            await driver.eject_media()
+            await self._set(server, AGENT_MEDIA, "False", "Ejected", "the agent ISO was ejected")
+        action = plan.action
         if (
             action is None
             or (action == "on" and state == PowerState.ON)
             or (action == "off" and state == PowerState.OFF)
         ):
             return state
-        if network_boot:
+        if plan.network_boot:
             await driver.set_boot_device(BootDevice.NETWORK)
+        if plan.media:
+            if self.media is None:
+                raise Unsupported(
+                    "virtual media needs Arges' boot HTTP service, which serves the agent ISO"
+                )
+            url = await self.media(server.name)
+            await driver.insert_media(url)
+            await self._set(server, AGENT_MEDIA, "True", "Inserted", f"the agent ISO {url}")
+            await driver.set_boot_device(BootDevice.CD)
         if action == "cycle":
-            await self._cycle_requested(server, now)
-        log.info("%s: power %s%s", server.name, action, " (network boot)" if network_boot else "")
-        return await driver.power(ACTIONS[action], self.action_wait)
+            await self._cycle_requested(server, now, plan.reason)
+        how = " (network boot)" if plan.network_boot else " (virtual media)" if plan.media else ""
+        log.info("%s: power %s%s", server.name, action, how)
+        with self.metrics.power_operation(driver.info.protocol, action):
+            state = await driver.power(ACTIONS[action], self.action_wait)
+        message = f"{plan.reason}{how}; the BMC reports power {state.value}"
+        await self.kube.event(server.to_json(), DONE[action], message)
+        return state
 
-    async def _cycle_requested(self, server: Server, now: dt.datetime) -> None:
+    async def _cycle_requested(self, server: Server, now: dt.datetime, why: str) -> None:
         def record(obj: dict[str, Any]) -> dict[str, Any]:
             conditions = (obj.get("status") or {}).get("conditions") or []
             # Each request is a new one: its time moves even though the status stays True.
@@ -135,7 +215,7 @@ class PowerController(Controller):
                 type=POWER_CYCLE,
                 status="True",
                 reason="Requested",
-                message="power cycle requested so the agent wipes the disks",
+                message=f"power cycle requested ({why})",
                 last_transition_time=now.replace(microsecond=0),
             )
             kept = [c for c in conditions if c.get("type") != POWER_CYCLE]
@@ -143,12 +223,12 @@ class PowerController(Controller):
 
         # The request is recorded before its Event: a kill between them loses the Event only.
         updated = await self.kube.update_status(SERVERS, server.name, record)
-        await self.kube.event(updated, "PowerCycle", "network boot, then power cycle")
+        await self.kube.event(updated, "PowerCycle", why)
 
     async def _credentials(self, server: Server) -> BmcInfo:
         bmc = server.spec.bmc
         assert bmc is not None
-        username = password = ""
+        username = password = ca = ""
         ref = bmc.credentials_secret_ref
         if ref is not None:
             try:
@@ -161,13 +241,36 @@ class PowerController(Controller):
             try:
                 username = base64.b64decode(data.get("username", "")).decode()
                 password = base64.b64decode(data.get("password", "")).decode()
+                ca = base64.b64decode(data.get("ca.crt", "")).decode()
             except (binascii.Error, UnicodeDecodeError) as exc:
                 raise CredentialsProblem(f"Secret {ref.namespace}/{ref.name} is malformed") from exc
             if not username or not password:
                 raise CredentialsProblem(
                     f"Secret {ref.namespace}/{ref.name} needs keys username and password"
                 )
-        return BmcInfo(bmc.address, bmc.port, username, password, bmc.protocol)
+        return BmcInfo(
+            bmc.address or "",
+            bmc.port or IPMI_PORT,
+            username,
+            password,
+            bmc.protocol,
+            endpoint=bmc.endpoint or "",
+            system_id=bmc.system_id or "",
+            ca=ca,
+            insecure=bool(bmc.insecure),
+        )
+
+    async def _set(
+        self, server: Server, kind: str, status: ConditionStatus, reason: str, message: str
+    ) -> None:
+        now = dt.datetime.now(dt.UTC)
+
+        def change(obj: dict[str, Any]) -> dict[str, Any] | None:
+            return condition_patch(obj, kind, status, reason, message, now=now)
+
+        cached = self.cache.get(SERVERS, server.name)
+        if cached is None or change(cached) is not None:
+            await self.kube.update_status(SERVERS, server.name, change)
 
     async def _record(
         self, server: Server, power: PowerState, status: Any, reason: str, message: str

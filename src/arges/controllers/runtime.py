@@ -24,6 +24,7 @@ import contextlib
 import functools
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -34,6 +35,7 @@ from arges.kube.client import KubeClient
 from arges.kube.connection import Connection
 from arges.kube.errors import KubeError
 from arges.kube.resources import Resource
+from arges.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -150,6 +152,10 @@ class WorkQueue:
             self._again.discard(key)
             self.add(key)
 
+    def depth(self) -> int:
+        """How many keys wait to be reconciled now (delayed retries not counted)."""
+        return len(self._queued)
+
     def failures(self, key: Key) -> int:
         """How many times in a row ``key`` has failed (0 after a success)."""
         return self._failures.get(key, 0)
@@ -192,9 +198,11 @@ class Controller:
         again after, or None. Raising retries with backoff."""
         raise NotImplementedError
 
-    async def run_worker(self) -> None:
+    async def run_worker(self, metrics: Metrics) -> None:
+        """Reconcile keys from the queue for ever, recording each in ``metrics``."""
         while True:
             key = await self.queue.get()
+            started = time.monotonic()
             failed = False
             again: float | None = None
             try:
@@ -207,6 +215,7 @@ class Controller:
                 log.exception("%s %s failed (retrying)", self.name, key)
             finally:
                 self.queue.done(key, failed=failed, requeue_after=again)
+                metrics.reconciled(self.name, time.monotonic() - started, failed=failed)
 
 
 def kopf_connection(connection: Connection) -> kopf.ConnectionInfo:
@@ -236,10 +245,18 @@ class Manager:
     and the queues live.
     """
 
-    def __init__(self, connection: Connection, controllers: list[Controller], cache: Cache) -> None:
+    def __init__(
+        self,
+        connection: Connection,
+        controllers: list[Controller],
+        cache: Cache,
+        metrics: Metrics | None = None,
+    ) -> None:
         self.connection = connection
         self.controllers = {c.name: c for c in controllers}
         self.cache = cache
+        self.metrics = metrics if metrics is not None else Metrics()
+        self.metrics.queues = lambda: {n: c.queue.depth() for n, c in self.controllers.items()}
 
     def _registry(self, loop: asyncio.AbstractEventLoop) -> kopf.OperatorRegistry:
         registry = kopf.OperatorRegistry()
@@ -292,7 +309,9 @@ class Manager:
                 await controller.start()
                 for i in range(controller.workers):
                     tasks.append(
-                        asyncio.create_task(controller.run_worker(), name=f"{controller.name}-{i}")
+                        asyncio.create_task(
+                            controller.run_worker(self.metrics), name=f"{controller.name}-{i}"
+                        )
                     )
             if ready is not None:
                 ready.set()

@@ -4,7 +4,8 @@ Any Server or ServerBinding change enqueues every class (membership depends on a
 them); the queue folds bursts into one reconcile per class. A class whose selector or CEL
 expressions cannot be used gets ``Valid=False`` with a message naming the field, and no
 members, instead of silently matching nothing. The built-in class ``any`` is created at
-start and keeps no qualifiers.
+start, again whenever it is deleted (TalosCluster pools and cluster templates default to it),
+and keeps no qualifiers.
 """
 
 from __future__ import annotations
@@ -44,12 +45,17 @@ class ServerClassController(Controller):
         ]
 
     async def start(self) -> None:
+        await self._create_any()
+
+    async def _create_any(self) -> None:
         with contextlib.suppress(AlreadyExists):
             await self.kube.create(SERVER_CLASSES, {"metadata": {"name": ANY_CLASS}, "spec": {}})
 
     async def reconcile(self, key: Key) -> float | None:
         body = self.cache.get(SERVER_CLASSES, key)
         if body is None:
+            if key == ANY_CLASS:
+                await self._create_any()
             return None
         sc = ServerClass.from_json(body)
         rv = body["metadata"]["resourceVersion"]

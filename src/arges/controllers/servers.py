@@ -3,9 +3,12 @@
 For each Server, from its own state and whether a ServerBinding of the same name exists:
 
 - a bound server is in use and not clean (it is about to be installed);
-- an unbound server is not in use; a server that was in use and no longer is has been
-  released: it stays not clean until the agent reports a successful wipe, and its
-  ``PowerCycle`` record is dropped so the power controller reboots it into the agent at once;
+- an unbound server is not in use; a server whose binding is being deleted has been
+  released: it is recorded as not in use and not clean (so it stays so until the agent
+  reports a successful wipe), its ``PowerCycle`` record is dropped so the power controller
+  reboots it into the agent at once, and only then is the binding's
+  ``metal.arges.dev/server-release`` finalizer removed: however briefly a binding existed,
+  its server is wiped before reuse;
 - a server that is not accepted is never clean (it is wiped once accepted);
 - every server carries the ``metal.arges.dev/server-protection`` finalizer, removed only when
   it is being deleted and no binding holds it, so a bound server cannot be deleted.
@@ -16,16 +19,24 @@ cache is refused (409) and recomputed instead of overwriting newer facts (e.g. a
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+from collections.abc import Callable
 from typing import Any
 
+from arges.api.binding import RELEASE_FINALIZER, releasing
 from arges.api.server import Server
-from arges.controllers.runtime import Body, Controller, Key, Watch, key_of
+from arges.controllers.runtime import Body, Controller, Key, RetryLater, Watch, key_of
+from arges.kube.errors import Conflict, NotFound
 from arges.kube.resources import SERVER_BINDINGS, SERVERS
 from arges.metal.conditions import condition_patch
 from arges.metal.power import POWER_CYCLE
 
 FINALIZER = "metal.arges.dev/server-protection"
+
+
+def _finalizers(body: Body) -> list[str]:
+    return list((body.get("metadata") or {}).get("finalizers") or [])
 
 
 def _server_key(event_type: str | None, body: Body) -> list[tuple[str, Key]]:
@@ -47,57 +58,104 @@ class ServerController(Controller):
 
     async def reconcile(self, key: Key) -> float | None:
         body = self.cache.get(SERVERS, key)
+        binding = self.cache.get(SERVER_BINDINGS, key)
         if body is None:
+            if binding is not None and releasing(binding):
+                await self._release_done(binding)
             return None
         server = Server.from_json(body)
         meta = body["metadata"]
         rv = meta["resourceVersion"]
         finalizers: list[str] = list(meta.get("finalizers") or [])
-        bound = self.cache.get(SERVER_BINDINGS, key) is not None
+        released = releasing(binding)
+        bound = binding is not None and not released
         if meta.get("deletionTimestamp"):
-            if FINALIZER in finalizers and not bound:
+            if FINALIZER in finalizers and binding is None:
                 rest = [f for f in finalizers if f != FINALIZER]
                 await self.kube.patch(
                     SERVERS, key, {"metadata": {"finalizers": rest or None, "resourceVersion": rv}}
                 )
-            elif bound:
+            elif binding is not None:
                 await self._deletion_blocked(server)
-            return None
-        if FINALIZER not in finalizers:
+        elif FINALIZER not in finalizers:
             await self.kube.patch(
                 SERVERS,
                 key,
                 {"metadata": {"finalizers": [*finalizers, FINALIZER], "resourceVersion": rv}},
             )
             return None
+        else:
+            await self._status(server, body, bound, released)
+        if binding is not None and released:
+            await self._release_done(binding)
+        elif binding is not None and RELEASE_FINALIZER not in _finalizers(binding):
+            # A binding made before bindings carried this finalizer.
+            await self._binding_finalizers(
+                binding, lambda fs: fs if RELEASE_FINALIZER in fs else [*fs, RELEASE_FINALIZER]
+            )
+        return None
+
+    async def _status(self, server: Server, body: Body, bound: bool, released: bool) -> None:
         status = server.status
         in_use = bound
-        is_clean = bool(status.is_clean) and server.spec.accepted and not bound
+        is_clean = bool(status.is_clean) and server.spec.accepted and not bound and not released
         if status.in_use == in_use and status.is_clean == is_clean:
-            return None
+            return
         patch: dict[str, Any] = {
-            "metadata": {"resourceVersion": rv},
+            "metadata": {"resourceVersion": body["metadata"]["resourceVersion"]},
             "status": {"inUse": in_use, "isClean": is_clean},
         }
-        if status.in_use and not in_use:
+        if released:
             # A release starts a new wipe: an earlier power-cycle request must not hold it off.
             patch["status"]["conditions"] = [
                 c.to_json() for c in status.conditions or [] if c.type != POWER_CYCLE
             ]
         # Status before Event: a kill between them loses the Event only, since the next
         # reconcile sees the status already written and has nothing to announce.
-        await self.kube.patch(SERVERS, key, patch, subresource="status")
-        if status.in_use and not in_use:
+        await self.kube.patch(SERVERS, server.name, patch, subresource="status")
+        if released:
             await self.kube.event(
                 body, "Released", "no longer bound; it will be wiped before it is available again"
             )
         elif in_use and not status.in_use:
-            binding = self.cache.get(SERVER_BINDINGS, key) or {}
+            binding = self.cache.get(SERVER_BINDINGS, server.name) or {}
             consumer = (binding.get("spec") or {}).get("consumerRef") or {}
             await self.kube.event(
                 body, "Allocated", f"bound to {consumer.get('kind')} {consumer.get('name')}"
             )
-        return None
+
+    async def _release_done(self, binding: Body) -> None:
+        """Let a deleted binding go: its server's release is recorded (or the server is
+        gone)."""
+        await self._binding_finalizers(
+            binding, lambda fs: [f for f in fs if f != RELEASE_FINALIZER]
+        )
+
+    async def _binding_finalizers(
+        self, binding: Body, change: Callable[[list[str]], list[str]]
+    ) -> None:
+        """Read-modify-write of a binding's finalizers on the binding as it is now (the cache
+        may lag behind the deletion that made this necessary), retried on conflicts."""
+        name = binding["metadata"]["name"]
+        for _ in range(5):
+            try:
+                current = await self.kube.get(SERVER_BINDINGS, name)
+            except NotFound:
+                return
+            finalizers = _finalizers(current)
+            wanted = change(finalizers)
+            if wanted == finalizers:
+                return
+            patch = {
+                "metadata": {
+                    "finalizers": wanted or None,
+                    "resourceVersion": current["metadata"]["resourceVersion"],
+                }
+            }
+            with contextlib.suppress(Conflict):
+                await self.kube.patch(SERVER_BINDINGS, name, patch)
+                return
+        raise RetryLater(f"binding {name} keeps changing")
 
     async def _deletion_blocked(self, server: Server) -> None:
         now = dt.datetime.now(dt.UTC)

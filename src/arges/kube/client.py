@@ -13,10 +13,8 @@ against the embedded API server and a real one. Watching is kopf's job (see
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import json
 import logging
-import uuid
 from collections.abc import Callable
 from typing import Any, Self
 
@@ -24,7 +22,8 @@ import aiohttp
 
 from arges.kube.connection import Connection
 from arges.kube.errors import Conflict, KubeError, NotFound, Unavailable, from_status
-from arges.kube.resources import EVENTS, Resource
+from arges.kube.events import EventRecorder
+from arges.kube.resources import Resource
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +42,7 @@ class KubeClient:
         self.connection = connection
         self.component = component
         self._session: aiohttp.ClientSession | None = None
+        self._events = EventRecorder(self, component)
 
     async def __aenter__(self) -> Self:
         self.open()
@@ -262,36 +262,9 @@ class KubeClient:
         *,
         type: str = "Normal",
     ) -> None:
-        """Record a ``core/v1`` Event about ``regarding`` (in ``default`` when cluster-scoped).
+        """Record a ``core/v1`` Event about ``regarding`` (in ``default`` when cluster-scoped),
+        or count a repeat of one recorded before (see :mod:`arges.kube.events`).
 
         Failures are logged, never raised: an event is a courtesy, not part of the change.
         """
-        meta = regarding.get("metadata") or {}
-        namespace = meta.get("namespace") or "default"
-        now = _now()
-        event = {
-            "metadata": {"name": f"{meta.get('name', 'object')}.{uuid.uuid4().hex[:16]}"},
-            "involvedObject": {
-                "apiVersion": regarding.get("apiVersion", ""),
-                "kind": regarding.get("kind", ""),
-                "name": meta.get("name", ""),
-                "uid": meta.get("uid", ""),
-                **({"namespace": meta["namespace"]} if meta.get("namespace") else {}),
-            },
-            "reason": reason,
-            "message": message,
-            "type": type,
-            "source": {"component": self.component},
-            "reportingComponent": self.component,
-            "firstTimestamp": now,
-            "lastTimestamp": now,
-            "count": 1,
-        }
-        try:
-            await self.create(EVENTS, event, namespace)
-        except KubeError as exc:
-            log.warning("could not record event %s on %s: %s", reason, meta.get("name"), exc)
-
-
-def _now() -> str:
-    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        await self._events.record(regarding, reason, message, type)

@@ -5,19 +5,23 @@ kubeconfig in ``DATA_DIR``), plans the servers (:mod:`arges.lab.plan`), and then
 ``DATA_DIR/lab/state.json`` first so that nothing it creates is ever forgotten:
 
 1. each server's run directory, raw disks (sparse files) and, for UEFI, its own copy of
-   OVMF's variable store;
+   OVMF's variable store; with Redfish BMCs, the lab's CA and the BMCs' certificate;
 2. the provisioning network with one tap per NIC (:class:`~arges.lab.network.LabNetwork`);
 3. the servers' Secrets and Servers in Arges (:mod:`arges.lab.records`);
 4. the supervisor (:mod:`arges.lab.supervisor`), which runs dnsmasq, the BMCs and the
    servers' QEMU processes, detached, and says when they are up.
 
+IPMI BMCs listen on UDP and Redfish BMCs on TCP; every BMC port is taken free on both, so a
+lab's ports never depend on its mix.
+
 A failure at any step removes everything created so far, Arges' objects included.
 
 :func:`down` removes a lab, however far it got and whether or not its supervisor is still
-alive: the supervisor, then any QEMU process it left (by pid file), then any process still
-in the lab's namespace, then the namespace and the host link, the lab's BMC Secrets in
-Arges, and ``DATA_DIR/lab``. It leaves the Server objects in Arges (they are the inventory
-record; ``kubectl delete server`` is the operator's call). It is safe to run twice.
+alive: the supervisor, then any Redfish BMC or QEMU process it left (found by their command
+lines and pid files), then any process still in the lab's namespace, then the namespace and
+the host link, the lab's BMC Secrets in Arges, and ``DATA_DIR/lab``. It leaves the Server
+objects in Arges (they are the inventory record; ``kubectl delete server`` is the operator's
+call). It is safe to run twice.
 """
 
 from __future__ import annotations
@@ -45,7 +49,7 @@ from arges.kube.client import KubeClient
 from arges.kube.connection import ConfigError, from_kubeconfig
 from arges.kube.errors import KubeError
 from arges.kube.resources import SERVERS
-from arges.lab import preflight
+from arges.lab import preflight, tls
 from arges.lab.network import LabNetwork, NetworkError
 from arges.lab.plan import LabSpec, PlanError, plan
 from arges.lab.records import forget, record
@@ -111,23 +115,33 @@ async def connect(data_dir: Path, network: LabNetwork) -> KubeClient:
     return kube
 
 
-def free_udp_ports(count: int, start: int = BMC_BASE_PORT, address: str = "127.0.0.1") -> list[int]:
-    """The first ``count`` UDP ports from ``start`` up that nothing has bound on ``address``.
+def free_ports(count: int, start: int = BMC_BASE_PORT, address: str = "127.0.0.1") -> list[int]:
+    """The first ``count`` ports from ``start`` up that nothing has bound on ``address``,
+    neither in UDP (IPMI) nor in TCP (Redfish).
 
     Raises:
         LabError: when there are not that many below 65536.
     """
     ports: list[int] = []
     for port in range(start, 65536):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-            try:
-                sock.bind((address, port))
-            except OSError:
-                continue
+        if not all(_bindable(address, port, kind) for kind in _SOCKET_KINDS):
+            continue
         ports.append(port)
         if len(ports) == count:
             return ports
-    raise LabError(f"no {count} free UDP ports from {start} up for the BMCs")
+    raise LabError(f"no {count} free ports from {start} up for the BMCs")
+
+
+_SOCKET_KINDS = (socket.SOCK_DGRAM, socket.SOCK_STREAM)
+
+
+def _bindable(address: str, port: int, kind: socket.SocketKind) -> bool:
+    with socket.socket(socket.AF_INET, kind) as sock:
+        try:
+            sock.bind((address, port))
+        except OSError:
+            return False
+    return True
 
 
 def _existing(network: LabNetwork, directory: Path) -> str | None:
@@ -156,7 +170,7 @@ async def up(
     """
     network = spec.network
     uefi = spec.firmware != "bios"
-    found = preflight.problems(uefi=uefi, site_dhcp=spec.site_dhcp)
+    found = preflight.problems(uefi=uefi, site_dhcp=spec.site_dhcp, bmc=spec.bmc != "redfish")
     if found:
         raise LabError("the lab cannot run on this host:\n" + "\n".join(f"  - {p}" for p in found))
     directory = lab_dir(data_dir)
@@ -168,7 +182,7 @@ async def up(
         )
     ovmf = preflight.ovmf_images() if uefi else None
     try:
-        servers = plan(spec, directory, free_udp_ports(spec.servers), rng or random.SystemRandom())
+        servers = plan(spec, directory, free_ports(spec.servers), rng or random.SystemRandom())
     except PlanError as exc:
         raise LabError(str(exc)) from exc
     kube = await connect(data_dir, network)
@@ -187,7 +201,7 @@ async def up(
     )
     try:
         progress(f"creating {len(servers)} server(s): disks and firmware variables")
-        await asyncio.to_thread(
+        ca = await asyncio.to_thread(
             _create_files, directory, state, credentials, ovmf[1] if ovmf else None
         )
         progress(f"creating the network: namespace {network.namespace}, link {network.host_link}")
@@ -195,7 +209,7 @@ async def up(
         progress("recording the servers' BMCs in Arges")
         assert state.arges is not None
         try:
-            await record(kube, servers, credentials, state.arges)
+            await record(kube, servers, credentials, state.arges, ca)
         finally:
             save_state(directory, state)
         progress("starting the supervisor: site DHCP, BMCs, servers")
@@ -218,12 +232,16 @@ def _create_files(
     state: LabState,
     credentials: dict[str, Credentials],
     ovmf_vars: Path | None,
-) -> None:
-    """The state (first: ``down`` must always find it), the credentials, and each server's
-    run directory, sparse raw disks and own copy of OVMF's variable store."""
+) -> str:
+    """The state (first: ``down`` must always find it), the credentials, the TLS of Redfish
+    BMCs, and each server's run directory, sparse raw disks and own copy of OVMF's variable
+    store. Returns the lab's CA certificate (PEM; empty without Redfish BMCs)."""
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     save_state(directory, state)
     save_credentials(directory, credentials)
+    ca = ""
+    if any(s.bmc_kind == "redfish" for s in state.servers):
+        ca = tls.create(directory / "tls").ca.read_text()
     for server in state.servers:
         server.run_dir.mkdir(parents=True, exist_ok=True)
         for disk in server.disks:
@@ -232,6 +250,7 @@ def _create_files(
         if server.firmware == "uefi":
             assert ovmf_vars is not None
             shutil.copyfile(ovmf_vars, server.ovmf_vars)
+    return ca
 
 
 def _start_supervisor(directory: Path, timeout: float) -> int:
@@ -322,7 +341,7 @@ def _remove_local(directory: Path, state: LabState | None, net: LabNetwork) -> l
     if pid and _is_ours(pid, "arges.lab.supervisor", str(directory)):
         _terminate([pid])
         report.append(f"stopped the supervisor (pid {pid})")
-    leftovers = []
+    leftovers = [p for p in _pids_of("arges.lab.redfish", str(directory)) if p != pid]
     for server in state.servers if state is not None else []:
         qemu = _read_pid(server.pid_file)
         if qemu is not None and _is_ours(qemu, "qemu", str(server.run_dir)):
@@ -368,6 +387,15 @@ def _is_ours(pid: int, *needles: str) -> bool:
     from a stale file may belong to something else by now)."""
     cmdline = _cmdline(pid)
     return cmdline is not None and _alive(pid) and all(n in cmdline for n in needles)
+
+
+def _pids_of(*needles: str) -> list[int]:
+    """Live processes whose command lines hold every one of ``needles``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and _is_ours(int(entry.name), *needles):
+            found.append(int(entry.name))
+    return found
 
 
 def _namespace_pids(network: LabNetwork) -> list[int]:

@@ -9,8 +9,12 @@ racks have:
 - ``uefi``: OVMF with the NIC option ROM disabled (``romfile=``), so the firmware's own
   UEFI network stack does PXE: ProxyDHCP, then TFTP of ``ipxe.efi``, then HTTP.
 
-Boot order is expressed with ``bootindex`` on the NIC and the disks, which both firmwares
-honour; "boot from network" puts the first NIC first. Both firmwares write their console
+Boot order is expressed with ``bootindex`` on the NIC, the disks and the virtual CD, which
+both firmwares honour; "boot from network" puts the first NIC first, "boot from CD" the CD
+(the ISO a Redfish BMC's virtual media holds, attached as an IDE/AHCI CD drive). A machine
+without network boot has no NIC option ROM and, under OVMF, PXE turned off through OVMF's
+``opt/org.tianocore/IPv4PXESupport`` and ``IPv6PXESupport`` settings, as a server whose
+firmware has network boot disabled. Both firmwares write their console
 (and iPXE's) to the serial port, which QEMU logs and offers on a unix socket.
 """
 
@@ -21,7 +25,7 @@ from pathlib import Path
 from typing import Literal
 
 Firmware = Literal["bios", "uefi"]
-BootDevice = Literal["network", "disk"]
+BootDevice = Literal["network", "disk", "cd"]
 
 
 @dataclass(frozen=True)
@@ -81,6 +85,7 @@ class Machine:
     cpus: int = 1
     ovmf_code: Path | None = None
     ovmf_vars: Path | None = None
+    network_boot: bool = True
     extra: tuple[str, ...] = field(default=())
 
     @property
@@ -120,8 +125,14 @@ def prepare_run_dir(machine: Machine) -> None:
         machine.sercon_file.write_bytes(SERCON_PORT)
 
 
-def qemu_argv(machine: Machine, boot: BootDevice, qemu: str = "qemu-system-x86_64") -> list[str]:
-    """The QEMU command line for ``machine`` booting first from ``boot``.
+def qemu_argv(
+    machine: Machine,
+    boot: BootDevice,
+    qemu: str = "qemu-system-x86_64",
+    cdrom: Path | None = None,
+) -> list[str]:
+    """The QEMU command line for ``machine`` booting first from ``boot``, with the ISO image
+    ``cdrom`` in its CD drive (None: no CD drive).
 
     Raises:
         ValueError: a UEFI machine without OVMF images, or a machine without NICs.
@@ -169,13 +180,23 @@ def qemu_argv(machine: Machine, boot: BootDevice, qemu: str = "qemu-system-x86_6
             "-drive",
             f"if=pflash,format=raw,unit=1,file={machine.ovmf_vars}",
         ]
+        if not machine.network_boot:
+            for setting in ("IPv4PXESupport", "IPv6PXESupport"):
+                argv += ["-fw_cfg", f"name=opt/org.tianocore/{setting},string=n"]
     index = 1
+    if cdrom is not None:
+        argv += ["-drive", f"file={cdrom},if=none,id=cd0,format=raw,media=cdrom,readonly=on"]
+        device = "ide-cd,drive=cd0"
+        if boot == "cd":
+            device += f",bootindex={index}"
+            index += 1
+        argv += ["-device", device]
     for i, nic in enumerate(machine.nics):
         argv += ["-netdev", f"tap,id=net{i},ifname={nic.tap},script=no,downscript=no"]
         device = f"virtio-net-pci,netdev=net{i},mac={nic.mac}"
-        if machine.firmware == "uefi":
+        if machine.firmware == "uefi" or not machine.network_boot:
             device += ",romfile="
-        if i == 0 and boot == "network":
+        if i == 0 and boot == "network" and machine.network_boot:
             device += f",bootindex={index}"
             index += 1
         argv += ["-device", device]

@@ -2,8 +2,9 @@
 
 :func:`plan` turns a :class:`LabSpec` into one :class:`~arges.lab.state.LabServer` per
 server: a name (``lab-1`` ...), a firmware (``mixed`` alternates BIOS and UEFI, starting
-with BIOS: 2 BIOS + 1 UEFI for 3), a random version-4 SMBIOS UUID and a serial number, one
-MAC and tap device per NIC, raw disk files with serial numbers, and a BMC port. Randomness
+with BIOS: 2 BIOS + 1 UEFI for 3), a BMC kind (``mixed`` alternates IPMI and Redfish,
+starting with IPMI), a random version-4 SMBIOS UUID and a serial number, one MAC and tap
+device per NIC, raw disk files with serial numbers, and a BMC port. Randomness
 comes from the caller's generator, so plans are reproducible in tests.
 """
 
@@ -19,9 +20,10 @@ from typing import Literal
 
 from arges.lab.machines import Firmware
 from arges.lab.network import LabNetwork
-from arges.lab.state import LabDisk, LabServer
+from arges.lab.state import BmcKind, LabDisk, LabServer
 
 FirmwareMode = Literal["bios", "uefi", "mixed"]
+BmcMode = Literal["ipmi", "redfish", "mixed"]
 MiB, GiB = 1 << 20, 1 << 30
 UNITS = {"": 1, "K": 1 << 10, "M": MiB, "G": GiB, "T": 1 << 40}
 SIZE = re.compile(r"^(\d+)([KMGT]?)(?:I?B)?$")
@@ -50,12 +52,22 @@ class LabSpec:
     network: LabNetwork = field(default_factory=LabNetwork)
     bmc_username: str = "admin"
     qemu: str = "qemu-system-x86_64"
+    bmc: BmcMode = "ipmi"
+    network_boot: bool = True
+    """False: the servers' firmware has network boot disabled."""
 
 
 def firmware_sequence(count: int, mode: FirmwareMode) -> list[Firmware]:
     """The firmware of each of ``count`` servers."""
     if mode == "mixed":
         return ["bios" if i % 2 == 0 else "uefi" for i in range(count)]
+    return [mode] * count
+
+
+def bmc_sequence(count: int, mode: BmcMode) -> list[BmcKind]:
+    """The BMC kind of each of ``count`` servers."""
+    if mode == "mixed":
+        return ["ipmi" if i % 2 == 0 else "redfish" for i in range(count)]
     return [mode] * count
 
 
@@ -103,6 +115,7 @@ def plan(
         raise PlanError(f"need {spec.servers} distinct BMC ports, got {list(bmc_ports)}")
     servers: list[LabServer] = []
     macs: set[str] = set()
+    kinds = bmc_sequence(spec.servers, spec.bmc)
     for i, firmware in enumerate(firmware_sequence(spec.servers, spec.firmware), start=1):
         name = f"lab-{i}"
         run_dir = lab_dir / "servers" / name
@@ -136,6 +149,8 @@ def plan(
                 run_dir=run_dir,
                 bmc_port=bmc_ports[i - 1],
                 bmc_username=spec.bmc_username,
+                bmc_kind=kinds[i - 1],
+                network_boot=spec.network_boot,
             )
         )
     return servers

@@ -1,10 +1,11 @@
 """The lab's servers written into Arges as an operator would from an asset list.
 
 For each server, ahead of its discovery: a Secret ``bmc-<uuid>`` (keys ``username`` and
-``password``, label ``lab.arges.dev/server``) and the Server named by its lowercase SMBIOS
-UUID with ``spec.bmc`` (``127.0.0.1``, its port, ``ipmi``, the Secret) and
-``spec.accepted: false``; the discovery endpoint fills in its status when its agent
-registers. A Server that already exists only gets ``spec.bmc`` patched.
+``password``, and for a Redfish BMC ``ca.crt``, the lab's CA; label ``lab.arges.dev/server``)
+and the Server named by its lowercase SMBIOS UUID with ``spec.bmc`` (IPMI: ``127.0.0.1`` and
+its port; Redfish: ``https://127.0.0.1:<port>``; the Secret) and ``spec.accepted: false``;
+the discovery endpoint fills in its status when its agent registers. A Server that already
+exists only gets ``spec.bmc`` patched.
 
 Everything goes through :class:`~arges.kube.client.KubeClient`, so it works against the
 embedded API server and a real one alike.
@@ -30,16 +31,28 @@ LAB_LABEL = "lab.arges.dev/server"
 
 def bmc_spec(server: LabServer, namespace: str) -> BMC:
     """``spec.bmc`` of the Server for ``server``."""
+    ref = SecretReference(name=server.secret_name, namespace=namespace)
+    if server.bmc_kind == "redfish":
+        return BMC(protocol="redfish", endpoint=server.bmc_url, credentials_secret_ref=ref)
     return BMC(
         address=server.bmc_address,
         port=server.bmc_port,
         protocol="ipmi",
-        credentials_secret_ref=SecretReference(name=server.secret_name, namespace=namespace),
+        credentials_secret_ref=ref,
     )
 
 
-def secret_body(server: LabServer, login: Credentials, namespace: str) -> dict[str, object]:
-    """The BMC credentials Secret (``core/v1``, type Opaque, values base64 as in ``data``)."""
+def secret_body(
+    server: LabServer, login: Credentials, namespace: str, ca: str = ""
+) -> dict[str, object]:
+    """The BMC credentials Secret (``core/v1``, type Opaque, values base64 as in ``data``),
+    with the CA that signed a Redfish BMC's certificate as ``ca.crt``."""
+    data = {
+        "username": base64.b64encode(login.username.encode()).decode(),
+        "password": base64.b64encode(login.password.encode()).decode(),
+    }
+    if server.bmc_kind == "redfish" and ca:
+        data["ca.crt"] = base64.b64encode(ca.encode()).decode()
     return {
         "metadata": {
             "name": server.secret_name,
@@ -47,10 +60,7 @@ def secret_body(server: LabServer, login: Credentials, namespace: str) -> dict[s
             "labels": {LAB_LABEL: server.name},
         },
         "type": "Opaque",
-        "data": {
-            "username": base64.b64encode(login.username.encode()).decode(),
-            "password": base64.b64encode(login.password.encode()).decode(),
-        },
+        "data": data,
     }
 
 
@@ -59,16 +69,17 @@ async def record(
     servers: list[LabServer],
     credentials: dict[str, Credentials],
     into: ArgesRecord,
+    ca: str = "",
 ) -> None:
     """Write every server's Secret and Server, noting each in ``into`` as it is written (so
-    a failure part-way leaves an exact list to take back).
+    a failure part-way leaves an exact list to take back). ``ca`` is the lab's CA (PEM).
 
     Raises:
         KubeError: an API call failed.
     """
     namespace = into.secret_namespace
     for server in servers:
-        body = secret_body(server, credentials[server.name], namespace)
+        body = secret_body(server, credentials[server.name], namespace, ca)
         try:
             await kube.create(SECRETS, body, namespace)
         except AlreadyExists:

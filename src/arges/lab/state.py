@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from arges.lab.machines import Disk, Firmware, Machine, Nic, Smbios
 from arges.lab.network import LabNetwork
 
+BmcKind = Literal["ipmi", "redfish"]
 STATE_FILE = "state.json"
 CREDENTIALS_FILE = "credentials.json"
 VERSION: Literal[1] = 1
@@ -58,6 +59,18 @@ class LabServer(_Model):
     bmc_address: str = "127.0.0.1"
     bmc_port: int = Field(ge=1, le=65535)
     bmc_username: str
+    bmc_kind: BmcKind = "ipmi"
+    """ipmi: IPMI over LAN on UDP ``bmc_port``; redfish: a Redfish service over HTTPS on TCP
+    ``bmc_port``."""
+    network_boot: bool = True
+    """False: the firmware has network boot disabled (no PXE, no NIC option ROM)."""
+
+    @property
+    def bmc_url(self) -> str:
+        """How an operator reaches the BMC: ``https://address:port`` or ``address:port``."""
+        if self.bmc_kind == "redfish":
+            return f"https://{self.bmc_address}:{self.bmc_port}"
+        return f"{self.bmc_address}:{self.bmc_port}"
 
     @property
     def secret_name(self) -> str:
@@ -100,6 +113,7 @@ class LabServer(_Model):
             memory_mib=self.memory_mib,
             ovmf_code=ovmf_code if uefi else None,
             ovmf_vars=self.ovmf_vars if uefi else None,
+            network_boot=self.network_boot,
         )
 
 

@@ -6,15 +6,19 @@ its own and returns once the supervisor says it is ready. The supervisor reads
 travel in argv), then starts:
 
 1. the site DHCP server (dnsmasq, when the lab has one), waiting until it has bound;
-2. one :class:`~arges.lab.bmc.LabBmc` per server on its port, all answered by pyghmi's loop
-   on one thread; each BMC owns its server's QEMU process (:class:`~arges.lab.vm.
+2. one :class:`~arges.lab.bmc.LabBmc` per IPMI server on its port, all answered by pyghmi's
+   loop on one thread; each BMC owns its server's QEMU process (:class:`~arges.lab.vm.
    VirtualMachine`, booting from the network unless told otherwise);
-3. the servers, powered on like a rack someone just switched on, each confirmed running
-   (QEMU answers on its QMP socket).
+3. one process per Redfish server (``python -m arges.lab.redfish``, sushy-tools' emulator:
+   one Flask application per process), which owns its server's QEMU process and logs to the
+   server's ``bmc.log``;
+4. the servers, powered on like a rack someone just switched on, each confirmed running
+   (QEMU answers on its QMP socket; a Redfish BMC also accepts connections).
 
 It then writes one JSON line to ``READY_FD``: ``{"ready": true}``, or ``{"error": "..."}``
-after undoing what it started. On SIGTERM or SIGINT it powers the servers off and stops
-dnsmasq. It logs to standard error, which ``lab up`` points at ``LAB_DIR/supervisor.log``.
+after undoing what it started. On SIGTERM or SIGINT it powers the servers off (and stops the
+Redfish BMCs, which power theirs off) and stops dnsmasq. It logs to standard error, which
+``lab up`` points at ``LAB_DIR/supervisor.log``.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -31,12 +36,13 @@ from pathlib import Path
 
 from arges.lab.bmc import LabBmc, serve_forever
 from arges.lab.sitedhcp import dnsmasq_argv
-from arges.lab.state import LabState, load_credentials, load_state
-from arges.lab.vm import VirtualMachine, VmError
+from arges.lab.state import LabServer, LabState, load_credentials, load_state
+from arges.lab.vm import VirtualMachine, VmError, qmp_answers
 
 log = logging.getLogger(__name__)
 
 DNSMASQ_LOG = "dnsmasq.log"
+REDFISH_LOG = "bmc.log"
 DNSMASQ_BOUND = "DHCP, sockets bound exclusively to interface"
 
 
@@ -51,6 +57,7 @@ class Supervisor:
         self.lab_dir = lab_dir
         self.state = state
         self.vms: list[VirtualMachine] = []
+        self.redfish: list[subprocess.Popen[bytes]] = []
         self.dnsmasq: subprocess.Popen[bytes] | None = None
 
     def start(self, start_timeout: float = 60.0) -> None:
@@ -66,6 +73,8 @@ class Supervisor:
         if self.state.site_dhcp:
             self._start_dnsmasq(start_timeout)
         for server in self.state.servers:
+            if server.bmc_kind == "redfish":
+                continue
             vm = VirtualMachine(
                 server.machine(self.state.ovmf_code),
                 namespace=self.state.network.namespace,
@@ -91,6 +100,19 @@ class Supervisor:
             self.vms.append(vm)
             log.info("%s: BMC on %s:%d", server.name, server.bmc_address, server.bmc_port)
         serve_forever()
+        redfish = [s for s in self.state.servers if s.bmc_kind == "redfish"]
+        for server in redfish:
+            if server.name not in credentials:
+                raise SupervisorError(f"{server.name}: no BMC credentials in the lab's files")
+            with (server.run_dir / REDFISH_LOG).open("ab") as out:
+                self.redfish.append(
+                    subprocess.Popen(
+                        [sys.executable, "-m", "arges.lab.redfish", str(self.lab_dir), server.name],
+                        stdin=subprocess.DEVNULL,
+                        stdout=out,
+                        stderr=out,
+                    )
+                )
         for vm in self.vms:
             vm.power_on()
         for vm in self.vms:
@@ -98,6 +120,26 @@ class Supervisor:
                 vm.wait_started(start_timeout)
             except VmError as exc:
                 raise SupervisorError(str(exc)) from exc
+        for server, proc in zip(redfish, self.redfish, strict=True):
+            self._wait_redfish(server, proc, start_timeout)
+
+    def _wait_redfish(
+        self, server: LabServer, proc: subprocess.Popen[bytes], timeout: float
+    ) -> None:
+        """Until the server's Redfish BMC accepts connections and its QEMU answers."""
+        machine = server.machine(self.state.ovmf_code)
+        deadline = time.monotonic() + timeout
+        while not (_accepts(server.bmc_address, server.bmc_port) and qmp_answers(machine)):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                log_path = server.run_dir / REDFISH_LOG
+                tail = " | ".join(log_path.read_text(errors="replace").strip().splitlines()[-3:])
+                qemu = (server.run_dir / "qemu.log").read_text(errors="replace").strip()
+                raise SupervisorError(
+                    f"{server.name}: the Redfish BMC or its QEMU did not start: "
+                    f"{' | '.join(qemu.splitlines()[-3:]) or tail or 'no log'}"
+                )
+            time.sleep(0.2)
+        log.info("%s: Redfish BMC on %s", server.name, server.bmc_url)
 
     def _start_dnsmasq(self, timeout: float) -> None:
         log_path = self.lab_dir / DNSMASQ_LOG
@@ -119,8 +161,17 @@ class Supervisor:
         threads = [threading.Thread(target=vm.power_off) for vm in self.vms]
         for thread in threads:
             thread.start()
+        for proc in self.redfish:
+            if proc.poll() is None:
+                proc.terminate()
         for thread in threads:
             thread.join()
+        for proc in self.redfish:
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
         if self.dnsmasq is not None and self.dnsmasq.poll() is None:
             self.dnsmasq.terminate()
             try:
@@ -128,6 +179,14 @@ class Supervisor:
             except subprocess.TimeoutExpired:
                 self.dnsmasq.kill()
                 self.dnsmasq.wait()
+
+
+def _accepts(address: str, port: int) -> bool:
+    try:
+        with socket.create_connection((address, port), timeout=1):
+            return True
+    except OSError:
+        return False
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,7 +4,8 @@ The BMC drives it. The boot device the BMC was last told applies at the next sta
 unless it was persistent (IPMI "boot flags valid" with or without "persistent"), after which
 the server boots from its default device again, as real firmware does. A reset or a cycle is
 a stop and a start, so a pending boot device takes effect (QEMU's own reset would keep the
-boot order it was started with).
+boot order it was started with). An ISO image inserted into the virtual CD drive (Redfish
+virtual media) is there from the next start on, until it is ejected.
 """
 
 from __future__ import annotations
@@ -47,11 +48,12 @@ class VirtualMachine:
         self.next_boot: BootDevice | None = None
         self.last_boot: BootDevice | None = None
         self.argv_override = argv
+        self.media: Path | None = None
         self._proc: subprocess.Popen[bytes] | None = None
         self._lock = threading.Lock()
 
     def argv(self, boot: BootDevice) -> list[str]:
-        argv = self.argv_override or qemu_argv(self.machine, boot, self.qemu)
+        argv = self.argv_override or qemu_argv(self.machine, boot, self.qemu, self.media)
         if self.namespace:
             argv = ["ip", "netns", "exec", self.namespace, *argv]
         return argv
@@ -70,6 +72,11 @@ class VirtualMachine:
 
     def boot_device(self) -> BootDevice:
         return self.next_boot or self.default_boot
+
+    def insert(self, image: Path | None) -> None:
+        """Put ``image`` (an ISO file) into the CD drive, or empty it with None."""
+        with self._lock:
+            self.media = image
 
     def power_on(self) -> None:
         with self._lock:
@@ -139,6 +146,11 @@ class VirtualMachine:
             while self.running and time.monotonic() < deadline:
                 time.sleep(0.5)
         self.power_off()
+
+
+def qmp_answers(machine: Machine) -> bool:
+    """Whether ``machine``'s QEMU answers on its QMP socket (it runs, taps and disks open)."""
+    return _qmp(machine.qmp_socket, None)
 
 
 def _qmp(path: Path, command: str | None) -> bool:

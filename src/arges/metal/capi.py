@@ -11,11 +11,12 @@ here have the same JSON paths in both.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from arges.api.binding import Role
-from arges.api.infrastructure import MachineAddress
+from arges.api.binding import Role, releasing
+from arges.api.infrastructure import INFRASTRUCTURE_GROUP, MachineAddress
 from arges.api.server import Server
 
 CAPI_GROUP = "cluster.x-k8s.io"
@@ -165,6 +166,29 @@ def server_class_name(ref: dict[str, Any] | None) -> str | None:
     if not ref.get("name"):
         raise ValueError("serverClassRef has no name")
     return str(ref["name"])
+
+
+def imported_binding(
+    bindings: Iterable[dict[str, Any]], metal_machine: dict[str, Any]
+) -> dict[str, Any] | None:
+    """The ServerBinding ``arges import sidero`` left for this MetalMachine, if any: one naming
+    it by namespace and name but without a uid, because the MetalMachine was not here yet when
+    the import ran (``clusterctl move`` brings it later, under a new uid). A binding being
+    deleted is not one: its server is already on its way back to the pool."""
+    meta = metal_machine.get("metadata") or {}
+    for binding in bindings:
+        consumer = (binding.get("spec") or {}).get("consumerRef") or {}
+        group = str(consumer.get("apiVersion") or "").rpartition("/")[0]
+        if (
+            consumer.get("kind") == "MetalMachine"
+            and group == INFRASTRUCTURE_GROUP
+            and not consumer.get("uid")
+            and consumer.get("namespace") == meta.get("namespace")
+            and consumer.get("name") == meta.get("name")
+            and not releasing(binding)
+        ):
+            return binding
+    return None
 
 
 def provider_id(server: str) -> str:

@@ -1,16 +1,25 @@
 """ServerClass membership: which servers belong to which class.
 
 A server belongs to a class when it is accepted and not cordoned, matches the class's label
-selector, makes every CEL expression true, and matches at least one partial inventory (when
-any are given). Expressions see ``hardware`` (the server's ``status.hardware`` in its JSON
-form, camelCase keys), ``labels`` and ``name``; a server with no inventory yet matches no
-class that has qualifiers. Expressions are compiled once per class and checked against an empty
-inventory, so a typo in a field name (``hardware.cpu``) is reported when the class is read,
-not silently never matching.
+selector and Sidero-style ``labelSelectors`` (any one pair), makes every CEL expression true,
+and matches at least one partial inventory (when any are given). Expressions see ``hardware``
+(the server's ``status.hardware`` in its JSON form, camelCase keys), ``labels`` and ``name``; a
+server with no inventory yet matches no class that has hardware qualifiers. Classes are
+compiled once and checked up front, so a class that cannot mean what it says is reported when
+it is read instead of silently never matching: a typo in an expression's field name
+(``hardware.cpu``), a memory module size written in Sidero's MB, a total size that is neither
+bytes nor Sidero's ``"<N> GB"``.
+
+The partial-inventory rules are Sidero's ``PartialEqual`` and ``QualifiersFilter``
+(``api/v1alpha2/server_types.go``, ``serverclass_filter.go``): fields left out, zero or empty
+are not compared, lists compare element by element and a qualifier list longer than the
+server's fails; ``"<N> GB"`` totals compare whole GiB, rounded down, as Sidero's inventory
+wrote them.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
@@ -22,11 +31,13 @@ from celpy.adapter import json_to_cel
 from celpy.celparser import CELParseError
 from celpy.evaluation import CELEvalError
 
+from arges.api.qualifiers import GIB, HardwareQualifier, module_size_problem
 from arges.api.server import HardwareInformation, Server
 from arges.api.serverclass import ServerClass
 from arges.selectors import LabelSelector, SelectorError, selector_from_label_selector
 
 _EMPTY_HARDWARE = HardwareInformation().to_json()
+_SIDERO_TOTAL = re.compile(r"^(\d+) GB$")
 
 
 class QualifierError(ValueError):
@@ -39,16 +50,30 @@ class QualifierError(ValueError):
 
 
 @dataclass(frozen=True)
+class WholeGiB:
+    """A total size qualifier written Sidero's way, ``"<N> GB"``: N whole GiB, rounded down."""
+
+    gib: int
+
+    def matches(self, actual: Any) -> bool:
+        """Whether a total in bytes is this many whole GiB."""
+        return isinstance(actual, int) and actual // GIB == self.gib
+
+
+@dataclass(frozen=True)
 class CompiledClass:
-    """A ServerClass ready to test servers against."""
+    """A ServerClass ready to test servers against. ``label_pairs`` holds the pairs of its
+    Sidero-style ``labelSelectors`` (None when it has none)."""
 
     name: str
     selector: LabelSelector
     expressions: tuple[tuple[str, Any], ...]
     hardware: tuple[dict[str, Any], ...]
+    label_pairs: frozenset[tuple[str, str]] | None = None
 
     @property
-    def has_qualifiers(self) -> bool:
+    def needs_inventory(self) -> bool:
+        """Whether membership depends on the server's inventory."""
         return bool(self.expressions or self.hardware)
 
 
@@ -99,9 +124,40 @@ def compile_class(sc: ServerClass) -> CompiledClass:
             raise QualifierError(field, f"must evaluate to a boolean, not {type(probe).__name__}")
         expressions.append((text, program))
     partial = tuple(
-        _non_zero(h.to_json()) for h in ((qualifiers.hardware or []) if qualifiers else [])
+        _compile_hardware(i, h)
+        for i, h in enumerate((qualifiers.hardware or []) if qualifiers else [])
     )
-    return CompiledClass(sc.name, selector, tuple(expressions), partial)
+    maps = (qualifiers.label_selectors or []) if qualifiers else []
+    pairs = frozenset(pair for m in maps for pair in m.items()) if maps else None
+    return CompiledClass(sc.name, selector, tuple(expressions), partial, pairs)
+
+
+def _compile_hardware(index: int, qualifier: HardwareQualifier) -> dict[str, Any]:
+    """One partial inventory with its zero fields dropped and Sidero's ``"<N> GB"`` totals
+    made :class:`WholeGiB`.
+
+    Raises:
+        QualifierError: a memory module size in MB, or a total that is not a size.
+    """
+    field = f"spec.qualifiers.hardware[{index}]"
+    for j, module in enumerate((qualifier.memory.modules or []) if qualifier.memory else []):
+        problem = module_size_problem(module.size or 0)
+        if problem is not None:
+            raise QualifierError(f"{field}.memory.modules[{j}].size", problem)
+    partial: dict[str, Any] = _non_zero(qualifier.to_json())
+    for section in ("memory", "storage"):
+        found = partial.get(section) or {}
+        total = found.get("totalSize")
+        if isinstance(total, str):
+            whole = _SIDERO_TOTAL.match(total)
+            if whole is None:
+                raise QualifierError(
+                    f"{field}.{section}.totalSize",
+                    f"{total!r} is not a size: give bytes (an integer) or Sidero's "
+                    '"<N> GB" (whole GiB, rounded down)',
+                )
+            found["totalSize"] = WholeGiB(int(whole.group(1)))
+    return partial
 
 
 def _non_zero(value: Any) -> Any:
@@ -114,8 +170,9 @@ def _non_zero(value: Any) -> Any:
 
 
 def partial_match(qualifier: Any, actual: Any) -> bool:
-    """Sidero's partial equality: every field the qualifier gives equals the server's; lists
-    compare element by element, and a qualifier list longer than the server's fails."""
+    """Sidero's partial equality: every field the qualifier gives equals the server's (a
+    :class:`WholeGiB` total: by whole GiB); lists compare element by element, and a qualifier
+    list longer than the server's fails."""
     if isinstance(qualifier, dict):
         if not isinstance(actual, dict):
             return False
@@ -124,6 +181,8 @@ def partial_match(qualifier: Any, actual: Any) -> bool:
         if not isinstance(actual, list) or len(qualifier) > len(actual):
             return False
         return all(partial_match(q, a) for q, a in zip(qualifier, actual, strict=False))
+    if isinstance(qualifier, WholeGiB):
+        return qualifier.matches(actual)
     return bool(qualifier == actual)
 
 
@@ -140,7 +199,10 @@ def matches(cls: CompiledClass, server: Server) -> bool:
     """Whether ``server`` belongs to ``cls`` (see the module docstring)."""
     if not eligible(server) or not cls.selector.matches(server.labels):
         return False
-    if not cls.has_qualifiers:
+    labels = server.labels
+    if cls.label_pairs is not None and not any(labels.get(k) == v for k, v in cls.label_pairs):
+        return False
+    if not cls.needs_inventory:
         return True
     if server.status.hardware is None:
         return False

@@ -13,6 +13,22 @@ accepted, unbound, not clean               network boot next, power cycle (the a
 accepted, unbound, clean                   power off
 not accepted                               nothing (nothing destructive happens to it)
 =========================================  =============================================
+
+Before these rules, a person's requests (:mod:`arges.metal.requests`) of an accepted server:
+a power cycle requested after the last cycle is done first (booting from the network next,
+where Arges decides what it boots); a re-inspection of an unbound server cycles it into the
+agent. After either, an unbound server is left alone until the agent registers again (or
+``reboot_timeout`` passes), instead of being powered off before it has booted.
+
+A server whose boot method is ``virtualMedia`` reaches the agent from the agent ISO in its
+BMC's virtual CD, booted once, instead of from the network (``media`` replaces
+``network_boot`` wherever the agent is wanted), and two rules change:
+
+- not accepted and never registered: boot the agent from virtual media (power on, or cycle),
+  once per ``reboot_timeout``. Setting ``bootMethod: virtualMedia`` on a Server is asking
+  for its discovery; the agent does nothing destructive to a server that is not accepted;
+- the ISO is ejected (``eject``) once the agent is done with it: when the server is clean,
+  or bound (its target boots from the network or its disk).
 """
 
 from __future__ import annotations
@@ -21,22 +37,32 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Literal
 
+from arges.api.base import Condition
 from arges.api.binding import INSTALLED, ServerBinding
-from arges.api.server import Server
+from arges.api.server import BootMethod, Server
 from arges.metal.boot import PXE_BOOTED
 from arges.metal.conditions import find, is_true
+from arges.metal.requests import POWER_CYCLE_REQUESTED, REINSPECT_REQUESTED, requested
 
 POWER_CYCLE = "PowerCycle"
 """Condition recording when a power cycle was last requested (its lastTransitionTime)."""
 
 
+AGENT_MEDIA = "AgentMedia"
+"""Condition recording the agent ISO in the BMC's virtual CD: True (reason ``Inserted``) from
+its insertion until it is ejected (then False, ``Ejected``)."""
+
+
 @dataclass(frozen=True)
 class PowerIntent:
-    """The action to take (None: none), whether to boot from the network next, and why."""
+    """The action to take (None: none), whether to boot from the network next, whether to
+    boot the agent from virtual media next, whether to eject the agent ISO, and why."""
 
     action: Literal["on", "off", "cycle"] | None
     network_boot: bool
     reason: str
+    media: bool = False
+    eject: bool = False
 
 
 def intent(
@@ -45,22 +71,65 @@ def intent(
     *,
     now: dt.datetime,
     reboot_timeout: dt.timedelta,
+    boot_method: BootMethod = "network",
 ) -> PowerIntent:
-    """The power intent for ``server`` (see the module docstring)."""
+    """The power intent for ``server`` booting the agent by ``boot_method`` (see the module
+    docstring)."""
+    media = boot_method == "virtualMedia"
+    inserted = media and is_true(server.status.conditions, AGENT_MEDIA)
+    cycled = find(server.status.conditions, POWER_CYCLE)
+    recently_cycled = cycled is not None and now - cycled.last_transition_time < reboot_timeout
     if not server.spec.accepted:
+        if media and server.status.hardware is None and not recently_cycled:
+            return PowerIntent("cycle", False, "discovery: boot the agent from virtual media", True)
         return PowerIntent(None, False, "not accepted: no power actions")
+    asked = _asked(server, binding, cycled, recently_cycled, media)
+    if asked is not None:
+        return asked
     if binding is not None:
         if is_true(binding.status.conditions, INSTALLED):
-            return PowerIntent("on", False, "installed: keep it running")
-        return PowerIntent("on", True, "allocated: boot the target environment")
+            return PowerIntent("on", False, "installed: keep it running", eject=inserted)
+        return PowerIntent("on", True, "allocated: boot the target environment", eject=inserted)
     if server.status.is_clean:
-        return PowerIntent("off", False, "clean and available: power off")
-    cycled = find(server.status.conditions, POWER_CYCLE)
-    if cycled is not None and now - cycled.last_transition_time < reboot_timeout:
+        return PowerIntent("off", False, "clean and available: power off", eject=inserted)
+    if recently_cycled:
         return PowerIntent(None, False, "waiting for the agent to wipe (cycle requested)")
     seen = server.status.last_seen
     booted = find(server.status.conditions, PXE_BOOTED)
     agent = booted is None or booted.reason not in ("Target", "Disk")
     if agent and seen is not None and now - seen < reboot_timeout:
         return PowerIntent(None, False, "the agent is running; waiting for its wipe")
+    if media:
+        return PowerIntent("cycle", False, "not clean: boot the agent from virtual media", True)
     return PowerIntent("cycle", True, "not clean: boot the agent to wipe")
+
+
+def _asked(
+    server: Server,
+    binding: ServerBinding | None,
+    cycled: Condition | None,
+    recently_cycled: bool,
+    media: bool,
+) -> PowerIntent | None:
+    """What a person's pending request needs now (see the module docstring), if anything."""
+    last_cycle = cycled.last_transition_time if cycled is not None else None
+    cycle = requested(server, POWER_CYCLE_REQUESTED)
+    if cycle is not None and (last_cycle is None or last_cycle < cycle):
+        return PowerIntent("cycle", not media, "power cycle requested by a person")
+    inspect = requested(server, REINSPECT_REQUESTED) if binding is None else None
+    if inspect is not None and (last_cycle is None or last_cycle < inspect):
+        return PowerIntent(
+            "cycle", not media, "re-inspection requested: boot the agent", media=media
+        )
+    asked = [t for t in (cycle, inspect) if t is not None and last_cycle is not None]
+    seen = server.status.last_seen
+    if (
+        binding is None
+        and asked
+        and recently_cycled
+        and last_cycle is not None
+        and (seen is None or seen <= last_cycle)
+    ):
+        # An unbound server would be powered off (or cycled again) at once: let it boot.
+        return PowerIntent(None, False, "cycled as asked: waiting for the agent to register")
+    return None

@@ -1,11 +1,13 @@
 """The power driver interface (after Ironic's ``PowerInterface`` and ``ManagementInterface``).
 
 A driver implements three primitives (read the power state, send an action, set the boot
-device) and :meth:`PowerDriver.validate`. The base class turns them into what controllers
-call: :meth:`PowerDriver.power`, which skips an action whose target state already holds,
-turns a cycle of a server that is off into a power-on (many BMCs refuse to cycle an off
-chassis), and then reads the state back until it matches or the timeout passes, because
-BMCs report the new state late (Sidero #257) and sometimes not at all.
+device) and :meth:`PowerDriver.validate`; a driver whose BMC offers virtual media also
+implements :meth:`PowerDriver.insert_media` and :meth:`PowerDriver.eject_media`. The base
+class turns the primitives into what controllers call: :meth:`PowerDriver.power`, which
+skips an action whose target state already holds, turns a cycle of a server that is off into
+a power-on (many BMCs refuse to cycle an off chassis), and then reads the state back until it
+matches or the timeout passes, because BMCs report the new state late (Sidero #257) and
+sometimes not at all.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import time
 from dataclasses import dataclass, field
 from enum import Enum
 
-from arges.power.errors import PowerTimeout
+from arges.power.errors import PowerTimeout, Unsupported
 
 
 class PowerState(Enum):
@@ -43,21 +45,38 @@ TARGET_STATE = {
 
 
 class BootDevice(Enum):
+    """Where the next boot comes from: PXE, the first disk, a (virtual) CD, or UEFI HTTP
+    boot (Redfish's ``Pxe``, ``Hdd``, ``Cd`` and ``UefiHttp``)."""
+
     NETWORK = "network"
     DISK = "disk"
+    CD = "cd"
+    HTTP = "http"
 
 
 @dataclass(frozen=True)
 class BmcInfo:
-    """How to reach one BMC. The password is kept out of ``repr`` (and so out of logs)."""
+    """How to reach one BMC. The password is kept out of ``repr`` (and so out of logs).
+
+    Redfish BMCs are reached at ``endpoint`` (the service's base URL, ``https://host[:port]``);
+    ``system_id`` names the ComputerSystem (empty: the service's only one), ``ca`` is the PEM
+    bundle that signed the BMC's certificate (empty: the host's trusted CAs), and
+    ``insecure`` skips certificate verification altogether.
+    """
 
     address: str
     port: int
     username: str
     password: str = field(repr=False)
     protocol: str = "ipmi"
+    endpoint: str = ""
+    system_id: str = ""
+    ca: str = field(default="", repr=False)
+    insecure: bool = False
 
     def __str__(self) -> str:
+        if self.endpoint:
+            return self.endpoint
         return f"{self.protocol}://{self.address}:{self.port}"
 
 
@@ -89,6 +108,22 @@ class PowerDriver(abc.ABC):
     ) -> None:
         """Boot from ``device`` next time (every time with ``persistent``), in UEFI mode
         when ``uefi``."""
+
+    async def insert_media(self, url: str) -> None:
+        """Insert the ISO image at ``url`` into the BMC's virtual CD (the BMC fetches it).
+
+        Raises:
+            Unsupported: the BMC (or its protocol) has no virtual media.
+        """
+        raise Unsupported(f"{self.info}: {self.info.protocol} BMCs have no virtual media")
+
+    async def eject_media(self) -> None:
+        """Eject whatever the virtual CD holds (nothing to do when it is empty).
+
+        Raises:
+            Unsupported: the BMC (or its protocol) has no virtual media.
+        """
+        raise Unsupported(f"{self.info}: {self.info.protocol} BMCs have no virtual media")
 
     async def power(self, action: PowerAction, wait: float = 60.0) -> PowerState:
         """Perform ``action`` and wait (up to ``wait`` seconds) until the state reflects it.

@@ -3,6 +3,7 @@
 PowerError
 ├── BmcUnreachable        no answer from the BMC's address and port
 ├── AuthenticationFailed  the BMC refused the credentials
+├── TlsUntrusted          the BMC's TLS certificate did not verify
 ├── Unsupported           the BMC or the driver cannot do what was asked
 ├── PowerTimeout          the action was accepted, but the state never got there
 └── BmcError              any other failure reported by the BMC or the tool
@@ -21,6 +22,11 @@ class BmcUnreachable(PowerError):
 
 class AuthenticationFailed(PowerError):
     """The BMC refused the username or password."""
+
+
+class TlsUntrusted(PowerError):
+    """The BMC's TLS certificate is not signed by the CA Arges was given (or expired, or
+    names another host)."""
 
 
 class Unsupported(PowerError):

@@ -6,8 +6,9 @@ from arges.power.base import BmcInfo, PowerDriver
 from arges.power.errors import Unsupported
 from arges.power.fake import FakeDriver
 from arges.power.ipmi import IpmiDriver
+from arges.power.redfish import RedfishDriver
 
-PROTOCOLS = ("ipmi", "fake")
+PROTOCOLS = ("ipmi", "redfish", "fake")
 
 
 def build_driver(info: BmcInfo) -> PowerDriver:
@@ -18,6 +19,8 @@ def build_driver(info: BmcInfo) -> PowerDriver:
     """
     if info.protocol == "ipmi":
         return IpmiDriver(info)
+    if info.protocol == "redfish":
+        return RedfishDriver(info)
     if info.protocol == "fake":
         return FakeDriver(info)
     raise Unsupported(

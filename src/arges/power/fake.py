@@ -34,6 +34,8 @@ class FakeMachine:
     password: str = "secret"
     faults: Faults = field(default_factory=Faults)
     actions: list[str] = field(default_factory=list)
+    media: str | None = None
+    """The URL of the image in the virtual CD, if any."""
 
 
 MACHINES: dict[str, FakeMachine] = {}
@@ -84,3 +86,14 @@ class FakeDriver(PowerDriver):
         machine.actions.append(f"bootdev {device.value}")
         machine.boot_device = device
         machine.persistent = persistent
+
+    async def insert_media(self, url: str) -> None:
+        machine = await self._call()
+        machine.actions.append(f"insert {url}")
+        machine.media = url
+
+    async def eject_media(self) -> None:
+        machine = await self._call()
+        if machine.media is not None:
+            machine.actions.append("eject")
+        machine.media = None

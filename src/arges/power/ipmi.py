@@ -41,6 +41,8 @@ ACTIONS = {
     PowerAction.CYCLE: "cycle",
     PowerAction.RESET: "reset",
 }
+BOOT_DEVICES = {BootDevice.NETWORK: "pxe", BootDevice.DISK: "disk", BootDevice.CD: "cdrom"}
+"""ipmitool's names for the boot devices IPMI can select (it has none for UEFI HTTP boot)."""
 STATUS = re.compile(r"Chassis Power is (on|off)", re.IGNORECASE)
 UNREACHABLE = ("Get Auth Capabilities error", "Unable to get Channel Cipher")
 AUTH_FAILED = (
@@ -162,7 +164,9 @@ class IpmiDriver(PowerDriver):
     async def set_boot_device(
         self, device: BootDevice, *, persistent: bool = False, uefi: bool = False
     ) -> None:
-        command = ["chassis", "bootdev", "pxe" if device is BootDevice.NETWORK else "disk"]
+        if device not in BOOT_DEVICES:
+            raise Unsupported(f"{self.info}: IPMI cannot select {device.value} boot")
+        command = ["chassis", "bootdev", BOOT_DEVICES[device]]
         options = [o for o, on in (("persistent", persistent), ("efiboot", uefi)) if on]
         if options:
             command.append("options=" + ",".join(options))

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from arges.api.environment import BUILT_IN
 from arges.cli.agent import agent_environment
-from arges.controllers.environments import BUILT_IN
 from arges.kube.resources import ENVIRONMENTS
 from arges.plane import ManagementPlane, PlaneConfig
 from tests.integration.conftest import eventually, sha512

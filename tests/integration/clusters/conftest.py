@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -137,10 +138,12 @@ class Rack:
         return next(s for s in self.servers if s.uuid == uuid)
 
 
-@pytest.fixture
-async def rack(tmp_path: Path) -> AsyncIterator[Rack]:
+@contextlib.asynccontextmanager
+async def open_rack(tmp_path: Path, *, talos_port: int | None = None) -> AsyncIterator[Rack]:
+    """A plane with boot HTTP (no DHCP), the fake power driver, the agent Environment and
+    the simulated servers' BMC Secret; its members answer Talos' API on ``talos_port``."""
     fake.MACHINES.clear()
-    talos_port = free_port()
+    talos_port = talos_port or free_port()
     config = PlaneConfig(
         data_dir=tmp_path / "data",
         api_port=0,
@@ -149,7 +152,8 @@ async def rack(tmp_path: Path) -> AsyncIterator[Rack]:
             address="127.0.0.1",
             # Fixed, so a restarted plane is where the servers' URLs point, as in production.
             http_port=free_port(),
-            tftp_port=free_port(socket.SOCK_DGRAM),
+            # Any: the simulated servers boot over HTTP only.
+            tftp_port=0,
             dhcp_mode=None,
         ),
         power_refresh=0.3,
@@ -184,6 +188,12 @@ async def rack(tmp_path: Path) -> AsyncIterator[Rack]:
             for sim in r.servers:
                 await sim.close()
             await r.plane.stop()
+
+
+@pytest.fixture
+async def rack(tmp_path: Path) -> AsyncIterator[Rack]:
+    async with open_rack(tmp_path) as r:
+        yield r
 
 
 async def create_cluster(

@@ -17,7 +17,8 @@ address (127.0.0.<10 + index>), and carries the credential its iPXE script gave 
 
 Its "disk" holds the config it installed. The fake Talos API needs the cluster's OS CA to
 issue its serving certificate; a real node takes it from its machine config, the simulation
-reads it from the cluster's secrets bundle (a test's shortcut).
+reads it from the cluster's secrets bundle (a test's shortcut): the TalosCluster's, or for a
+Cluster API machine the one CABPT keeps.
 """
 
 from __future__ import annotations
@@ -260,12 +261,15 @@ class SimServer:
         if self.talos is None:
             binding = await self.kube.get(SERVER_BINDINGS, self.uuid)
             consumer = binding["spec"]["consumerRef"]
-            secret = await self.kube.get(
-                SECRETS, f"{consumer['name']}-secrets", consumer.get("namespace") or "default"
-            )
-            bundle = SecretsBundle.from_yaml(
-                base64.b64decode(secret["data"]["secrets.yaml"]).decode()
-            )
+            namespace = consumer.get("namespace") or "default"
+            if consumer["kind"] == "MetalMachine":
+                # CABPT keeps a Cluster API cluster's bundle in <cluster>-talos, key bundle.
+                cluster = binding["metadata"]["labels"]["cluster.x-k8s.io/cluster-name"]
+                name, key = f"{cluster}-talos", "bundle"
+            else:
+                name, key = f"{consumer['name']}-secrets", "secrets.yaml"
+            secret = await self.kube.get(SECRETS, name, namespace)
+            bundle = SecretsBundle.from_yaml(base64.b64decode(secret["data"][key]).decode())
             self.talos = FakeTalosNode(
                 bundle,
                 address=self.address,

@@ -47,7 +47,7 @@ def test_the_repository_is_laid_out_as_clusterctl_reads_it(tmp_path: Path) -> No
     metadata = yaml.safe_load((release / "metadata.yaml").read_text())
     assert metadata["apiVersion"] == "clusterctl.cluster.x-k8s.io/v1alpha3"
     assert metadata["kind"] == "Metadata"
-    assert metadata["releaseSeries"] == [{"major": 0, "minor": 1, "contract": "v1beta2"}]
+    assert metadata["releaseSeries"] == [{"major": 0, "minor": 1, "contract": "v1beta1"}]
 
 
 def test_the_components_hold_one_namespace_the_generated_crds_rbac_and_the_manager(

@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
+import pytest
 import yaml
 
 from arges.api.base import ObjectReference
+from arges.api.binding import RELEASE_FINALIZER
 from arges.api.crds import DEFINITIONS
 from arges.api.manifests import deploy_files
 from arges.api.server import Server
 from arges.api.serverclass import ServerClass
 from arges.controllers.allocation import allocate
 from arges.kube.client import KubeClient
-from arges.kube.errors import NotFound
+from arges.kube.errors import Invalid, NotFound
 from arges.kube.resources import ENVIRONMENTS, EVENTS, SERVER_BINDINGS, SERVER_CLASSES, SERVERS
 from arges.plane import ManagementPlane
 from tests.integration.conftest import eventually, make_assets, register, sha512
@@ -34,11 +37,11 @@ async def class_status(kube: KubeClient, name: str = "any") -> dict:
     return (await kube.get(SERVER_CLASSES, name)).get("status") or {}
 
 
-async def bind(kube: KubeClient, name: str) -> None:
+async def bind(kube: KubeClient, name: str, *, finalizers: list[str] | None = None) -> None:
     await kube.create(
         SERVER_BINDINGS,
         {
-            "metadata": {"name": name},
+            "metadata": {"name": name, "finalizers": finalizers or []},
             "spec": {
                 "serverRef": {"name": name},
                 "consumerRef": CONSUMER.to_json(),
@@ -65,9 +68,35 @@ async def test_accept_clean_available_bind_release(kube: KubeClient) -> None:
 
     await kube.delete(SERVER_BINDINGS, UUID_A)
     await eventually(lambda: _status_is(kube, UUID_A, inUse=False, isClean=False))
-    events = await kube.list(EVENTS, "default", field_selector=f"involvedObject.name={UUID_A}")
-    assert {e["reason"] for e in events} >= {"Allocated", "Released"}
+
+    async def reasons() -> set[str]:
+        selector = f"involvedObject.name={UUID_A}"
+        return {e["reason"] for e in await kube.list(EVENTS, "default", field_selector=selector)}
+
+    await eventually(lambda: _has(reasons(), {"Allocated", "Released"}), what="both Events")
     await eventually(lambda: _class_has(kube, available=[UUID_A], in_use=[]))
+
+
+async def _has(found: Any, wanted: set[str]) -> bool:
+    return wanted <= await found
+
+
+async def test_a_binding_deleted_at_once_still_sends_its_server_through_a_wipe(
+    kube: KubeClient,
+) -> None:
+    await register(kube, UUID_A, accepted=True, clean=True)
+    await eventually(lambda: _class_has(kube, available=[UUID_A], in_use=[]))
+    # As Arges' allocators create bindings: with the release finalizer, in the same write.
+    await bind(kube, UUID_A, finalizers=[RELEASE_FINALIZER])
+    await kube.delete(SERVER_BINDINGS, UUID_A)
+    # Whether or not anything saw the binding, the server is recorded as released, and the
+    # binding goes only then.
+    await eventually(lambda: _status_is(kube, UUID_A, inUse=False, isClean=False))
+    await eventually(lambda: _binding_gone(kube, UUID_A), what="the binding gone")
+
+
+async def _binding_gone(kube: KubeClient, name: str) -> bool:
+    return name not in {b["metadata"]["name"] for b in await kube.list(SERVER_BINDINGS)}
 
 
 async def test_unaccepted_servers_are_never_clean(kube: KubeClient) -> None:
@@ -162,6 +191,38 @@ async def test_invalid_qualifiers_are_reported_naming_the_field(kube: KubeClient
     )
     await register(kube, UUID_A, accepted=True, clean=True)
     await eventually(lambda: _class_has(kube, available=[UUID_A], in_use=[], name="big"))
+
+
+async def test_the_any_class_comes_back_when_deleted(kube: KubeClient) -> None:
+    await register(kube, UUID_A, accepted=True, clean=True)
+    await eventually(lambda: _class_has(kube, available=[UUID_A], in_use=[]))
+    first = (await kube.get(SERVER_CLASSES, "any"))["metadata"]["uid"]
+    await kube.delete(SERVER_CLASSES, "any")
+
+    async def recreated() -> bool:
+        try:
+            body = await kube.get(SERVER_CLASSES, "any")
+        except NotFound:
+            return False
+        return bool(body["metadata"]["uid"] != first)
+
+    await eventually(recreated, what="a new any")
+    await eventually(lambda: _class_has(kube, available=[UUID_A], in_use=[]))
+
+
+async def test_a_memory_module_size_in_sidero_mb_is_refused_saying_the_unit(
+    kube: KubeClient,
+) -> None:
+    spec = {"qualifiers": {"hardware": [{"memory": {"modules": [{"size": 16384}]}}]}}
+    with pytest.raises(Invalid) as err:
+        await kube.create(SERVER_CLASSES, {"metadata": {"name": "mb"}, "spec": spec})
+    assert "sizes are in bytes here; Sidero wrote them in MB" in err.value.message
+    spec = {"qualifiers": {"hardware": [{"memory": {"totalSize": "64GB"}}]}}
+    await kube.create(SERVER_CLASSES, {"metadata": {"name": "gb"}, "spec": spec})
+    cond = await eventually(lambda: _class_condition(kube, "gb", "Valid"))
+    assert cond["status"] == "False"
+    assert cond["message"].startswith("spec.qualifiers.hardware[0].memory.totalSize:")
+    assert 'Sidero\'s "<N> GB"' in cond["message"]
 
 
 async def test_environments_verify_their_assets(kube: KubeClient, tmp_path: Path) -> None:

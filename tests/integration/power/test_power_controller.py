@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from arges.kube.client import KubeClient
-from arges.kube.resources import SECRETS, SERVER_BINDINGS, SERVERS
+from arges.kube.resources import SECRETS, SERVER_BINDINGS, SERVER_CLASSES, SERVERS
 from arges.plane import ManagementPlane, PlaneConfig
 from arges.power import fake
 from arges.power.base import BootDevice, PowerState
@@ -191,3 +192,64 @@ async def test_restarts_in_the_middle_of_a_cycle_converge(tmp_path: Path) -> Non
     await plane.kube.patch(SERVERS, UUID, {"status": {"isClean": True}}, subresource="status")
     await eventually(lambda: machine.power == PowerState.OFF)
     await plane.stop()
+
+
+async def test_an_insecure_redfish_bmc_says_so_in_its_conditions(plane: ManagementPlane) -> None:
+    kube = plane.kube
+    assert kube is not None
+    await with_bmc(kube, accepted=False, clean=True)
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        endpoint = f"https://127.0.0.1:{closed.getsockname()[1]}"
+    bmc = {"protocol": "redfish", "endpoint": endpoint, "insecure": True}
+    await kube.patch(SERVERS, UUID, {"spec": {"bmc": bmc}})
+
+    async def unreachable() -> dict | None:
+        c = await condition(kube, "PowerManagement")
+        return c if c and c["reason"] == "BmcUnreachable" else None
+
+    assert endpoint in (await eventually(unreachable))["message"]
+    tls = await condition(kube, "BMCCertificateVerified")
+    assert tls is not None and (tls["status"], tls["reason"]) == ("False", "Insecure")
+
+    await kube.patch(SERVERS, UUID, {"spec": {"bmc": {"insecure": False}}})
+
+    async def verified() -> dict | None:
+        c = await condition(kube, "BMCCertificateVerified")
+        return c if c and c["status"] == "True" else None
+
+    assert (await eventually(verified))["reason"] == "HostCAs"
+
+
+async def test_a_server_class_can_make_virtual_media_its_members_boot_method(
+    plane: ManagementPlane,
+) -> None:
+    kube = plane.kube
+    assert kube is not None
+    machine = await with_bmc(kube, accepted=True, clean=False)
+    await kube.patch(SERVERS, UUID, {"status": {"lastSeen": None}}, subresource="status")
+    await eventually(lambda: machine.power == PowerState.ON)
+    assert machine.actions[:2] == ["bootdev network", "on"], "network boot by default"
+    machine.power = PowerState.OFF
+    await kube.patch(SERVERS, UUID, {"metadata": {"labels": {"rack": "r7"}}})
+    await kube.create(
+        SERVER_CLASSES,
+        {
+            "metadata": {"name": "rack-7"},
+            "spec": {"selector": {"matchLabels": {"rack": "r7"}}, "bootMethod": "virtualMedia"},
+        },
+    )
+    await kube.patch(
+        SERVERS,
+        UUID,
+        {"status": {"conditions": [], "lastSeen": None}},
+        subresource="status",
+    )
+
+    async def needs_media() -> dict | None:
+        c = await condition(kube, "PowerManagement")
+        return c if c and c["reason"] == "Unsupported" else None
+
+    refused = await eventually(needs_media, timeout=15)
+    assert "virtual media needs Arges' boot HTTP service" in refused["message"]
+    assert machine.power == PowerState.OFF and "bootdev cd" not in machine.actions

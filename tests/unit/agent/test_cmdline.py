@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from arges.agent.cmdline import BootArgs, parse, split
+from arges.agent.cmdline import BootArgs, StaticIp, parse, split, static_ip
 
 TOKEN = "c" * 43
 IPXE = (
@@ -35,3 +35,26 @@ def test_quoted_values_and_flags() -> None:
         "dyndbg": "file x.c +p",
         "a": "1",
     }
+
+
+def test_a_static_address_from_the_kernels_ip_argument() -> None:
+    args = parse(
+        "console=ttyS0 arges.url=http://10.88.0.1:8081 "
+        "ip=10.88.0.50::10.88.0.1:255.255.255.0:::off:10.88.0.1:9.9.9.9"
+    )
+    assert args.static == StaticIp("10.88.0.50", 24, "10.88.0.1", ("10.88.0.1", "9.9.9.9"))
+    assert static_ip("10.0.0.7:::255.255.0.0:host:eth1:none") == StaticIp(
+        "10.0.0.7", 16, device="eth1"
+    )
+
+
+def test_other_ip_arguments_leave_the_agent_to_dhcp() -> None:
+    for value in (
+        "dhcp",
+        "::::::dhcp",
+        "10.0.0.7:::255.255.255.0:::dhcp",
+        ":::::eth0:off",
+        "x::::::off",
+    ):
+        assert static_ip(value) is None, value
+    assert parse("arges.url=http://a").static is None

@@ -278,3 +278,25 @@ def test_go_rule_prints_set_pointers() -> None:
     text = go_rule({"rule": "x", "reason": "FieldValueForbidden", "optionalOldSelf": True})
     assert 'Reason:(*apiextensions.FieldValueErrorReason)("FieldValueForbidden")' in text
     assert "OptionalOldSelf:(*bool)(true)" in text
+
+
+def test_equality_of_objects_is_costed_as_kube_does_so_cluster_apis_crds_install() -> None:
+    # Cluster API v1.10's MachineDrainRule: lists of up to 32 selector objects, each checked
+    # unique against the others. cel-go costs object equality by the smaller operand's size,
+    # and kube's schema types give objects none, so kube-apiserver accepts the CRD.
+    selector = {
+        "type": "object",
+        "properties": {
+            "selector": {
+                "type": "object",
+                "properties": {
+                    "matchLabels": {"type": "object", "additionalProperties": STR},
+                    "matchExpressions": {"type": "array", "items": {"type": "object"}},
+                },
+            }
+        },
+    }
+    unique = {"rule": "self.all(x, self.exists_one(y, x == y))"}
+    machines = {"type": "array", "maxItems": 32, "items": selector}
+    machines["x-kubernetes-validations"] = [unique]
+    assert crd_causes(schema({"machines": machines, "pods": dict(machines)})) == []

@@ -84,7 +84,8 @@ def test_a_good_crd_defines_its_resource() -> None:
         (["spec", "group"], "apps.k8s.io", "spec.group"),
         (["spec", "scope"], "Galaxy", "spec.scope"),
         (["spec", "names", "plural"], "Servers", "spec.names.plural"),
-        (["spec", "conversion"], {"strategy": "Webhook"}, "spec.conversion.strategy"),
+        (["spec", "conversion"], {"strategy": "Sometimes"}, "spec.conversion.strategy"),
+        (["spec", "conversion"], {"strategy": "Webhook"}, "spec.conversion.webhookClientConfig"),
         (["spec", "versions", 1, "storage"], False, "spec.versions"),
         (["spec", "versions", 0, "schema"], {}, "spec.versions[0].schema.openAPIV3Schema"),
         (

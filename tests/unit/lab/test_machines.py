@@ -57,6 +57,32 @@ def test_disk_boot_puts_the_first_disk_first() -> None:
     assert devs[2].endswith("bootindex=1")
 
 
+def test_virtual_media_is_a_cd_drive_booted_first_when_asked() -> None:
+    iso = Path("/run/lab/s1/media/agent.iso")
+    argv = qemu_argv(machine("uefi"), "cd", cdrom=iso)
+    assert f"file={iso},if=none,id=cd0,format=raw,media=cdrom,readonly=on" in argv
+    devs = devices(argv)
+    assert devs[0] == "ide-cd,drive=cd0,bootindex=1"
+    assert [d for d in devs if "bootindex" in d][1].endswith("serial=D1,bootindex=2")
+    assert devices(qemu_argv(machine(), "network", cdrom=iso))[0] == "ide-cd,drive=cd0"
+    assert "media=cdrom" not in " ".join(qemu_argv(machine(), "network"))
+
+
+def test_firmware_without_network_boot_has_no_pxe_and_no_nic_rom() -> None:
+    uefi = qemu_argv(machine("uefi", network_boot=False), "network")
+    settings = [uefi[i + 1] for i, a in enumerate(uefi) if a == "-fw_cfg"]
+    assert settings == [
+        "name=opt/org.tianocore/IPv4PXESupport,string=n",
+        "name=opt/org.tianocore/IPv6PXESupport,string=n",
+    ]
+    bios = devices(qemu_argv(machine("bios", network_boot=False), "network"))
+    nics = [d for d in bios if d.startswith("virtio-net")]
+    assert all(d.endswith("romfile=") for d in nics), "no iPXE ROM"
+    assert devices(qemu_argv(machine("bios", network_boot=False), "network"))[2].endswith(
+        "bootindex=1"
+    ), "the first disk comes first"
+
+
 def test_console_and_qmp_sockets() -> None:
     joined = " ".join(qemu_argv(machine(), "network"))
     assert f"path={RUN}/console.sock,server=on,wait=off,logfile={RUN}/console.log" in joined

@@ -34,6 +34,18 @@ def test_mixed_firmware_alternates_starting_with_bios() -> None:
     assert firmware_sequence(1, "mixed") == ["bios"]
 
 
+def test_mixed_bmcs_alternate_starting_with_ipmi() -> None:
+    servers = plan(
+        LabSpec(servers=3, bmc="mixed", network_boot=False),
+        LAB,
+        [6230, 6231, 6232],
+        random.Random(1),
+    )
+    assert [s.bmc_kind for s in servers] == ["ipmi", "redfish", "ipmi"]
+    assert [s.bmc_url for s in servers[:2]] == ["127.0.0.1:6230", "https://127.0.0.1:6231"]
+    assert not any(s.network_boot or s.machine(None).network_boot for s in servers)
+
+
 def test_disk_sizes() -> None:
     assert parse_disks("4G") == (4 * GiB,)
     assert parse_disks("4G, 2GiB,512M") == (4 * GiB, 2 * GiB, 512 * MiB)
@@ -132,8 +144,16 @@ def test_what_arges_is_told(tmp_path: Path) -> None:
         "protocol": "ipmi",
         "credentialsSecretRef": {"name": f"bmc-{server.uuid}", "namespace": "default"},
     }
-    body = secret_body(server, Credentials(username="admin", password="pw"), "default")
-    assert body["data"] == {"username": "YWRtaW4=", "password": "cHc="}
+    body = secret_body(server, Credentials(username="admin", password="pw"), "default", "CA")
+    assert body["data"] == {"username": "YWRtaW4=", "password": "cHc="}, "no CA for IPMI"
+    redfish = server.model_copy(update={"bmc_kind": "redfish"})
+    assert bmc_spec(redfish, "default").to_json() == {
+        "protocol": "redfish",
+        "endpoint": "https://127.0.0.1:6230",
+        "credentialsSecretRef": {"name": f"bmc-{server.uuid}", "namespace": "default"},
+    }
+    body = secret_body(redfish, Credentials(username="admin", password="pw"), "default", "CA")
+    assert body["data"] == {"username": "YWRtaW4=", "password": "cHc=", "ca.crt": "Q0E="}
 
 
 def test_status_of_a_lab_whose_processes_are_gone(tmp_path: Path) -> None:
@@ -152,6 +172,7 @@ def test_status_of_a_lab_whose_processes_are_gone(tmp_path: Path) -> None:
         "bios",
         first.uuid,
         first.macs[0],
+        "ipmi",
         "127.0.0.1:6230",
         "off",
         str(first.console_log),

@@ -11,6 +11,7 @@ from arges.metal.capi import (
     addresses,
     cluster_gate,
     endpoint,
+    imported_binding,
     infrastructure_ready,
     machine_gate,
     owner,
@@ -147,3 +148,34 @@ def test_role_provider_id_and_addresses() -> None:
     s.status.addresses = []
     s.status.hostname = "node-1"
     assert [a.to_json() for a in addresses(s)] == [{"type": "Hostname", "address": "node-1"}]
+
+
+def _binding(consumer: dict[str, Any], **meta: Any) -> dict[str, Any]:
+    return {"metadata": {"name": "srv", **meta}, "spec": {"consumerRef": consumer}}
+
+
+MOVED = {"metadata": {"name": "cp-0", "namespace": "prod", "uid": "new-uid"}}
+IMPORTED = {
+    "apiVersion": "infrastructure.cluster.x-k8s.io/v1alpha3",
+    "kind": "MetalMachine",
+    "name": "cp-0",
+    "namespace": "prod",
+}
+
+
+@pytest.mark.parametrize(
+    ("binding", "adopted"),
+    [
+        (_binding(IMPORTED), True),
+        (_binding({**IMPORTED, "uid": "old-uid"}), False),
+        (_binding({**IMPORTED, "namespace": "default"}), False),
+        (_binding({**IMPORTED, "name": "cp-1"}), False),
+        (_binding({**IMPORTED, "kind": "TalosCluster"}), False),
+        (_binding({**IMPORTED, "apiVersion": "example.com/v1"}), False),
+        (_binding(IMPORTED, deletionTimestamp="2026-01-01T00:00:00Z"), False),
+    ],
+)
+def test_an_imported_binding_is_one_naming_the_machine_without_a_uid(
+    binding: dict[str, Any], adopted: bool
+) -> None:
+    assert (imported_binding([binding], MOVED) is binding) is adopted

@@ -173,3 +173,275 @@ def test_members_and_allocation_order() -> None:
     assert (available, in_use) == (["a", "b"], ["c"])
     assert [s.name for s in candidates(compiled, servers, bound={"c"})] == ["a"]
     assert [s.name for s in candidates(compiled, servers, bound=set())] == ["a", "c"]
+
+
+# Sidero's own ServerClass cases (siderolabs/sidero, app/sidero-controller-manager/api/v1alpha2/
+# serverclass_filter_test.go, TestFilterAcceptedServers), with its servers' inventories moved
+# to status.hardware; the classes are written exactly as Sidero users write them.
+
+INTEL = "Intel(R) Corporation"
+AMD = "Advanced Micro Devices, Inc."
+SIDERO_SERVERS = [
+    server(
+        "atom",
+        labels={"common-label": "true", "zone": "central"},
+        hardware={
+            "compute": {
+                "totalCoreCount": 4,
+                "totalThreadCount": 4,
+                "processorCount": 1,
+                "processors": [
+                    {
+                        "manufacturer": INTEL,
+                        "productName": "Intel(R) Atom(TM) CPU C3558 @ 2.20GHz",
+                        "speed": 2200,
+                        "coreCount": 4,
+                        "threadCount": 4,
+                    }
+                ],
+            }
+        },
+    ),
+    server(
+        "dual-xeon",
+        hardware={
+            "compute": {
+                "totalCoreCount": 16,
+                "totalThreadCount": 32,
+                "processorCount": 2,
+                "processors": [
+                    {
+                        "manufacturer": INTEL,
+                        "productName": "Intel(R) Xeon(R) CPU E5-2630 v3 @ 2.40GHz",
+                        "speed": 2400,
+                        "coreCount": 8,
+                        "threadCount": 16,
+                    }
+                ]
+                * 2,
+            }
+        },
+    ),
+    server(
+        "ryzen",
+        labels={"common-label": "true", "zone": "east"},
+        hardware={
+            "system": {"manufacturer": "QEMU"},
+            "compute": {
+                "totalCoreCount": 8,
+                "totalThreadCount": 16,
+                "processorCount": 1,
+                "processors": [
+                    {
+                        "manufacturer": AMD,
+                        "productName": "AMD Ryzen 7 2700X Eight-Core Processor",
+                        "speed": 3700,
+                        "coreCount": 8,
+                        "threadCount": 16,
+                    }
+                ],
+            },
+        },
+    ),
+    server(
+        "not-accepted",
+        accepted=False,
+        labels={"common-label": "true", "zone": "west"},
+        hardware={
+            "system": {"manufacturer": "QEMU"},
+            "compute": {"processors": [{"manufacturer": AMD}]},
+        },
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        pytest.param({}, ["atom", "dual-xeon", "ryzen"], id="empty selector, empty qualifier"),
+        pytest.param(
+            {"qualifiers": {"hardware": [{"compute": {"processors": [{"manufacturer": INTEL}]}}]}},
+            ["atom", "dual-xeon"],
+            id="Intel only",
+        ),
+        pytest.param(
+            {
+                "qualifiers": {
+                    "hardware": [
+                        {"compute": {"processors": [{"manufacturer": INTEL}]}},
+                        {"compute": {"processors": [{"manufacturer": AMD}]}},
+                    ]
+                }
+            },
+            ["atom", "dual-xeon", "ryzen"],
+            id="Intel and AMD",
+        ),
+        pytest.param(
+            {"qualifiers": {"hardware": [{"system": {"manufacturer": "QEMU"}}]}},
+            ["ryzen"],
+            id="QEMU only",
+        ),
+        pytest.param(
+            {"qualifiers": {"labelSelectors": [{"common-label": "true"}]}},
+            ["atom", "ryzen"],
+            id="with label",
+        ),
+        pytest.param(
+            # Sidero ORs the pairs of one map too (sidero#288): zone=central does not narrow.
+            {"qualifiers": {"labelSelectors": [{"common-label": "true", "zone": "central"}]}},
+            ["atom", "ryzen"],
+            id="with multiple labels, single selector",
+        ),
+        pytest.param(
+            {"qualifiers": {"labelSelectors": [{"common-label": "true"}, {"zone": "central"}]}},
+            ["atom", "ryzen"],
+            id="with multiple labels, multiple selectors",
+        ),
+        pytest.param(
+            {"qualifiers": {"labelSelectors": [{"zone": "central"}]}},
+            ["atom"],
+            id="with same label key, different label value",
+        ),
+        pytest.param(
+            {"selector": {"matchLabels": {"zone": "central"}}},
+            ["atom"],
+            id="selector, single matchLabels, single result",
+        ),
+        pytest.param(
+            {"selector": {"matchLabels": {"common-label": "true"}}},
+            ["atom", "ryzen"],
+            id="selector, single matchLabels, multiple results",
+        ),
+        pytest.param(
+            {"selector": {"matchLabels": {"zone": "central", "common-label": "true"}}},
+            ["atom"],
+            id="selector, multiple matchLabels",
+        ),
+        pytest.param(
+            {"selector": {"matchExpressions": [{"key": "common-label", "operator": "Exists"}]}},
+            ["atom", "ryzen"],
+            id="selector, matchExpressions, common label key",
+        ),
+        pytest.param(
+            {
+                "selector": {
+                    "matchExpressions": [
+                        {"key": "zone", "operator": "In", "values": ["east", "west"]}
+                    ]
+                }
+            },
+            ["ryzen"],
+            id="selector, matchExpressions, multiple values",
+        ),
+        pytest.param(
+            {
+                "selector": {"matchLabels": {"common-label": "true"}},
+                "qualifiers": {"hardware": [{"system": {"manufacturer": "QEMU"}}]},
+            },
+            ["ryzen"],
+            id="selector and qualifiers both match",
+        ),
+        pytest.param(
+            {
+                "selector": {"matchLabels": {"common-label": "no-match"}},
+                "qualifiers": {"hardware": [{"system": {"manufacturer": "QEMU"}}]},
+            },
+            [],
+            id="selector and qualifiers, disqualifying selector",
+        ),
+        pytest.param(
+            {
+                "selector": {"matchLabels": {"common-label": "true"}},
+                "qualifiers": {"hardware": [{"system": {"manufacturer": "Gateway"}}]},
+            },
+            [],
+            id="selector and qualifiers, disqualifying qualifier",
+        ),
+    ],
+)
+def test_sideros_own_server_class_cases(spec: dict, expected: list[str]) -> None:
+    available, in_use = members(compile_class(cls(**spec)), SIDERO_SERVERS, bound=set())
+    assert (available, in_use) == (expected, [])
+
+
+def test_label_selectors_need_no_inventory_and_an_empty_list_is_no_qualifier() -> None:
+    bare = server("bare", labels={"zone": "central"})
+    assert matches(compile_class(cls(qualifiers={"labelSelectors": [{"zone": "central"}]})), bare)
+    assert not matches(compile_class(cls(qualifiers={"labelSelectors": [{"zone": "east"}]})), bare)
+    assert matches(compile_class(cls(qualifiers={"labelSelectors": []})), bare)
+
+
+# Sizes: Sidero's inventory wrote memory module sizes in MB and totals as "<N> GB" strings
+# (whole GiB, rounded down); Arges' inventory is in bytes.
+
+GIB = 2**30
+MIB = 2**20
+FOUR_MODULES = {
+    "memory": {
+        "totalSize": 64 * GIB,
+        "moduleCount": 4,
+        "modules": [{"manufacturer": "Samsung", "type": "DDR4", "size": 16 * GIB}] * 4,
+    },
+    "storage": {
+        "totalSize": 960 * 10**9 + 4 * 10**12,
+        "deviceCount": 2,
+        "devices": [
+            {"name": "nvme0n1", "type": "NVMe", "size": 960 * 10**9},
+            {"name": "sda", "type": "HDD", "size": 4 * 10**12},
+        ],
+    },
+}
+ODD_TOTAL = {"memory": {"totalSize": 65535 * MIB}}
+
+
+@pytest.mark.parametrize(
+    ("hardware", "matched", "odd"),
+    [
+        pytest.param({"memory": {"modules": [{"size": 16 * GIB}]}}, True, False, id="module bytes"),
+        pytest.param({"memory": {"modules": [{"size": 8 * GIB}]}}, False, False, id="8 GiB"),
+        pytest.param({"memory": {"totalSize": 64 * GIB}}, True, False, id="total in bytes"),
+        pytest.param({"memory": {"totalSize": "64 GB"}}, True, False, id="Sidero's total"),
+        # Sidero's agent wrote total MB / 1024, rounded down: 65535 MB is "63 GB".
+        pytest.param({"memory": {"totalSize": "63 GB"}}, False, True, id="rounded down"),
+        pytest.param({"storage": {"totalSize": "4619 GB"}}, True, False, id="storage total"),
+        pytest.param(
+            {"storage": {"devices": [{"size": 960 * 10**9}]}}, True, False, id="disk size only"
+        ),
+        pytest.param({"memory": {"modules": [{"size": 0, "type": "DDR4"}]}}, True, False, id="0"),
+    ],
+)
+def test_sizes_written_the_sidero_way_match_as_in_sidero(
+    hardware: dict, matched: bool, odd: bool
+) -> None:
+    compiled = compile_class(cls(qualifiers={"hardware": [hardware]}))
+    assert matches(compiled, server("big", hardware=FOUR_MODULES)) is matched
+    assert matches(compiled, server("odd", hardware=ODD_TOTAL)) is odd
+
+
+@pytest.mark.parametrize(
+    ("hardware", "field", "words"),
+    [
+        (
+            {"memory": {"modules": [{"size": 16 * GIB}, {"size": 16384}]}},
+            "spec.qualifiers.hardware[1].memory.modules[1].size",
+            "Sidero wrote module sizes in MB: 16384 MB is 17179869184 bytes",
+        ),
+        (
+            {"memory": {"totalSize": "64GB"}},
+            "spec.qualifiers.hardware[1].memory.totalSize",
+            'give bytes (an integer) or Sidero\'s "<N> GB"',
+        ),
+        (
+            {"storage": {"totalSize": "4 TB"}},
+            "spec.qualifiers.hardware[1].storage.totalSize",
+            "is not a size",
+        ),
+    ],
+)
+def test_sizes_that_cannot_mean_what_they_say_are_refused_saying_the_unit(
+    hardware: dict, field: str, words: str
+) -> None:
+    with pytest.raises(QualifierError) as err:
+        compile_class(cls(qualifiers={"hardware": [{"system": {"manufacturer": "x"}}, hardware]}))
+    assert err.value.field == field
+    assert words in err.value.message

@@ -79,3 +79,77 @@ def seen(minutes_ago: int, last_boot: str | None = None):
 def test_every_row_of_the_power_rules(srv, bnd, action, network) -> None:
     got = intent(srv, bnd, now=NOW, reboot_timeout=TIMEOUT)
     assert (got.action, got.network_boot) == (action, network) and got.reason
+
+
+def _media(srv, inserted: bool = False, cycled_minutes_ago: int | None = None):
+    conditions = []
+    if inserted:
+        conditions.append(
+            Condition(type="AgentMedia", status="True", reason="Inserted", last_transition_time=NOW)
+        )
+    if cycled_minutes_ago is not None:
+        conditions.append(
+            Condition(
+                type="PowerCycle",
+                status="True",
+                last_transition_time=NOW - dt.timedelta(minutes=cycled_minutes_ago),
+            )
+        )
+    srv.status.conditions = conditions
+    return srv
+
+
+@pytest.mark.parametrize(
+    ("srv", "bnd", "action", "media", "eject"),
+    [
+        # Asking for virtual media on a Server never seen is asking for its discovery.
+        (server("s", accepted=False, clean=None), None, "cycle", True, False),
+        (
+            _media(server("s", accepted=False, clean=None), cycled_minutes_ago=5),
+            None,
+            None,
+            False,
+            False,
+        ),
+        (
+            _media(server("s", accepted=False, clean=None), cycled_minutes_ago=30),
+            None,
+            "cycle",
+            True,
+            False,
+        ),
+        (
+            server("s", accepted=False, clean=None, hardware={"system": {}}),
+            None,
+            None,
+            False,
+            False,
+        ),
+        (server("s", clean=False), None, "cycle", True, False),
+        (
+            _media(
+                server("s", clean=False, hardware={"system": {}}),
+                inserted=True,
+                cycled_minutes_ago=5,
+            ),
+            None,
+            None,
+            False,
+            False,
+        ),
+        (_media(server("s", clean=True), inserted=True), None, "off", False, True),
+        (server("s", clean=True), None, "off", False, False),
+        (_media(server("s", clean=True), inserted=True), binding(), "on", False, True),
+    ],
+)
+def test_virtual_media_replaces_network_boot_for_the_agent(srv, bnd, action, media, eject) -> None:
+    got = intent(srv, bnd, now=NOW, reboot_timeout=TIMEOUT, boot_method="virtualMedia")
+    assert (got.action, got.media, got.eject) == (action, media, eject), got.reason
+    assert not (got.media and got.network_boot)
+    if bnd is not None:
+        assert got.network_boot, "the target still boots from the network"
+
+
+def test_network_servers_never_get_media() -> None:
+    got = intent(server("s", accepted=False, clean=None), None, now=NOW, reboot_timeout=TIMEOUT)
+    assert (got.action, got.media, got.eject) == (None, False, False)

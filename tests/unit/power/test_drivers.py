@@ -12,6 +12,7 @@ from arges.power.base import BmcInfo, BootDevice, PowerAction, PowerState
 from arges.power.errors import AuthenticationFailed, BmcUnreachable, PowerTimeout, Unsupported
 from arges.power.factory import build_driver
 from arges.power.ipmi import IpmiDriver, _classify, _SuiteRefused
+from arges.power.redfish import RedfishDriver
 
 INFO = BmcInfo("10.0.0.9", 623, "admin", "hunter2", "ipmi")
 
@@ -49,8 +50,17 @@ def test_ipmitool_messages_map_to_the_error_tree(message, elapsed, suite, error)
 
 def test_the_factory_is_the_only_chooser() -> None:
     assert isinstance(build_driver(INFO), IpmiDriver)
-    with pytest.raises(Unsupported, match="available: ipmi, fake"):
-        build_driver(BmcInfo("a", 1, "u", "p", "redfish"))
+    assert isinstance(build_driver(BmcInfo("", 1, "u", "p", "redfish")), RedfishDriver)
+    with pytest.raises(Unsupported, match="available: ipmi, redfish, fake"):
+        build_driver(BmcInfo("a", 1, "u", "p", "snmp"))
+
+
+async def test_ipmi_cannot_do_http_boot_nor_virtual_media() -> None:
+    driver = IpmiDriver(INFO)
+    with pytest.raises(Unsupported, match="IPMI cannot select http boot"):
+        await driver.set_boot_device(BootDevice.HTTP)
+    with pytest.raises(Unsupported, match="no virtual media"):
+        await driver.insert_media("http://arges/agent/x.iso")
 
 
 async def test_actions_are_skipped_when_done_and_verified_when_not() -> None:

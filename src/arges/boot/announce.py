@@ -1,0 +1,34 @@
+"""The Event a Server gets when what it network-boots changes (agent, target, disk, nothing).
+
+Only changes are announced: a server that boots the agent five times in a row while it is
+wiped has one ``BootingAgent`` Event, not five; the condition ``PXEBooted`` keeps the last
+boot's time.
+"""
+
+from __future__ import annotations
+
+from arges.api.server import Server
+from arges.kube.client import KubeClient
+from arges.metal.boot import PXE_BOOTED
+from arges.metal.conditions import find
+
+REASONS = {
+    "Agent": "BootingAgent",
+    "Target": "BootingTarget",
+    "Disk": "BootingFromDisk",
+    "NotReady": "BootNotReady",
+}
+"""``PXEBooted`` condition reason -> Event reason."""
+
+
+async def announce_decision(
+    kube: KubeClient, server: Server, reason: str, what: str, why: str, client: str
+) -> None:
+    """Record an Event on ``server`` (as read before this boot) when its boot decision
+    ``reason`` (a ``PXEBooted`` reason) differs from its previous one."""
+    previous = find(server.status.conditions, PXE_BOOTED)
+    if previous is not None and previous.reason == reason:
+        return
+    kind = "Warning" if reason == "NotReady" else "Normal"
+    message = f"{client or 'an unknown address'} was given {what}: {why}"
+    await kube.event(server.to_json(), REASONS.get(reason, reason), message, type=kind)
