@@ -162,12 +162,14 @@ class ManagementPlane:
             )
             await self.dashboard.start()
             self.api.mounts[UI_PREFIX] = self.dashboard.handle
-        self.media = AgentMedia(
-            self.kube,
-            self.assets,
-            self.config.data_dir / "media",
-            lambda: self.boot.http.base_url if self.boot is not None else "",
-        )
+        if self.guard is not None:
+            self.media = AgentMedia(
+                self.kube,
+                self.assets,
+                self.config.data_dir / "media",
+                lambda: self.boot.http.base_url if self.boot is not None else "",
+                self.guard,
+            )
         cache = Cache()
         self.metrics.servers = lambda: cache.objects(SERVERS)
         controllers: list[Controller] = [
@@ -204,7 +206,7 @@ class ManagementPlane:
         if self._controllers in done:
             self._controllers.result()
         if self.config.boot is not None:
-            assert self.guard is not None
+            assert self.guard is not None and self.media is not None
             routes = [
                 *MetadataService(self.kube, talos_patcher, self.guard).routes(),
                 *DiscoveryApi(self.kube, self.config.discovery, self.guard).routes(),

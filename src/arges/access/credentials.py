@@ -98,8 +98,11 @@ def record(
     mac: str = "",
     dhcp: DhcpSighting | None = None,
     issued: dt.datetime | None = None,
+    addresses: list[str] | None = None,
 ) -> BootCredential:
-    """What the Server keeps of a credential just minted (or first used, when signed)."""
+    """What the Server keeps of a credential just minted (or first used, when signed);
+    ``addresses`` it is bound to default to ``client`` (none: the first one it is used
+    from, see :func:`allowed`)."""
     return BootCredential(
         purpose=purpose,
         sha256=digest(token),
@@ -108,7 +111,7 @@ def record(
         client=client,
         mac=mac,
         dhcp=dhcp,
-        addresses=[client] if client else [],
+        addresses=addresses if addresses is not None else [client] if client else [],
     )
 
 
@@ -144,8 +147,9 @@ def allowed(current: BootCredential, client: str, seen: set[str]) -> bool:
     """Whether a request from ``client`` may use ``current``: it comes from an address the
     credential is bound to, or from one Arges' DHCP saw one of the server's NICs lease
     since the credential was minted (``seen``: Talos may lease another address than its
-    firmware did)."""
-    return client in current.addresses or client in seen
+    firmware did). A credential bound to no address yet (an agent booted from virtual
+    media, which asked no ``/ipxe``) is bound by its first use (:func:`used` records it)."""
+    return not current.addresses or client in current.addresses or client in seen
 
 
 def used(current: BootCredential, client: str, now: dt.datetime) -> dict[str, Any] | None:

@@ -158,15 +158,19 @@ class BootGuard:
         mac: str,
         seen: DhcpSighting | None,
         now: dt.datetime,
+        *,
+        addresses: list[str] | None = None,
     ) -> tuple[str, dict[str, Any] | None]:
         """A credential for this boot, and the status patch recording it (None for a server
         that does not exist yet: its credential is signed, see
-        :mod:`arges.access.credentials`). The patch must be written before the credential
-        is handed out."""
+        :mod:`arges.access.credentials`); ``addresses`` it is bound to default to
+        ``client``. The patch must be written before the credential is handed out."""
         if server is None:
             return self.signer.sign(purpose, uuid, client, now), None
         token = credentials.mint()
-        record = credentials.record(token, purpose, client, now, mac=mac, dhcp=seen)
+        record = credentials.record(
+            token, purpose, client, now, mac=mac, dhcp=seen, addresses=addresses
+        )
         return token, {"bootCredential": replacing(record)}
 
     # /configdata, /agent/v1/*
@@ -179,9 +183,13 @@ class BootGuard:
         client: str,
         *,
         signed: bool = False,
+        bound: bool = True,
     ) -> Verified:
         """Check a request's credential (see the module docstring); ``signed``: whether a
-        signed credential of a server that does not exist yet may register it.
+        signed credential of a server that does not exist yet may register it; ``bound``:
+        whether the request must come from the machine (False for a BMC fetching the agent
+        ISO that holds the credential: its address is not the server's, and is not
+        recorded).
 
         Raises:
             Refused: it does not work (the caller answers 403 and calls :meth:`refused`).
@@ -211,6 +219,8 @@ class BootGuard:
         if reason is not None:
             raise Refused(reason, body)
         assert current is not None
+        if not bound:
+            return Verified(body, None)
         if not credentials.allowed(current, client, self._seen(server, current)):
             raise Refused(f"{client} is not an address of this boot", body)
         return Verified(body, credentials.used(current, client, now))

@@ -53,6 +53,19 @@ def test_a_credential_works_from_its_addresses_and_ones_dhcp_saw_the_server_leas
     assert credentials.allowed(record, "10.0.0.6", {"10.0.0.6"})
 
 
+def test_a_virtual_media_credential_is_bound_to_the_static_address_or_to_its_first_use() -> None:
+    static = credentials.record(credentials.mint(), "agent", "", NOW, addresses=["10.0.0.50"])
+    assert static.addresses == ["10.0.0.50"] and static.client == ""
+    assert credentials.allowed(static, "10.0.0.50", set())
+    assert not credentials.allowed(static, "10.0.0.6", set())
+    unbound = credentials.record(credentials.mint(), "agent", "", NOW, addresses=[])
+    assert credentials.allowed(unbound, "10.0.0.6", set()), "its first use binds it"
+    first = credentials.used(unbound, "10.0.0.6", NOW)
+    assert first == {"bootCredential": {"addresses": ["10.0.0.6"]}}
+    bound = unbound.model_copy(update=first["bootCredential"])
+    assert not credentials.allowed(bound, "10.0.0.7", set())
+
+
 def test_uses_keep_a_credential_alive_without_a_write_per_use() -> None:
     record = credentials.record(credentials.mint(), "agent", "10.0.0.5", NOW)
     assert credentials.used(record, "10.0.0.5", NOW + REFRESH / 2) is None
