@@ -22,6 +22,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from scapy.layers.dhcp import BOOTP, DHCP
 
+from arges.agent.image.iso import missing
 from arges.agent.protocol import REGISTER_PATH, REPORT_PATH
 from arges.boot.services import BootConfig
 from arges.kube.client import KubeClient
@@ -265,3 +266,33 @@ async def test_dhcp_vets_ipxe_requesters_and_follows_talos_to_its_new_address(
     finally:
         for machine in (legit, evil, talos, stray):
             await machine.close()
+
+
+@pytest.mark.skipif(bool(missing()), reason="; ".join(missing()))
+async def test_an_agent_booted_from_virtual_media_answers_only_from_its_static_address(
+    network: Network, machines: dict[str, Machine]
+) -> None:
+    kube, legit, evil = network.kube, machines["legit"], machines["evil"]
+    media = network.plane.media
+    assert media is not None
+    agent_network = {"address": "127.0.0.21/8", "mac": MAC}
+    await kube.create(
+        SERVERS, {"metadata": {"name": UUID}, "spec": {"agentNetwork": agent_network}}
+    )
+    url = await media.url(UUID)  # what the power controller hands the BMC
+    iso = url.split("?", 1)[0]
+    assert await evil.get(iso) == FORBIDDEN, "the ISO holds a credential: not without it"
+    assert await evil.get(iso.replace(UUID, str(uuids.uuid4())) + "?token=" + "A" * 43) == (
+        FORBIDDEN
+    )
+    token = token_of(url)
+    assert (await evil.post(REGISTER_PATH, registration(), token))[0] == 403, "not its address"
+    status, answer = await legit.post(REGISTER_PATH, registration(), token)
+    assert status == 200, answer
+    assert token not in str(await kube.get(SERVERS, UUID)), "only the credential's hash is stored"
+
+    again = await media.url(UUID)  # the next insertion is the next boot
+    assert (await legit.post(REPORT_PATH, {"uuid": UUID, "phase": "idle"}, token))[0] == 403
+    assert (await legit.post(REPORT_PATH, {"uuid": UUID, "phase": "idle"}, token_of(again)))[0] == (
+        200
+    )
