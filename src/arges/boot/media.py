@@ -99,6 +99,8 @@ class AgentMedia:
                     )
                 except BuildError as exc:
                     raise MediaUnavailable(str(exc)) from exc
+                # It holds the boot's credential (the data directory is private too).
+                path.chmod(0o600)
                 log.info(
                     "agent ISO for %s: %s (%.1f MiB), kernel arguments: %s arges.token=***",
                     uuid,

@@ -99,6 +99,7 @@ async def test_each_boot_gets_an_iso_with_its_own_kernel_arguments_and_credentia
     head = await client.head(path_of(url))
     assert head.status == 200 and int(head.headers["Content-Length"]) == len(iso)
     (first,) = (tmp_path / "media").glob("*.iso")
+    assert first.stat().st_mode & 0o777 == 0o600, "it holds a credential: private"
 
     await plane.kube.patch(SERVERS, UUID, {"spec": {"agentNetwork": None}})
     later = await media.url(UUID)
