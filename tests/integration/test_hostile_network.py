@@ -172,6 +172,12 @@ async def test_a_uuid_sweep_is_throttled_and_logged_once(
     assert set(statuses) <= {403, 429} and statuses[403] >= 1, statuses
     lines = [r.getMessage() for r in caplog.records if "127.0.0.77" in r.getMessage()]
     assert len(lines) == 1, lines
+    registry = network.plane.metrics.registry
+    for answer in ("403", "429"):
+        counted = registry.get_sample_value(
+            "arges_boot_refusals_total", {"endpoint": "/configdata", "answer": answer}
+        )
+        assert counted == statuses[int(answer)], f"{answer}s counted"
     with capsys.disabled():
         print(
             f"\n  [sweep] 600 guesses from one address in {took:.2f} s: {statuses[403]} x 403 "
