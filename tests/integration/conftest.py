@@ -24,6 +24,7 @@ from arges.discovery.api import DiscoveryConfig
 from arges.kube.client import KubeClient
 from arges.kube.resources import ENVIRONMENTS, SERVERS
 from arges.plane import ManagementPlane, PlaneConfig
+from tests.integration.webhook_server import WebhookServer, make_pki
 
 KUBECTL = shutil.which("kubectl")
 KUBECTL_DIR = Path(os.path.realpath(KUBECTL)).parent if KUBECTL else None
@@ -490,3 +491,13 @@ async def network(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterat
         await eventually(lambda n=name: env_ready(plane.kube, n), what=f"{name} ready")
     yield Network(plane, plane.kube, plane.boot.http.base_url)
     await plane.stop()
+
+
+@pytest.fixture
+async def webhook(tmp_path: Path) -> AsyncIterator[WebhookServer]:
+    """A webhook server on loopback (TLS from a fresh CA) answering conversion and admission
+    reviews as the tests configure it."""
+    server = WebhookServer(make_pki())
+    await server.start(tmp_path)
+    yield server
+    await server.stop()

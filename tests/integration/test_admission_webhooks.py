@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
 from tests.integration.conftest import KUBECTL_VERSIONS, Cluster, eventually
-from tests.integration.webhook_server import GROUP, WebhookServer, gadget, gadget_crd, make_pki
+from tests.integration.webhook_server import GROUP, WebhookServer, gadget, gadget_crd
 
 CRDS = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
 ADMISSION = "/apis/admissionregistration.k8s.io/v1"
@@ -21,14 +19,6 @@ MUTATING = f"{ADMISSION}/mutatingwebhookconfigurations"
 VALIDATING = f"{ADMISSION}/validatingwebhookconfigurations"
 V1 = f"/apis/{GROUP}/v1/namespaces/default/gadgets"
 V1ALPHA1 = f"/apis/{GROUP}/v1alpha1/namespaces/default/gadgets"
-
-
-@pytest.fixture
-async def webhook(tmp_path: Path) -> AsyncIterator[WebhookServer]:
-    server = WebhookServer(make_pki())
-    await server.start(tmp_path)
-    yield server
-    await server.stop()
 
 
 @pytest.fixture

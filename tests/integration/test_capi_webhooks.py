@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,7 @@ import pytest
 import yaml
 
 from tests.integration.conftest import Cluster, kubectl_binary
-from tests.integration.webhook_server import WebhookServer, make_pki
+from tests.integration.webhook_server import WebhookServer
 
 CAPI = "sigs.k8s.io/cluster-api@v1.10.10"
 PROVIDERS = (
@@ -83,14 +82,6 @@ def webhook_configurations(module: str, server: WebhookServer) -> list[dict[str,
         for hook in doc["webhooks"]:
             hook["clientConfig"] = to_url(hook["clientConfig"], server)
     return docs
-
-
-@pytest.fixture
-async def webhook(tmp_path: Path) -> AsyncIterator[WebhookServer]:
-    server = WebhookServer(make_pki())
-    await server.start(tmp_path)
-    yield server
-    await server.stop()
 
 
 async def apply(cluster: Cluster, docs: list[dict[str, Any]]) -> None:

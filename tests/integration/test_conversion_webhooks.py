@@ -7,8 +7,6 @@ v1alpha1, which name ``spec.size``/``spec.color`` ``spec.length``/``spec.colour`
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 import yaml
@@ -19,14 +17,6 @@ from tests.integration.webhook_server import GROUP, WebhookServer, gadget, gadge
 CRDS = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
 V1 = f"/apis/{GROUP}/v1/namespaces/default/gadgets"
 V1ALPHA1 = f"/apis/{GROUP}/v1alpha1/namespaces/default/gadgets"
-
-
-@pytest.fixture
-async def webhook(tmp_path: Path) -> AsyncIterator[WebhookServer]:
-    server = WebhookServer(make_pki())
-    await server.start(tmp_path)
-    yield server
-    await server.stop()
 
 
 @pytest.fixture
