@@ -55,6 +55,10 @@ from arges.power.errors import (
 )
 
 log = logging.getLogger(__name__)
+# sushy's debug lines hold whole request bodies and resources, and InsertMedia's image URL
+# holds the credential of the boot it is for (arges.boot.media): secrets stay out of logs,
+# whatever --log-level says.
+logging.getLogger("sushy").setLevel(logging.INFO)
 
 T = TypeVar("T")
 
