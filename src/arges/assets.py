@@ -14,8 +14,10 @@ URLs are ``http://`` and ``https://``; ``file://`` only for a path inside one of
 ``file_roots`` the cache was given (``arges up --asset-dir``, the agent image's directory),
 checked on the path with every symlink resolved and before anything is opened: whatever the
 cache holds is served to anyone on the provisioning network, so an Environment must not be
-able to name ``DATA_DIR/pki/ca.key`` or a service-account token. Anything else is refused
-with reason ``URLNotAllowed`` (``InvalidURL`` for other schemes).
+able to name ``DATA_DIR/pki/ca.key`` or a service-account token. Nothing inside a *private*
+directory (the data directory) is granted by a root around it (``--asset-dir /``, say), only
+by a root inside it (the agent image's). Anything else is refused with reason
+``URLNotAllowed`` (``InvalidURL`` for other schemes).
 """
 
 from __future__ import annotations
@@ -62,11 +64,15 @@ class CachedAsset:
 
 class AssetCache:
     """Fetches and serves Environment assets (see the module docstring); ``file_roots`` are
-    the files and directories ``file://`` URLs may name."""
+    the files and directories ``file://`` URLs may name, ``private`` the directories whose
+    files only a root inside them grants."""
 
-    def __init__(self, root: Path, file_roots: Sequence[Path] = ()) -> None:
+    def __init__(
+        self, root: Path, file_roots: Sequence[Path] = (), private: Sequence[Path] = ()
+    ) -> None:
         self.root = root
         self.file_roots = [Path(os.path.realpath(p)) for p in file_roots]
+        self.private = [Path(os.path.realpath(p)) for p in private]
 
     def secure(self) -> None:
         """Bring a cache written before its modes were enforced to 0700/0600."""
@@ -168,17 +174,26 @@ class AssetCache:
         return hasher.hexdigest(), size
 
     def _allowed_file(self, url: str, host: str, path: str) -> Path:
-        """The resolved path a ``file://`` URL names, if it is inside a file root.
+        """The resolved path a ``file://`` URL names, if it is inside a file root (and, inside
+        a private directory, a root inside that too).
 
         Raises:
             AssetError: URLNotAllowed otherwise (saying which roots are allowed).
         """
         resolved = Path(os.path.realpath(path)) if path.startswith("/") else None
+        walls = [p for p in self.private if resolved is not None and resolved.is_relative_to(p)]
         if host in ("", "localhost") and resolved is not None:
             for root in self.file_roots:
-                if resolved == root or resolved.is_relative_to(root):
+                if resolved.is_relative_to(root) and all(root.is_relative_to(p) for p in walls):
                     return resolved
         roots = ", ".join(str(r) for r in self.file_roots) or "none"
+        if walls:
+            raise AssetError(
+                "URLNotAllowed",
+                f"{url}: file:// URLs may not name files in Arges' data directory "
+                f"({walls[0]}: its keys, tokens and state), whatever --asset-dir allows "
+                f"(allowed: {roots})",
+            )
         raise AssetError(
             "URLNotAllowed",
             f"{url}: file:// URLs may only name files in the directories given to `arges up` "

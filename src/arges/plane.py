@@ -119,7 +119,9 @@ class ManagementPlane:
         self.metrics_port: MetricsPort | None = None
         if config.metrics_port is not None:
             self.metrics_port = MetricsPort(self.metrics, config.api_address, config.metrics_port)
-        self.assets = AssetCache(config.data_dir / "assets", self._file_roots())
+        self.assets = AssetCache(
+            config.data_dir / "assets", self._file_roots(), private=[config.data_dir]
+        )
         self.kube: KubeClient | None = None
         self.boot: BootServices | None = None
         self.guard: BootGuard | None = None
