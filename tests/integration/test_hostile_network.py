@@ -288,6 +288,9 @@ async def test_an_agent_booted_from_virtual_media_answers_only_from_its_static_a
     url = await media.url(UUID)  # what the power controller hands the BMC
     iso = url.split("?", 1)[0]
     assert await evil.get(iso) == FORBIDDEN, "the ISO holds a credential: not without it"
+    assert await evil.get(f"{iso}?token={'A' * 43}") == FORBIDDEN, "nor with a guessed one"
+    refused = await eventually(lambda: events(kube, "MediaRefused"))
+    assert any("refused to 127.0.0.99" in m for m in refused), refused
     assert await evil.get(iso.replace(UUID, str(uuids.uuid4())) + "?token=" + "A" * 43) == (
         FORBIDDEN
     )
