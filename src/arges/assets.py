@@ -35,6 +35,7 @@ from urllib.parse import unquote, urlparse
 
 import aiohttp
 
+from arges.errors import ArgesError
 from arges.names import dns1123_subdomain_errors
 
 ASSETS = ("kernel", "initrd")
@@ -42,7 +43,7 @@ CHUNK = 1 << 20
 FETCH_TIMEOUT = aiohttp.ClientTimeout(total=600, connect=10, sock_read=60)
 
 
-class AssetError(Exception):
+class AssetError(ArgesError):
     """An asset could not be made available; ``reason`` is a condition reason
     (``InvalidURL``, ``URLNotAllowed``, ``FetchFailed``, ``ChecksumMismatch``)."""
 

@@ -28,23 +28,29 @@ from arges.api.environment import AGENT_ENVIRONMENT, DEFAULT_ENVIRONMENT, Enviro
 from arges.apiserver.server import ApiServer, ApiServerConfig
 from arges.assets import AssetCache
 from arges.boot.decider import KubeBootDecider
+from arges.boot.gate import GatedDecider, gated
 from arges.boot.media import AgentMedia
 from arges.boot.services import BootConfig, BootServices
 from arges.controllers.announcer import Announcer
 from arges.controllers.clusters import TalosClusterController
+from arges.controllers.constellations import ConstellationController
 from arges.controllers.environments import EnvironmentController
 from arges.controllers.metalclusters import MetalClusterController
 from arges.controllers.metalmachines import MetalMachineController
+from arges.controllers.pause import PlaneGate
 from arges.controllers.power import PowerController
 from arges.controllers.runtime import Cache, Controller, Manager
 from arges.controllers.serverclasses import ServerClassController
 from arges.controllers.servers import ServerController
 from arges.discovery.api import DiscoveryApi, DiscoveryConfig
+from arges.errors import ArgesError
 from arges.kube.client import KubeClient
 from arges.kube.connection import Connection, from_kubeconfig
 from arges.kube.errors import NotFound
 from arges.kube.resources import (
+    CONSTELLATIONS,
     ENVIRONMENTS,
+    MANAGEMENT_PLANES,
     METAL_CLUSTERS,
     METAL_MACHINES,
     SERVER_BINDINGS,
@@ -95,7 +101,7 @@ class PlaneConfig:
     free port); None: only on the API port, with the admin token."""
 
 
-class NotInstalled(Exception):
+class NotInstalled(ArgesError):
     """The external API server does not serve Arges' resources (its CRDs are missing)."""
 
 
@@ -129,6 +135,8 @@ class ManagementPlane:
         self.dashboard: Dashboard | None = None
         self._stop = asyncio.Event()
         self._controllers: asyncio.Task[None] | None = None
+        self.gate: PlaneGate | None = None
+        self._gate: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         """Start everything; returns once the controllers are running.
@@ -154,6 +162,10 @@ class ManagementPlane:
             dhcp = self.config.boot.dhcp_mode is not None
             sightings = Sightings() if dhcp else None
             self.guard = BootGuard(self.kube, sightings, vet_dhcp=dhcp, metrics=self.metrics)
+        # The plane-wide pause (ManagementPlane): read before anything acts, followed after.
+        self.gate = PlaneGate(self.kube)
+        await self.gate.load()
+        self._gate = asyncio.create_task(self.gate.run(self._stop), name="plane-gate")
         if self.api is not None:
             self.dashboard = Dashboard(
                 self.kube,
@@ -196,8 +208,11 @@ class ManagementPlane:
             # start when their CRDs exist; until then MetalClusters and MetalMachines wait.
             MetalClusterController(self.kube, cache),
             MetalMachineController(self.kube, cache),
+            ConstellationController(self.kube, cache),
             Announcer(self.kube, cache),
         ]
+        for controller in controllers:
+            controller.gate = self.gate
         ready = asyncio.Event()
         manager = Manager(connection, controllers, cache, self.metrics)
         self._controllers = asyncio.create_task(manager.run(self._stop, ready), name="controllers")
@@ -216,10 +231,10 @@ class ManagementPlane:
             ]
             self.boot = BootServices(
                 self.config.boot,
-                KubeBootDecider(self.kube, self.guard),
+                GatedDecider(KubeBootDecider(self.kube, self.guard), self.gate.refusal),
                 self.assets,
                 self.config.data_dir,
-                routes,
+                gated(routes, self.gate.refusal),
                 sightings,
                 self.guard,
                 self.metrics,
@@ -249,6 +264,8 @@ class ManagementPlane:
             TALOS_CLUSTERS,
             METAL_CLUSTERS,
             METAL_MACHINES,
+            CONSTELLATIONS,
+            MANAGEMENT_PLANES,
         ):
             try:
                 await kube.list(resource, limit=1)
@@ -286,6 +303,9 @@ class ManagementPlane:
         if self._controllers is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.wait_for(self._controllers, 30)
+        if self._gate is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait_for(self._gate, 30)
         if self.dashboard is not None:
             await self.dashboard.stop()
         if self.kube is not None:

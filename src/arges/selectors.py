@@ -13,10 +13,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
+from arges.errors import ArgesError
 from arges.names import label_key_errors, label_value_errors
 
 
-class SelectorError(ValueError):
+class SelectorError(ArgesError, ValueError):
     """A selector that does not parse, or names an invalid key, value or operator."""
 
     def __init__(self, message: str) -> None:

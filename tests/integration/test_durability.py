@@ -14,7 +14,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.integration.conftest import Api, api_session
+from arges.cli.running import BOOT_RECORD, running_boot
+from tests.integration.conftest import Api, api_session, eventually
 
 pytestmark = pytest.mark.slow
 CM = "/api/v1/namespaces/default/configmaps"
@@ -114,7 +115,11 @@ async def test_sigterm_shuts_down_cleanly_and_state_survives(server: Process) ->
                 "data": {"a": "b"},
             },
         )
+    # What arges lab up reads: this Arges' boot settings, for as long as it runs.
+    told = await eventually(lambda: running_boot(server.data), what="the boot record")
+    assert told is not None and told.address and told.dhcp_mode is None
     assert server.signal(signal.SIGTERM) == 0
+    assert not (server.data / BOOT_RECORD).exists(), "a stopped Arges leaves no record"
     await server.start()
     async with api_session(server.data) as session:
         api = client(server, session)

@@ -23,11 +23,11 @@ import pytest
 from scapy.layers.dhcp import BOOTP, DHCP
 
 from arges.agent.image.iso import missing
-from arges.agent.protocol import REGISTER_PATH, REPORT_PATH
 from arges.boot.services import BootConfig
 from arges.kube.client import KubeClient
 from arges.kube.resources import EVENTS, SERVERS
 from arges.plane import ManagementPlane, PlaneConfig
+from arges.wire import REGISTER_PATH, REPORT_PATH
 from tests.integration.conftest import (
     Machine,
     Network,

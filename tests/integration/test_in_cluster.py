@@ -118,7 +118,7 @@ def rendered() -> list[dict[str, Any]]:
 def test_the_kustomization_runs_arges_in_cluster_with_the_access_it_needs() -> None:
     docs = rendered()
     kinds = sorted(d["kind"] for d in docs)
-    assert kinds.count("CustomResourceDefinition") == 8
+    assert kinds.count("CustomResourceDefinition") == 10
     deployment = next(d for d in docs if d["kind"] == "Deployment")
     assert deployment["metadata"]["namespace"] == "arges-system"
     pod = deployment["spec"]["template"]["spec"]

@@ -17,7 +17,8 @@ import urllib.parse
 from collections.abc import Callable
 from typing import Any
 
-from arges.agent.protocol import REGISTER_PATH, REPORT_PATH, Instruction, Registration, Report
+from arges.errors import ArgesError
+from arges.wire import REGISTER_PATH, REPORT_PATH, Instruction, Registration, Report
 
 log = logging.getLogger("arges.agent")
 
@@ -26,7 +27,7 @@ BACKOFF_START = 1.0
 BACKOFF_CAP = 30.0
 
 
-class HttpError(Exception):
+class HttpError(ArgesError):
     """A request that did not get a 200: ``status`` (0 when no answer came), ``message``
     (the server's ``error`` field when it sent one), ``retry_after`` in seconds if given."""
 

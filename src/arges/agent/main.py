@@ -13,7 +13,7 @@
 Unlike Sidero's agent it does not reboot on its own to make progress: an unaccepted server
 waits, polling, instead of looping through reboots (sidero#988). The one exception is a
 credential Arges keeps refusing (403) for ``REFUSED_REBOOT_SECONDS``: only a new boot brings
-a new one (see :mod:`arges.agent.protocol`).
+a new one (see :mod:`arges.wire`).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from typing import Any
 
 from arges.agent import cmdline, collect, net, target, wipe
 from arges.agent.client import Arges, HttpError, request, with_retries
-from arges.agent.protocol import REFUSED_REBOOT_SECONDS, Instruction, Registration, Report
+from arges.wire import REFUSED_REBOOT_SECONDS, Instruction, Registration, Report
 
 log = logging.getLogger("arges.agent")
 

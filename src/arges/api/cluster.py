@@ -22,6 +22,13 @@ MemberState = Literal["Allocated", "Booting", "ConfigDelivered", "Installed", "R
 CONTROL_PLANE_POOL = "controlplane"
 
 
+class SecretKeyReference(Model):
+    """A key of a Secret in the referrer's namespace."""
+
+    name: str = Field(description="The Secret's name.")
+    key: str = Field(description="The key in its data.")
+
+
 class Pool(Model):
     """Machines of one role drawn from one ServerClass."""
 
@@ -35,6 +42,12 @@ class Pool(Model):
     )
     strategic_patches: list[str] | None = Field(
         default=None, description="Talos strategic merge patches for this pool's machine configs."
+    )
+    patches_from: list[SecretKeyReference] | None = Field(
+        default=None,
+        description="Talos patches (either kind) read from Secrets of the cluster's namespace, "
+        "applied after this pool's own: for patches that carry credentials, which a machine "
+        "config (itself a Secret) may hold but this object may not.",
     )
 
 

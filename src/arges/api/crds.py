@@ -18,6 +18,7 @@ import yaml
 from arges.api.base import Model
 from arges.api.binding import ServerBinding
 from arges.api.cluster import CLUSTER_GROUP, TalosCluster
+from arges.api.constellation import Constellation
 from arges.api.environment import Environment
 from arges.api.infrastructure import (
     INFRASTRUCTURE_GROUP,
@@ -26,6 +27,7 @@ from arges.api.infrastructure import (
     MetalMachine,
     MetalMachineTemplate,
 )
+from arges.api.plane import ManagementPlane
 from arges.api.server import Server
 from arges.api.serverclass import ServerClass
 
@@ -158,6 +160,30 @@ DEFINITIONS = (
         ),
         group=CLUSTER_GROUP,
         namespaced=True,
+    ),
+    Definition(
+        Constellation,
+        "constellations",
+        ("cst",),
+        (
+            Column("Barycenter", "string", ".spec.barycenter.name"),
+            Column("Anycast", "string", ".status.anycastAddress"),
+            Column("Mesh", "string", ".status.clusterMesh.state"),
+            Column("Phase", "string", ".status.phase"),
+            AGE,
+        ),
+        group=CLUSTER_GROUP,
+        namespaced=True,
+    ),
+    Definition(
+        ManagementPlane,
+        "managementplanes",
+        ("plane",),
+        (
+            Column("Paused", "boolean", ".spec.paused"),
+            Column("Reason", "string", ".spec.reason"),
+            AGE,
+        ),
     ),
     Definition(
         MetalCluster,

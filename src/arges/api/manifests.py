@@ -40,14 +40,37 @@ RULES: list[dict[str, Any]] = [
         ],
         "verbs": ["get", "update", "patch"],
     },
+    # TalosClusters are created and removed by the Constellation controller (its members).
     {
         "apiGroups": ["cluster.arges.dev"],
         "resources": ["talosclusters"],
-        "verbs": ["get", "list", "watch", "update", "patch"],
+        "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"],
     },
     {
         "apiGroups": ["cluster.arges.dev"],
         "resources": ["talosclusters/status"],
+        "verbs": ["get", "update", "patch"],
+    },
+    {
+        "apiGroups": ["cluster.arges.dev"],
+        "resources": ["constellations"],
+        "verbs": ["get", "list", "watch"],
+    },
+    {
+        "apiGroups": ["cluster.arges.dev"],
+        "resources": ["constellations/status"],
+        "verbs": ["get", "update", "patch"],
+    },
+    # The plane-wide pause every instance follows (read; created when missing) and
+    # acknowledges in its status.
+    {
+        "apiGroups": ["metal.arges.dev"],
+        "resources": ["managementplanes"],
+        "verbs": ["get", "create"],
+    },
+    {
+        "apiGroups": ["metal.arges.dev"],
+        "resources": ["managementplanes/status"],
         "verbs": ["get", "update", "patch"],
     },
     # The Cluster API infrastructure provider: its own kinds, and Cluster API's Clusters and

@@ -47,6 +47,7 @@ from arges.apiserver.resources import ResourceType
 from arges.apiserver.store import Change, Store
 from arges.apiserver.webhookclient import CallError, ConfigError, WebhookClient
 from arges.apiserver.webhookmatch import Hook, hooks_of, rule_matches
+from arges.errors import ArgesError
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +143,7 @@ def internal_error(text: str) -> InternalError:
     )
 
 
-class _CallFailed(Exception):
+class _CallFailed(ArgesError):
     """kube-apiserver's ``ErrCallingWebhook``: subject to the webhook's failure policy."""
 
 

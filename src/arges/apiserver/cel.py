@@ -72,9 +72,10 @@ from arges.apiserver.celvalues import (
     sub,
     truth,
 )
+from arges.errors import ArgesError
 
 
-class CompileError(Exception):
+class CompileError(ArgesError):
     """An expression that does not parse or type-check; ``str()`` is cel-go's issue text."""
 
 

@@ -19,6 +19,7 @@ from typing import Any
 from arges.apiserver.celrules import Node, Rule
 from arges.apiserver.celvalues import CostLimitExceeded, EvalError, Meter, Optional
 from arges.apiserver.errors import Cause
+from arges.errors import ArgesError
 
 PER_CALL_LIMIT = 1_000_000
 RUNTIME_BUDGET = 10_000_000
@@ -41,7 +42,7 @@ def _shown(path: str) -> str:
     return path or "<nil>"
 
 
-class _OutOfBudget(Exception):
+class _OutOfBudget(ArgesError):
     pass
 
 

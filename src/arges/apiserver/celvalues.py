@@ -17,12 +17,14 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from arges.errors import ArgesError
+
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
 UINT64_MAX = 2**64 - 1
 
 
-class EvalError(Exception):
+class EvalError(ArgesError):
     """A runtime error, worded as cel-go words it (``no such key: foo``)."""
 
 

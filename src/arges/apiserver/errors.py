@@ -29,6 +29,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from arges.errors import ArgesError
+
 
 @dataclass(frozen=True)
 class Cause:
@@ -48,7 +50,7 @@ class Cause:
         return f"{self.field}: {self.message}" if self.field else self.message
 
 
-class StatusError(Exception):
+class StatusError(ArgesError):
     """A request failure with an HTTP code, a Kubernetes reason and a human message."""
 
     code = 500

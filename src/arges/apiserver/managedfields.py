@@ -46,6 +46,7 @@ from arges.apiserver.typed import (
     remove_items,
     to_field_set,
 )
+from arges.errors import ArgesError
 
 APPLY = "Apply"
 UPDATE = "Update"
@@ -95,7 +96,7 @@ _EMPTY_OBJECTS: dict[tuple[str, str], dict[str, Any]] = {
 }
 
 
-class Conflicts(Exception):
+class Conflicts(ArgesError):
     """An apply that would change fields other managers own: (manager identifier, path)."""
 
     def __init__(self, conflicts: list[tuple[str, Path]]) -> None:

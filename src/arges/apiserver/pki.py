@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import ipaddress
 import os
 import secrets
 from dataclasses import dataclass
@@ -21,9 +20,11 @@ from pathlib import Path
 
 import yaml
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from arges import certs
 
 CA_DAYS = 3650
 SERVING_DAYS = 365
@@ -52,55 +53,25 @@ def _write_private(path: Path, data: bytes) -> None:
     tmp.replace(path)
 
 
-def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-
-
 def _new_ca() -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "arges-ca")])
     now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=CA_DAYS))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                key_cert_sign=True,
-                crl_sign=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .sign(key, hashes.SHA256())
+    cert = certs.issue(
+        name,
+        key.public_key(),
+        key,
+        not_before=now - dt.timedelta(minutes=5),
+        not_after=now + dt.timedelta(days=CA_DAYS),
+        ca=True,
+        usages=("digitalSignature", "keyCertSign", "cRLSign"),
+        subject_key_id=x509.SubjectKeyIdentifier.from_public_key(key.public_key()),
     )
     return cert, key
 
 
 def _sans(hosts: list[str]) -> list[x509.GeneralName]:
-    names: list[x509.GeneralName] = []
-    for host in dict.fromkeys(["localhost", "127.0.0.1", "::1", *hosts]):
-        try:
-            names.append(x509.IPAddress(ipaddress.ip_address(host)))
-        except ValueError:
-            names.append(x509.DNSName(host))
-    return names
+    return certs.alt_names(dict.fromkeys(["localhost", "127.0.0.1", "::1", *hosts]))
 
 
 def _new_serving(
@@ -108,35 +79,18 @@ def _new_serving(
 ) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
     key = ec.generate_private_key(ec.SECP256R1())
     now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "arges-apiserver")]))
-        .issuer_name(ca.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=SERVING_DAYS))
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                key_encipherment=False,
-                key_cert_sign=False,
-                crl_sign=False,
-                content_commitment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(x509.SubjectAlternativeName(_sans(hosts)), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
-        )
-        .sign(ca_key, hashes.SHA256())
+    cert = certs.issue(
+        x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "arges-apiserver")]),
+        key.public_key(),
+        ca_key,
+        issuer=ca.subject,
+        not_before=now - dt.timedelta(minutes=5),
+        not_after=now + dt.timedelta(days=SERVING_DAYS),
+        ca=False,
+        usages=("digitalSignature",),
+        extended_usages=[ExtendedKeyUsageOID.SERVER_AUTH],
+        sans=_sans(hosts),
+        authority=ca_key.public_key(),
     )
     return cert, key
 
@@ -172,16 +126,16 @@ def ensure_credentials(data_dir: Path, hosts: list[str]) -> Credentials:
         ca_key = loaded
     else:
         ca, ca_key = _new_ca()
-        _write_private(ca_key_path, _key_pem(ca_key))
-        _write_private(ca_path, ca.public_bytes(serialization.Encoding.PEM))
+        _write_private(ca_key_path, certs.pkcs8_pem(ca_key))
+        _write_private(ca_path, certs.certificate_pem(ca))
         cert_path.unlink(missing_ok=True)
     reissue = True
     if cert_path.exists() and key_path.exists():
         reissue = not _covers(x509.load_pem_x509_certificate(cert_path.read_bytes()), hosts)
     if reissue:
         cert, key = _new_serving(ca, ca_key, hosts)
-        _write_private(key_path, _key_pem(key))
-        _write_private(cert_path, cert.public_bytes(serialization.Encoding.PEM))
+        _write_private(key_path, certs.pkcs8_pem(key))
+        _write_private(cert_path, certs.certificate_pem(cert))
     if not token_path.exists():
         _write_private(token_path, secrets.token_urlsafe(32).encode())
     return Credentials(ca_path, cert_path, key_path, token_path.read_text().strip())

@@ -46,6 +46,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from arges.apiserver.encryption import Encryption, EncryptionError
+from arges.errors import ArgesError
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -96,7 +97,7 @@ class LogRecord:
     prev: bytes | None
 
 
-class StorageError(Exception):
+class StorageError(ArgesError):
     """The database could not be read or written (disk full, corrupt file, I/O error)."""
 
 

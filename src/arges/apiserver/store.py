@@ -32,6 +32,7 @@ from typing import Any
 from arges.apiserver import codec
 from arges.apiserver.encryption import Encryption
 from arges.apiserver.storage import Database, LogRecord, StorageError
+from arges.errors import ArgesError
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +133,7 @@ class Remove:
 Op = Put | Remove
 
 
-class StoreError(Exception):
+class StoreError(ArgesError):
     """A transaction's precondition failed; nothing of it was written."""
 
     def __init__(self, resource: str, namespace: str, name: str) -> None:
@@ -154,7 +155,7 @@ class Stale(StoreError):
     """An update or delete expected another revision than the one stored."""
 
 
-class Expired(Exception):
+class Expired(ArgesError):
     """History at or before the compaction mark was asked for (the client must relist)."""
 
     def __init__(self, requested: int, oldest: int) -> None:

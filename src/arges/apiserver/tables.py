@@ -18,6 +18,7 @@ from jsonpath_ng.exceptions import JsonPathLexerError, JsonPathParserError
 from jsonpath_ng.ext.parser import parse as jsonpath_parse
 
 from arges.apiserver.resources import PrinterColumn, Version
+from arges.errors import ArgesError
 
 NAME_DESCRIPTION = (
     "Name must be unique within a namespace. Is required when creating resources, although "
@@ -53,7 +54,7 @@ def age_column() -> PrinterColumn:
     )
 
 
-class JSONPathError(ValueError):
+class JSONPathError(ArgesError, ValueError):
     """A printer column or selectable field path that does not parse."""
 
 

@@ -39,9 +39,10 @@ from arges.apiserver.fieldpath import (
     pe_string,
     value_pe,
 )
+from arges.errors import ArgesError
 
 
-class TypedError(ValueError):
+class TypedError(ArgesError, ValueError):
     """An object that does not fit its schema: ``path`` (SMD's notation) and the reason."""
 
     def __init__(self, path: list[str], reason: str) -> None:

@@ -35,6 +35,7 @@ from cryptography import x509
 from arges.apiserver import codec
 from arges.apiserver.errors import Cause
 from arges.apiserver.validation import invalid, required
+from arges.errors import ArgesError
 from arges.names import dns1035_label_errors, dns1123_subdomain_errors
 
 REVIEW_VERSIONS = ("v1", "v1beta1")
@@ -259,11 +260,11 @@ def ca_bundle_error(bundle: bytes) -> str | None:
 # Calling.
 
 
-class ConfigError(Exception):
+class ConfigError(ArgesError):
     """A client config the API server cannot build a client from (e.g. a bad ``caBundle``)."""
 
 
-class CallError(Exception):
+class CallError(ArgesError):
     """A call that failed, or an answer that is not a success; ``str()`` is Go's text."""
 
 

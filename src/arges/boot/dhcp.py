@@ -35,6 +35,8 @@ from typing import Any
 
 from scapy.layers.dhcp import BOOTP, DHCP
 
+from arges.errors import ArgesError
+
 log = logging.getLogger(__name__)
 
 DISCOVER, OFFER, REQUEST, DECLINE, ACK, NAK, RELEASE, INFORM = 1, 2, 3, 4, 5, 6, 7, 8
@@ -66,7 +68,7 @@ ARCHITECTURES = {
 """Option 93 values (RFC 4578, IANA "Processor Architecture Types") Arges can boot."""
 
 
-class Malformed(ValueError):
+class Malformed(ArgesError, ValueError):
     """A packet that is not a well-formed DHCP request (dropped, and logged)."""
 
 

@@ -14,8 +14,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from arges.errors import ArgesError
 
-class PoolExhausted(Exception):
+
+class PoolExhausted(ArgesError):
     """No free address is left in the pool."""
 
 

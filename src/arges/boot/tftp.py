@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import cast
 
 from arges.boot import sockets
+from arges.errors import ArgesError
 from arges.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -37,7 +38,7 @@ DEFAULT_BLKSIZE = 512
 MIN_BLKSIZE, MAX_BLKSIZE = 8, 65464
 
 
-class Refused(Exception):
+class Refused(ArgesError):
     """A request that gets a TFTP ERROR packet: ``code`` and message."""
 
     def __init__(self, code: int, message: str) -> None:

@@ -12,7 +12,6 @@ import click
 
 from arges.cli import options
 from arges.lab import demo as steps
-from arges.lab.datacenter import LabError
 from arges.lab.plan import LabSpec
 
 
@@ -76,5 +75,3 @@ def demo(data_dir: Path, servers: int, firmware: str, dhcp_mode: str, keep: bool
         )
     except steps.DemoFailed as exc:
         raise click.ClickException(f"the demo failed: {exc}") from exc
-    except LabError as exc:
-        raise click.ClickException(str(exc)) from exc

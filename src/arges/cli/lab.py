@@ -10,9 +10,11 @@ from pathlib import Path
 import click
 
 from arges.cli import options
+from arges.cli.running import running_boot
 from arges.lab import datacenter
 from arges.lab.console import ConsoleError, attach
-from arges.lab.datacenter import LabError, LabStatus
+from arges.lab.datacenter import LabStatus
+from arges.lab.fit import flags, misfits
 from arges.lab.plan import LabSpec, PlanError, parse_disks
 from arges.lab.records import LAB_LABEL
 
@@ -110,7 +112,8 @@ def up(
 
     Each server's BMC is recorded in Arges ahead of discovery (a Secret with its
     credentials, and a Server named by its SMBIOS UUID with spec.bmc), so Arges needs to be
-    running with this --data-dir.
+    running with this --data-dir. Refuses, naming the flags to restart it with, when that
+    Arges' network boot settings would leave the servers booting for ever.
     """
     spec = LabSpec(
         servers=servers,
@@ -123,12 +126,10 @@ def up(
         bmc=bmc,  # type: ignore[arg-type]
         network_boot=network_boot,
     )
-    try:
-        state = asyncio.run(
-            datacenter.up(spec, data_dir, progress=lambda m: click.echo(f"  {m}", err=True))
-        )
-    except LabError as exc:
-        raise click.ClickException(str(exc)) from exc
+    _check_arges_boot(data_dir, spec)
+    state = asyncio.run(
+        datacenter.up(spec, data_dir, progress=lambda m: click.echo(f"  {m}", err=True))
+    )
     net = state.network
     click.echo(
         f"The lab is up: {len(state.servers)} server(s) on {net.subnet} "
@@ -157,11 +158,26 @@ def up(
 @DATA_DIR
 def status(data_dir: Path) -> None:
     """The lab's servers: firmware, UUID, MAC, BMC kind and address, power, console log."""
-    try:
-        current = datacenter.status(data_dir)
-    except LabError as exc:
-        raise click.ClickException(str(exc)) from exc
+    current = datacenter.status(data_dir)
     click.echo(_status_table(current))
+
+
+def _check_arges_boot(data_dir: Path, spec: LabSpec) -> None:
+    """Refuse, naming the ``arges up`` flags, when the Arges running with ``data_dir`` has
+    network boot settings the lab's servers cannot boot with (:mod:`arges.lab.fit`)."""
+    settings = running_boot(data_dir)
+    if settings is None:
+        return
+    found = misfits(
+        settings, spec.network, site_dhcp=spec.site_dhcp, network_boot=spec.network_boot
+    )
+    if found:
+        raise click.ClickException(
+            f"the Arges running with --data-dir {data_dir} cannot boot this lab's servers:\n"
+            + "".join(f"  - {line}\n" for line in found)
+            + f"restart it as: arges up --data-dir {data_dir} "
+            + flags(spec.network, site_dhcp=spec.site_dhcp)
+        )
 
 
 def _status_table(current: LabStatus) -> str:
@@ -203,10 +219,7 @@ def console(name: str, data_dir: Path) -> None:
 
     When standard input is not a terminal, print the console log instead.
     """
-    try:
-        current = datacenter.status(data_dir)
-    except LabError as exc:
-        raise click.ClickException(str(exc)) from exc
+    current = datacenter.status(data_dir)
     server = current.state.server(name)
     if server is None:
         names = ", ".join(s.name for s in current.state.servers)

@@ -10,6 +10,7 @@ from arges import __version__
 from arges.cli.agent import agent
 from arges.cli.capi import capi
 from arges.cli.cluster import cluster
+from arges.cli.constellation import constellation
 from arges.cli.demo import demo
 from arges.cli.importer import import_
 from arges.cli.lab import lab
@@ -19,9 +20,22 @@ from arges.cli.status import status
 from arges.cli.talos import talos
 from arges.cli.ui import ui
 from arges.cli.up import up
+from arges.errors import ArgesError
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Arges(click.Group):
+    """The CLI's boundary: an Arges error that no subcommand explained is shown once, as
+    ``Error: <message>`` with exit status 1, instead of a traceback; other exceptions are bugs
+    and keep theirs."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except ArgesError as exc:
+            raise click.ClickException(str(exc)) from exc
+
+
+@click.group(cls=_Arges, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="arges")
 @click.option(
     "--log-level",
@@ -46,6 +60,7 @@ main.add_command(demo)
 main.add_command(lab)
 main.add_command(capi)
 main.add_command(import_)
+main.add_command(constellation)
 main.add_command(status)
 main.add_command(ui)
 main.add_command(secrets)

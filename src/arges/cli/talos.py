@@ -105,25 +105,22 @@ def gen_config(
     if existing and not force:
         raise click.ClickException(f"refusing to overwrite {', '.join(existing)} (use --force)")
     every = _patches(config_patch, "--config-patch")
-    try:
-        bundle = SecretsBundle.from_yaml(with_secrets.read_text()) if with_secrets else generate()
-        files = {
-            "controlplane.yaml": render(
-                bundle,
-                "controlplane",
-                spec,
-                [every, _patches(config_patch_control_plane, "--config-patch-control-plane")],
-            ),
-            "worker.yaml": render(
-                bundle,
-                "worker",
-                spec,
-                [every, _patches(config_patch_worker, "--config-patch-worker")],
-            ),
-            "talosconfig": talosconfig(bundle, cluster),
-        }
-    except TalosError as exc:
-        raise click.ClickException(str(exc)) from exc
+    bundle = SecretsBundle.from_yaml(with_secrets.read_text()) if with_secrets else generate()
+    files = {
+        "controlplane.yaml": render(
+            bundle,
+            "controlplane",
+            spec,
+            [every, _patches(config_patch_control_plane, "--config-patch-control-plane")],
+        ),
+        "worker.yaml": render(
+            bundle,
+            "worker",
+            spec,
+            [every, _patches(config_patch_worker, "--config-patch-worker")],
+        ),
+        "talosconfig": talosconfig(bundle, cluster),
+    }
     if with_secrets is None:
         files["secrets.yaml"] = bundle.to_yaml()
     output_dir.mkdir(parents=True, exist_ok=True)

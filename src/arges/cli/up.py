@@ -10,7 +10,7 @@ import click
 
 from arges.apiserver.storage import StorageError
 from arges.boot.services import BootConfig, default_address
-from arges.cli import options
+from arges.cli import options, running
 from arges.cli.agent import agent_environment
 from arges.cli.logs import use_format
 from arges.discovery.api import DiscoveryConfig
@@ -235,6 +235,9 @@ async def _run(plane: ManagementPlane) -> None:
     except BaseException:
         await plane.stop()
         raise
+    if plane.config.boot is not None:
+        # For other commands on this machine (arges lab up checks its servers can boot).
+        running.record(plane.config.data_dir, plane.config.boot)
     try:
         assert plane.kube is not None
         click.echo(f"Arges is up. API server: {plane.kube.connection.server}")
@@ -251,4 +254,6 @@ async def _run(plane: ManagementPlane) -> None:
         click.echo("Press Ctrl-C to stop.")
         await stop.wait()
     finally:
+        if plane.config.boot is not None:
+            running.forget(plane.config.data_dir)
         await plane.stop()

@@ -53,6 +53,7 @@ from arges.api.cluster import Member, TalosCluster
 from arges.api.server import Server
 from arges.api.serverclass import ServerClass
 from arges.controllers.allocation import allocate
+from arges.controllers.patchsecrets import secret_patch_sets, uses_secrets
 from arges.controllers.runtime import Body, Cache, Controller, Key, Watch, key_of
 from arges.kube.client import KubeClient
 from arges.kube.errors import AlreadyExists, Conflict, NotFound
@@ -255,11 +256,13 @@ class TalosClusterController(Controller):
         bundle = await self._bundle(cluster)
         try:
             requests = pools(cluster.spec)
-            configs = self._render(cluster, bundle, requests)
+            from_secrets = await secret_patch_sets(self.kube, cluster)
+            configs = self._render(cluster, bundle, requests, from_secrets)
         except (ValueError, TalosError) as exc:
             state.set(CONFIG_VALID, "False", "InvalidSpec", str(exc))
             await self._write_status(cluster, body, [], "Failed", state)
-            return None
+            # Secrets are not watched: one that patchesFrom names may appear or be fixed.
+            return self.recheck if uses_secrets(cluster) else None
         state.set(CONFIG_VALID, "True", "Rendered", "every pool's machine config renders")
         servers = {s.name: s for s in (Server.from_json(b) for b in self.cache.objects(SERVERS))}
         creds = await self._talosconfig(cluster, bundle, bindings, servers)
@@ -576,9 +579,14 @@ class TalosClusterController(Controller):
         return credentials(text)
 
     def _render(
-        self, cluster: TalosCluster, bundle: SecretsBundle, requests: list[PoolRequest]
+        self,
+        cluster: TalosCluster,
+        bundle: SecretsBundle,
+        requests: list[PoolRequest],
+        from_secrets: dict[str, list[PatchSet]],
     ) -> dict[str, str]:
-        """Each pool's machine config (cluster patches, then the pool's).
+        """Each pool's machine config (cluster patches, then the pool's, then those of the
+        pool's ``patchesFrom``).
 
         Raises:
             TalosError: an endpoint, version or patch that cannot be used.
@@ -605,7 +613,8 @@ class TalosClusterController(Controller):
                 [p.to_json() for p in pool.config_patches or []],
                 list(pool.strategic_patches or []),
             )
-            out[request.name] = render(bundle, request.role, inputs, [cluster_set, pool_set])
+            sets = [cluster_set, pool_set, *from_secrets.get(request.name, [])]
+            out[request.name] = render(bundle, request.role, inputs, sets)
         return out
 
     async def _member_config(

@@ -26,6 +26,7 @@ from arges.api.binding import ServerBinding, releasing
 from arges.api.server import IPMI_PORT, BootMethod, Server
 from arges.api.serverclass import ServerClass
 from arges.controllers.runtime import Body, Cache, Controller, Key, RetryLater, Watch, key_of
+from arges.errors import ArgesError
 from arges.kube.client import KubeClient
 from arges.kube.errors import NotFound
 from arges.kube.resources import SECRETS, SERVER_BINDINGS, SERVER_CLASSES, SERVERS
@@ -63,7 +64,7 @@ def certificate_verification(info: BmcInfo) -> tuple[ConditionStatus, str, str]:
     return "True", "HostCAs", "verified against the host's trusted CAs"
 
 
-class CredentialsProblem(Exception):
+class CredentialsProblem(ArgesError):
     """The BMC credentials Secret is missing or incomplete."""
 
 

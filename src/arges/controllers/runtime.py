@@ -27,13 +27,13 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import kopf
 
+from arges.errors import ArgesError
 from arges.kube.client import KubeClient
 from arges.kube.connection import Connection
-from arges.kube.errors import KubeError
 from arges.kube.resources import Resource
 from arges.metrics import Metrics
 
@@ -53,7 +53,7 @@ def key_of(body: Body) -> Key:
     return f"{namespace}/{meta['name']}" if namespace else str(meta["name"])
 
 
-class RetryLater(Exception):
+class RetryLater(ArgesError):
     """A reconcile that met an expected failure (already recorded on the object): retry with
     backoff, without a traceback in the log."""
 
@@ -166,6 +166,15 @@ class WorkQueue:
         self._timers.clear()
 
 
+class Gate(Protocol):
+    """What a worker passes before each reconcile (the plane-wide pause,
+    :class:`arges.controllers.pause.PlaneGate`): ``enter`` waits while it is closed."""
+
+    async def enter(self) -> None: ...
+
+    def leave(self) -> None: ...
+
+
 @dataclass(frozen=True)
 class Watch:
     """A resource to watch, and for each event the keys of the controllers it affects."""
@@ -180,6 +189,8 @@ class Controller:
 
     name = "controller"
     workers = 4
+    gate: Gate | None = None
+    """Passed before every reconcile, when set."""
 
     def __init__(self, kube: KubeClient, cache: Cache) -> None:
         self.kube = kube
@@ -202,12 +213,18 @@ class Controller:
         """Reconcile keys from the queue for ever, recording each in ``metrics``."""
         while True:
             key = await self.queue.get()
+            gate = self.gate
+            if gate is not None:
+                await gate.enter()
             started = time.monotonic()
             failed = False
             again: float | None = None
             try:
                 again = await self.reconcile(key)
-            except (KubeError, RetryLater) as exc:
+            except ArgesError as exc:
+                # The controllers' boundary: an Arges error carries its own explanation (an
+                # API refusal, an unreachable BMC or Talos node, RetryLater); anything
+                # else is a bug and keeps its traceback.
                 failed = True
                 log.info("%s %s: %s (retrying)", self.name, key, exc)
             except Exception:
@@ -216,6 +233,8 @@ class Controller:
             finally:
                 self.queue.done(key, failed=failed, requeue_after=again)
                 metrics.reconciled(self.name, time.monotonic() - started, failed=failed)
+                if gate is not None:
+                    gate.leave()
 
 
 def kopf_connection(connection: Connection) -> kopf.ConnectionInfo:

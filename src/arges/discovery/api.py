@@ -5,7 +5,7 @@
 froze the inventory at first sight; here a re-registration updates it). ``report`` records
 heartbeats and outcomes: a successful wipe makes an accepted, unbound server clean; a
 target install marks its ServerBinding ``Installed``. Both answer the next
-:class:`~arges.agent.protocol.Instruction` (see :mod:`arges.metal.agent`).
+:class:`~arges.wire.Instruction` (see :mod:`arges.metal.agent`).
 
 Every request carries the credential ``/ipxe`` minted for the server's current boot
 (``Authorization: Bearer``, from the agent's ``arges.token=`` kernel argument; the
@@ -42,15 +42,16 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from arges.access.guard import BootGuard, Refused
-from arges.agent.protocol import MAX_BODY_BYTES, PHASES, REGISTER_PATH, REPORT_PATH, WipeMode
 from arges.api.base import ConditionStatus
 from arges.api.binding import INSTALLED, ServerBinding
 from arges.api.server import CredentialPurpose, HardwareInformation, Server
+from arges.errors import ArgesError
 from arges.kube.client import KubeClient
 from arges.kube.errors import AlreadyExists, KubeError, NotFound
 from arges.kube.resources import SERVER_BINDINGS, SERVERS
 from arges.metal.agent import instruct
 from arges.metal.conditions import condition_patch, find, is_true
+from arges.wire import MAX_BODY_BYTES, PHASES, REGISTER_PATH, REPORT_PATH, WipeMode
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +72,7 @@ LIMITS = {"processors": 64, "modules": 512, "devices": 256, "interfaces": 256, "
 WIPE = "Wipe"
 
 
-class BadRegistration(ValueError):
+class BadRegistration(ArgesError, ValueError):
     """Input the endpoint refuses (HTTP 400), with a message for the agent's log."""
 
 

@@ -16,10 +16,12 @@ from pathlib import Path
 
 import yaml
 
+from arges.errors import ArgesError
+
 SERVICE_ACCOUNT = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 
 
-class ConfigError(Exception):
+class ConfigError(ArgesError):
     """The kubeconfig is missing, unreadable, or lacks what is needed."""
 
 

@@ -15,8 +15,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from arges.errors import ArgesError
 
-class KubeError(Exception):
+
+class KubeError(ArgesError):
     """An API call failed; ``code`` is the HTTP status (0 when there was no answer)."""
 
     def __init__(

@@ -42,6 +42,12 @@ SERVER_BINDINGS = Resource(METAL, "v1alpha1", "serverbindings", "ServerBinding",
 TALOS_CLUSTERS = Resource(
     "cluster.arges.dev", "v1alpha1", "talosclusters", "TalosCluster", namespaced=True
 )
+CONSTELLATIONS = Resource(
+    "cluster.arges.dev", "v1alpha1", "constellations", "Constellation", namespaced=True
+)
+MANAGEMENT_PLANES = Resource(
+    METAL, "v1alpha1", "managementplanes", "ManagementPlane", namespaced=False
+)
 SECRETS = Resource("", "v1", "secrets", "Secret", namespaced=True)
 EVENTS = Resource("", "v1", "events", "Event", namespaced=True)
 NAMESPACES = Resource("", "v1", "namespaces", "Namespace", namespaced=False)

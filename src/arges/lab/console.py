@@ -15,11 +15,13 @@ import termios
 import tty
 from pathlib import Path
 
+from arges.errors import ArgesError
+
 DETACH = b"\x1d"
 """Ctrl-]."""
 
 
-class ConsoleError(Exception):
+class ConsoleError(ArgesError):
     """The console cannot be reached (the server is off, or has no console yet)."""
 
 

@@ -45,6 +45,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from arges.errors import ArgesError
 from arges.kube.client import KubeClient
 from arges.kube.connection import ConfigError, from_kubeconfig
 from arges.kube.errors import KubeError
@@ -74,7 +75,7 @@ SUPERVISOR_LOG = "supervisor.log"
 STOP_TIMEOUT = 30.0
 
 
-class LabError(Exception):
+class LabError(ArgesError):
     """The lab cannot do what was asked; the message says why and what to do instead."""
 
 

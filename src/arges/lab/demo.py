@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from arges.errors import ArgesError
 from arges.kube.client import KubeClient
 from arges.kube.connection import ConfigError, from_kubeconfig
 from arges.kube.errors import AlreadyExists, KubeError, NotFound
@@ -56,7 +57,7 @@ ENDPOINT = "https://10.88.0.100:6443"
 there, since the stand-in runs no Kubernetes)."""
 
 
-class DemoFailed(Exception):
+class DemoFailed(ArgesError):
     """A step did not finish; the message says which, where each server is, and shows the
     relevant logs."""
 
@@ -72,8 +73,8 @@ def _true(obj: Object | None, kind: str) -> bool:
 
 
 def where(server: Object | None, binding: Object | None) -> str:
-    """Where one server is in its life (DESIGN.md §4), in words, from its Server and
-    ServerBinding (None: absent)."""
+    """Where one server is in its life (``docs/architecture.md``, "A server's life"), in
+    words, from its Server and ServerBinding (None: absent)."""
     if server is None or not (server.get("status") or {}).get("hardware"):
         return "powered on, not registered yet"
     spec = server.get("spec") or {}

@@ -19,10 +19,12 @@ import logging
 import subprocess
 from dataclasses import dataclass
 
+from arges.errors import ArgesError
+
 log = logging.getLogger(__name__)
 
 
-class NetworkError(Exception):
+class NetworkError(ArgesError):
     """A command that builds or removes the lab network failed (stderr included)."""
 
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from arges.errors import ArgesError
 from arges.lab.machines import Firmware
 from arges.lab.network import LabNetwork
 from arges.lab.state import BmcKind, LabDisk, LabServer
@@ -34,7 +35,7 @@ UNIX_PATH_MAX = 107
 """Longest path a unix socket can have on Linux (``sun_path`` is 108 bytes with its NUL)."""
 
 
-class PlanError(ValueError):
+class PlanError(ArgesError, ValueError):
     """Options that cannot make a lab (the message says which and why)."""
 
 

@@ -19,6 +19,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
+from arges.errors import ArgesError
 from arges.lab.machines import Disk, Firmware, Machine, Nic, Smbios
 from arges.lab.network import LabNetwork
 
@@ -28,7 +29,7 @@ CREDENTIALS_FILE = "credentials.json"
 VERSION: Literal[1] = 1
 
 
-class StateError(Exception):
+class StateError(ArgesError):
     """The lab's state or credentials file cannot be read (path and reason included)."""
 
 

@@ -34,6 +34,7 @@ import threading
 import time
 from pathlib import Path
 
+from arges.errors import ArgesError
 from arges.lab.bmc import LabBmc, serve_forever
 from arges.lab.sitedhcp import dnsmasq_argv
 from arges.lab.state import LabServer, LabState, load_credentials, load_state
@@ -46,7 +47,7 @@ REDFISH_LOG = "bmc.log"
 DNSMASQ_BOUND = "DHCP, sockets bound exclusively to interface"
 
 
-class SupervisorError(Exception):
+class SupervisorError(ArgesError):
     """Something the lab needs did not start (the message says what and why)."""
 
 

@@ -19,12 +19,13 @@ import threading
 import time
 from pathlib import Path
 
+from arges.errors import ArgesError
 from arges.lab.machines import BootDevice, Machine, prepare_run_dir, qemu_argv
 
 log = logging.getLogger(__name__)
 
 
-class VmError(Exception):
+class VmError(ArgesError):
     """A lab server's QEMU did not start (the end of its log included)."""
 
 

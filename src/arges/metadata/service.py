@@ -48,6 +48,7 @@ from arges.api.base import JSONPatchOperation
 from arges.api.binding import CONFIG_DELIVERED, CONFIG_KEY, INSTALLED, ServerBinding
 from arges.api.server import Server
 from arges.api.serverclass import ServerClass
+from arges.errors import ArgesError
 from arges.kube.capi import ClusterApi
 from arges.kube.client import KubeClient
 from arges.kube.errors import KubeError, NotFound
@@ -74,7 +75,7 @@ class PatchSource:
     strategic: list[str] = field(default_factory=list)
 
 
-class PatchFailed(Exception):
+class PatchFailed(ArgesError):
     """A patch could not be applied; the message names its source and position."""
 
 
@@ -114,7 +115,7 @@ def _ops(patches: list[JSONPatchOperation] | None) -> list[dict[str, Any]]:
     return [p.to_json() for p in patches or []]
 
 
-class NotServed(Exception):
+class NotServed(ArgesError):
     """Why a config cannot be served: an HTTP status and a reason for Talos' log."""
 
     def __init__(self, status: int, reason: str) -> None:

@@ -10,9 +10,9 @@
 
 from __future__ import annotations
 
-from arges.agent.protocol import Instruction, WipeMode
 from arges.api.binding import ServerBinding
 from arges.api.server import Server
+from arges.wire import Instruction, WipeMode
 
 POLL_SECONDS = 10
 

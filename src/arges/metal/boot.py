@@ -1,4 +1,5 @@
-"""What a server gets when it network-boots: the ``/ipxe`` decision (DESIGN.md §4).
+"""What a server gets when it network-boots: the ``/ipxe`` decision (``docs/architecture.md``,
+"The boot path").
 
 In order:
 

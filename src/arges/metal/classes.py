@@ -34,13 +34,14 @@ from celpy.evaluation import CELEvalError
 from arges.api.qualifiers import GIB, HardwareQualifier, module_size_problem
 from arges.api.server import HardwareInformation, Server
 from arges.api.serverclass import ServerClass
+from arges.errors import ArgesError
 from arges.selectors import LabelSelector, SelectorError, selector_from_label_selector
 
 _EMPTY_HARDWARE = HardwareInformation().to_json()
 _SIDERO_TOTAL = re.compile(r"^(\d+) GB$")
 
 
-class QualifierError(ValueError):
+class QualifierError(ArgesError, ValueError):
     """A class whose selector or qualifiers cannot be used; ``field`` names the culprit."""
 
     def __init__(self, field: str, message: str) -> None:

@@ -12,12 +12,13 @@ from __future__ import annotations
 import ipaddress
 
 from arges.api.server import AgentNetwork
+from arges.errors import ArgesError
 
 PER_SERVER = ("arges.url=", "arges.mac=", "ip=")
 """Arguments this module sets, dropped from the Environment's if present there."""
 
 
-class MediaUnavailable(Exception):
+class MediaUnavailable(ArgesError):
     """The agent ISO cannot be had (no agent image yet, a bad ``spec.agentNetwork``, the
     build failed); the message says which."""
 

@@ -4,10 +4,14 @@ A driver implements three primitives (read the power state, send an action, set 
 device) and :meth:`PowerDriver.validate`; a driver whose BMC offers virtual media also
 implements :meth:`PowerDriver.insert_media` and :meth:`PowerDriver.eject_media`. The base
 class turns the primitives into what controllers call: :meth:`PowerDriver.power`, which
-skips an action whose target state already holds, turns a cycle of a server that is off into
-a power-on (many BMCs refuse to cycle an off chassis), and then reads the state back until it
-matches or the timeout passes, because BMCs report the new state late (Sidero #257) and
-sometimes not at all.
+sends the action, turning a cycle of a server that is off into a power-on (many BMCs refuse
+to cycle an off chassis), and then reads the state back until it matches or the timeout
+passes, because BMCs report the new state late (Sidero #257) and sometimes not at all.
+
+Whether an action is needed at all is the caller's decision, as in Ironic (its conductor,
+not the driver, compares the current state with the target): the power controller reads the
+state and skips an action whose target already holds, and with it the boot device, media and
+Event that would come with it (:mod:`arges.controllers.power`).
 """
 
 from __future__ import annotations
@@ -134,13 +138,13 @@ class PowerDriver(abc.ABC):
     async def power(self, action: PowerAction, wait: float = 60.0) -> PowerState:
         """Perform ``action`` and wait (up to ``wait`` seconds) until the state reflects it.
 
-        Returns the state read back. Raises PowerTimeout when it never matches.
+        The action is sent even when its target state already holds (the caller decides
+        whether it is needed; see the module docstring). Returns the state read back.
+        Raises PowerTimeout when it never matches.
         """
         target = TARGET_STATE[action]
-        current = await self.get_power_state()
-        if action in (PowerAction.ON, PowerAction.OFF, PowerAction.SOFT_OFF) and current == target:
-            return current
-        if action in (PowerAction.CYCLE, PowerAction.RESET) and current == PowerState.OFF:
+        cycle = action in (PowerAction.CYCLE, PowerAction.RESET)
+        if cycle and await self.get_power_state() == PowerState.OFF:
             action = PowerAction.ON
         await self._send(action)
         deadline = time.monotonic() + wait

@@ -11,8 +11,10 @@ PowerError
 
 from __future__ import annotations
 
+from arges.errors import ArgesError
 
-class PowerError(Exception):
+
+class PowerError(ArgesError):
     """Base of every power-management error."""
 
 

@@ -18,6 +18,7 @@ import re
 import shutil
 import time
 
+from arges.errors import ArgesError
 from arges.power.base import BmcInfo, BootDevice, PowerAction, PowerDriver, PowerState
 from arges.power.errors import (
     AuthenticationFailed,
@@ -179,7 +180,7 @@ async def _reap(proc: asyncio.subprocess.Process) -> None:
     await proc.communicate()
 
 
-class _SuiteRefused(Exception):
+class _SuiteRefused(ArgesError):
     """The BMC does not speak this cipher suite; try the next one."""
 
 

@@ -13,8 +13,10 @@ TalosError
 
 from __future__ import annotations
 
+from arges.errors import ArgesError
 
-class TalosError(Exception):
+
+class TalosError(ArgesError):
     """Base of every error this package raises."""
 
 

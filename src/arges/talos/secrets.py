@@ -29,11 +29,12 @@ from typing import Any
 
 import yaml
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from arges import certs
 from arges.talos.errors import InvalidSecrets
 
 CA_VALIDITY = dt.timedelta(hours=87600)
@@ -171,66 +172,33 @@ def _ca(
     name = x509.Name(
         [x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization)] if organization else []
     )
-    public = key.public_key()
-    algorithm = None if isinstance(key, ed25519.Ed25519PrivateKey) else hashes.SHA256()
-    return (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(public)
-        .serial_number(secrets.randbits(128) or 1)
-        .not_valid_before(now)
-        .not_valid_after(now + CA_VALIDITY)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                key_cert_sign=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(
-            x509.ExtendedKeyUsage(
-                [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
-            ),
-            critical=False,
-        )
-        .add_extension(x509.SubjectKeyIdentifier(os.urandom(20)), critical=False)
-        .sign(key, algorithm)
+    return certs.issue(
+        name,
+        key.public_key(),
+        key,
+        serial=secrets.randbits(128) or 1,
+        not_before=now,
+        not_after=now + CA_VALIDITY,
+        ca=True,
+        usages=("digitalSignature", "keyCertSign"),
+        extended_usages=[ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH],
+        subject_key_id=x509.SubjectKeyIdentifier(os.urandom(20)),
     )
-
-
-def _pem_cert(cert: x509.Certificate) -> bytes:
-    return cert.public_bytes(serialization.Encoding.PEM)
 
 
 def ec_key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
     """``EC PRIVATE KEY`` (SEC1) PEM."""
-    return key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.TraditionalOpenSSL,
-        serialization.NoEncryption(),
-    )
+    return certs.traditional_pem(key)
 
 
 def ed25519_key_pem(key: ed25519.Ed25519PrivateKey) -> bytes:
     """PKCS#8 PEM under Talos' ``ED25519 PRIVATE KEY`` label."""
-    pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-    return pem.replace(b"PRIVATE KEY", ED25519_LABEL.encode())
+    return certs.pkcs8_pem(key).replace(b"PRIVATE KEY", ED25519_LABEL.encode())
 
 
 def _ecdsa_ca(organization: str | None, now: dt.datetime) -> CertAndKey:
     key = ec.generate_private_key(ec.SECP256R1())
-    return CertAndKey(_pem_cert(_ca(key, organization, now)), ec_key_pem(key))
+    return CertAndKey(certs.certificate_pem(_ca(key, organization, now)), ec_key_pem(key))
 
 
 def generate(now: dt.datetime | None = None) -> SecretsBundle:
@@ -247,13 +215,6 @@ def generate(now: dt.datetime | None = None) -> SecretsBundle:
         etcd=_ecdsa_ca("etcd", now),
         k8s=_ecdsa_ca("kubernetes", now),
         k8s_aggregator=_ecdsa_ca(None, now),
-        k8s_service_account=CertAndKey(
-            b"",
-            sa_key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.TraditionalOpenSSL,
-                serialization.NoEncryption(),
-            ),
-        ),
-        os=CertAndKey(_pem_cert(_ca(os_key, "talos", now)), ed25519_key_pem(os_key)),
+        k8s_service_account=CertAndKey(b"", certs.traditional_pem(sa_key)),
+        os=CertAndKey(certs.certificate_pem(_ca(os_key, "talos", now)), ed25519_key_pem(os_key)),
     )

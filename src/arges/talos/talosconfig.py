@@ -15,10 +15,10 @@ from dataclasses import dataclass
 
 import yaml
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from arges import certs
 from arges.talos.errors import InvalidSecrets
 from arges.talos.secrets import CertAndKey, SecretsBundle, ed25519_key_pem
 
@@ -46,7 +46,7 @@ def os_leaf(
 ) -> CertAndKey:
     """A certificate signed by the Talos API (OS) CA, as Talos issues them: a fresh Ed25519
     key (the CA's algorithm), key usage digitalSignature only, the extended key ``usages``,
-    the ``sans`` if any, not a CA, valid for ``validity`` from ``now``.
+    the ``sans`` if any, no basicConstraints (so not a CA), valid for ``validity`` from ``now``.
 
     Raises:
         InvalidSecrets: when the bundle's OS CA key is not Ed25519.
@@ -57,36 +57,19 @@ def os_leaf(
         raise InvalidSecrets("the Talos API (os) CA key must be Ed25519")
     now = (now or dt.datetime.now(dt.UTC)).replace(microsecond=0)
     key = ed25519.Ed25519PrivateKey.generate()
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(ca_cert.subject)
-        .public_key(key.public_key())
-        .serial_number(secrets.randbits(128) or 1)
-        .not_valid_before(now)
-        .not_valid_after(now + validity)
+    cert = certs.issue(
+        subject,
+        key.public_key(),
+        ca_key,
+        issuer=ca_cert.subject,
+        serial=secrets.randbits(128) or 1,
+        not_before=now,
+        not_after=now + validity,
+        usages=("digitalSignature",),
+        extended_usages=usages,
+        sans=sans or (),
     )
-    if sans:
-        builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
-    cert = (
-        builder.add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
-        .sign(ca_key, None)
-    )
-    return CertAndKey(cert.public_bytes(serialization.Encoding.PEM), ed25519_key_pem(key))
+    return CertAndKey(certs.certificate_pem(cert), ed25519_key_pem(key))
 
 
 def admin_certificate(bundle: SecretsBundle, now: dt.datetime | None = None) -> CertAndKey:

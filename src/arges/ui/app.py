@@ -41,6 +41,7 @@ from urllib.parse import quote, urlencode
 import jinja2
 from aiohttp import web
 
+from arges.errors import ArgesError
 from arges.kube.client import KubeClient
 from arges.kube.errors import KubeError, NotFound
 from arges.kube.resources import (
@@ -121,7 +122,7 @@ ACTIONS = {
 }
 
 
-class Problem(Exception):
+class Problem(ArgesError):
     """A request the dashboard refuses, with the HTTP status and what to tell the person."""
 
     def __init__(self, status: int, message: str) -> None:

@@ -18,6 +18,7 @@ from typing import Any
 
 import aiohttp
 
+from arges.errors import ArgesError
 from arges.kube.connection import Connection
 from arges.kube.resources import Resource
 
@@ -28,7 +29,7 @@ WATCH_SECONDS = 300
 MAX_BACKOFF = 30.0
 
 
-class Gone(Exception):
+class Gone(ArgesError):
     """The watch's resourceVersion is too old (410): list again."""
 
 

@@ -54,6 +54,8 @@ def test_the_initramfs_holds_init_python_busybox_dmidecode_and_modules(agent_ima
         "lib/x86_64-linux-gnu/libc.so.6",
         "usr/share/udhcpc/default.script",
         "usr/lib/arges/arges/agent/main.py",
+        "usr/lib/arges/arges/errors.py",
+        "usr/lib/arges/arges/wire.py",
         f"lib/modules/{version}/modules.dep",
         "dev/console",
     ):

@@ -34,13 +34,13 @@ from typing import Any
 import aiohttp
 import yaml
 
-from arges.agent.protocol import REGISTER_PATH, REPORT_PATH
 from arges.kube.client import KubeClient
 from arges.kube.resources import SECRETS, SERVER_BINDINGS
 from arges.power import fake
 from arges.power.base import BootDevice, PowerState
 from arges.talos.fakeapi import FakeTalosNode
 from arges.talos.secrets import SecretsBundle
+from arges.wire import REGISTER_PATH, REPORT_PATH
 
 BOOTS = ("on", "cycle", "reset")
 

@@ -13,9 +13,9 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from arges.agent.protocol import REGISTER_PATH, REPORT_PATH
 from arges.kube.client import KubeClient
 from arges.kube.resources import EVENTS, SERVER_BINDINGS, SERVERS
+from arges.wire import REGISTER_PATH, REPORT_PATH
 from tests.integration.conftest import (
     Machine,
     Network,

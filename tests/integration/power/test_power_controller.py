@@ -95,7 +95,13 @@ async def test_allocated_servers_boot_from_the_network_then_stay_on(plane: Manag
     kube = plane.kube
     assert kube is not None
     machine = await with_bmc(kube, accepted=True, clean=True)
-    await eventually(lambda: machine.actions == [] and True)
+
+    async def answered() -> bool:
+        found = await condition(kube, "PowerManagement")
+        return found is not None and found["reason"] == "BMCAnswers"
+
+    await eventually(answered)
+    assert machine.actions == [], "clean and already off: nothing sent, no boot device set"
     await kube.create(
         SERVER_BINDINGS,
         {

@@ -63,14 +63,14 @@ async def test_ipmi_cannot_do_http_boot_nor_virtual_media() -> None:
         await driver.insert_media("http://arges/agent/x.iso")
 
 
-async def test_actions_are_skipped_when_done_and_verified_when_not() -> None:
+async def test_actions_are_sent_as_asked_and_verified() -> None:
     fake.MACHINES.clear()
     driver = build_driver(BmcInfo("bmc-1", 623, "admin", "secret", "fake"))
     machine = fake.MACHINES.setdefault("bmc-1:623", fake.FakeMachine())
     assert await driver.power(PowerAction.OFF) == PowerState.OFF
-    assert machine.actions == [], "already off: nothing sent"
+    assert machine.actions == ["off"], "the caller decides whether an action is needed"
     assert await driver.power(PowerAction.CYCLE) == PowerState.ON
-    assert machine.actions == ["on"], "cycling an off server powers it on"
+    assert machine.actions == ["off", "on"], "cycling an off server powers it on"
     await driver.set_boot_device(BootDevice.NETWORK)
     assert machine.boot_device == BootDevice.NETWORK and not machine.persistent
     machine.faults = fake.Faults(lie=PowerState.ON, lie_times=1000)

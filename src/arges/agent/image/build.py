@@ -8,7 +8,7 @@ What goes in (all from the packages in :data:`PACKAGES`, never from the host's f
   agent imports, measured), ``dmidecode``, the shared libraries those binaries need
   (followed through their ELF ``DT_NEEDED`` entries), the kernel modules in
   :data:`MODULES` with their dependencies (``depmod`` from kmod indexes them), the udhcpc
-  script, and the agent's own sources (``arges/agent/*.py``).
+  script, and the agent's own sources (``arges/agent/*.py`` and the :data:`SHARED_MODULES`).
 
 Repeatable: the cache key is the SHA-256 of the packages' SHA-256s, the builder's and the
 agent's sources; the archive has sorted entries, owner 0:0, mtime 0, normalised
@@ -170,6 +170,9 @@ LIBRARY_DIRS = ("lib/x86_64-linux-gnu", "usr/lib/x86_64-linux-gnu")
 HERE = Path(__file__).resolve().parent
 AGENT_DIR = HERE.parent
 ARGES_INIT = AGENT_DIR.parent / "__init__.py"
+SHARED_MODULES = ("errors.py", "wire.py")
+"""Modules of the ``arges`` package outside ``arges.agent`` that the agent imports: the
+neutral, standard-library-only ground the agent and the server both stand on."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -194,6 +197,8 @@ def _sha512(path: Path) -> str:
 def _sources() -> dict[str, Path]:
     """Files whose bytes define the image besides the packages, by name in the key."""
     files = {"arges/__init__.py": ARGES_INIT}
+    for name in SHARED_MODULES:
+        files[f"arges/{name}"] = AGENT_DIR.parent / name
     for path in sorted(AGENT_DIR.glob("*.py")):
         files[f"arges/agent/{path.name}"] = path
     for path in sorted(HERE.iterdir()):

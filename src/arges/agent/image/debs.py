@@ -15,8 +15,10 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from arges.errors import ArgesError
 
-class BuildError(Exception):
+
+class BuildError(ArgesError):
     """The image cannot be built; the message says why and what to do."""
 
 

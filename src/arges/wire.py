@@ -1,6 +1,9 @@
-"""The agent protocol: what the discovery agent and Arges say to each other over HTTP.
+"""The agent's wire protocol: what the discovery agent and Arges say to each other over HTTP.
 
-The agent runs from a minimal initramfs, so this module uses the standard library only.
+Both sides import it: the agent (:mod:`arges.agent`), which runs from a minimal initramfs,
+and the server (:mod:`arges.discovery`, :mod:`arges.metal.agent`). So it sits below every
+layer, outside the agent package, and uses the standard library only (import-linter keeps
+it so); the agent image carries it beside :mod:`arges.errors`.
 All bodies are JSON; field names are camelCase like Kubernetes'. Every request carries the
 credential of the server's current boot (``Authorization: Bearer``, from ``arges.token=``
 on the kernel command line, beside ``arges.url=``); without it Arges answers 403.
