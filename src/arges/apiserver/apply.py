@@ -191,7 +191,10 @@ def apply(
     annotations = (obj.get("metadata") or {}).get("annotations") or {}
     if manager == KUBECTL and annotations.get(LAST_APPLIED):
         annotations[LAST_APPLIED] = last_applied(config)
-    meta = obj.setdefault("metadata", {})
+    meta = obj.get("metadata")
+    if not isinstance(meta, dict):
+        # An applied "metadata: null" leaves the object without metadata, which is empty.
+        meta = obj["metadata"] = {}
     encoded = mf.encode(managed)
     if encoded:
         meta["managedFields"] = encoded

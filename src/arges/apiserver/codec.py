@@ -3,16 +3,36 @@
 Objects are stored and sent as compact UTF-8 JSON (orjson: several times faster than the
 standard library, which matters for full lists and watch fan-out). YAML request bodies, which
 kubectl never sends but people with curl do, are accepted too.
+
+Request bodies are bounded in what they decode to, not only in bytes: nesting deeper than
+:data:`MAX_DEPTH` is refused (kube-apiserver's decoders stop at 10,000 levels; here the
+encoder's own limit, 254, must never be met by a stored object wrapped in a review or a
+watch event), and a YAML document whose aliases would expand it is refused before it is
+built, with go-yaml's rule and message (``document contains excessive aliasing``: the
+CVE-2019-11253 fix kube-apiserver relies on) and a bound on its expanded size.
 """
 
 from __future__ import annotations
 
+import base64
+import datetime as dt
 from typing import Any
 
 import orjson
 import yaml
 
-from arges.apiserver.errors import BadRequest
+from arges.apiserver.errors import BadRequest, RequestTooLarge
+
+MAX_DEPTH = 100
+"""How deeply a request body may nest objects and arrays."""
+
+_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+"""libyaml's parser when PyYAML has it: faster, and it nests without Python recursion."""
+
+# go-yaml's alias heuristic (yaml.v2 decode.go, allowedAliasRatio): up to 99% of the decoded
+# nodes may come from aliases in documents of up to 400,000 nodes, down to 10% at 4,000,000.
+_ALIAS_RATIO_LOW = 400_000
+_ALIAS_RATIO_HIGH = 4_000_000
 
 
 def dumps(obj: Any) -> bytes:
@@ -25,20 +45,179 @@ def loads(data: bytes | str) -> Any:
     return orjson.loads(data)
 
 
-def decode_body(data: bytes, content_type: str) -> Any:
+def decode_body(data: bytes, content_type: str, *, kind: str = "", expanded_limit: int = 0) -> Any:
     """Decode a request body sent as JSON or YAML.
 
+    ``kind`` names the type the body must be: limits are then worded as kube-apiserver words
+    a body it cannot even read the kind of (``the object provided is unrecognized (must be of
+    type <kind>): ...``). ``expanded_limit`` (bytes, 0: none) bounds the JSON size a YAML
+    document may expand to through its aliases.
+
     Raises:
-        BadRequest: when the body is empty or does not parse, naming the parser's complaint.
+        BadRequest: when the body is empty, does not parse, nests deeper than
+            :data:`MAX_DEPTH` or aliases excessively, naming the parser's complaint.
+        RequestTooLarge: when a YAML document's aliases expand it past ``expanded_limit``.
     """
     if not data.strip():
         raise BadRequest("the request body is empty")
     if content_type in ("application/yaml", "application/x-yaml", "text/yaml"):
-        try:
-            return yaml.safe_load(data)
-        except yaml.YAMLError as exc:
-            raise BadRequest(f"the request body is not valid YAML: {exc}") from exc
+        return _decode_yaml(data, kind, expanded_limit)
     try:
-        return orjson.loads(data)
+        obj = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
+        if "depth limit" in str(exc):
+            raise _unrecognized(kind, data, "json: exceeded max depth") from exc
         raise BadRequest(f"the request body is not valid JSON: {exc}") from exc
+    if depth(obj) > MAX_DEPTH:
+        raise _unrecognized(kind, data, f"json: exceeded max depth of {MAX_DEPTH}")
+    return obj
+
+
+def depth(obj: Any) -> int:
+    """How many objects and arrays nest in ``obj`` at its deepest (a scalar: 0)."""
+    deepest = 0
+    todo: list[tuple[Any, int]] = [(obj, 1)]
+    while todo:
+        value, level = todo.pop()
+        if isinstance(value, dict):
+            children: Any = value.values()
+        elif isinstance(value, list):
+            children = value
+        else:
+            continue
+        deepest = max(deepest, level)
+        todo.extend((child, level + 1) for child in children)
+    return deepest
+
+
+def _unrecognized(kind: str, data: bytes, why: str) -> BadRequest:
+    """kube-apiserver's ``transformDecodeError`` for a body whose kind it could not read."""
+    if not kind:
+        return BadRequest(f"the request body cannot be decoded: {why}")
+    head = data[:30]
+    summary = head.decode("utf-8", "replace") if head.startswith(b"{") else head.hex()
+    if len(data) > 30:
+        summary += " ..."
+    return BadRequest(
+        f"the object provided is unrecognized (must be of type {kind}): {why} ({summary})"
+    )
+
+
+def _decode_yaml(data: bytes, kind: str, expanded_limit: int) -> Any:
+    loader = _LOADER(data)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_expansion(node, kind, data, expanded_limit)
+        return _jsonable(loader.construct_document(node))
+    except yaml.YAMLError as exc:
+        if "nesting depth" in str(exc):
+            # libyaml's own bound (1,000 levels), met before the node graph is measured.
+            raise _unrecognized(kind, data, f"yaml: exceeded max depth of {MAX_DEPTH}") from exc
+        raise BadRequest(f"the request body is not valid YAML: {exc}") from exc
+    except RecursionError as exc:
+        raise _unrecognized(kind, data, f"yaml: exceeded max depth of {MAX_DEPTH}") from exc
+    finally:
+        loader.dispose()
+
+
+def _allowed_alias_ratio(count: int) -> float:
+    if count <= _ALIAS_RATIO_LOW:
+        return 0.99
+    if count >= _ALIAS_RATIO_HIGH:
+        return 0.10
+    span = _ALIAS_RATIO_HIGH - _ALIAS_RATIO_LOW
+    return 0.99 - 0.89 * (count - _ALIAS_RATIO_LOW) / span
+
+
+def _check_expansion(root: yaml.Node, kind: str, data: bytes, expanded_limit: int) -> None:
+    """Measure the composed document as go-yaml would decode it, aliases expanded, without
+    expanding it: nodes, JSON bytes and depth per distinct node in one depth-first pass (a
+    node met again is an alias of it), then how often each node is decoded, top down.
+
+    go-yaml counts every node it decodes (an alias node too) and those decoded inside an
+    alias; the second count may not exceed a share of the first (:func:`_allowed_alias_ratio`).
+    """
+    nodes: dict[int, tuple[int, int, int]] = {}
+    order: list[yaml.Node] = []
+    alias_parents: list[int] = []
+    todo: list[tuple[yaml.Node, bool, int]] = [(root, False, 0)]
+    on_path: set[int] = set()
+    while todo:
+        node, done, parent = todo.pop()
+        key = id(node)
+        if done:
+            on_path.discard(key)
+            children = _children(node)
+            count = 1 + sum(nodes[id(c)][0] for c in children)
+            size = 2 + sum(nodes[id(c)][1] + 1 for c in children)
+            deep = 1 + max((nodes[id(c)][2] for c in children), default=0)
+            nodes[key] = (count, size, deep)
+            order.append(node)
+            continue
+        if key in on_path:
+            raise BadRequest("the request body is not valid YAML: an anchor contains itself")
+        if key in nodes:
+            alias_parents.append(parent)
+            continue
+        if isinstance(node, yaml.ScalarNode):
+            nodes[key] = (1, len(node.value) + 2, 0)
+            order.append(node)
+            continue
+        on_path.add(key)
+        todo.append((node, True, parent))
+        todo.extend((c, False, key) for c in reversed(_children(node)))
+        if len(on_path) > MAX_DEPTH:
+            raise _unrecognized(kind, data, f"yaml: exceeded max depth of {MAX_DEPTH}")
+    count, size, deep = nodes[id(root)]
+    if alias_parents:
+        times: dict[int, int] = {id(root): 1}
+        for node in reversed(order):
+            for child in _children(node):
+                times[id(child)] = times.get(id(child), 0) + times[id(node)]
+        alias_nodes = sum(times[p] for p in alias_parents)
+        decoded = count + alias_nodes
+        aliased = count - len(nodes) + alias_nodes - len(alias_parents)
+        if aliased > 100 and decoded > 1000 and aliased / decoded > _allowed_alias_ratio(decoded):
+            raise _unrecognized(kind, data, "yaml: document contains excessive aliasing")
+    if deep > MAX_DEPTH:
+        raise _unrecognized(kind, data, f"yaml: exceeded max depth of {MAX_DEPTH}")
+    if expanded_limit and size > expanded_limit:
+        raise RequestTooLarge(
+            f"the request body exceeds {expanded_limit} bytes once its YAML aliases are expanded"
+        )
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    return []
+
+
+def _jsonable(value: Any) -> Any:
+    """What sigs.k8s.io/yaml's YAML-to-JSON conversion makes of the YAML-only values the
+    safe loader builds: keys become strings, sets maps of nulls, timestamps strings, binary
+    base64 (the depth is bounded by the checks before)."""
+    if isinstance(value, dict):
+        return {_key(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, set):
+        return {_key(k): None for k in value}
+    if isinstance(value, dt.datetime | dt.date):
+        return value.isoformat()
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode()
+    return value
+
+
+def _key(key: Any) -> str:
+    if isinstance(key, bool):
+        return "true" if key else "false"
+    if key is None:
+        return "null"
+    jsonable = _jsonable(key)
+    return jsonable if isinstance(jsonable, str) else orjson.dumps(jsonable).decode()

@@ -54,6 +54,9 @@ log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 3 * 1024 * 1024
 """kube-apiserver's request body limit."""
+EXPANDED_BODY_BYTES = 2 * MAX_BODY_BYTES
+"""How large (as JSON) a YAML body may grow through its aliases: twice the byte limit, since
+JSON spells out what YAML leaves implicit (quotes, braces)."""
 
 
 LIST_CHUNK = 500
@@ -393,7 +396,7 @@ class Handler:
                 return await self._list(request, rt, version, route.namespace, opts)
             if method == "POST":
                 wopts = _write_options(request)
-                body = await self._body(request)
+                body = await self._body(request, rt)
                 obj = await self.rest.create(rt, version, route.namespace or "", body, wopts)
                 audit.current().created = obj["metadata"].get("name")
                 return self._object(request, rt, version, obj, wopts.warnings, 201)
@@ -423,7 +426,7 @@ class Handler:
             return self._entry(request, rt, version, entry)
         if method == "PUT":
             wopts = _write_options(request)
-            body = await self._body(request)
+            body = await self._body(request, rt)
             obj = await self.rest.update(
                 rt, version, namespace, name, body, wopts, subresource=route.subresource
             )
@@ -432,7 +435,12 @@ class Handler:
             wopts = _write_options(request)
             content_type = request.content_type
             raw = await request.read()
-            patch = codec.decode_body(raw, "application/yaml" if "yaml" in content_type else JSON)
+            patch = codec.decode_body(
+                raw,
+                "application/yaml" if "yaml" in content_type else JSON,
+                kind=rt.kind,
+                expanded_limit=EXPANDED_BODY_BYTES,
+            )
             obj = await self.rest.patch(
                 rt,
                 version,
@@ -455,7 +463,7 @@ class Handler:
             return self._object(request, rt, version, obj, dopts.warnings, 200)
         raise MethodNotAllowed(f"{method} is not supported here")
 
-    async def _body(self, request: web.Request) -> Any:
+    async def _body(self, request: web.Request, rt: ResourceType) -> Any:
         media = request.content_type
         if media == kubeproto.MEDIA_TYPE:
             return kubeproto.decode(await request.read())
@@ -471,7 +479,9 @@ class Handler:
                 f"the body of the request was in an unknown format - accepted media types "
                 f'include: application/json, application/yaml (got "{media}")'
             )
-        return codec.decode_body(await request.read(), media)
+        return codec.decode_body(
+            await request.read(), media, kind=rt.kind, expanded_limit=EXPANDED_BODY_BYTES
+        )
 
     async def _delete_options(self, request: web.Request) -> DeleteOptions:
         query = request.query

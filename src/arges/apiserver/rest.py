@@ -40,6 +40,7 @@ from arges.apiserver import codec
 from arges.apiserver import managedfields as mf
 from arges.apiserver.admission import ADMIN, Admission, Attributes, UserInfo, meta_options
 from arges.apiserver.conversion import Converter
+from arges.apiserver.decoding import decode_error, normalize_meta
 from arges.apiserver.errors import (
     AlreadyExists,
     BadRequest,
@@ -392,10 +393,26 @@ class Rest:
                 f"the API version in the data ({got_version}) does not match the "
                 f"expected API version ({want})"
             )
+        self._check_decodes(rt, version, body)
         body["apiVersion"] = want
         body["kind"] = rt.kind
         metadata(body)
         return body
+
+    def _check_decodes(self, rt: ResourceType, version: Version, obj: dict[str, Any]) -> None:
+        """Refuse what kube-apiserver's typed decoding refuses (:mod:`~arges.apiserver.
+        decoding`), and drop metadata's nulls, which decode to absent fields."""
+        schema = version.schema.raw if rt.crd is None and version.schema is not None else None
+        error = decode_error(obj, rt.kind, schema)
+        if error is None and codec.depth(obj) > codec.MAX_DEPTH:
+            error = f"json: exceeded max depth of {codec.MAX_DEPTH}"
+        if error is not None:
+            raise BadRequest(
+                f'{rt.kind} in version "{version.name}" cannot be handled as a {rt.kind}: {error}'
+            )
+        meta = obj.get("metadata")
+        if isinstance(meta, dict):
+            normalize_meta(meta)
 
     def _admit_fields(
         self, rt: ResourceType, version: Version, obj: dict[str, Any], opts: WriteOptions
@@ -714,6 +731,7 @@ class Rest:
             new = produce(copy.deepcopy(old))
             if not isinstance(new, dict):
                 raise BadRequest(f"the result must be a {rt.kind} object")
+            self._check_decodes(rt, version, new)
             meta = metadata(new)
             given = meta.get("resourceVersion")
             if given and given != str(entry.rv):

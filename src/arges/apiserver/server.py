@@ -43,6 +43,9 @@ from arges.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
+READ_HEADER_TIMEOUT = 32.0
+"""Seconds a client has to send a request's head (kube-apiserver's secure serving)."""
+
 KUBE_VERSION = (1, 31)
 DEFAULT_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 
@@ -171,7 +174,11 @@ class ApiServer:
         tls.load_cert_chain(creds.cert, creds.key)
         app = handler.app()
         app.middlewares.append(instrument.middleware(self.metrics, registry, self.mounts))
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        # kube-apiserver's ReadHeaderTimeout (32 s); aiohttp's keep-alive timeout is both the
+        # time a request's head may take and how long an idle connection is kept.
+        runner = web.AppRunner(
+            app, access_log=None, handle_signals=False, keepalive_timeout=READ_HEADER_TIMEOUT
+        )
         await runner.setup()
         site = web.TCPSite(runner, cfg.address, cfg.port, ssl_context=tls, backlog=1024)
         await site.start()

@@ -31,6 +31,7 @@ from arges.kube.errors import KubeError
 from arges.metal.boot import BootDecision
 from arges.metrics import Metrics
 from arges.metrics.http import asset_bytes_hook
+from arges.netguard import ConnectionLimits, GuardedSite
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +70,13 @@ class HttpConfig:
     address: str
     port: int = 8081
     tftp_root: Path = Path("/usr/lib/ipxe")
+    header_timeout: float = 10.0
+    """Seconds a client has to send a request's head (after connecting, or after the last
+    response on a kept-alive connection) before the connection is closed."""
+    connections_per_client: int = 64
+    """Open connections one address may hold; more are refused with a 503."""
+    connections: int = 512
+    """Open connections in all (a boot storm of 100 servers holds about 200)."""
 
 
 class BootHttp:
@@ -91,6 +99,7 @@ class BootHttp:
         self.extra_routes = list(extra_routes)
         self._runner: web.AppRunner | None = None
         self.port = config.port
+        self.limits = ConnectionLimits(config.connections_per_client, config.connections)
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=1 << 20)
@@ -107,15 +116,16 @@ class BootHttp:
         return app
 
     async def start(self) -> None:
-        runner = web.AppRunner(self.app(), access_log=None)
+        cfg = self.config
+        runner = web.AppRunner(self.app(), access_log=None, keepalive_timeout=cfg.header_timeout)
         await runner.setup()
-        listen = self.config.address
-        sock = sockets.bound(socket.SOCK_STREAM, listen, self.config.port)
-        site = web.SockSite(runner, sock)
+        self.limits = ConnectionLimits(cfg.connections_per_client, cfg.connections)
+        sock = sockets.bound(socket.SOCK_STREAM, cfg.address, cfg.port)
+        site = GuardedSite(runner, cfg.address, cfg.port, limits=self.limits, sock=sock)
         await site.start()
         self._runner = runner
-        self.port = sock.getsockname()[1]
-        log.info("boot HTTP on %s:%d (servers use %s)", listen, self.port, self.base_url)
+        self.port = site.port
+        log.info("boot HTTP on %s:%d (servers use %s)", cfg.address, self.port, self.base_url)
 
     async def stop(self) -> None:
         if self._runner is not None:
@@ -171,4 +181,7 @@ class BootHttp:
             path = resolve(self.config.tftp_root, request.match_info["file"])
         except Refused as exc:
             raise web.HTTPNotFound(text=f"{exc.message}\n") from exc
+        except (ValueError, OSError) as exc:
+            # A name no file can have (a NUL byte, too long): nothing to serve.
+            raise web.HTTPNotFound(text="no such file\n") from exc
         return web.FileResponse(path, headers={"Content-Type": "application/octet-stream"})

@@ -21,6 +21,7 @@ from arges.cli.talos import talos
 from arges.cli.ui import ui
 from arges.cli.up import up
 from arges.errors import ArgesError
+from arges.netguard import OncePerInterval
 
 
 class _Arges(click.Group):
@@ -50,6 +51,10 @@ def main(log_level: str) -> None:
         level=getattr(logging, log_level.upper()),
         format=TEXT_FORMAT,
     )
+    # A storm of one failure (a flood of bad packets, descriptors run out) logs a line a
+    # minute per cause, not one per occurrence.
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(OncePerInterval())
 
 
 main.add_command(up)

@@ -18,6 +18,7 @@ from arges.kube import connection
 from arges.kube.connection import Connection
 from arges.kube.errors import KubeError
 from arges.metal import environments
+from arges.netguard import raise_open_files_limit
 from arges.plane import ManagementPlane, NotInstalled, PlaneConfig
 
 
@@ -226,6 +227,7 @@ def up(
 
 
 async def _run(plane: ManagementPlane) -> None:
+    raise_open_files_limit()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

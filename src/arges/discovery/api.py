@@ -122,12 +122,7 @@ class DiscoveryApi:
             raw = await request.content.read(MAX_BODY_BYTES + 1)
             if len(raw) > MAX_BODY_BYTES:
                 return _error(413, f"body larger than {MAX_BODY_BYTES} bytes")
-            try:
-                body = json.loads(raw)
-            except ValueError as exc:
-                raise BadRegistration(f"body is not JSON: {exc}") from exc
-            if not isinstance(body, dict):
-                raise BadRegistration("body must be a JSON object")
+            body = _parse(raw)
             scheme, _, token = request.headers.get("Authorization", "").partition(" ")
             token = token.strip() if scheme.lower() == "bearer" else ""
             answer: dict[str, Any] = await handler(body, remote, token)
@@ -261,8 +256,8 @@ class DiscoveryApi:
         if phase == "wiping":
             wipe = ("Unknown", "InProgress", message or "wiping disks")
         elif phase == "wiped":
-            wiped = [d for d in body.get("wiped") or [] if isinstance(d, dict)]
-            total = sum(int(d.get("bytesZeroed", 0)) for d in wiped)
+            wiped = _wiped(body.get("wiped"))
+            total = sum(d.get("bytesZeroed", 0) for d in wiped)
             wipe = ("True", "Wiped", f"wiped {len(wiped)} disk(s), {total} bytes zeroed")
         elif phase == "wipe-failed":
             wipe = ("False", "WipeFailed", message or "the agent could not wipe the disks")
@@ -323,6 +318,63 @@ class DiscoveryApi:
     ) -> dict[str, Any]:
         server = Server.from_json(server_body)
         return instruct(server, binding, wipe_mode=self.config.wipe_mode).to_json()
+
+
+MAX_INT = 2**63 - 1
+"""The largest integer the API stores (int64, as in Kubernetes)."""
+
+
+def _reject_constant(name: str) -> Any:
+    raise BadRegistration(f"body is not JSON: {name} is not a JSON number")
+
+
+def _parse(raw: bytes) -> dict[str, Any]:
+    """The body as a JSON object whose every string is valid Unicode and every integer an
+    int64: what the API can store (anything else would fail there, not here, and look like
+    an outage to an agent that retries).
+
+    Raises:
+        BadRegistration: naming the first offending value.
+    """
+    try:
+        body = json.loads(raw, parse_constant=_reject_constant)
+    except (ValueError, RecursionError) as exc:
+        raise BadRegistration(f"body is not JSON: {exc}") from exc
+    if not isinstance(body, dict):
+        raise BadRegistration("body must be a JSON object")
+    todo: list[Any] = [body]
+    while todo:
+        value = todo.pop()
+        if isinstance(value, dict):
+            todo.extend(value.keys())
+            todo.extend(value.values())
+        elif isinstance(value, list):
+            todo.extend(value)
+        elif isinstance(value, str):
+            try:
+                value.encode()
+            except UnicodeEncodeError as exc:
+                raise BadRegistration(
+                    f"body is not valid Unicode: lone surrogate {value[exc.start]!r}"
+                ) from exc
+        elif isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_INT:
+            raise BadRegistration(f"integer {value} is out of range (at most 2^63-1)")
+    return body
+
+
+def _wiped(value: Any) -> list[dict[str, Any]]:
+    """The ``wiped`` list of a report: objects whose ``bytesZeroed`` is a count of bytes."""
+    if value is None:
+        return []
+    if not isinstance(value, list) or len(value) > LIMITS["devices"]:
+        raise BadRegistration(f"wiped must be a list of at most {LIMITS['devices']} objects")
+    for item in value:
+        if not isinstance(item, dict):
+            raise BadRegistration("wiped must be a list of objects")
+        zeroed = item.get("bytesZeroed", 0)
+        if not isinstance(zeroed, int) or isinstance(zeroed, bool) or zeroed < 0:
+            raise BadRegistration(f"wiped[].bytesZeroed {zeroed!r} is not a count of bytes")
+    return value
 
 
 def _error(code: int, message: str, headers: dict[str, str] | None = None) -> web.Response:

@@ -6,6 +6,7 @@ machine; who else is refused is in ``tests/integration/metadata/test_hostile``."
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -221,6 +222,12 @@ async def test_install_report_marks_the_binding_and_spends_the_credential(endpoi
         (registration(hardware={**HW, "storage": {"devices": [{}] * 300}}), "more than 256"),
         (b"{not json", "not JSON"),
         (b"[1, 2]", "JSON object"),
+        # Found by hostile clients (#23): these were 500s or 503s (retried for ever).
+        (registration(hostname="lab-\ud800"), "lone surrogate"),
+        (json.dumps(registration(extra=2**64)).encode(), "out of range"),
+        (json.dumps(registration(extra=[2**63])).encode(), "out of range"),
+        (b'{"uuid": NaN}', "not a JSON number"),
+        (b"[" * 100_000 + b"]" * 100_000, "not JSON"),
     ],
 )
 async def test_bad_registrations_are_refused_with_a_reason(endpoint, body, words) -> None:
@@ -236,3 +243,21 @@ async def test_oversized_bodies_and_unknown_servers(endpoint) -> None:
     assert status == 403, "a server that never registered has no credential to report with"
     status, answer = await endpoint.post(REPORT_PATH, {"uuid": UUID, "phase": "dancing"})
     assert status == 400 and "phase must be one of" in answer["error"]
+
+
+@pytest.mark.parametrize(
+    ("wiped", "words"),
+    [
+        ([{"bytesZeroed": "x"}], "is not a count of bytes"),
+        ([{"bytesZeroed": -1}], "is not a count of bytes"),
+        ([{"bytesZeroed": True}], "is not a count of bytes"),
+        ("abc", "wiped must be a list"),
+        (5, "wiped must be a list"),
+        (["disk"], "list of objects"),
+    ],
+)
+async def test_wipe_reports_of_the_wrong_type_are_refused(endpoint, wiped, words) -> None:
+    assert (await endpoint.post(REGISTER_PATH, registration()))[0] == 200
+    body = {"uuid": UUID, "phase": "wiped", "wiped": wiped}
+    status, answer = await endpoint.post(REPORT_PATH, body)
+    assert status == 400 and words in answer["error"], answer

@@ -1,0 +1,231 @@
+"""Bodies of the wrong shape get kube-apiserver's 400s, never a 500 or a stored oddity (#23).
+
+kube-apiserver decodes metadata into ``metav1.ObjectMeta`` (built-in kinds: the whole body
+into its Go struct) before anything else, so a wrong JSON type is a decoding error: 400
+``<Kind> in version "<v>" cannot be handled as a <Kind>: json: cannot unmarshal ...``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pytest
+
+from tests.integration.conftest import WIDGETS, Cluster, widget
+
+SECRETS = "/api/v1/namespaces/default/secrets"
+CANNOT = 'Widget in version "v1" cannot be handled as a Widget: json: cannot unmarshal '
+
+
+def _secret(**fields: Any) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}, **fields}
+
+
+@pytest.mark.parametrize(
+    ("meta", "message"),
+    [
+        ({"name": 5}, "number into Go struct field ObjectMeta.name of type string"),
+        (
+            {"name": "w", "labels": "x"},
+            "string into Go struct field ObjectMeta.labels of type map[string]string",
+        ),
+        (
+            {"name": "w", "labels": {"a": 1}},
+            "number into Go struct field ObjectMeta.labels of type string",
+        ),
+        (
+            {"name": "w", "annotations": {"a": 1}},
+            "number into Go struct field ObjectMeta.annotations of type string",
+        ),
+        (
+            {"name": "w", "finalizers": "abc"},
+            "string into Go struct field ObjectMeta.finalizers of type []string",
+        ),
+        (
+            {"name": "w", "finalizers": [1]},
+            "number into Go struct field ObjectMeta.finalizers of type string",
+        ),
+        (
+            {"name": "w", "generation": "1"},
+            "string into Go struct field ObjectMeta.generation of type int64",
+        ),
+        (
+            {"name": "w", "ownerReferences": {}},
+            "object into Go struct field ObjectMeta.ownerReferences of type []v1.OwnerReference",
+        ),
+        (
+            {"name": "w", "ownerReferences": [{"name": 1}]},
+            "number into Go struct field OwnerReference.ownerReferences.name of type string",
+        ),
+        (
+            {"name": "w", "ownerReferences": [{"controller": "yes"}]},
+            "string into Go struct field OwnerReference.ownerReferences.controller of type bool",
+        ),
+    ],
+)
+async def test_custom_resource_metadata_of_the_wrong_type_is_a_bad_request(
+    widgets: Cluster, meta: dict[str, Any], message: str
+) -> None:
+    body = {**widget("w"), "metadata": meta}
+    status, err = await widgets.api.post(WIDGETS, body)
+    assert (status, err["kind"], err["reason"], err["message"]) == (
+        400,
+        "Status",
+        "BadRequest",
+        CANNOT + message,
+    )
+    assert (await widgets.api.get(f"{WIDGETS}/w"))[0] == 404
+
+
+async def test_metadata_that_is_not_an_object_is_a_bad_request(widgets: Cluster) -> None:
+    status, err = await widgets.api.post(WIDGETS, {**widget("w"), "metadata": "w"})
+    assert (status, err["message"]) == (
+        400,
+        'Widget in version "v1" cannot be handled as a Widget: json: cannot unmarshal string '
+        "into Go value of type v1.ObjectMeta",
+    )
+
+
+async def test_a_patch_cannot_turn_finalizers_into_a_string(widgets: Cluster) -> None:
+    api = widgets.api
+    assert (await api.post(WIDGETS, widget("w")))[0] == 201
+    status, err = await api.patch(f"{WIDGETS}/w", {"metadata": {"finalizers": "abc"}})
+    assert (status, err["reason"]) == (400, "BadRequest")
+    assert "ObjectMeta.finalizers of type []string" in err["message"]
+    # The object is unchanged and goes away when deleted.
+    assert "finalizers" not in (await api.get(f"{WIDGETS}/w"))[1]["metadata"]
+    assert (await api.delete(f"{WIDGETS}/w"))[0] == 200
+    assert (await api.get(f"{WIDGETS}/w"))[0] == 404
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (
+            _secret(metadata={"name": 5}),
+            "json: cannot unmarshal number into Go struct field ObjectMeta.metadata.name of type string",
+        ),
+        (
+            _secret(metadata={"name": "s", "labels": "x"}),
+            "json: cannot unmarshal string into Go struct field ObjectMeta.metadata.labels of type map[string]string",
+        ),
+        (
+            _secret(data={"k": 1}),
+            "json: cannot unmarshal number into Go struct field Secret.data of type []uint8",
+        ),
+        (
+            _secret(data=["a"]),
+            "json: cannot unmarshal array into Go struct field Secret.data of type map[string][]uint8",
+        ),
+        (
+            _secret(stringData={"k": True}),
+            "json: cannot unmarshal bool into Go struct field Secret.stringData of type string",
+        ),
+        (
+            _secret(immutable="yes"),
+            "json: cannot unmarshal string into Go struct field Secret.immutable of type bool",
+        ),
+    ],
+)
+async def test_built_in_bodies_of_the_wrong_type_are_bad_requests(
+    cluster: Cluster, body: dict[str, Any], message: str
+) -> None:
+    status, err = await cluster.api.post(SECRETS, body)
+    assert (status, err["reason"], err["message"]) == (
+        400,
+        "BadRequest",
+        f'Secret in version "v1" cannot be handled as a Secret: {message}',
+    )
+
+
+async def test_null_metadata_fields_are_absent_fields(widgets: Cluster) -> None:
+    body = {**widget("w"), "metadata": {"name": "w", "labels": None, "finalizers": None}}
+    status, created = await widgets.api.post(WIDGETS, body)
+    assert status == 201, created
+    assert "labels" not in created["metadata"]
+    assert "finalizers" not in created["metadata"]
+
+
+async def test_a_deep_document_is_a_bad_request(widgets: Cluster) -> None:
+    deep: Any = "x"
+    for _ in range(20_000):
+        deep = [deep]
+    yaml_body = ("spec:\n  size: 1\n  deep: " + "[" * 20_000 + "]" * 20_000 + "\n").encode()
+    for raw, ctype in (
+        (yaml_body, "application/yaml"),
+        (b'{"spec":{"deep":' + b"[" * 500 + b"]" * 500 + b"}}", "application/json"),
+        (b'{"spec":{"deep":' + b"[" * 20_000 + b"]" * 20_000 + b"}}", "application/json"),
+    ):
+        status, err = await widgets.api.post(WIDGETS, raw, content_type=ctype)
+        assert (status, err["reason"]) == (400, "BadRequest"), err
+        assert "max depth" in err["message"]
+    # The server still serves.
+    assert (await widgets.api.post(WIDGETS, widget("w")))[0] == 201
+
+
+ALIAS_BOMB = b"""apiVersion: example.arges.dev/v1
+kind: Widget
+metadata: {name: bomb}
+spec:
+  size: 1
+  a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]
+  b: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]
+  c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]
+  d: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]
+  e: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]
+  f: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]
+  g: &g [*f,*f,*f,*f,*f,*f,*f,*f,*f]
+"""
+
+
+async def test_a_yaml_alias_bomb_is_refused(widgets: Cluster) -> None:
+    assert len(ALIAS_BOMB) < 600
+    status, err = await widgets.api.post(WIDGETS, ALIAS_BOMB, content_type="application/yaml")
+    assert (status, err["reason"]) == (400, "BadRequest")
+    assert err["message"].startswith(
+        "the object provided is unrecognized (must be of type Widget): "
+        "yaml: document contains excessive aliasing ("
+    )
+    assert (await widgets.api.get(f"{WIDGETS}/bomb"))[0] == 404
+
+
+async def test_a_few_aliases_are_fine(widgets: Cluster) -> None:
+    body = b"""apiVersion: example.arges.dev/v1
+kind: Widget
+metadata: {name: aliased, labels: &l {a: b}, annotations: *l}
+spec: {size: 1}
+"""
+    status, created = await widgets.api.post(WIDGETS, body, content_type="application/yaml")
+    assert status == 201, created
+    assert created["metadata"]["annotations"] == {"a": "b"}
+
+
+async def test_an_alias_of_a_long_string_is_refused_by_size(widgets: Cluster) -> None:
+    long = "x" * 100_000
+    body = (f"spec:\n  size: 1\n  a: &a {long}\n  b: [" + ",".join(["*a"] * 100) + "]\n").encode()
+    status, err = await widgets.api.post(WIDGETS, body, content_type="application/yaml")
+    assert (status, err["reason"]) == (413, "RequestEntityTooLarge"), err
+
+
+async def test_no_traceback_is_logged_for_bad_bodies(
+    widgets: Cluster, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.ERROR)
+    await widgets.api.post(WIDGETS, {**widget("w"), "metadata": {"name": 5}})
+    await widgets.api.post(SECRETS, _secret(data={"k": 1}))
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+async def test_an_applied_configuration_with_null_metadata_is_no_crash(cluster: Cluster) -> None:
+    # Found by the fuzz run: a 500 (the merged object had "metadata": null).
+    config = b'{"apiVersion": "v1", "kind": "Secret", "metadata": null}'
+    for _ in range(2):
+        status, answer = await cluster.api.request(
+            "PATCH",
+            f"{SECRETS}/fz",
+            config,
+            content_type="application/apply-patch+yaml",
+            params={"fieldManager": "fz"},
+        )
+        assert (status, answer["reason"]) == (422, "Invalid"), answer
