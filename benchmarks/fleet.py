@@ -1,131 +1,459 @@
-"""Benchmark of the fleet views: /metrics and the dashboard's pages with many servers.
+"""Fleet: hundreds to thousands of simulated servers through their whole life, per fleet size.
 
-Runs a plane in this process (API server, controllers, dashboard; no boot services), creates
-``--servers`` Servers with an inventory, a ServerClass membership and a few Events each, waits
-until the dashboard's mirrors and the controllers' cache hold them all, and then times, over
-HTTPS on the API port (median and maximum of ``--runs``):
+Each size (default 500, 1,000 and 2,000) gets a fresh embedded API server in a child process
+(its CPU and RSS are its own), and in this process, on a thread and event loop of their own,
+Arges' controllers and boot HTTP against it (``arges up --kubeconfig`` as a plane), the fake
+BMCs, and on the main thread the simulated servers of the cluster tests
+(``tests/integration/clusters/sim.py``: they boot through ``/ipxe``, register with their
+inventory, wipe, fetch their configs; no Talos API). The life of the fleet:
 
-- ``GET /metrics`` (the Prometheus text, with every family);
-- the dashboard's overview, servers table (all rows), servers table filtered, and one server.
+1. discovery: every server powers on at once and registers;
+2. acceptance: each is accepted and given its (fake) BMC, one PATCH per server;
+3. wipe: the agent wipes it and it powers off, clean;
+4. allocation: TalosClusters of ``--cluster-size`` servers (3 control planes, the rest
+   workers) are created, and bind the servers;
+5. config delivery: each bound server is powered on into its target, fetches its machine
+   config from ``/configdata`` and reports it installed.
 
-Figures, not assertions: this machine is shared and noisy.
+Printed per size: the time of each phase and in all; the control plane's latency per
+transition, by controller (p50/p99 seconds from the watch event of an API write to the end
+of the reconcile that decided on it); CPU seconds per server (API server process + the
+controllers' thread, without the simulated servers), the API server's RSS (peak and at the
+end), and each work queue's peak depth. Goals (issue #20): per-server cost flat from 500 to
+2,000, <= 50 ms CPU per server for its whole life, RSS <= 500 MiB at 2,000. Figures, not
+assertions.
 
-    .venv/bin/python benchmarks/fleet.py [--servers 500] [--runs 20]
+    .venv/bin/python benchmarks/fleet.py [--sizes 500,1000,2000] [--cluster-size 20]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import ssl
-import statistics
+import cProfile
+import os
+import resource
+import shutil
+import signal
+import socket
+import subprocess
+import sys
 import tempfile
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 
-from arges.kube.resources import SERVERS
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tests.integration.clusters.conftest import environment
+from tests.integration.clusters.sim import SimServer
+
+from arges.api.crds import all_crds
+from arges.apiserver.server import ApiServer, ApiServerConfig
+from arges.boot.services import BootConfig
+from arges.controllers import runtime
+from arges.kube.client import KubeClient
+from arges.kube.connection import from_kubeconfig
+from arges.kube.resources import SECRETS, SERVERS, TALOS_CLUSTERS
 from arges.plane import ManagementPlane, PlaneConfig
+from arges.power import fake
+from arges.power.base import PowerState
 
-HARDWARE = {
-    "system": {"manufacturer": "Dell Inc.", "productName": "PowerEdge R650", "serialNumber": "X"},
-    "compute": {"processorCount": 2, "totalCoreCount": 64, "totalThreadCount": 128},
-    "memory": {"totalSize": 512 * 2**30, "moduleCount": 16},
-    "storage": {
-        "deviceCount": 2,
-        "devices": [
-            {"name": "nvme0n1", "type": "NVMe", "size": 3_840_000_000_000},
-            {"name": "nvme1n1", "type": "NVMe", "size": 3_840_000_000_000},
+NS = "default"
+
+
+def free_port(kind: int = socket.SOCK_STREAM) -> int:
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def percentile(values: list[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+
+
+def proc_status(pid: int, field: str) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def proc_cpu(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class Probe:
+    """Measures the controllers' work queues (patched in for the run: measurement only).
+
+    A key enqueued by a watch event waits from that event; its latency ends when the
+    reconcile that took it up after the event returns (events during a reconcile are
+    measured to the end of the next one).
+    """
+
+    def __init__(self) -> None:
+        self.latencies: dict[int, list[float]] = {}
+        self.peaks: dict[int, int] = {}
+        self._pending: dict[tuple[int, str], float] = {}
+        self._inflight: dict[tuple[int, str], float] = {}
+        self._from_event = False
+
+    def install(self) -> Callable[[], None]:
+        probe = self
+        add, get, done = runtime.WorkQueue.add, runtime.WorkQueue.get, runtime.WorkQueue.done
+        dispatch = runtime.Manager._dispatch
+
+        def patched_dispatch(self: runtime.Manager, *args: Any) -> None:
+            probe._from_event = True
+            try:
+                dispatch(self, *args)
+            finally:
+                probe._from_event = False
+
+        def patched_add(self: runtime.WorkQueue, key: str, delay: float = 0.0) -> None:
+            if probe._from_event:
+                probe._pending.setdefault((id(self), key), time.perf_counter())
+            add(self, key, delay)
+            depth = self._ready.qsize()
+            if depth > probe.peaks.get(id(self), 0):
+                probe.peaks[id(self)] = depth
+
+        async def patched_get(self: runtime.WorkQueue) -> str:
+            key = await get(self)
+            since = probe._pending.pop((id(self), key), None)
+            if since is not None:
+                probe._inflight[(id(self), key)] = since
+            return key
+
+        def patched_done(self: runtime.WorkQueue, key: str, **kw: Any) -> None:
+            since = probe._inflight.pop((id(self), key), None)
+            if since is not None:
+                probe.latencies.setdefault(id(self), []).append(time.perf_counter() - since)
+            done(self, key, **kw)
+
+        runtime.Manager._dispatch = patched_dispatch  # type: ignore[method-assign]
+        runtime.WorkQueue.add = patched_add  # type: ignore[method-assign]
+        runtime.WorkQueue.get = patched_get  # type: ignore[method-assign]
+        runtime.WorkQueue.done = patched_done  # type: ignore[method-assign]
+
+        def uninstall() -> None:
+            runtime.Manager._dispatch = dispatch  # type: ignore[method-assign]
+            runtime.WorkQueue.add = add  # type: ignore[method-assign]
+            runtime.WorkQueue.get = get  # type: ignore[method-assign]
+            runtime.WorkQueue.done = done  # type: ignore[method-assign]
+
+        return uninstall
+
+
+class FleetServer(SimServer):
+    """A simulated server that notes when it registered, was wiped and installed, and runs
+    no Talos API (the fleet's life ends at config delivery)."""
+
+    registered: float = 0.0
+    wiped: float = 0.0
+    installed_at: float = 0.0
+
+    async def _post(self, path: str, body: dict[str, Any], base: str | None = None) -> Any:
+        # A report is noted when sent: the plane may power the server off (which ends this
+        # task) before the answer to its "wiped" report is back.
+        now = time.perf_counter()
+        if body.get("phase") == "wiped" and not self.wiped:
+            self.wiped = now
+        elif body.get("phase") == "installed" and not self.installed_at:
+            self.installed_at = now
+        answer = await super()._post(path, body, base)
+        if path.endswith("/register") and not self.registered:
+            self.registered = time.perf_counter()
+        return answer
+
+    async def _run_talos(self) -> None:
+        return None
+
+
+class PlaneThread(threading.Thread):
+    """The plane on its own event loop, as ``arges up --kubeconfig`` would run it."""
+
+    def __init__(self, config: PlaneConfig) -> None:
+        super().__init__(name="plane", daemon=True)
+        self.config = config
+        self.loop = asyncio.new_event_loop()
+        self.plane: ManagementPlane | None = None
+        self.started = threading.Event()
+        self.error: BaseException | None = None
+        self.cpu0 = 0.0
+
+    profile: str = ""
+
+    def run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        if not self.profile:
+            self.loop.run_forever()
+            return
+        profiler = cProfile.Profile()
+        profiler.runcall(self.loop.run_forever)
+        profiler.dump_stats(self.profile)
+
+    def call(self, coro: Any, timeout: float = 120) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+
+def serve_api(data_dir: str, port: str, profile: str = "") -> None:
+    """Child-process mode: the embedded API server alone, until SIGTERM (profiled into
+    ``profile`` when given)."""
+    if profile:
+        profiler = cProfile.Profile()
+        profiler.runcall(serve_api, data_dir, port)
+        profiler.dump_stats(profile)
+        return
+
+    async def main() -> None:
+        server = ApiServer(
+            ApiServerConfig(data_dir=Path(data_dir), port=int(port), crds=all_crds())
+        )
+        await server.start()
+        stop = asyncio.Event()
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+        await stop.wait()
+        await server.stop()
+
+    asyncio.run(main())
+
+
+async def wait_for(
+    sims: list[FleetServer], done: Callable[[FleetServer], bool], what: str
+) -> float:
+    """When every server is ``done``; progress is printed every 30 s."""
+    started = time.perf_counter()
+    said = started
+    while (count := sum(1 for s in sims if done(s))) < len(sims):
+        now = time.perf_counter()
+        if now - said >= 30:
+            booted = sum(1 for s in sims if s.boots)
+            print(
+                f"    {what}: {count}/{len(sims)} after {now - started:.0f} s ({booted} booted)",
+                flush=True,
+            )
+            said = now
+        await asyncio.sleep(0.2)
+    return time.perf_counter()
+
+
+async def run_size(n: int, args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    fake.MACHINES.clear()
+    data = work / f"fleet-{n}"
+    api_port = free_port()
+    api_log = (work / f"api-{n}.log").open("wb")
+    api = subprocess.Popen(
+        [
+            *(sys.executable, __file__, "--serve-api", str(data / "api"), str(api_port)),
+            *([f"{args.profile}/api-{n}.prof"] if args.profile else []),
         ],
-    },
-    "network": {
-        "interfaceCount": 2,
-        "interfaces": [{"name": "eno1", "mac": "aa:bb:cc:00:00:01", "link": "up"}],
-    },
-}
-
-
-async def timed(session: aiohttp.ClientSession, url: str, runs: int, **kw: Any) -> str:
-    times = []
-    size = 0
-    for _ in range(runs):
-        started = time.perf_counter()
-        async with session.get(url, **kw) as resp:
-            body = await resp.read()
-            assert resp.status == 200, (url, resp.status)
-        times.append(time.perf_counter() - started)
-        size = len(body)
-    return (
-        f"median {statistics.median(times) * 1000:7.1f} ms  max {max(times) * 1000:7.1f} ms  "
-        f"{size / 1024:7.1f} KiB"
+        stdout=api_log,
+        stderr=subprocess.STDOUT,
     )
-
-
-async def main(servers: int, runs: int) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        plane = ManagementPlane(PlaneConfig(data_dir=Path(tmp), api_port=0))
-        await plane.start()
+    kubeconfig = data / "api" / "kubeconfig"
+    while not kubeconfig.exists():
+        if api.poll() is not None:
+            raise SystemExit(f"the API server exited: {(work / f'api-{n}.log').read_text()}")
+        await asyncio.sleep(0.1)
+    connection = from_kubeconfig(kubeconfig)
+    config = PlaneConfig(
+        data_dir=data / "plane",
+        default_environment=environment(work / "talos", ["talos.platform=metal"]),
+        agent_environment=environment(work / "agent", ["console=ttyS0"]),
+        boot=BootConfig(
+            address="127.0.0.1",
+            http_port=free_port(),
+            tftp_port=free_port(socket.SOCK_DGRAM),
+            dhcp_mode=None,
+        ),
+        external_api=connection,
+    )
+    probe = Probe()
+    uninstall = probe.install()
+    thread = PlaneThread(config)
+    if args.profile:
+        thread.profile = f"{args.profile}/plane-{n}.prof"
+    thread.start()
+    plane = ManagementPlane(config)
+    thread.plane = plane
+    process_cpu0 = sum(resource.getrusage(resource.RUSAGE_SELF)[:2])
+    main_cpu0 = time.thread_time()
+    api_cpu0 = proc_cpu(api.pid)
+    thread.call(plane.start())
+    assert plane.boot is not None
+    base_url = plane.boot.http.base_url
+    timings: dict[str, float] = {}
+    connector = aiohttp.TCPConnector(limit=200)
+    async with (
+        aiohttp.ClientSession(connector=connector) as session,
+        KubeClient(connection, component="fleet-benchmark") as kube,
+    ):
+        await kube.create(
+            SECRETS,
+            {
+                "metadata": {"name": "sim-bmc"},
+                "stringData": {"username": "a", "password": "secret"},
+            },
+            NS,
+        )
+        sims = [
+            FleetServer(i + 1, base_url, 1, session, kube, tick=args.tick, poll=args.poll)
+            for i in range(n)
+        ]
+        tasks = []
+        start = time.perf_counter()
+        for sim in sims:
+            sim.power_on()
+            tasks.append(asyncio.create_task(sim.run()))
         try:
-            assert plane.kube is not None and plane.api is not None
-            kube = plane.kube
-            started = time.perf_counter()
-            sem = asyncio.Semaphore(16)
+            timings["discovery"] = await wait_for(sims, lambda s: bool(s.registered), "discovery")
+            slots = asyncio.Semaphore(16)
 
-            async def make(i: int) -> None:
-                name = f"4c4c4544-0000-4000-8000-{i:012x}"
-                async with sem:
-                    body = await kube.create(
-                        SERVERS,
-                        {
-                            "metadata": {"name": name, "labels": {"rack": f"r{i % 20}"}},
-                            "spec": {"accepted": i % 10 != 0, "cordoned": i % 50 == 0},
-                        },
-                    )
-                    hardware = {**HARDWARE, "system": {**HARDWARE["system"], "uuid": name}}
+            async def accept(sim: FleetServer) -> None:
+                async with slots:
                     await kube.patch(
                         SERVERS,
-                        name,
-                        {"status": {"hardware": hardware, "isClean": i % 3 == 0, "power": "off"}},
-                        subresource="status",
+                        sim.uuid,
+                        {
+                            "spec": {
+                                "accepted": True,
+                                "bmc": {
+                                    "address": sim.bmc_address,
+                                    "protocol": "fake",
+                                    "credentialsSecretRef": {"name": "sim-bmc", "namespace": NS},
+                                },
+                            }
+                        },
                     )
-                    await kube.event(body, "Registered", f"discovered server {i}")
 
-            await asyncio.gather(*(make(i) for i in range(servers)))
-            print(f"{servers} servers created in {time.perf_counter() - started:.1f} s")
-            dashboard = plane.dashboard
-            assert dashboard is not None
-            while len(dashboard.informers.objects(SERVERS)) < servers or (
-                len(list(plane.metrics.servers())) < servers
-            ):
-                await asyncio.sleep(0.2)
-            tls = ssl.create_default_context(cafile=str(Path(tmp) / "pki" / "ca.crt"))
-            jar = aiohttp.CookieJar(unsafe=True)
-            async with aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(ssl=tls), cookie_jar=jar
-            ) as session:
-                base = plane.api.url
-                auth = {"Authorization": f"Bearer {plane.api.token}"}
-                async with session.post(f"{base}/ui/login", data={"token": plane.api.token}):
-                    pass
-                one = "4c4c4544-0000-4000-8000-000000000007"
-                metrics = await timed(session, base + "/metrics", runs, headers=auth)
-                print(f"{'GET /metrics':28s} {metrics}")
-                for label, path in [
-                    ("overview", "/ui"),
-                    ("servers (all rows)", "/ui/servers"),
-                    ("servers ?label=rack=r3", "/ui/servers?label=rack%3Dr3"),
-                    ("one server", f"/ui/servers/{one}"),
-                ]:
-                    print(f"{label:28s} {await timed(session, base + path, runs)}")
+            await asyncio.gather(*(accept(s) for s in sims))
+            timings["acceptance"] = time.perf_counter()
+            timings["wipe"] = await wait_for(
+                sims, lambda s: bool(s.wiped) and s.machine.power == PowerState.OFF, "wipe"
+            )
+            clusters = max(1, n // args.cluster_size)
+            for c in range(clusters):
+                size = args.cluster_size if c < clusters - 1 else n - c * args.cluster_size
+                await kube.create(
+                    TALOS_CLUSTERS,
+                    {
+                        "metadata": {"name": f"c{c:04d}"},
+                        "spec": {
+                            "endpoint": f"https://10.5.{c // 250}.{c % 250}:6443",
+                            "controlPlane": {"replicas": 3},
+                            "workers": [{"name": "workers", "replicas": size - 3}],
+                        },
+                    },
+                    NS,
+                )
+            timings["allocation"] = time.perf_counter()
+            timings["config delivery"] = await wait_for(
+                sims, lambda s: bool(s.installed_at), "config delivery"
+            )
         finally:
-            await plane.stop()
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+    total = time.perf_counter() - start
+    process_cpu = sum(resource.getrusage(resource.RUSAGE_SELF)[:2]) - process_cpu0
+    plane_cpu = process_cpu - (time.thread_time() - main_cpu0)
+    api_cpu = proc_cpu(api.pid) - api_cpu0
+    api_rss, api_peak = proc_status(api.pid, "VmRSS"), proc_status(api.pid, "VmHWM")
+    names = {
+        id(c.queue): c.name for c in (plane._manager.controllers.values() if plane._manager else [])
+    }
+    thread.call(plane.stop())
+    thread.loop.call_soon_threadsafe(thread.loop.stop)
+    thread.join(30)
+    uninstall()
+    api.terminate()
+    api.wait(30)
+    api_log.close()
+    previous = start
+    phases = {}
+    for name, at in timings.items():
+        phases[name] = at - previous
+        previous = at
+    return {
+        "n": n,
+        "total": total,
+        "phases": phases,
+        "api_cpu": api_cpu,
+        "plane_cpu": plane_cpu,
+        "api_rss": api_rss,
+        "api_peak": api_peak,
+        "latency": {names.get(q, str(q)): v for q, v in probe.latencies.items()},
+        "peaks": {names.get(q, str(q)): v for q, v in probe.peaks.items()},
+    }
+
+
+def report(r: dict[str, Any]) -> None:
+    n = r["n"]
+    phases = "  ".join(f"{k} {v:.1f} s" for k, v in r["phases"].items())
+    cpu = r["api_cpu"] + r["plane_cpu"]
+    print(f"{n} servers: total {r['total']:.1f} s ({phases})")
+    print(
+        f"  CPU per server: {cpu / n * 1000:.1f} ms (API server {r['api_cpu'] / n * 1000:.1f} ms, "
+        f"controllers and boot HTTP {r['plane_cpu'] / n * 1000:.1f} ms)  goal <= 50 ms"
+    )
+    print(
+        f"  API server RSS: {r['api_rss']:.0f} MiB at the end, peak {r['api_peak']:.0f} MiB"
+        "  goal <= 500 MiB at 2,000"
+    )
+    for name in sorted(r["latency"]):
+        values = r["latency"][name]
+        print(
+            f"  {name:<14} event -> decision p50 {percentile(values, 50) * 1000:7.1f} ms  "
+            f"p99 {percentile(values, 99) * 1000:8.1f} ms  ({len(values)} reconciles)  "
+            f"queue peak {r['peaks'].get(name, 0)}"
+        )
+
+
+async def bench(args: argparse.Namespace) -> None:
+    limit = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
+    work = Path(tempfile.mkdtemp(prefix="arges-fleet-"))
+    print(f"load before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}; {os.cpu_count()} cores")
+    results = []
+    for n in args.sizes:
+        result = await run_size(n, args, work)
+        report(result)
+        results.append(result)
+    if len(results) > 1:
+        base = results[0]
+        per = (base["api_cpu"] + base["plane_cpu"]) / base["n"]
+        for r in results[1:]:
+            ratio = (r["api_cpu"] + r["plane_cpu"]) / r["n"] / per
+            print(f"CPU per server at {r['n']} / at {base['n']}: {ratio:.2f}x  goal ~1.0 (flat)")
+    print(f"load after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    shutil.rmtree(work, ignore_errors=True)
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--serve-api":
+        serve_api(*sys.argv[2:5])
+        return
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--sizes", type=lambda s: [int(x) for x in s.split(",")], default=[500, 1000, 2000]
+    )
+    parser.add_argument("--cluster-size", type=int, default=20)
+    parser.add_argument("--tick", type=float, default=0.5, help="seconds between BMC looks")
+    parser.add_argument("--poll", type=float, default=2.0, help="the agent's idle poll")
+    parser.add_argument(
+        "--profile", default="", help="directory for cProfile dumps of the plane and API server"
+    )
+    asyncio.run(bench(parser.parse_args()))
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--servers", type=int, default=500)
-    parser.add_argument("--runs", type=int, default=20)
-    args = parser.parse_args()
-    asyncio.run(main(args.servers, args.runs))
+    main()

@@ -8,7 +8,11 @@ metadata service and the discovery endpoint).
 
 Given an external API server (``arges up --in-cluster`` or ``--kubeconfig``: a real
 Kubernetes cluster with Arges' CRDs from ``deploy/``), there is no embedded one and the rest
-runs unchanged against it.
+runs unchanged against it. There, several replicas may run with leader election
+(:mod:`arges.kube.leaderelection`): every replica serves boot HTTP and TFTP, which only read
+state or make request-driven writes that the API serialises, while only the leader runs the
+controllers and DHCP (two DHCP servers would both answer). A replica that loses the lease
+stops its controllers at once and sets :attr:`ManagementPlane.lost`.
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ from arges.errors import ArgesError
 from arges.kube.client import KubeClient
 from arges.kube.connection import Connection, from_kubeconfig
 from arges.kube.errors import NotFound
+from arges.kube.leaderelection import ElectionConfig, LeaderElector, new_identity
 from arges.kube.resources import (
     CONSTELLATIONS,
     ENVIRONMENTS,
@@ -96,6 +101,9 @@ class PlaneConfig:
     asset_dirs: tuple[Path, ...] = ()
     """Where Environments' ``file://`` URLs may point (``--asset-dir``); the built-in
     Environments' own ``file://`` files are allowed besides."""
+    leader_election: ElectionConfig | None = None
+    """Run the controllers and DHCP only while elected leader on this Lease (replicas
+    against an external API server); None runs them at once."""
     metrics_port: int | None = None
     """Also serve ``/metrics`` over plain HTTP on this port of ``api_address`` (0: any
     free port); None: only on the API port, with the admin token."""
@@ -135,6 +143,11 @@ class ManagementPlane:
         self.dashboard: Dashboard | None = None
         self._stop = asyncio.Event()
         self._controllers: asyncio.Task[None] | None = None
+        self._manager: Manager | None = None
+        self.elector: LeaderElector | None = None
+        self._election: asyncio.Task[None] | None = None
+        self.lost = asyncio.Event()
+        """Set when this replica lost the leader election (its controllers are stopped)."""
         self.gate: PlaneGate | None = None
         self._gate: asyncio.Task[None] | None = None
 
@@ -213,15 +226,9 @@ class ManagementPlane:
         ]
         for controller in controllers:
             controller.gate = self.gate
-        ready = asyncio.Event()
-        manager = Manager(connection, controllers, cache, self.metrics)
-        self._controllers = asyncio.create_task(manager.run(self._stop, ready), name="controllers")
-        done, _ = await asyncio.wait(
-            [self._controllers, asyncio.create_task(ready.wait())],
-            return_when=asyncio.FIRST_COMPLETED,
-        )
-        if self._controllers in done:
-            self._controllers.result()
+        self._manager = Manager(connection, controllers, cache, self.metrics)
+        if self.config.leader_election is None:
+            await self._run_controllers()
         if self.config.boot is not None:
             assert self.guard is not None and self.media is not None
             routes = [
@@ -239,9 +246,45 @@ class ManagementPlane:
                 self.guard,
                 self.metrics,
             )
-            await self.boot.start()
+            await self.boot.start(dhcp=self.config.leader_election is None)
         if self.metrics_port is not None:
             await self.metrics_port.start()
+        if self.config.leader_election is not None:
+            self.elector = LeaderElector(self.kube, self.config.leader_election, new_identity())
+            log.info("leader election: candidate %s", self.elector.identity)
+            self._election = asyncio.create_task(self._lead(), name="leader-election")
+
+    async def _run_controllers(self) -> None:
+        """Start the controllers; returns once they are running."""
+        assert self._manager is not None
+        ready = asyncio.Event()
+        self._controllers = asyncio.create_task(
+            self._manager.run(self._stop, ready), name="controllers"
+        )
+        done, _ = await asyncio.wait(
+            [self._controllers, asyncio.create_task(ready.wait())],
+            return_when=asyncio.FIRST_COMPLETED,
+        )
+        if self._controllers in done:
+            self._controllers.result()
+
+    async def _lead(self) -> None:
+        """Wait to be elected; then run the controllers and DHCP until the lease is lost."""
+        assert self.elector is not None
+        await self.elector.acquire()
+        try:
+            await self._run_controllers()
+            if self.boot is not None:
+                await self.boot.start_dhcp()
+        except Exception:
+            log.exception("the elected leader could not start its controllers or DHCP")
+        else:
+            await self.elector.hold()
+        # Stop acting at once: another replica may take over once the lease expires.
+        self._stop.set()
+        if self.boot is not None and self.boot.dhcp is not None:
+            await self.boot.dhcp.stop()
+        self.lost.set()
 
     async def _media_url(self, uuid: str) -> str:
         """The URL of Server ``uuid``'s agent ISO, built (for the power controller).
@@ -292,7 +335,12 @@ class ManagementPlane:
         return built_ins
 
     async def stop(self) -> None:
-        """Stop the boot services, the controllers, then the API server."""
+        """Stop the boot services, the controllers (then give up the lease, if held), then
+        the API server."""
+        if self._election is not None:
+            self._election.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._election
         if self.metrics_port is not None:
             await self.metrics_port.stop()
         if self.boot is not None:
@@ -303,6 +351,8 @@ class ManagementPlane:
         if self._controllers is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.wait_for(self._controllers, 30)
+        if self.elector is not None:
+            await self.elector.release()
         if self._gate is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.wait_for(self._gate, 30)

@@ -124,6 +124,9 @@ def test_the_kustomization_runs_arges_in_cluster_with_the_access_it_needs() -> N
     pod = deployment["spec"]["template"]["spec"]
     args = pod["containers"][0]["args"]
     assert args[:2] == ["up", "--in-cluster"] and pod["hostNetwork"] is True
+    assert "--leader-elect" in args and deployment["spec"]["replicas"] == 2
+    (spread,) = pod["affinity"]["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+    assert spread["topologyKey"] == "kubernetes.io/hostname", "the replicas share no host ports"
     assert pod["serviceAccountName"] == "arges"
     role = next(d for d in docs if d["kind"] == "ClusterRole")
     granted = {
@@ -155,6 +158,8 @@ def test_the_kustomization_runs_arges_in_cluster_with_the_access_it_needs() -> N
         assert (res.group, res.plural, "watch") in granted, f"kopf watches {res.plural}"
         assert (res.group, f"{res.plural}/status", "patch") in granted
     assert ("", "events", "create") in granted
+    for verb in ("get", "create", "update"):
+        assert ("coordination.k8s.io", "leases", verb) in granted, f"leader election: {verb}"
     for plural in ("clusters", "machines"):
         assert ("cluster.x-k8s.io", plural, "watch") in granted, f"Cluster API's {plural}"
     assert ("apiextensions.k8s.io", "customresourcedefinitions", "watch") in granted

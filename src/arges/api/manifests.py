@@ -105,6 +105,12 @@ RULES: list[dict[str, Any]] = [
         "verbs": ["get", "list", "create", "update", "patch", "delete"],
     },
     {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"]},
+    # The replicas' leader election (Lease "arges" in Arges' namespace).
+    {
+        "apiGroups": ["coordination.k8s.io"],
+        "resources": ["leases"],
+        "verbs": ["get", "create", "update"],
+    },
 ]
 
 
@@ -140,27 +146,45 @@ def rbac(namespace: str = NAMESPACE) -> list[dict[str, Any]]:
 def deployment(
     *, image: str = "arges", boot_address: str = "$(NODE_IP)", dhcp_mode: str = "proxy"
 ) -> dict[str, Any]:
-    """One replica of ``arges up --in-cluster`` on the host network.
+    """Two replicas of ``arges up --in-cluster --leader-elect`` on the host network.
 
-    One replica, replaced with Recreate (never two at once): the controllers take their locks
-    through the API (ServerBindings), but two boot services on one provisioning network would
-    both answer DHCP. ProxyDHCP and TFTP answer broadcasts on the provisioning network, so the
-    pod uses the node's network; schedule it on a node attached to that network (a
-    nodeSelector). The state volume holds the asset cache, the agent image and DHCP leases,
-    all rebuilt or fetched again if lost.
+    The replicas elect a leader on the Lease ``arges`` (:mod:`arges.kube.leaderelection`):
+    the leader runs the controllers and DHCP (two DHCP servers on one provisioning network
+    would both answer), the other serves boot HTTP and TFTP, which are read-only, and takes
+    over within about 12 s of the leader's death. ProxyDHCP and TFTP answer broadcasts on the
+    provisioning network, so the pods use their nodes' network, on two different nodes (the
+    ports are the host's); schedule them on nodes attached to that network (a nodeSelector).
+    Updates replace one replica at a time (no surge: a third pod would need a third node).
+    The state volume holds the asset cache, the agent image and DHCP leases, all rebuilt or
+    fetched again if lost.
     """
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": {"name": NAME},
         "spec": {
-            "replicas": 1,
-            "strategy": {"type": "Recreate"},
+            "replicas": 2,
+            "strategy": {
+                "type": "RollingUpdate",
+                "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0},
+            },
             "selector": {"matchLabels": {"app.kubernetes.io/name": NAME}},
             "template": {
                 "metadata": {"labels": {"app.kubernetes.io/name": NAME}},
                 "spec": {
                     "serviceAccountName": NAME,
+                    "affinity": {
+                        "podAntiAffinity": {
+                            "requiredDuringSchedulingIgnoredDuringExecution": [
+                                {
+                                    "labelSelector": {
+                                        "matchLabels": {"app.kubernetes.io/name": NAME}
+                                    },
+                                    "topologyKey": "kubernetes.io/hostname",
+                                }
+                            ]
+                        }
+                    },
                     "hostNetwork": True,
                     "dnsPolicy": "ClusterFirstWithHostNet",
                     "containers": [
@@ -171,6 +195,7 @@ def deployment(
                             "args": [
                                 "up",
                                 "--in-cluster",
+                                "--leader-elect",
                                 "--data-dir=/var/lib/arges",
                                 f"--boot-address={boot_address}",
                                 f"--dhcp-mode={dhcp_mode}",

@@ -18,7 +18,7 @@ from arges.boot.dhcp import BootFiles
 from arges.boot.dhcpserver import DhcpConfig, DhcpService, Mode
 from arges.boot.http import Admission, BootHttp, Decider, HttpConfig
 from arges.boot.leases import PoolConfig
-from arges.boot.tftp import TftpServer
+from arges.boot.tftpserver import TftpServer
 from arges.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -131,11 +131,12 @@ class BootServices:
                 self.metrics,
             )
 
-    async def start(self) -> None:
-        """Start HTTP, TFTP, then DHCP; a service that cannot start stops the others."""
+    async def start(self, *, dhcp: bool = True) -> None:
+        """Start HTTP, TFTP, then DHCP (without ``dhcp``, later by :meth:`start_dhcp`: on the
+        elected leader only); a service that cannot start stops the others."""
         started: list[HttpOrUdp] = []
         try:
-            for service in (self.http, self.tftp, self.dhcp):
+            for service in (self.http, self.tftp, self.dhcp if dhcp else None):
                 if service is not None:
                     await service.start()
                     started.append(service)
@@ -143,6 +144,11 @@ class BootServices:
             for service in reversed(started):
                 await service.stop()
             raise
+
+    async def start_dhcp(self) -> None:
+        """Start DHCP, if configured (when :meth:`start` was told not to)."""
+        if self.dhcp is not None:
+            await self.dhcp.start()
 
     async def stop(self) -> None:
         for service in (self.dhcp, self.tftp, self.http):

@@ -1,10 +1,11 @@
 """A read-only TFTP server (RFC 1350) with option negotiation (RFC 2347, 2348, 2349).
 
-It serves the iPXE binaries to PXE firmware. Each transfer runs on its own UDP socket (its
-transfer ID) as an asyncio task, so many transfers proceed at once; lost packets are
-retransmitted after the negotiated ``timeout`` (RFC 2349, default 1 s), up to ``retries``.
-Options: ``blksize`` 8..65464 (RFC 2348), ``tsize`` (answered with the file size) and
-``timeout`` 1..255 s; unknown options are ignored, as RFC 2347 says.
+It serves the iPXE binaries to PXE firmware. This module holds the protocol: parsing,
+option negotiation, packets and which paths are served; :mod:`arges.boot.tftpserver` runs the
+transfers (each on its own UDP socket, its transfer ID; lost packets retransmitted after the
+negotiated ``timeout``, RFC 2349, else backing off from 1 s). Options: ``blksize`` 8..65464
+(RFC 2348), ``tsize`` (answered with the file size) and ``timeout`` 1..255 s; unknown options
+are ignored, as RFC 2347 says.
 
 Refused with a TFTP error, never served: writes (it is read-only), absolute paths, paths
 with ``..``, and directories that resolve outside the root (a symlink in the root that
@@ -18,19 +19,11 @@ and runs a blocking loop in a thread; adapting it meant patching its internal st
 
 from __future__ import annotations
 
-import asyncio
-import logging
-import socket
 import struct
 from dataclasses import dataclass
 from pathlib import Path
-from typing import cast
 
-from arges.boot import sockets
 from arges.errors import ArgesError
-from arges.metrics import Metrics
-
-log = logging.getLogger(__name__)
 
 RRQ, WRQ, DATA, ACK, ERROR, OACK = 1, 2, 3, 4, 5, 6
 NOT_FOUND, ACCESS_VIOLATION, ILLEGAL, UNKNOWN_TID, BAD_OPTION = 1, 2, 4, 5, 8
@@ -141,180 +134,11 @@ def negotiate(options: dict[str, str], size: int) -> dict[str, str]:
 
 
 def error_packet(code: int, message: str) -> bytes:
+    """An ERROR packet (RFC 1350): ``code`` and an ASCII message."""
     return struct.pack("!HH", ERROR, code) + message.encode("ascii", "replace") + b"\x00"
 
 
 def oack_packet(options: dict[str, str]) -> bytes:
+    """An OACK packet (RFC 2347) acknowledging ``options``."""
     body = b"".join(k.encode() + b"\x00" + v.encode() + b"\x00" for k, v in options.items())
     return struct.pack("!H", OACK) + body
-
-
-class _Listener(asyncio.DatagramProtocol):
-    def __init__(self, server: TftpServer) -> None:
-        self.server = server
-        self.transport: asyncio.DatagramTransport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # Python 3.11's selector datagram transport does not subclass DatagramTransport.
-        self.transport = cast(asyncio.DatagramTransport, transport)
-
-    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        assert self.transport is not None
-        try:
-            request = parse_request(data)
-            path = resolve(self.server.root, request.filename)
-        except Refused as exc:
-            log.info("TFTP: refused %s: %s", addr[0], exc.message)
-            if len(data) >= 2 and data[1] in (RRQ, WRQ):
-                self.server.metrics.tftp_transfers.labels("refused").inc()
-                self.transport.sendto(error_packet(exc.code, exc.message), addr)
-            return
-        self.server.begin(request, path, addr)
-
-
-class _Channel(asyncio.DatagramProtocol):
-    """One transfer's socket: keeps packets from the peer, rejects strangers."""
-
-    def __init__(self, peer: tuple[str, int]) -> None:
-        self.peer = peer
-        self.inbox: asyncio.Queue[bytes] = asyncio.Queue(maxsize=64)
-        self.transport: asyncio.DatagramTransport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # Python 3.11's selector datagram transport does not subclass DatagramTransport.
-        self.transport = cast(asyncio.DatagramTransport, transport)
-
-    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        if addr != self.peer:
-            assert self.transport is not None
-            self.transport.sendto(error_packet(UNKNOWN_TID, "unknown transfer ID"), addr)
-            return
-        if not self.inbox.full():
-            self.inbox.put_nowait(data)
-
-
-class TftpServer:
-    """Serves the files under ``root`` (see the module docstring) on ``host`` (the boot
-    address: never every address, see :mod:`arges.boot.sockets`)."""
-
-    def __init__(
-        self,
-        root: Path,
-        host: str,
-        port: int = 69,
-        *,
-        retries: int = 5,
-        default_timeout: float = 1.0,
-        max_transfers: int = 256,
-        metrics: Metrics | None = None,
-    ) -> None:
-        self.root = root
-        self.metrics = metrics if metrics is not None else Metrics()
-        self.host = host
-        self.port = port
-        self.retries = retries
-        self.default_timeout = default_timeout
-        self.max_transfers = max_transfers
-        self._listener: asyncio.DatagramTransport | None = None
-        self._transfers: set[asyncio.Task[None]] = set()
-
-    async def start(self) -> None:
-        loop = asyncio.get_running_loop()
-        self._listener, _ = await loop.create_datagram_endpoint(
-            lambda: _Listener(self), sock=sockets.bound(socket.SOCK_DGRAM, self.host, self.port)
-        )
-        self.port = self._listener.get_extra_info("sockname")[1]
-        log.info("TFTP serving %s on %s:%d", self.root, self.host, self.port)
-
-    async def stop(self) -> None:
-        if self._listener is not None:
-            self._listener.close()
-            self._listener = None
-        for task in list(self._transfers):
-            task.cancel()
-        await asyncio.gather(*self._transfers, return_exceptions=True)
-
-    def begin(self, request: ReadRequest, path: Path, peer: tuple[str, int]) -> None:
-        if len(self._transfers) >= self.max_transfers:
-            log.warning(
-                "TFTP: %d transfers running, dropping a request from %s",
-                len(self._transfers),
-                peer[0],
-            )
-            return
-        task = asyncio.create_task(self._transfer(request, path, peer))
-        self._transfers.add(task)
-        task.add_done_callback(self._transfers.discard)
-
-    async def _transfer(self, request: ReadRequest, path: Path, peer: tuple[str, int]) -> None:
-        loop = asyncio.get_running_loop()
-        transport, channel = await loop.create_datagram_endpoint(
-            lambda: _Channel(peer), sock=sockets.bound(socket.SOCK_DGRAM, self.host, 0)
-        )
-        try:
-            data = await asyncio.to_thread(path.read_bytes)
-            try:
-                accepted = negotiate(request.options, len(data))
-            except Refused as exc:
-                self.metrics.tftp_transfers.labels("refused").inc()
-                transport.sendto(error_packet(exc.code, exc.message), peer)
-                return
-            blksize = int(accepted.get("blksize", DEFAULT_BLKSIZE))
-            timeout = float(accepted.get("timeout", self.default_timeout))
-            if accepted and not await self._exchange(
-                transport, channel, peer, oack_packet(accepted), 0, timeout
-            ):
-                return
-            block = 1
-            offset = 0
-            while True:
-                chunk = data[offset : offset + blksize]
-                packet = struct.pack("!HH", DATA, block & 0xFFFF) + chunk
-                if not await self._exchange(transport, channel, peer, packet, block, timeout):
-                    return
-                offset += blksize
-                block += 1
-                if len(chunk) < blksize:
-                    log.info("TFTP: sent %s (%d bytes) to %s", request.filename, len(data), peer[0])
-                    self.metrics.tftp_transfers.labels("complete").inc()
-                    self.metrics.tftp_sent_bytes.inc(len(data))
-                    return
-        finally:
-            transport.close()
-
-    async def _exchange(
-        self,
-        transport: asyncio.DatagramTransport,
-        channel: _Channel,
-        peer: tuple[str, int],
-        packet: bytes,
-        block: int,
-        wait: float,
-    ) -> bool:
-        """Send ``packet`` until ``block`` is acknowledged; False when the peer gave up."""
-        for attempt in range(self.retries + 1):
-            if attempt:
-                self.metrics.tftp_retransmissions.inc()
-            transport.sendto(packet, peer)
-            deadline = asyncio.get_running_loop().time() + wait
-            while (remaining := deadline - asyncio.get_running_loop().time()) > 0:
-                try:
-                    reply = await asyncio.wait_for(channel.inbox.get(), remaining)
-                except TimeoutError:
-                    break
-                if len(reply) < 4:
-                    continue
-                opcode, number = struct.unpack("!HH", reply[:4])
-                if opcode == ERROR:
-                    log.info(
-                        "TFTP: %s aborted the transfer: %s",
-                        peer[0],
-                        reply[4:].rstrip(b"\x00").decode("ascii", "replace"),
-                    )
-                    self.metrics.tftp_transfers.labels("aborted").inc()
-                    return False
-                if opcode == ACK and number == block & 0xFFFF:
-                    return True
-        log.info("TFTP: %s stopped answering at block %d", peer[0], block)
-        self.metrics.tftp_transfers.labels("timeout").inc()
-        return False

@@ -17,6 +17,7 @@ from arges.discovery.api import DiscoveryConfig
 from arges.kube import connection
 from arges.kube.connection import Connection
 from arges.kube.errors import KubeError
+from arges.kube.leaderelection import ElectionConfig
 from arges.metal import environments
 from arges.netguard import raise_open_files_limit
 from arges.plane import ManagementPlane, NotInstalled, PlaneConfig
@@ -120,6 +121,18 @@ from arges.plane import ManagementPlane, NotInstalled, PlaneConfig
 )
 @click.option("--no-boot", is_flag=True, help="Run no network boot services at all.")
 @click.option(
+    "--leader-elect",
+    is_flag=True,
+    help="With --in-cluster or --kubeconfig: run the controllers and DHCP only while elected "
+    "leader (Lease 'arges'), so several replicas can run; boot HTTP and TFTP serve on all.",
+)
+@click.option(
+    "--leader-election-namespace",
+    default=None,
+    help="Namespace of the leader election Lease (default: the pod's, or the kubeconfig "
+    "context's).",
+)
+@click.option(
     "--log-format",
     type=click.Choice(["text", "json"]),
     default="text",
@@ -155,6 +168,8 @@ def up(
     talos_stand_in: bool,
     asset_dirs: tuple[Path, ...],
     no_boot: bool,
+    leader_elect: bool,
+    leader_election_namespace: str | None,
     metrics_port: int | None,
     log_format: str,
 ) -> None:
@@ -172,6 +187,14 @@ def up(
             external = connection.from_kubeconfig(kubeconfig)
     except connection.ConfigError as exc:
         raise click.ClickException(str(exc)) from exc
+    election = None
+    if leader_elect:
+        if external is None:
+            raise click.ClickException(
+                "--leader-elect needs --in-cluster or --kubeconfig: the embedded API server "
+                "serves one process"
+            )
+        election = ElectionConfig(namespace=leader_election_namespace or external.namespace)
     boot = None
     if not no_boot:
         pool: tuple[str, str] | None = None
@@ -206,6 +229,7 @@ def up(
         discovery=DiscoveryConfig(auto_accept=auto_accept_servers, wipe_mode=wipe_mode),  # type: ignore[arg-type]
         external_api=external,
         asset_dirs=asset_dirs,
+        leader_election=election,
         metrics_port=metrics_port,
     )
     plane = ManagementPlane(config)
@@ -224,6 +248,10 @@ def up(
         raise click.ClickException(f"cannot start: {exc}") from exc
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
+    if plane.lost.is_set():
+        raise click.ClickException(
+            "lost the leader election: exiting, so that a restart rejoins as a candidate"
+        )
 
 
 async def _run(plane: ManagementPlane) -> None:
@@ -254,7 +282,10 @@ async def _run(plane: ManagementPlane) -> None:
             click.echo(f"  export KUBECONFIG={plane.api.kubeconfig_path.resolve()}")
         click.echo("  kubectl get servers,serverclasses,environments")
         click.echo("Press Ctrl-C to stop.")
-        await stop.wait()
+        waits = [asyncio.ensure_future(e.wait()) for e in (stop, plane.lost)]
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        for wait in waits:
+            wait.cancel()
     finally:
         if plane.config.boot is not None:
             running.forget(plane.config.data_dir)

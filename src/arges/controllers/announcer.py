@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from arges.controllers.relevance import Facts
 from arges.controllers.runtime import Body, Cache, Controller, Key, Watch, key_of
 from arges.kube.client import KubeClient
 from arges.kube.resources import SERVER_BINDINGS, SERVERS
@@ -50,6 +51,11 @@ def _installed(body: Body) -> str:
     return _condition(body, "Installed").get("status", "")
 
 
+def _server_facts(body: Body) -> tuple[bool, bool, str]:
+    spec = body.get("spec") or {}
+    return bool(spec.get("accepted")), bool(spec.get("cordoned")), _wipe(body)
+
+
 class Announcer(Controller):
     """See the module docstring."""
 
@@ -61,10 +67,19 @@ class Announcer(Controller):
         self._seen: dict[str, _Seen] = {}
 
     def watches(self) -> list[Watch]:
+        # A Server is written many times a minute in its life (heartbeats, power readings,
+        # boot records); only changes of what is announced need a reconcile.
+        servers = Facts(_server_facts)
+        bindings = Facts(_installed)
+
         def server(event_type: str | None, body: Body) -> list[tuple[str, Key]]:
+            if not servers.changed(event_type, body):
+                return []
             return [(self.name, SERVER + key_of(body))]
 
         def binding(event_type: str | None, body: Body) -> list[tuple[str, Key]]:
+            if not bindings.changed(event_type, body):
+                return []
             return [(self.name, BINDING + key_of(body))]
 
         return [Watch(SERVERS, server), Watch(SERVER_BINDINGS, binding)]

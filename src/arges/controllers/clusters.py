@@ -52,8 +52,12 @@ from arges.api.binding import CONFIG_KEY, INSTALLED, ServerBinding, releasing
 from arges.api.cluster import Member, TalosCluster
 from arges.api.server import Server
 from arges.api.serverclass import ServerClass
+from arges.controllers import clustermemo
 from arges.controllers.allocation import allocate
+from arges.controllers.clustermemo import Memo
+from arges.controllers.parsed import parsed
 from arges.controllers.patchsecrets import secret_patch_sets, uses_secrets
+from arges.controllers.relevance import Facts, member_facts
 from arges.controllers.runtime import Body, Cache, Controller, Key, Watch, key_of
 from arges.kube.client import KubeClient
 from arges.kube.errors import AlreadyExists, Conflict, NotFound
@@ -91,7 +95,7 @@ from arges.talos.errors import TalosApiError, TalosError
 from arges.talos.patches import PatchSet, patch_set
 from arges.talos.render import render
 from arges.talos.secrets import SecretsBundle, generate
-from arges.talos.talosconfig import ClientCredentials, credentials, talosconfig
+from arges.talos.talosconfig import ClientCredentials, talosconfig
 
 log = logging.getLogger(__name__)
 
@@ -186,6 +190,9 @@ class TalosClusterController(Controller):
         self.recheck = recheck
         self.probe_interval = probe_interval
         self._probes: dict[str, tuple[float, bool]] = {}
+        self._member_facts = Facts(member_facts)
+        self._configs: Memo[dict[str, str]] = Memo()
+        self._apis: Memo[TalosApi] = Memo(64)
 
     def watches(self) -> list[Watch]:
         def own(event_type: str | None, body: Body) -> list[tuple[str, Key]]:
@@ -201,11 +208,15 @@ class TalosClusterController(Controller):
             return [(self.name, k) for k in self.cache.names(TALOS_CLUSTERS)]
 
         def server(event_type: str | None, body: Body) -> list[tuple[str, Key]]:
-            # A member's change concerns its cluster; any other server only the clusters
-            # waiting for servers (a reconcile renders configs: not for every heartbeat).
+            # A member's change concerns its cluster when it changes what the cluster reads
+            # of it; any other server only the clusters waiting for servers, and only when
+            # it could be allocated (a reconcile renders configs: not for every heartbeat).
             binding = self.cache.get(SERVER_BINDINGS, key_of(body))
+            changed = self._member_facts.changed(event_type, body)
             if binding is not None:
-                return owner(event_type, binding)
+                return owner(event_type, binding) if changed else []
+            if not (body.get("status") or {}).get("isClean"):
+                return []
             return [
                 (self.name, key_of(c))
                 for c in self.cache.objects(TALOS_CLUSTERS)
@@ -257,16 +268,25 @@ class TalosClusterController(Controller):
         try:
             requests = pools(cluster.spec)
             from_secrets = await secret_patch_sets(self.kube, cluster)
-            configs = self._render(cluster, bundle, requests, from_secrets)
+            # Rendered configs are kept by what they are made of; patches from Secrets are
+            # read each time (Secrets are not watched), so those clusters render each time.
+            configs = (
+                self._render(cluster, bundle, requests, from_secrets)
+                if from_secrets
+                else self._configs.get(
+                    (meta.get("uid"), meta.get("generation"), bundle),
+                    lambda: self._render(cluster, bundle, requests, {}),
+                )
+            )
         except (ValueError, TalosError) as exc:
             state.set(CONFIG_VALID, "False", "InvalidSpec", str(exc))
             await self._write_status(cluster, body, [], "Failed", state)
             # Secrets are not watched: one that patchesFrom names may appear or be fixed.
             return self.recheck if uses_secrets(cluster) else None
         state.set(CONFIG_VALID, "True", "Rendered", "every pool's machine config renders")
-        servers = {s.name: s for s in (Server.from_json(b) for b in self.cache.objects(SERVERS))}
+        servers = parsed(self.cache, SERVERS, Server).all()
         creds = await self._talosconfig(cluster, bundle, bindings, servers)
-        api = self.talos_api(creds)
+        api = self._apis.get((self.talos_api, creds), lambda: self.talos_api(creds))
         views = await self._views(api, bindings, servers)
         bootstrapped = is_true(state.conditions, BOOTSTRAPPED)
         released = await self._scale_down(
@@ -548,7 +568,7 @@ class TalosClusterController(Controller):
         text = await self._create_once(
             cluster, secrets_name(cluster.name), BUNDLE_KEY, lambda: generate().to_yaml()
         )
-        return SecretsBundle.from_yaml(text)
+        return clustermemo.bundle(text)
 
     async def _talosconfig(
         self,
@@ -568,15 +588,14 @@ class TalosClusterController(Controller):
             for a in [address_of(servers.get(b.name))]
             if a is not None
         )
-        doc = yaml.safe_load(text)
-        context = doc["contexts"][doc["context"]]
-        if context.get("endpoints") != endpoints:
-            context["endpoints"] = endpoints
+        if clustermemo.endpoints(text) != tuple(endpoints):
+            doc = yaml.safe_load(text)
+            doc["contexts"][doc["context"]]["endpoints"] = endpoints
             text = yaml.safe_dump(doc, sort_keys=False, indent=4)
             await self.kube.patch(
                 SECRETS, name, {"stringData": {TALOSCONFIG_KEY: text}}, cluster.namespace
             )
-        return credentials(text)
+        return clustermemo.client_credentials(text)
 
     def _render(
         self,

@@ -54,6 +54,7 @@ from arges.controllers.capi import (
     with_finalizer,
     without_finalizer,
 )
+from arges.controllers.parsed import parsed
 from arges.controllers.runtime import Body, Key, RetryLater, Watch, key_of
 from arges.kube.errors import AlreadyExists, Conflict, NotFound
 from arges.kube.resources import (
@@ -254,7 +255,7 @@ class MetalMachineController(InfrastructureController):
         class_body = self.cache.get(SERVER_CLASSES, class_name)
         if class_body is None:
             return None, ("ServerClassNotFound", f"ServerClass {class_name} does not exist")
-        servers = [Server.from_json(s) for s in self.cache.objects(SERVERS)]
+        servers = list(parsed(self.cache, SERVERS, Server).all().values())
         try:
             binding = await allocate(
                 self.kube,

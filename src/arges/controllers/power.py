@@ -25,6 +25,8 @@ from arges.api.base import Condition, ConditionStatus
 from arges.api.binding import ServerBinding, releasing
 from arges.api.server import IPMI_PORT, BootMethod, Server
 from arges.api.serverclass import ServerClass
+from arges.controllers.parsed import parsed
+from arges.controllers.relevance import ClassBoot, boot_affected
 from arges.controllers.runtime import Body, Cache, Controller, Key, RetryLater, Watch, key_of
 from arges.errors import ArgesError
 from arges.kube.client import KubeClient
@@ -93,6 +95,8 @@ class PowerController(Controller):
         self.reboot_timeout = dt.timedelta(seconds=reboot_timeout)
         self.refresh = refresh
         self.action_wait = action_wait
+        self._class_boot: dict[Key, ClassBoot] = {}
+        """Per ServerClass, its bootMethod and members as last seen (see ``watches``)."""
 
     def watches(self) -> list[Watch]:
         def own(event_type: str | None, body: Body) -> list[tuple[str, Key]]:
@@ -103,9 +107,19 @@ class PowerController(Controller):
             return [(self.name, ref.get("name") or key_of(body))]
 
         def members(event_type: str | None, body: Body) -> list[tuple[str, Key]]:
+            # A class matters to a server's power only through its bootMethod: its members
+            # are reconciled when that changes, and servers joining or leaving a class that
+            # sets one; a membership change of a class without one (the usual case, and a
+            # status write per fleet change) concerns no server's power.
             status = body.get("status") or {}
             names = [*(status.get("serversAvailable") or []), *(status.get("serversInUse") or [])]
-            return [(self.name, name) for name in names]
+            method = (body.get("spec") or {}).get("bootMethod")
+            new = (method, frozenset(names)) if event_type != "DELETED" else (None, frozenset())
+            old = self._class_boot.pop(key_of(body), (None, frozenset()))
+            if new[0] is not None or new[1]:
+                self._class_boot[key_of(body)] = new
+            affected = boot_affected(old, new)
+            return [(self.name, name) for name in sorted(affected)]
 
         return [Watch(SERVERS, own), Watch(SERVER_BINDINGS, bound), Watch(SERVER_CLASSES, members)]
 
@@ -113,7 +127,8 @@ class PowerController(Controller):
         body = self.cache.get(SERVERS, key)
         if body is None or body["metadata"].get("deletionTimestamp"):
             return None
-        server = Server.from_json(body)
+        server = parsed(self.cache, SERVERS, Server).get(key)
+        assert server is not None
         if server.spec.bmc is None:
             await self._record(
                 server,
@@ -163,8 +178,8 @@ class PowerController(Controller):
         to that sets one, else network."""
         if server.spec.boot_method is not None:
             return server.spec.boot_method
-        for body in sorted(self.cache.objects(SERVER_CLASSES), key=key_of):
-            server_class = ServerClass.from_json(body)
+        classes = parsed(self.cache, SERVER_CLASSES, ServerClass).all()
+        for _, server_class in sorted(classes.items()):
             members = [
                 *(server_class.status.servers_available or []),
                 *(server_class.status.servers_in_use or []),

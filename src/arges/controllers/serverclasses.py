@@ -16,6 +16,7 @@ from typing import Any
 
 from arges.api.server import Server
 from arges.api.serverclass import ANY_CLASS, ServerClass
+from arges.controllers.parsed import parsed
 from arges.controllers.runtime import Body, Controller, Key, Watch, key_of
 from arges.kube.errors import AlreadyExists
 from arges.kube.resources import SERVER_BINDINGS, SERVER_CLASSES, SERVERS
@@ -83,7 +84,7 @@ class ServerClassController(Controller):
                 observed_generation=generation,
             )
         else:
-            servers = [Server.from_json(b) for b in self.cache.objects(SERVERS)]
+            servers = list(parsed(self.cache, SERVERS, Server).all().values())
             bound = set(self.cache.names(SERVER_BINDINGS))
             available, in_use = members(compiled, servers, bound)
             conditions = set_condition(

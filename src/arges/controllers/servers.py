@@ -26,6 +26,7 @@ from typing import Any
 
 from arges.api.binding import RELEASE_FINALIZER, releasing
 from arges.api.server import Server
+from arges.controllers.parsed import parsed
 from arges.controllers.runtime import Body, Controller, Key, RetryLater, Watch, key_of
 from arges.kube.errors import Conflict, NotFound
 from arges.kube.resources import SERVER_BINDINGS, SERVERS
@@ -63,7 +64,8 @@ class ServerController(Controller):
             if binding is not None and releasing(binding):
                 await self._release_done(binding)
             return None
-        server = Server.from_json(body)
+        server = parsed(self.cache, SERVERS, Server).get(key)
+        assert server is not None
         meta = body["metadata"]
         rv = meta["resourceVersion"]
         finalizers: list[str] = list(meta.get("finalizers") or [])

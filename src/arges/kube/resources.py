@@ -51,6 +51,7 @@ MANAGEMENT_PLANES = Resource(
 SECRETS = Resource("", "v1", "secrets", "Secret", namespaced=True)
 EVENTS = Resource("", "v1", "events", "Event", namespaced=True)
 NAMESPACES = Resource("", "v1", "namespaces", "Namespace", namespaced=False)
+LEASES = Resource("coordination.k8s.io", "v1", "leases", "Lease", namespaced=True)
 
 INFRASTRUCTURE = "infrastructure.cluster.x-k8s.io"
 METAL_CLUSTERS = Resource(INFRASTRUCTURE, "v1alpha3", "metalclusters", "MetalCluster", True)

@@ -15,7 +15,8 @@ import pytest
 from arges.access.guard import BootGuard
 from arges.boot.decider import KubeBootDecider
 from arges.boot.http import BootHttp, HttpConfig
-from arges.boot.tftp import DATA, RRQ, TftpServer
+from arges.boot.tftp import DATA, RRQ
+from arges.boot.tftpserver import TftpServer
 from arges.plane import ManagementPlane
 
 UNCONFIGURED = "192.0.2.77"

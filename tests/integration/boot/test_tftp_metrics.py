@@ -7,7 +7,8 @@ import socket
 import struct
 from pathlib import Path
 
-from arges.boot.tftp import ACK, DATA, RRQ, TftpServer
+from arges.boot.tftp import ACK, DATA, RRQ
+from arges.boot.tftpserver import TftpServer
 from arges.metrics import Metrics
 from tests.integration.boot.test_tftp import curl
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import ipaddress
 import re
 import urllib.parse
 from dataclasses import dataclass, field
@@ -70,6 +71,10 @@ class SimServer:
     credential: str = ""
     """Its current boot's credential."""
     _session: aiohttp.ClientSession | None = None
+    tick: float = 0.05
+    """Seconds between looks at its BMC (a fleet of thousands looks less often)."""
+    poll: float = 0.1
+    """Seconds between the agent's reports while it waits for an instruction."""
     _serving: bool = False
     _seen: int = 0
     _task: asyncio.Task[None] | None = None
@@ -80,7 +85,7 @@ class SimServer:
 
     @property
     def address(self) -> str:
-        return f"127.0.0.{10 + self.index}"
+        return str(ipaddress.IPv4Address("127.0.0.10") + self.index)
 
     @property
     def session(self) -> aiohttp.ClientSession:
@@ -126,7 +131,7 @@ class SimServer:
                 elif any(a in BOOTS for a in actions) or self._task is None:
                     await self._halt()
                     self._task = asyncio.create_task(self._boot())
-                await asyncio.sleep(0.05)
+                await asyncio.sleep(self.tick)
         finally:
             await self._halt()
 
@@ -167,7 +172,8 @@ class SimServer:
             await self._agent()
 
     def _mac(self, sep: str) -> str:
-        return sep.join(["52", "54", "00", "00", "00", f"{self.index:02x}"])
+        low = [f"{self.index >> shift & 0xFF:02x}" for shift in (16, 8, 0)]
+        return sep.join(["52", "54", "00", *low])
 
     def _hardware(self) -> dict[str, Any]:
         return {
@@ -237,7 +243,7 @@ class SimServer:
                 self.machine.power = PowerState.OFF
                 await asyncio.Event().wait()
             else:
-                await asyncio.sleep(0.25)
+                await asyncio.sleep(self.poll)
                 instruction = await self._post(REPORT_PATH, {"uuid": self.uuid, "phase": "idle"})
 
     async def _install(self, url: str) -> None:

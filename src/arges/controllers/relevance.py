@@ -1,0 +1,68 @@
+"""Which watch events change what a controller reads: the rest need not wake it.
+
+A Server is written many times in its life (its agent's heartbeats, power readings, boot
+records); a TalosCluster reads only a few facts of its members' Servers, and nothing of the
+others but whether they could be allocated. Waking every pending cluster for every Server
+write made the cost of one write grow with the number of clusters, and each of those
+reconciles reads the cluster's state from the API. :class:`Facts` remembers, per object, the
+facts a controller reads and says whether an event changed them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable
+
+from arges.controllers.runtime import Body, Key, key_of
+
+ClassBoot = tuple[str | None, frozenset[str]]
+"""A ServerClass as it bears on its members' power: its ``bootMethod`` and its members."""
+
+
+class Facts:
+    """Per object, the last ``facts(body)`` seen (see the module docstring)."""
+
+    def __init__(self, facts: Callable[[Body], Hashable]) -> None:
+        self.facts = facts
+        self._seen: dict[Key, Hashable] = {}
+
+    def changed(self, event_type: str | None, body: Body) -> bool:
+        """Whether this event changed the object's facts (a deletion, or the first sight of
+        an object, always does)."""
+        key = key_of(body)
+        if event_type == "DELETED":
+            self._seen.pop(key, None)
+            return True
+        now = self.facts(body)
+        before = self._seen.get(key, _UNSEEN)
+        self._seen[key] = now
+        return before != now
+
+
+_UNSEEN = object()
+
+
+def member_facts(server: Body) -> Hashable:
+    """What a TalosCluster reads of a member's Server: its addresses (the Talos endpoints),
+    the reason of its ``PXEBooted`` condition (a member is Booting once it booted its target)
+    and whether it is being deleted."""
+    status = server.get("status") or {}
+    addresses = tuple((a.get("type"), a.get("address")) for a in status.get("addresses") or [] if a)
+    booted = next(
+        (c.get("reason") for c in status.get("conditions") or [] if c.get("type") == "PXEBooted"),
+        None,
+    )
+    deleting = bool((server.get("metadata") or {}).get("deletionTimestamp"))
+    return (addresses, booted, deleting)
+
+
+def boot_affected(old: ClassBoot, new: ClassBoot) -> frozenset[str]:
+    """The servers whose boot method may change when a ServerClass goes from ``old`` to
+    ``new`` (a class never seen, or deleted, is ``(None, frozenset())``).
+
+    A class decides a server's boot method only through its ``bootMethod``: when that
+    changes, every member before or after; when it stays set, the servers that joined or
+    left; when it stays unset (the usual case, with a status write per fleet change), none.
+    """
+    if old[0] != new[0]:
+        return old[1] | new[1]
+    return old[1] ^ new[1] if new[0] is not None else frozenset()
