@@ -4,6 +4,8 @@ Runs ``arges up`` as a child process (so its peak RSS is its own), installs a Se
 and through HTTPS:
 
 1. creates 10,000 objects of about 2 KiB (``--concurrency`` requests in flight);
+   then ``--secrets`` Secrets and as many ConfigMaps holding the same 2 KiB (Secrets are
+   encrypted at rest, ConfigMaps are not: the difference is the cost of encryption);
 2. lists them all (median of 5 full lists, JSON);
 3. opens 50 watches, then updates objects at a steady rate and measures, per event and
    watcher, the time from sending the update to the event's arrival;
@@ -260,6 +262,26 @@ async def bench(
         f"create:                 {rate:8.0f} objects/s  ({rate / baseline_rps:.2f} x baseline)"
         f"  target >= 300"
     )
+    payload = json.dumps(server_object(0)["spec"])
+    for kind, plural, field in (
+        ("ConfigMap", "configmaps", "data"),
+        ("Secret", "secrets", "stringData"),
+    ):
+        made = [
+            (
+                "POST",
+                f"{base}/api/v1/namespaces/default/{plural}",
+                {
+                    "apiVersion": "v1",
+                    "kind": kind,
+                    "metadata": {"name": f"b{i}"},
+                    field: {"v": payload},
+                },
+            )
+            for i in range(args.secrets)
+        ]
+        t = await timed_requests(session, made, args.concurrency)
+        print(f"create {kind:<10}       {args.secrets / t:8.0f} objects/s  (2 KiB each)")
 
     empty = []
     for _ in range(5):
@@ -339,6 +361,7 @@ async def bench(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--objects", type=int, default=10000)
+    parser.add_argument("--secrets", type=int, default=3000)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--watchers", type=int, default=50)
     parser.add_argument("--updates", type=int, default=500)

@@ -8,7 +8,16 @@ Layout under the cache root (``DATA_DIR/assets``)::
 A fetch streams into a temporary file beside the target while computing its SHA-512, checks
 it against the expected digest when one is given, and only then renames it into place and
 writes the record, so a reader never sees a partial or unverified file, and a crash leaves
-the previous copy intact. ``file://``, ``http://`` and ``https://`` URLs are supported.
+the previous copy intact. The cache's directories are mode 0700, its files 0600.
+
+URLs are ``http://`` and ``https://``; ``file://`` only for a path inside one of the
+``file_roots`` the cache was given (``arges up --asset-dir``, the agent image's directory),
+checked on the path with every symlink resolved and before anything is opened: whatever the
+cache holds is served to anyone on the provisioning network, so an Environment must not be
+able to name ``DATA_DIR/pki/ca.key`` or a service-account token. Nothing inside a *private*
+directory (the data directory) is granted by a root around it (``--asset-dir /``, say), only
+by a root inside it (the agent image's). Anything else is refused with reason
+``URLNotAllowed`` (``InvalidURL`` for other schemes).
 """
 
 from __future__ import annotations
@@ -18,8 +27,10 @@ import hashlib
 import json
 import os
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 from urllib.parse import unquote, urlparse
 
 import aiohttp
@@ -34,7 +45,7 @@ FETCH_TIMEOUT = aiohttp.ClientTimeout(total=600, connect=10, sock_read=60)
 
 class AssetError(ArgesError):
     """An asset could not be made available; ``reason`` is a condition reason
-    (``InvalidURL``, ``FetchFailed``, ``ChecksumMismatch``)."""
+    (``InvalidURL``, ``URLNotAllowed``, ``FetchFailed``, ``ChecksumMismatch``)."""
 
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(message)
@@ -53,10 +64,27 @@ class CachedAsset:
 
 
 class AssetCache:
-    """Fetches and serves Environment assets (see the module docstring)."""
+    """Fetches and serves Environment assets (see the module docstring); ``file_roots`` are
+    the files and directories ``file://`` URLs may name, ``private`` the directories whose
+    files only a root inside them grants."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(
+        self, root: Path, file_roots: Sequence[Path] = (), private: Sequence[Path] = ()
+    ) -> None:
         self.root = root
+        self.file_roots = [Path(os.path.realpath(p)) for p in file_roots]
+        self.private = [Path(os.path.realpath(p)) for p in private]
+
+    def secure(self) -> None:
+        """Bring a cache written before its modes were enforced to 0700/0600."""
+        if not self.root.is_dir():
+            return
+        self.root.chmod(0o700)
+        for directory, dirs, files in os.walk(self.root):
+            for name in dirs:
+                (Path(directory) / name).chmod(0o700)
+            for name in files:
+                (Path(directory) / name).chmod(0o600)
 
     def path(self, environment: str, asset: str) -> Path:
         """Where ``asset`` of ``environment`` lives.
@@ -94,7 +122,7 @@ class AssetCache:
         if have is not None and have.url == url and (want is None or have.sha512 == want):
             return have
         target = self.path(environment, asset)
-        target.parent.mkdir(parents=True, exist_ok=True)
+        target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         partial = target.with_name(f".{asset}.partial")
         digest, size = await self._fetch(url, partial)
         if want is not None and digest != want:
@@ -105,14 +133,15 @@ class AssetCache:
             )
         await asyncio.to_thread(_fsync_rename, partial, target)
         record = target.with_name(f".{asset}.json.partial")
-        record.write_text(json.dumps({"url": url, "sha512": digest, "size": size}))
+        with _private(record) as out:
+            out.write(json.dumps({"url": url, "sha512": digest, "size": size}).encode())
         record.replace(target.with_suffix(".json"))
         return CachedAsset(target, url, digest, size)
 
     async def _fetch(self, url: str, dest: Path) -> tuple[str, int]:
         parsed = urlparse(url)
         if parsed.scheme == "file":
-            source = Path(unquote(parsed.path))
+            source = self._allowed_file(url, parsed.netloc, unquote(parsed.path))
             try:
                 return await asyncio.to_thread(_copy_hashing, source, dest)
             except OSError as exc:
@@ -120,7 +149,10 @@ class AssetCache:
                     "FetchFailed", f"cannot read {url}: {exc.strerror or exc}"
                 ) from exc
         if parsed.scheme not in ("http", "https"):
-            raise AssetError("InvalidURL", f"{url!r}: only file://, http:// and https:// URLs")
+            raise AssetError(
+                "InvalidURL",
+                f"{url!r}: only http:// and https:// URLs (file:// from an --asset-dir)",
+            )
         hasher = hashlib.sha512()
         size = 0
         try:
@@ -130,7 +162,7 @@ class AssetCache:
             ):
                 if resp.status != 200:
                     raise AssetError("FetchFailed", f"GET {url}: HTTP {resp.status}")
-                with dest.open("wb") as out:
+                with _private(dest) as out:
                     async for chunk in resp.content.iter_chunked(CHUNK):
                         hasher.update(chunk)
                         out.write(chunk)
@@ -142,16 +174,51 @@ class AssetCache:
             ) from exc
         return hasher.hexdigest(), size
 
+    def _allowed_file(self, url: str, host: str, path: str) -> Path:
+        """The resolved path a ``file://`` URL names, if it is inside a file root (and, inside
+        a private directory, a root inside that too).
+
+        Raises:
+            AssetError: URLNotAllowed otherwise (saying which roots are allowed).
+        """
+        resolved = Path(os.path.realpath(path)) if path.startswith("/") else None
+        walls = [p for p in self.private if resolved is not None and resolved.is_relative_to(p)]
+        if host in ("", "localhost") and resolved is not None:
+            for root in self.file_roots:
+                if resolved.is_relative_to(root) and all(root.is_relative_to(p) for p in walls):
+                    return resolved
+        roots = ", ".join(str(r) for r in self.file_roots) or "none"
+        if walls:
+            raise AssetError(
+                "URLNotAllowed",
+                f"{url}: file:// URLs may not name files in Arges' data directory "
+                f"({walls[0]}: its keys, tokens and state), whatever --asset-dir allows "
+                f"(allowed: {roots})",
+            )
+        raise AssetError(
+            "URLNotAllowed",
+            f"{url}: file:// URLs may only name files in the directories given to `arges up` "
+            f"with --asset-dir (allowed: {roots})",
+        )
+
     def remove(self, environment: str) -> None:
         """Drop every cached asset of ``environment``."""
         if not dns1123_subdomain_errors(environment):
             shutil.rmtree(self.root / environment, ignore_errors=True)
 
 
+def _private(path: Path) -> BinaryIO:
+    """``path`` opened for writing, truncated, created with mode 0600."""
+    return os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb")
+
+
 def _copy_hashing(source: Path, dest: Path) -> tuple[str, int]:
     hasher = hashlib.sha512()
     size = 0
-    with source.open("rb") as src, dest.open("wb") as out:
+    # O_NOFOLLOW: the path was checked with its symlinks resolved; one swapped in since is
+    # not followed.
+    fd = os.open(source, os.O_RDONLY | os.O_NOFOLLOW)
+    with os.fdopen(fd, "rb") as src, _private(dest) as out:
         while chunk := src.read(CHUNK):
             hasher.update(chunk)
             out.write(chunk)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import resource
+import socket
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -121,9 +122,19 @@ class _Guarded(asyncio.Protocol):
 class GuardedSite(web.TCPSite):
     """A ``TCPSite`` whose connections pass :class:`ConnectionLimits` first."""
 
-    def __init__(self, runner: web.BaseRunner, *args: Any, limits: ConnectionLimits, **kw: Any):
+    def __init__(
+        self,
+        runner: web.BaseRunner,
+        *args: Any,
+        limits: ConnectionLimits,
+        sock: socket.socket | None = None,
+        **kw: Any,
+    ):
+        """``sock``: an already bound, listening socket to serve (host and port are then
+        only its names), as the boot port binds its own (:mod:`arges.boot.sockets`)."""
         super().__init__(runner, *args, **kw)
         self.limits = limits
+        self._listening = sock
 
     async def start(self) -> None:
         """Listen as ``TCPSite.start`` does, with each connection guarded."""
@@ -135,15 +146,21 @@ class GuardedSite(web.TCPSite):
         def factory() -> asyncio.Protocol:
             return _Guarded(server(), limits)
 
-        self._server = await asyncio.get_running_loop().create_server(
-            factory,
-            self._host,
-            self._port,
-            ssl=self._ssl_context,
-            backlog=self._backlog,
-            reuse_address=self._reuse_address,
-            reuse_port=self._reuse_port,
-        )
+        loop = asyncio.get_running_loop()
+        if self._listening is not None:
+            self._server = await loop.create_server(
+                factory, sock=self._listening, ssl=self._ssl_context, backlog=self._backlog
+            )
+        else:
+            self._server = await loop.create_server(
+                factory,
+                self._host,
+                self._port,
+                ssl=self._ssl_context,
+                backlog=self._backlog,
+                reuse_address=self._reuse_address,
+                reuse_port=self._reuse_port,
+            )
         sockets = self._server.sockets
         self._bound_port = sockets[0].getsockname()[1] if sockets else self._port
 

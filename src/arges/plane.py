@@ -23,7 +23,10 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import unquote, urlparse
 
+from arges.access.guard import BootGuard
+from arges.access.sightings import Sightings
 from arges.api.crds import all_crds
 from arges.api.environment import AGENT_ENVIRONMENT, DEFAULT_ENVIRONMENT, EnvironmentSpec
 from arges.apiserver.server import ApiServer, ApiServerConfig
@@ -103,6 +106,9 @@ class PlaneConfig:
     external_api: Connection | None = None
     """An existing Kubernetes API server (a real cluster) to use instead of the embedded
     one; Arges' CRDs must be installed there (``kubectl apply -k deploy``)."""
+    asset_dirs: tuple[Path, ...] = ()
+    """Where Environments' ``file://`` URLs may point (``--asset-dir``); the built-in
+    Environments' own ``file://`` files are allowed besides."""
     leader_election: ElectionConfig | None = None
     """Run the controllers and DHCP only while elected leader on this Lease (replicas
     against an external API server); None runs them at once."""
@@ -135,9 +141,12 @@ class ManagementPlane:
         self.metrics_port: MetricsPort | None = None
         if config.metrics_port is not None:
             self.metrics_port = MetricsPort(self.metrics, config.api_address, config.metrics_port)
-        self.assets = AssetCache(config.data_dir / "assets")
+        self.assets = AssetCache(
+            config.data_dir / "assets", self._file_roots(), private=[config.data_dir]
+        )
         self.kube: KubeClient | None = None
         self.boot: BootServices | None = None
+        self.guard: BootGuard | None = None
         self.media: AgentMedia | None = None
         self.dashboard: Dashboard | None = None
         self._stop = asyncio.Event()
@@ -157,6 +166,9 @@ class ManagementPlane:
             NotInstalled: an external API server lacks Arges' CRDs.
             KubeError: an external API server cannot be used (unreachable, forbidden).
         """
+        self.config.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.config.data_dir.chmod(0o700)
+        self.assets.secure()
         if self.api is not None:
             await self.api.start()
             self.api.mounts["/metrics"] = exposition(self.metrics, self.api.token)
@@ -166,6 +178,11 @@ class ManagementPlane:
             connection = self.config.external_api
         self.kube = KubeClient(connection, component="arges")
         await self._check_installed(self.kube)
+        sightings = None
+        if self.config.boot is not None:
+            dhcp = self.config.boot.dhcp_mode is not None
+            sightings = Sightings() if dhcp else None
+            self.guard = BootGuard(self.kube, sightings, vet_dhcp=dhcp, metrics=self.metrics)
         # The plane-wide pause (ManagementPlane): read before anything acts, followed after.
         self.gate = PlaneGate(self.kube)
         await self.gate.load()
@@ -180,12 +197,14 @@ class ManagementPlane:
             )
             await self.dashboard.start()
             self.api.mounts[UI_PREFIX] = self.dashboard.handle
-        self.media = AgentMedia(
-            self.kube,
-            self.assets,
-            self.config.data_dir / "media",
-            lambda: self.boot.http.base_url if self.boot is not None else "",
-        )
+        if self.guard is not None:
+            self.media = AgentMedia(
+                self.kube,
+                self.assets,
+                self.config.data_dir / "media",
+                lambda: self.boot.http.base_url if self.boot is not None else "",
+                self.guard,
+            )
         cache = Cache()
         self.metrics.servers = lambda: cache.objects(SERVERS)
         controllers: list[Controller] = [
@@ -226,17 +245,20 @@ class ManagementPlane:
         if self.config.leader_election is None:
             await self._run_controllers()
         if self.config.boot is not None:
+            assert self.guard is not None and self.media is not None
             routes = [
-                *MetadataService(self.kube, talos_patcher).routes(),
-                *DiscoveryApi(self.kube, self.config.discovery).routes(),
+                *MetadataService(self.kube, talos_patcher, self.guard).routes(),
+                *DiscoveryApi(self.kube, self.config.discovery, self.guard).routes(),
                 *self.media.routes(),
             ]
             self.boot = BootServices(
                 self.config.boot,
-                GatedDecider(KubeBootDecider(self.kube), self.gate.refusal),
+                GatedDecider(KubeBootDecider(self.kube, self.guard), self.gate.refusal),
                 self.assets,
                 self.config.data_dir,
                 gated(routes, self.gate.refusal),
+                sightings,
+                self.guard,
                 self.metrics,
             )
             await self.boot.start(dhcp=self.config.leader_election is None)
@@ -312,6 +334,15 @@ class ManagementPlane:
                     "(kubectl apply -k deploy)"
                 ) from exc
 
+    def _file_roots(self) -> list[Path]:
+        roots = list(self.config.asset_dirs)
+        for spec in self._built_ins().values():
+            for url in (spec.kernel.url, spec.initrd.url):
+                parsed = urlparse(url)
+                if parsed.scheme == "file":
+                    roots.append(Path(unquote(parsed.path)))
+        return roots
+
     def _built_ins(self) -> dict[str, EnvironmentSpec]:
         built_ins = {DEFAULT_ENVIRONMENT: self.config.default_environment}
         if self.config.agent_environment is not None:
@@ -329,6 +360,8 @@ class ManagementPlane:
             await self.metrics_port.stop()
         if self.boot is not None:
             await self.boot.stop()
+        if self.guard is not None:
+            self.guard.refusals.flush()
         self._stop.set()
         if self._controllers is not None:
             with contextlib.suppress(asyncio.CancelledError):

@@ -4,8 +4,9 @@ Both sides import it: the agent (:mod:`arges.agent`), which runs from a minimal 
 and the server (:mod:`arges.discovery`, :mod:`arges.metal.agent`). So it sits below every
 layer, outside the agent package, and uses the standard library only (import-linter keeps
 it so); the agent image carries it beside :mod:`arges.errors`.
-All bodies are JSON; field names are camelCase like Kubernetes'. The agent holds no
-credentials; it knows only ``arges.url=`` from the kernel command line.
+All bodies are JSON; field names are camelCase like Kubernetes'. Every request carries the
+credential of the server's current boot (``Authorization: Bearer``, from ``arges.token=``
+on the kernel command line, beside ``arges.url=``); without it Arges answers 403.
 
 ``POST {arges.url}/agent/v1/register`` with a :class:`Registration`
     Creates the Server (named by the lowercase SMBIOS UUID) or refreshes its inventory,
@@ -17,7 +18,9 @@ credentials; it knows only ``arges.url=`` from the kernel command line.
 Instructions: ``wait`` (poll again after ``pollSeconds``), ``wipe`` (``wipeMode`` fast: the
 first and last MiB of each disk plus partition tables and filesystem signatures; full:
 every byte), ``reboot``, ``poweroff``. Errors are HTTP 4xx with a JSON ``{"error": "..."}``
-the agent logs; it then retries after a delay.
+the agent logs; it then retries after a delay. A 403 means its credential no longer works
+(Arges restarted before recording it, or the server booted again elsewhere): an agent
+refused for ``REFUSED_REBOOT_SECONDS`` reboots, and its next boot brings a new one.
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ from typing import Any, Literal
 
 REGISTER_PATH = "/agent/v1/register"
 REPORT_PATH = "/agent/v1/report"
+REFUSED_REBOOT_SECONDS = 120.0
+"""How long an agent whose credential is refused (403) keeps trying before it reboots."""
 MAX_BODY_BYTES = 256 * 1024
 """Largest registration or report Arges accepts (an inventory is a few KiB)."""
 

@@ -12,6 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import os
+import re
+import signal
+import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -170,6 +174,7 @@ async def test_the_main_job_with_proxydhcp_beside_the_site_dhcp_server(
         assert condition(obj, "Wipe")["status"] == "True"
 
     await demo.create_cluster()
+    await the_neighbour_cannot_take_a_config(kube, lab, capsys)
     took = await demo.configs_delivered()
     figure(capsys, f"bind to both configs delivered and installed: {took:.0f} s")
     servers, bindings = await demo.objects()
@@ -223,6 +228,84 @@ async def test_the_main_job_with_proxydhcp_beside_the_site_dhcp_server(
         assert obj["status"]["isClean"] is True and obj["status"]["power"] == "off"
         assert disk_config(lab_server) is None, f"{lab_server.name}'s disk was wiped"
     figure(capsys, f"proxy mode, whole job: {time.monotonic() - started:.0f} s")
+
+
+def kernel_config_url(server: LabServer) -> str | None:
+    """The ``talos.config=`` URL of the server's current boot, as its kernel printed it on
+    the serial console (as anyone with the console, or sniffing the iPXE script, sees it)."""
+    text = server.console_log.read_text(errors="replace") if server.console_log.exists() else ""
+    found = re.findall(r"Kernel command line: .*?talos\.config=(\S+)", text)
+    return found[-1] if found else None
+
+
+def from_address(address: str, url: str) -> int:
+    """The HTTP status of GET ``url`` sent from ``address`` on the lab network."""
+    out = subprocess.run(
+        NETWORK.in_namespace(
+            *("curl", "-s", "--max-time", "30", "-o", "/dev/null", "-w", "%{http_code}"),
+            *("--interface", address, url),
+        ),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return int(out.stdout or 0)
+
+
+def lab_address(action: str, address: str) -> None:
+    """Add (``add``) or remove (``del``) ``address`` on the lab's bridge, to send from it."""
+    argv = NETWORK.in_namespace("ip", "addr", action, f"{address}/32", "dev", NETWORK.bridge)
+    subprocess.run(argv, check=action == "add", capture_output=True)
+
+
+async def the_neighbour_cannot_take_a_config(
+    kube: KubeClient, lab: LabState, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """While a bound server boots its target, the lab's third server (its address, its NIC)
+    asks for that server's config with the very URL its kernel was given, and for a boot of
+    its UUID: refused each time, and the server's credential is left as it was.
+
+    The bound server's QEMU is stopped meanwhile (SIGSTOP), so its credential is certainly
+    live, neither used nor spent, when the neighbour tries it."""
+
+    async def bound() -> set[str]:
+        names = {b["metadata"]["name"] for b in await kube.list(SERVER_BINDINGS)}
+        return names if len(names) == 2 else set()
+
+    bindings = await eventually(bound, timeout=120, interval=0.5, what="two servers bound")
+    neighbour = next(s for s in lab.servers if s.uuid not in bindings)
+    booting = [s for s in lab.servers if s.uuid in bindings]
+
+    def seen() -> tuple[LabServer, str] | None:
+        return next(((s, u) for s in booting if (u := kernel_config_url(s))), None)
+
+    victim, url = await eventually(seen, timeout=600, interval=0.2, what="a target kernel")
+    url = url.replace("uuid=&", f"uuid={victim.uuid}&")
+    pid = int(victim.pid_file.read_text())
+    os.kill(pid, signal.SIGSTOP)
+    address = (await kube.get(SERVERS, neighbour.uuid))["status"]["addresses"][0]["address"]
+    lab_address("add", address)
+    try:
+        before = (await kube.get(SERVERS, victim.uuid))["status"]["bootCredential"]
+        assert before["purpose"] == "config" and before.get("sha256"), "live when tried"
+        base = url.split("/configdata")[0]
+        own_nic, their_nic = neighbour.macs[0].replace(":", "-"), victim.macs[0].replace(":", "-")
+        tries = {
+            "their URL": from_address(address, url),
+            "a boot of their UUID from their NIC": from_address(
+                address, f"{base}/ipxe?uuid={victim.uuid}&mac={their_nic}"
+            ),
+            "a boot of their UUID from its own NIC": from_address(
+                address, f"{base}/ipxe?uuid={victim.uuid}&mac={own_nic}"
+            ),
+        }
+        after = (await kube.get(SERVERS, victim.uuid))["status"]["bootCredential"]
+    finally:
+        lab_address("del", address)
+        os.kill(pid, signal.SIGCONT)
+    assert tries == dict.fromkeys(tries, 403), tries
+    assert after == before, "nothing was spent or replaced"
+    figure(capsys, f"{neighbour.name} ({address}) refused {victim.name}'s config: {tries}")
 
 
 async def test_the_readme_main_command_with_arges_as_the_only_dhcp_server(

@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import json
 import os
+import re
 import shutil
 import ssl
 from collections.abc import AsyncIterator, Callable
@@ -18,8 +19,10 @@ import pytest
 
 from arges.api.environment import Asset, EnvironmentSpec, Kernel
 from arges.apiserver.server import ApiServer, ApiServerConfig
+from arges.boot.services import BootConfig
+from arges.discovery.api import DiscoveryConfig
 from arges.kube.client import KubeClient
-from arges.kube.resources import SERVERS
+from arges.kube.resources import ENVIRONMENTS, SERVERS
 from arges.plane import ManagementPlane, PlaneConfig
 from tests.integration.webhook_server import WebhookServer, make_pki
 
@@ -314,6 +317,8 @@ async def widgets(cluster: Cluster) -> Cluster:
 
 
 def make_assets(directory: Path) -> tuple[Path, Path]:
+    """A kernel and an initrd in ``directory``; an Environment made through the API may name
+    them when ``directory`` is under the plane's ``--asset-dir`` (``tmp_path/assets``)."""
     directory.mkdir(parents=True, exist_ok=True)
     kernel, initrd = directory / "vmlinuz", directory / "initrd.img"
     kernel.write_bytes(b"kernel " * 1000)
@@ -333,7 +338,12 @@ async def plane(tmp_path: Path) -> AsyncIterator[ManagementPlane]:
         initrd=Asset(url=initrd.as_uri(), sha512=sha512(initrd)),
     )
     p = ManagementPlane(
-        PlaneConfig(data_dir=tmp_path / "data", api_port=0, default_environment=spec)
+        PlaneConfig(
+            data_dir=tmp_path / "data",
+            api_port=0,
+            default_environment=spec,
+            asset_dirs=(tmp_path / "assets",),
+        )
     )
     await p.start()
     yield p
@@ -376,6 +386,111 @@ async def register(
         },
         subresource="status",
     )
+
+
+# A plane with its boot port, and machines that boot from it as real ones do.
+
+
+@dataclass
+class Network:
+    """A plane whose boot HTTP port listens on 127.0.0.1 (no DHCP), with ready ``default``
+    and ``agent`` Environments."""
+
+    plane: ManagementPlane
+    kube: KubeClient
+    base: str
+
+
+class Machine:
+    """A machine on the provisioning network, at its own loopback address ``source``: it
+    asks ``/ipxe`` and uses what it is given (the credential in its kernel arguments), as
+    firmware, the agent and Talos do."""
+
+    def __init__(self, base: str, source: str = "127.0.0.1") -> None:
+        self.base = base
+        self.source = source
+        self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(local_addr=(source, 0)))
+
+    async def close(self) -> None:
+        await self.session.close()
+
+    async def ipxe(self, uuid: str, mac: str = "52-54-00-12-34-56") -> tuple[int, str]:
+        async with self.session.get(f"{self.base}/ipxe", params={"uuid": uuid, "mac": mac}) as resp:
+            return resp.status, await resp.text()
+
+    async def boot(self, uuid: str, mac: str = "52-54-00-12-34-56", want: str = "") -> str:
+        """The iPXE script of a boot (asking again while it is not 200, or lacks ``want``)."""
+
+        async def script() -> str | None:
+            status, text = await self.ipxe(uuid, mac)
+            return text if status == 200 and want in text else None
+
+        return str(await eventually(script, what=f"/ipxe serving {uuid} {want!r}"))
+
+    async def get(self, url: str) -> tuple[int, str]:
+        async with self.session.get(url) as resp:
+            return resp.status, await resp.text()
+
+    async def post(self, path: str, body: Any, token: str = "") -> tuple[int, Any]:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        async with self.session.post(
+            self.base + path,
+            data=body if isinstance(body, bytes) else None,
+            json=None if isinstance(body, bytes) else body,
+            headers=headers,
+        ) as resp:
+            return resp.status, await resp.json()
+
+
+def agent_token(script: str) -> str:
+    """The credential in an agent boot's kernel arguments."""
+    match = re.search(r"arges\.token=(\S+)", script)
+    assert match, script
+    return match.group(1)
+
+
+def config_url(script: str, uuid: str) -> str:
+    """The ``talos.config=`` URL of a target boot, its empty ``uuid=`` filled in as Talos
+    does."""
+    match = re.search(r"talos\.config=(\S+)", script)
+    assert match, script
+    return match.group(1).replace("uuid=&", f"uuid={uuid}&")
+
+
+async def env_ready(kube: KubeClient, name: str) -> bool:
+    env = await kube.get(ENVIRONMENTS, name)
+    conditions = (env.get("status") or {}).get("conditions") or []
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+
+
+def local_environment(directory: Path, args: list[str]) -> EnvironmentSpec:
+    kernel, initrd = make_assets(directory)
+    return EnvironmentSpec(
+        kernel=Kernel(url=kernel.as_uri(), sha512=sha512(kernel), args=args),
+        initrd=Asset(url=initrd.as_uri(), sha512=sha512(initrd)),
+    )
+
+
+@pytest.fixture
+async def network(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Network]:
+    """A :class:`Network`; parametrize indirectly with True to auto-accept servers."""
+    plane = ManagementPlane(
+        PlaneConfig(
+            data_dir=tmp_path / "data",
+            api_port=0,
+            default_environment=local_environment(tmp_path / "talos", ["talos.platform=metal"]),
+            agent_environment=local_environment(tmp_path / "agent-image", ["console=ttyS0"]),
+            boot=BootConfig(address="127.0.0.1", http_port=0, tftp_port=0, dhcp_mode=None),
+            discovery=DiscoveryConfig(auto_accept=getattr(request, "param", False)),
+            asset_dirs=(tmp_path / "assets",),
+        )
+    )
+    await plane.start()
+    assert plane.kube is not None and plane.boot is not None
+    for name in ("default", "agent"):
+        await eventually(lambda n=name: env_ready(plane.kube, n), what=f"{name} ready")
+    yield Network(plane, plane.kube, plane.boot.http.base_url)
+    await plane.stop()
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ service still answers correctly afterwards.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -21,6 +22,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from arges.access.guard import BootGuard
+from arges.access.limits import RateLimiter
 from arges.boot.decider import KubeBootDecider
 from arges.boot.http import BootHttp, HttpConfig
 from arges.discovery.api import DiscoveryApi, DiscoveryConfig
@@ -133,25 +136,32 @@ async def test_api_bodies(
 
 
 @pytest.fixture
-async def boot(plane: ManagementPlane, tmp_path: Path) -> AsyncIterator[tuple[str, bytes]]:
+async def boot(plane: ManagementPlane, tmp_path: Path) -> AsyncIterator[tuple[str, bytes, str]]:
     root = tmp_path / "tftp"
     root.mkdir()
     content = b"EFI" * 100
     (root / "ipxe.efi").write_bytes(content)
     (tmp_path / "secret.txt").write_bytes(b"outside the root")
     assert plane.kube is not None
+    # No rate limit: the fuzzing client asks far faster than a machine does.
+    guard = BootGuard(plane.kube, limiter=RateLimiter(rate=1e9, burst=1e9))
     routes = [
-        *MetadataService(plane.kube, talos_patcher).routes(),
-        *DiscoveryApi(plane.kube, DiscoveryConfig()).routes(),
+        *MetadataService(plane.kube, talos_patcher, guard).routes(),
+        *DiscoveryApi(plane.kube, DiscoveryConfig(), guard).routes(),
     ]
     http = BootHttp(
-        HttpConfig("127.0.0.1", 0, listen="127.0.0.1", tftp_root=root),
-        KubeBootDecider(plane.kube),
+        HttpConfig("127.0.0.1", 0, tftp_root=root),
+        KubeBootDecider(plane.kube, guard),
         plane.assets,
         routes,
+        admission=guard,
     )
     await http.start()
-    yield f"http://127.0.0.1:{http.port}", content
+    # The credential /ipxe would give the registration's UUID booting the agent here (signed:
+    # the server does not exist yet), so the fuzzed bodies get past it to the parsing.
+    uuid = registration()["uuid"].lower()
+    token = guard.signer.sign("agent", uuid, "127.0.0.1", dt.datetime.now(dt.UTC))
+    yield f"http://127.0.0.1:{http.port}", content, token
     await http.stop()
 
 
@@ -185,18 +195,23 @@ def _mutations() -> st.SearchStrategy[Any]:
     raw=st.one_of(st.none(), st.binary(max_size=64)),
 )
 async def test_agent_json(
-    boot: tuple[str, bytes],
+    boot: tuple[str, bytes, str],
     caplog: pytest.LogCaptureFixture,
     path: str,
     body: Any,
     raw: bytes | None,
 ) -> None:
     caplog.set_level(logging.WARNING)
-    base, _ = boot
+    base, _, token = boot
     data = raw if raw is not None else json.dumps(body).encode()
-    async with aiohttp.ClientSession() as session, session.post(base + path, data=data) as resp:
+    headers = {"Authorization": f"Bearer {token}"}
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(base + path, data=data, headers=headers) as resp,
+    ):
         answer = await resp.text()
-        assert resp.status in (200, 400, 413), answer
+        # 403: a body naming another UUID than the credential's.
+        assert resp.status in (200, 400, 403, 409, 413), answer
     assert _bad_log(caplog) == []
     await _still_answers(base)
 
@@ -221,14 +236,14 @@ path_text = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_si
     ),
 )
 async def test_boot_http_paths_and_queries(
-    boot: tuple[str, bytes],
+    boot: tuple[str, bytes, str],
     caplog: pytest.LogCaptureFixture,
     prefix: str,
     tail: str,
     query: dict[str, str],
 ) -> None:
     caplog.set_level(logging.WARNING)
-    base, served = boot
+    base, served, _ = boot
     qs = "&".join(f"{quote(k, safe='')}={quote(v, safe='')}" for k, v in query.items())
     url = base + prefix + quote(tail, safe="/%") + ("?" + qs if qs else "")
     async with (

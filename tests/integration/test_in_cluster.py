@@ -8,21 +8,35 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import socket
 import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
+import aiohttp
 import pytest
 import yaml
 
+from arges.apiserver.http import parse_route
 from arges.apiserver.server import ApiServer
+from arges.boot.services import BootConfig
 from arges.kube import resources
 from arges.kube.client import KubeClient
 from arges.kube.connection import from_kubeconfig
-from arges.kube.resources import SERVER_CLASSES, SERVERS
+from arges.kube.resources import SECRETS, SERVER_CLASSES, SERVERS, TALOS_CLUSTERS
 from arges.plane import ManagementPlane, NotInstalled, PlaneConfig
-from tests.integration.conftest import eventually, kubectl_binary, register, start_server
+from arges.power import fake
+from tests.integration.clusters.conftest import Rack, all_in, create_cluster
+from tests.integration.conftest import (
+    eventually,
+    kubectl_binary,
+    local_environment,
+    register,
+    start_server,
+)
+from tests.integration.proxy import HoldingProxy
 
 DEPLOY = Path(__file__).parents[2] / "deploy"
 
@@ -149,3 +163,134 @@ def test_the_kustomization_runs_arges_in_cluster_with_the_access_it_needs() -> N
     for plural in ("clusters", "machines"):
         assert ("cluster.x-k8s.io", plural, "watch") in granted, f"Cluster API's {plural}"
     assert ("apiextensions.k8s.io", "customresourcedefinitions", "watch") in granted
+
+
+def request_attributes(method: str, path_qs: str) -> tuple[str, str, str, str | None] | None:
+    """What kube-apiserver's RBAC authorizer judges of a request: verb, API group, resource
+    (with ``/subresource``), namespace; None for a non-resource URL (discovery, OpenAPI,
+    ``/version``, which the ``system:discovery`` role grants to every authenticated user)."""
+    split = urlsplit(path_qs)
+    parts = [p for p in split.path.split("/") if p]
+    if parts[:1] == ["api"] and len(parts) >= 3:
+        route = parse_route(["", *parts[1:]])
+    elif parts[:1] == ["apis"] and len(parts) >= 4:
+        route = parse_route(parts[1:])
+    else:
+        return None
+    if route is None:
+        return None
+    watch = parse_qs(split.query).get("watch", [""])[0] in ("true", "1")
+    verb = {
+        "GET": "get" if route.name else "watch" if watch else "list",
+        "POST": "create",
+        "PUT": "update",
+        "PATCH": "patch",
+        "DELETE": "delete" if route.name else "deletecollection",
+    }[method]
+    resource = route.plural + (f"/{route.subresource}" if route.subresource else "")
+    return verb, route.group, resource, route.namespace
+
+
+def granted(rules: list[dict[str, Any]], verb: str, group: str, resource: str) -> bool:
+    """RBAC's ``RuleAllows`` (k8s.io/component-helpers/auth/rbac/validation) for a
+    ClusterRole bound cluster-wide, without resourceNames (the deploy's rules use none)."""
+    return any(
+        (verb in rule["verbs"] or "*" in rule["verbs"])
+        and (group in rule["apiGroups"] or "*" in rule["apiGroups"])
+        and (resource in rule["resources"] or "*" in rule["resources"])
+        and not rule.get("resourceNames")
+        for rule in rules
+    )
+
+
+def free_port(kind: int = socket.SOCK_STREAM) -> int:
+    with socket.socket(socket.AF_INET, kind) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def test_every_request_arges_makes_in_a_cluster_lifecycle_is_granted_by_deploy_rbac(
+    bare: ApiServer, tmp_path: Path
+) -> None:
+    """The embedded API server has one admin token and no RBAC, and no real kube-apiserver
+    runs here, so the deploy's ClusterRole is judged as kube's authorizer would judge it
+    against every request Arges actually sent (through a recording proxy) while servers were
+    discovered, wiped, made a TalosCluster, and released."""
+    role = next(d for d in rendered() if d["kind"] == "ClusterRole")
+    await kubectl_apply(bare, DEPLOY / "crds")
+    proxy = HoldingProxy(bare)
+    await proxy.start()
+    token = (bare.config.data_dir / "pki" / "admin.token").read_text().strip()
+    fake.MACHINES.clear()
+    talos_port = free_port()
+    plane = ManagementPlane(
+        PlaneConfig(
+            data_dir=tmp_path / "arges",
+            external_api=from_kubeconfig(proxy.kubeconfig(tmp_path / "proxy.kubeconfig", token)),
+            default_environment=local_environment(tmp_path / "talos", []),
+            agent_environment=local_environment(tmp_path / "agent-image", []),
+            boot=BootConfig(
+                address="127.0.0.1", http_port=free_port(), tftp_port=0, dhcp_mode=None
+            ),
+            power_refresh=0.3,
+            reboot_timeout=60,
+            talos_port=talos_port,
+        )
+    )
+    await plane.start()
+    assert plane.boot is not None
+    async with (
+        KubeClient(from_kubeconfig(bare.kubeconfig_path)) as kube,
+        aiohttp.ClientSession() as session,
+    ):
+        rack = Rack(plane, kube, session, talos_port, tmp_path, [], [])
+        try:
+            await kube.create(
+                SECRETS,
+                {
+                    "metadata": {"name": "sim-bmc"},
+                    "stringData": {"username": "admin", "password": "secret"},
+                },
+                "default",
+            )
+            for _ in range(2):
+                await rack.add()
+            await create_cluster(kube)
+            await eventually(lambda: all_in(rack, "Ready", 2), timeout=60, what="members Ready")
+            await kube.delete(TALOS_CLUSTERS, "demo", "default")
+            for sim in rack.servers:
+                await eventually(lambda s=sim: rack.available(s), timeout=60, what="released")
+        finally:
+            for task in rack.tasks:
+                task.cancel()
+            await asyncio.gather(*rack.tasks, return_exceptions=True)
+            for sim in rack.servers:
+                await sim.close()
+            await plane.stop()
+            await proxy.stop()
+    judged = {a for m, p in proxy.seen if (a := request_attributes(m, p)) is not None}
+    refused = sorted(a for a in judged if not granted(role["rules"], a[0], a[1], a[2]))
+    assert refused == [], f"requests the deploy's ClusterRole would refuse: {refused}"
+    used = {(verb, group, resource) for verb, group, resource, _ in judged}
+    for needed in (
+        ("watch", "apiextensions.k8s.io", "customresourcedefinitions"),
+        ("patch", "metal.arges.dev", "servers/status"),
+        ("create", "", "secrets"),
+        ("create", "", "events"),
+    ):
+        assert needed in used, f"the lifecycle exercised {needed}"
+
+
+async def kubectl_apply(server: ApiServer, path: Path) -> None:
+    proc = await asyncio.create_subprocess_exec(
+        kubectl_binary(),
+        "--kubeconfig",
+        str(server.kubeconfig_path),
+        "apply",
+        "-f",
+        str(path),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, err = await proc.communicate()
+    assert proc.returncode == 0, err.decode()

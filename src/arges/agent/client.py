@@ -1,8 +1,10 @@
 """The agent's HTTP client: JSON requests to Arges, plain GETs, retries with backoff.
 
 Built on :mod:`http.client` alone (``urllib.request`` would pull a dozen more modules into
-the initramfs). Only ``http://`` is spoken: the agent holds no credentials and the boot
-network is where iPXE fetched it from over plain HTTP anyway.
+the initramfs). Only ``http://`` is spoken, as iPXE fetched the agent itself over plain HTTP
+on the same network. The one credential the agent holds is its boot's (``arges.token=``),
+good for this boot of this server only and bound to its address; it goes in an
+``Authorization: Bearer`` header and into no log line.
 """
 
 from __future__ import annotations
@@ -36,8 +38,11 @@ class HttpError(ArgesError):
         self.retry_after = retry_after
 
 
-def request(url: str, body: dict[str, Any] | None = None, timeout: float = TIMEOUT) -> bytes:
-    """GET ``url``, or POST ``body`` as JSON to it; the response body on HTTP 200.
+def request(
+    url: str, body: dict[str, Any] | None = None, timeout: float = TIMEOUT, token: str = ""
+) -> bytes:
+    """GET ``url``, or POST ``body`` as JSON to it (with ``token`` as bearer credential when
+    given); the response body on HTTP 200.
 
     Raises:
         HttpError: on any other status, a connection failure or a timeout.
@@ -50,17 +55,20 @@ def request(url: str, body: dict[str, Any] | None = None, timeout: float = TIMEO
     if parts.query:
         path += "?" + parts.query
     conn = http.client.HTTPConnection(parts.hostname, parts.port or 80, timeout=timeout)
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:
         if body is None:
-            conn.request("GET", path)
+            conn.request("GET", path, headers=headers)
         else:
             data = json.dumps(body).encode()
-            headers = {"Content-Type": "application/json", "Content-Length": str(len(data))}
+            headers |= {"Content-Type": "application/json", "Content-Length": str(len(data))}
             conn.request("POST", path, data, headers)
         resp = conn.getresponse()
         payload = resp.read()
     except (OSError, http.client.HTTPException) as exc:
-        raise HttpError(0, f"{url}: {exc or type(exc).__name__}") from exc
+        # The path without its query: a query may hold a credential (talos.config=).
+        where = f"{parts.scheme}://{parts.netloc}{parts.path}"
+        raise HttpError(0, f"{where}: {exc or type(exc).__name__}") from exc
     finally:
         conn.close()
     if resp.status != 200:
@@ -104,13 +112,15 @@ def with_retries(
 
 
 class Arges:
-    """The discovery endpoint at ``base_url`` (``arges.url=``)."""
+    """The discovery endpoint at ``base_url`` (``arges.url=``), spoken to with the boot's
+    credential ``token``."""
 
-    def __init__(self, base_url: str) -> None:
+    def __init__(self, base_url: str, token: str) -> None:
         self.base_url = base_url.rstrip("/")
+        self.token = token
 
     def _post(self, path: str, body: dict[str, Any]) -> Instruction:
-        payload = request(self.base_url + path, body)
+        payload = request(self.base_url + path, body, token=self.token)
         try:
             return Instruction.from_json(json.loads(payload))
         except ValueError as exc:

@@ -1,7 +1,8 @@
 """The kernel command line the agent is booted with (``/proc/cmdline``).
 
 ``arges.url=`` is the base URL of Arges' boot HTTP service (where ``/agent/v1/...`` lives),
-``arges.mac=`` the NIC the machine network-booted from (both added by ``/ipxe``, see
+``arges.mac=`` the NIC the machine network-booted from, ``arges.token=`` the credential of
+this boot, which every request to Arges carries (all added by ``/ipxe``, see
 :mod:`arges.boot.ipxe`, or written into the agent ISO for virtual media). ``ip=`` gives a
 static address in the kernel's own format (``Documentation/admin-guide/nfs/nfsroot.rst``:
 ``ip=<client>:<server>:<gateway>:<netmask>:<hostname>:<device>:<autoconf>:<dns0>:<dns1>``,
@@ -38,6 +39,7 @@ class BootArgs:
 
     url: str = ""
     mac: str = ""
+    token: str = ""
     talos_config: str = ""
     static: StaticIp | None = None
 
@@ -60,6 +62,7 @@ def parse(text: str) -> BootArgs:
     return BootArgs(
         url=args.get("arges.url", "").rstrip("/"),
         mac=mac if MAC_RE.match(mac) else "",
+        token=args.get("arges.token", ""),
         talos_config=args.get("talos.config", ""),
         static=static_ip(args.get("ip", "")),
     )

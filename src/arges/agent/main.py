@@ -10,8 +10,10 @@
    ``wipe-failed``), ``reboot`` and ``poweroff`` (sync, then busybox ``reboot -f`` /
    ``poweroff -f``).
 
-Unlike Sidero's agent it never reboots on its own: an unaccepted server waits, polling,
-instead of looping through reboots (sidero#988).
+Unlike Sidero's agent it does not reboot on its own to make progress: an unaccepted server
+waits, polling, instead of looping through reboots (sidero#988). The one exception is a
+credential Arges keeps refusing (403) for ``REFUSED_REBOOT_SECONDS``: only a new boot brings
+a new one (see :mod:`arges.wire`).
 """
 
 from __future__ import annotations
@@ -24,12 +26,13 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from arges.agent import cmdline, collect, net, target, wipe
 from arges.agent.client import Arges, HttpError, request, with_retries
-from arges.wire import Instruction, Registration, Report
+from arges.wire import REFUSED_REBOOT_SECONDS, Instruction, Registration, Report
 
 log = logging.getLogger("arges.agent")
 
@@ -47,18 +50,55 @@ def _addresses(hardware: dict[str, Any]) -> list[str]:
     ]
 
 
+class Refusals:
+    """Reboots for a new credential once Arges has refused this one (403) for ``patience``
+    seconds in a row (see the module docstring)."""
+
+    def __init__(
+        self,
+        patience: float = REFUSED_REBOOT_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+        reboot: Callable[[], None] | None = None,
+    ) -> None:
+        self.patience = patience
+        self.clock = clock
+        self.reboot = reboot or functools.partial(power, "reboot")
+        self._since: float | None = None
+
+    def __call__(self, attempt: Callable[[], Any]) -> Callable[[], Any]:
+        """``attempt`` watched: its 403s counted, any success resetting the count."""
+
+        def watched() -> Any:
+            try:
+                result = attempt()
+            except HttpError as exc:
+                if exc.status == 403:
+                    self._since = self._since if self._since is not None else self.clock()
+                    if self.clock() - self._since >= self.patience:
+                        log.error("Arges refuses this boot's credential; rebooting for a new one")
+                        self.reboot()
+                raise
+            self._since = None
+            return result
+
+        return watched
+
+
 class Agent:
     """One registered server's agent: follows Arges' instructions."""
 
-    def __init__(self, arges: Arges, registration: Registration) -> None:
+    def __init__(
+        self, arges: Arges, registration: Registration, refusals: Refusals | None = None
+    ) -> None:
         self.arges = arges
         self.registration = registration
         self.uuid = registration.uuid
+        self.refusals = refusals or Refusals()
 
     def register(self) -> Instruction:
         """Register, retrying until Arges accepts."""
         instruction: Instruction = with_retries(
-            "registering", lambda: self.arges.register(self.registration)
+            "registering", self.refusals(lambda: self.arges.register(self.registration))
         )
         log.info("registered as server %s", self.uuid)
         return instruction
@@ -76,7 +116,7 @@ class Agent:
                 log.warning("Arges refused the %s report: %s; registering again", report.phase, exc)
                 return self.arges.register(self.registration)
 
-        result: Instruction = with_retries(f"reporting {report.phase}", attempt)
+        result: Instruction = with_retries(f"reporting {report.phase}", self.refusals(attempt))
         return result
 
     def run(self) -> None:
@@ -149,19 +189,21 @@ def power(action: str) -> None:
         time.sleep(60)
 
 
-def install(url: str, uuid: str) -> None:
+def install(url: str, uuid: str, refusals: Refusals | None = None) -> None:
     """Target mode (see :mod:`arges.agent.target`): returns once the config is on disk and
     Arges has been told; a config that fails the check, or a disk that cannot be written,
     is reported as ``install-failed`` and fetched again after a delay."""
     source = target.config_url(url, uuid)
-    arges = Arges(target.origin(source))
+    arges = Arges(target.origin(source), target.token(source))
+    refusals = refusals or Refusals()
     while True:
         payload: bytes = with_retries(
-            f"fetching the machine config from {source}", lambda: request(source)
+            f"fetching the machine config from {target.redacted(source)}",
+            refusals(lambda: request(source)),
         )
         report = _install(uuid, payload)
         log.log(logging.INFO if report.phase == "installed" else logging.ERROR, report.message)
-        with_retries(f"reporting {report.phase}", functools.partial(arges.report, report))
+        with_retries(f"reporting {report.phase}", refusals(functools.partial(arges.report, report)))
         if report.phase == "installed":
             return
         time.sleep(RETRY_SECONDS)
@@ -224,5 +266,5 @@ def main() -> int:
         addresses=_addresses(hardware),
         boot_mac=args.mac,
     )
-    Agent(Arges(args.url), registration).run()
+    Agent(Arges(args.url, args.token), registration).run()
     return 0

@@ -5,8 +5,8 @@ the agent does what Talos does with it and nothing more: fills an empty ``uuid=`
 value with the SMBIOS UUID (Talos' ``metal`` platform does the same), fetches the machine
 config (retrying any failure or non-200 answer with exponential backoff, as Talos retries),
 checks that it is a Talos ``v1alpha1`` machine config, writes it to the first disk, reports
-``installed`` to ``<origin of URL>/agent/v1/report`` and stays up, as an installed Talos
-keeps running.
+``installed`` to ``<origin of URL>/agent/v1/report`` with the boot's credential (the URL's
+``token=``) and stays up, as an installed Talos keeps running.
 
 On-disk layout (so tests can read the config back from a disk image), at offset 0::
 
@@ -44,6 +44,20 @@ def origin(url: str) -> str:
     """``scheme://host[:port]`` of ``url``."""
     parts = urllib.parse.urlsplit(url)
     return f"{parts.scheme}://{parts.netloc}"
+
+
+def token(url: str) -> str:
+    """The boot's credential in ``url`` (its ``token=`` query value; "" when none)."""
+    query = urllib.parse.parse_qs(urllib.parse.urlsplit(url).query)
+    return query.get("token", [""])[0]
+
+
+def redacted(url: str) -> str:
+    """``url`` with its credential replaced by ``***``, for log lines."""
+    parts = urllib.parse.urlsplit(url)
+    query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+    shown = [(k, "***" if k == "token" else v) for k, v in query]
+    return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(shown)))
 
 
 def _scalar(value: str) -> str:

@@ -66,7 +66,8 @@ RULES: list[dict[str, Any]] = [
     {
         "apiGroups": ["metal.arges.dev"],
         "resources": ["managementplanes"],
-        "verbs": ["get", "create"],
+        # list: the start's check that every CRD is installed.
+        "verbs": ["get", "list", "create"],
     },
     {
         "apiGroups": ["metal.arges.dev"],

@@ -227,6 +227,51 @@ class NodeAddress(Model):
     address: str
 
 
+CredentialPurpose = Literal["agent", "config"]
+
+
+class DhcpSighting(Model):
+    """What Arges' DHCP or ProxyDHCP saw of a network boot."""
+
+    mac: str = Field(description="The client's hardware address (chaddr).")
+    uuid: str = Field(
+        default="", description="The SMBIOS UUID the client sent in option 97, if any."
+    )
+    address: str = Field(
+        default="", description="The address it leased (full DHCP) or asked for (option 50)."
+    )
+
+
+class BootCredential(Model):
+    """The credential of the server's current network boot, minted by ``/ipxe``.
+
+    The credential itself goes only into that boot's kernel arguments; here is its SHA-256,
+    which cannot be turned back into it. ``purpose`` is what it is good for: ``agent`` (the
+    discovery agent's registration and reports) or ``config`` (``/configdata`` and the
+    installed report of the target Environment).
+    """
+
+    purpose: CredentialPurpose = Field(description="agent or config.")
+    sha256: str | None = Field(
+        default=None, description="SHA-256 (hex) of the credential; absent once spent."
+    )
+    issued: dt.datetime = Field(description="When /ipxe minted it.")
+    expires: dt.datetime = Field(
+        description="When it stops working unless used (each use moves this on)."
+    )
+    client: str = Field(description="The address that asked /ipxe.")
+    mac: str = Field(default="", description="The NIC iPXE booted from (its /ipxe query).")
+    dhcp: DhcpSighting | None = Field(
+        default=None, description="What DHCP saw of the boot from that NIC, when it saw it."
+    )
+    addresses: list[str] = Field(
+        default_factory=list,
+        description="Addresses it is accepted from: the one that asked /ipxe, and addresses "
+        "Arges' DHCP saw the server's NICs lease since.",
+    )
+    spent: str | None = Field(default=None, description="Why it no longer works, once spent.")
+
+
 class ServerStatus(Model):
     """Observed state of a Server."""
 
@@ -242,6 +287,9 @@ class ServerStatus(Model):
     )
     last_seen: dt.datetime | None = Field(
         default=None, description="When the agent last registered or reported."
+    )
+    boot_credential: BootCredential | None = Field(
+        default=None, description="The credential of the current network boot (its hash)."
     )
     conditions: list[Condition] | None = None
 

@@ -18,6 +18,7 @@ body here, and nowhere else.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import hmac
 import logging
 from collections.abc import Callable
@@ -27,7 +28,7 @@ from typing import Any
 import yaml
 from aiohttp import web
 
-from arges.apiserver import codec, discovery, kubeproto
+from arges.apiserver import audit, codec, discovery, kubeproto
 from arges.apiserver.apply import parse_force
 from arges.apiserver.errors import (
     BadRequest,
@@ -56,6 +57,7 @@ MAX_BODY_BYTES = 3 * 1024 * 1024
 EXPANDED_BODY_BYTES = 2 * MAX_BODY_BYTES
 """How large (as JSON) a YAML body may grow through its aliases: twice the byte limit, since
 JSON spells out what YAML leaves implicit (quotes, braces)."""
+
 
 LIST_CHUNK = 500
 """Objects per write when a list response is streamed."""
@@ -226,8 +228,10 @@ class Handler:
         version_info: dict[str, str],
         ready: Callable[[], bool],
         bookmark_interval: float = 60.0,
+        audit_log: audit.AuditLog | None = None,
     ) -> None:
         self.rest = rest
+        self.audit = audit_log
         self.registry = registry
         self.token = token.encode()
         self.server_address = server_address
@@ -243,6 +247,14 @@ class Handler:
         return app
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
+        received = dt.datetime.now(dt.UTC)
+        trail = audit.begin()
+        response = await self._answer(request)
+        if self.audit is not None:
+            self.audit.request(request, trail, response.status, received)
+        return response
+
+    async def _answer(self, request: web.Request) -> web.StreamResponse:
         try:
             return await self._handle(request)
         except StatusError as err:
@@ -271,6 +283,7 @@ class Handler:
             token.strip().encode(), self.token
         ):
             raise Unauthorized("Unauthorized")
+        audit.current().authenticated = True
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         path = request.path.rstrip("/") or "/"
@@ -364,6 +377,9 @@ class Handler:
         return rt, version
 
     async def _resource(self, request: web.Request, route: Route) -> web.StreamResponse:
+        audit.current().ref = audit.ObjectRef(
+            route.plural, route.namespace, route.name, route.group, route.version, route.subresource
+        )
         rt, version = self._lookup(route)
         method = request.method
         query = request.query
@@ -382,6 +398,7 @@ class Handler:
                 wopts = _write_options(request)
                 body = await self._body(request, rt)
                 obj = await self.rest.create(rt, version, route.namespace or "", body, wopts)
+                audit.current().created = obj["metadata"].get("name")
                 return self._object(request, rt, version, obj, wopts.warnings, 201)
             if method == "DELETE":
                 dopts = await self._delete_options(request)

@@ -43,7 +43,7 @@ class Credentials:
 
 
 def _write_private(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as f:
@@ -113,6 +113,8 @@ def ensure_credentials(data_dir: Path, hosts: list[str]) -> Credentials:
     127.0.0.1 and ::1 are always included).
     """
     pki = data_dir / "pki"
+    pki.mkdir(mode=0o700, parents=True, exist_ok=True)
+    pki.chmod(0o700)
     ca_path, ca_key_path = pki / "ca.crt", pki / "ca.key"
     cert_path, key_path = pki / "apiserver.crt", pki / "apiserver.key"
     token_path = pki / "admin.token"

@@ -5,7 +5,9 @@
     ...
     await server.stop()        # ends watches, finishes writes, closes the database
 
-On start it creates or loads its credentials, opens ``DIR/state.db``, serves the resources of
+On start it creates or loads its credentials and the key Secrets are encrypted with at rest
+(:mod:`arges.apiserver.encryption`), opens ``DIR/state.db`` and the audit log of writes
+(:mod:`arges.apiserver.audit`), serves the resources of
 the CRDs already stored, makes sure the standard namespaces exist, installs the CRDs it was
 given (created, or updated when they differ, exactly as ``kubectl apply`` would), and only
 then answers ``/readyz`` with ``ok``.
@@ -26,13 +28,16 @@ from aiohttp import web
 from arges import __version__
 from arges.apiserver import crd, instrument
 from arges.apiserver.admissionregistration import webhook_configuration_types
+from arges.apiserver.audit import AuditLog
 from arges.apiserver.builtin import builtin_types
+from arges.apiserver.encryption import EncryptionError, ensure_config
 from arges.apiserver.errors import AlreadyExists
 from arges.apiserver.http import Handler
 from arges.apiserver.lifecycle import CRD_RESOURCE, Lifecycle
 from arges.apiserver.pki import ensure_credentials, write_kubeconfig
 from arges.apiserver.resources import Registry
 from arges.apiserver.rest import Rest, WriteOptions
+from arges.apiserver.storage import StorageError
 from arges.apiserver.store import Store
 from arges.metrics import Metrics
 
@@ -110,6 +115,7 @@ class ApiServer:
         self.lifecycle: Lifecycle | None = None
         self.port = config.port
         self.rest: Rest | None = None
+        self.audit: AuditLog | None = None
 
     @property
     def url(self) -> str:
@@ -125,10 +131,18 @@ class ApiServer:
             OSError: the address cannot be bound.
         """
         cfg = self.config
-        cfg.data_dir.mkdir(parents=True, exist_ok=True)
+        cfg.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        cfg.data_dir.chmod(0o700)
         creds = ensure_credentials(cfg.data_dir, [client_host(cfg.address)])
         self.token = creds.token
-        store = Store.open(cfg.data_dir / "state.db", retention=cfg.history_seconds)
+        try:
+            encryption = ensure_config(cfg.data_dir / "pki")
+        except EncryptionError as exc:
+            raise StorageError(str(exc)) from exc
+        store = Store.open(
+            cfg.data_dir / "state.db", retention=cfg.history_seconds, encryption=encryption
+        )
+        self.audit = AuditLog(cfg.data_dir / "audit" / "audit.log")
         self.store = store
         builtins = builtin_types() + webhook_configuration_types()
         builtin_keys = frozenset((rt.group, rt.plural) for rt in builtins)
@@ -153,6 +167,7 @@ class ApiServer:
             version_info=version_info(),
             ready=lambda: self._ready,
             bookmark_interval=cfg.bookmark_interval,
+            audit_log=self.audit,
         )
         self._handler = handler
         tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -205,6 +220,9 @@ class ApiServer:
         if self.store is not None:
             await self.store.close()
             self.store = None
+        if self.audit is not None:
+            self.audit.close()
+            self.audit = None
 
 
 async def install_crds(rest: Rest, registry: Registry, crds: Sequence[dict[str, Any]]) -> None:

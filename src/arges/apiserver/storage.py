@@ -19,17 +19,33 @@ Tables:
     ``rv``: the last revision handed out. ``compacted``: the newest revision no longer in
     ``events``; asking for history at or before it is answered with 410 Gone.
 
+Values of the resources an :class:`~arges.apiserver.encryption.Encryption` covers (Secrets)
+are sealed on their way into ``objects`` and ``events`` and opened on their way out, so
+neither the database file nor its WAL ever holds their plaintext. Opening a writer rewrites
+every such value not sealed with the current write key (plaintext from before encryption, or
+an older key after a rotation) in one transaction with ``secure_delete`` on, then truncates
+the WAL, so no earlier copy stays behind in freed pages; a crash half-way leaves the previous
+state, and the next open does it again.
+
+The database, its WAL and shared-memory files are mode 0600 (SQLite gives the latter two the
+database's mode), its directory 0700. One writer per file: the writer holds an exclusive
+``flock`` on ``state.db.lock`` until it closes, so a second ``arges up`` (or a key rotation
+while Arges runs) is refused instead of interleaving with the first.
+
 All methods are blocking and must run on the thread that owns the connection (the store runs
 them on one writer thread and one reader thread).
 """
 
 from __future__ import annotations
 
+import fcntl
+import os
 import sqlite3
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from arges.apiserver.encryption import Encryption, EncryptionError
 from arges.errors import ArgesError
 
 SCHEMA = """
@@ -88,12 +104,20 @@ class StorageError(ArgesError):
 class Database:
     """A connection to the state database; see the module docstring for the layout.
 
+    ``encryption``: how values of encrypted resources are sealed and opened (None: stored as
+    they are).
+
     Raises:
-        StorageError: from every method, wrapping :class:`sqlite3.Error`.
+        StorageError: from every method, wrapping :class:`sqlite3.Error` (and, for values
+            that do not decrypt, :class:`~arges.apiserver.encryption.EncryptionError`).
     """
 
-    def __init__(self, path: Path, *, readonly: bool = False) -> None:
+    def __init__(
+        self, path: Path, *, readonly: bool = False, encryption: Encryption | None = None
+    ) -> None:
         self.path = path
+        self.encryption = encryption
+        self._lock: int | None = None
         try:
             if readonly:
                 uri = f"file:{path}?mode=ro"
@@ -101,17 +125,41 @@ class Database:
                     uri, uri=True, isolation_level=None, check_same_thread=False
                 )
             else:
-                path.parent.mkdir(parents=True, exist_ok=True)
+                self._lock = _exclusive(path)
+                _private(path)
                 self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
                 self._conn.execute("PRAGMA journal_mode=WAL")
                 self._conn.execute("PRAGMA synchronous=FULL")
                 self._conn.executescript(SCHEMA)
             self._conn.execute("PRAGMA busy_timeout=10000")
         except sqlite3.Error as exc:
+            self._unlock()
             raise StorageError(f"cannot open {path}: {exc}") from exc
+        except OSError as exc:
+            self._unlock()
+            raise StorageError(f"cannot open {path}: {exc.strerror or exc}") from exc
+
+    def _unlock(self) -> None:
+        if self._lock is not None:
+            os.close(self._lock)
+            self._lock = None
+
+    def _seal(self, resource: str, namespace: str, name: str, data: bytes) -> bytes:
+        if self.encryption is None or not self.encryption.applies(resource):
+            return data
+        return self.encryption.seal(resource, namespace, name, data)
+
+    def _open(self, resource: str, namespace: str, name: str, data: bytes) -> bytes:
+        if self.encryption is None:
+            return data
+        try:
+            return self.encryption.open(resource, namespace, name, data)
+        except EncryptionError as exc:
+            raise StorageError(str(exc)) from exc
 
     def close(self) -> None:
         self._conn.close()
+        self._unlock()
 
     def _meta_int(self, key: str) -> int:
         row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
@@ -139,7 +187,8 @@ class Database:
                 "ORDER BY resource, namespace, name"
             )
             for resource, namespace, name, rv, data in cur:
-                yield Row(resource, namespace, name, rv, bytes(data))
+                plain = self._open(resource, namespace, name, bytes(data))
+                yield Row(resource, namespace, name, rv, plain)
         except sqlite3.Error as exc:
             raise StorageError(f"cannot load objects: {exc}") from exc
 
@@ -149,6 +198,8 @@ class Database:
         try:
             conn.execute("BEGIN IMMEDIATE")
             for r in records:
+                data = self._seal(r.resource, r.namespace, r.name, r.data)
+                prev = r.prev and self._seal(r.resource, r.namespace, r.name, r.prev)
                 if r.type == "DELETED":
                     conn.execute(
                         "DELETE FROM objects WHERE resource = ? AND namespace = ? AND name = ?",
@@ -158,12 +209,12 @@ class Database:
                     conn.execute(
                         "INSERT OR REPLACE INTO objects (resource, namespace, name, rv, data) "
                         "VALUES (?, ?, ?, ?, ?)",
-                        (r.resource, r.namespace, r.name, r.rv, r.data),
+                        (r.resource, r.namespace, r.name, r.rv, data),
                     )
                 conn.execute(
                     "INSERT INTO events (rv, resource, namespace, name, type, data, prev, ts) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (r.rv, r.resource, r.namespace, r.name, r.type, r.data, r.prev, now),
+                    (r.rv, r.resource, r.namespace, r.name, r.type, data, prev, now),
                 )
             conn.execute(
                 "INSERT OR REPLACE INTO meta (key, value) VALUES ('rv', ?)", (str(revision),)
@@ -190,7 +241,15 @@ class Database:
                     (resource, after, upto),
                 )
             return [
-                LogRecord(rv, res, ns, name, typ, bytes(data), bytes(prev) if prev else None)
+                LogRecord(
+                    rv,
+                    res,
+                    ns,
+                    name,
+                    typ,
+                    self._open(res, ns, name, bytes(data)),
+                    self._open(res, ns, name, bytes(prev)) if prev else None,
+                )
                 for rv, res, ns, name, typ, data, prev in cur
             ]
         except sqlite3.Error as exc:
@@ -218,3 +277,93 @@ class Database:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise StorageError(f"cannot compact the change log: {exc}") from exc
+
+    def reencrypt(self) -> tuple[int, int]:
+        """Rewrite every value of an encrypted resource not sealed with the write key (see
+        the module docstring); returns how many objects and change records were rewritten.
+        """
+        if self.encryption is None:
+            return 0, 0
+        conn = self._conn
+        resources = sorted(self.encryption.resources)
+        marks = ", ".join("?" for _ in resources)
+        try:
+            objects = [
+                row
+                for row in conn.execute(
+                    "SELECT resource, namespace, name, data FROM objects "
+                    f"WHERE resource IN ({marks})",
+                    resources,
+                )
+                if not self.encryption.current(row[3])
+            ]
+            events = [
+                row
+                for row in conn.execute(
+                    "SELECT rv, resource, namespace, name, data, prev FROM events "
+                    f"WHERE resource IN ({marks})",
+                    resources,
+                )
+                if not self.encryption.current(row[4])
+                or (row[5] is not None and not self.encryption.current(row[5]))
+            ]
+            if not objects and not events:
+                return 0, 0
+            conn.execute("PRAGMA secure_delete=ON")
+            conn.execute("BEGIN IMMEDIATE")
+            for resource, namespace, name, data in objects:
+                plain = self._open(resource, namespace, name, bytes(data))
+                conn.execute(
+                    "UPDATE objects SET data = ? WHERE resource = ? AND namespace = ? AND name = ?",
+                    (self._seal(resource, namespace, name, plain), resource, namespace, name),
+                )
+            for rv, resource, namespace, name, data, prev in events:
+                sealed = self._seal(
+                    resource, namespace, name, self._open(resource, namespace, name, data)
+                )
+                sealed_prev = (
+                    None
+                    if prev is None
+                    else self._seal(
+                        resource, namespace, name, self._open(resource, namespace, name, prev)
+                    )
+                )
+                conn.execute(
+                    "UPDATE events SET data = ?, prev = ? WHERE rv = ?", (sealed, sealed_prev, rv)
+                )
+            conn.execute("COMMIT")
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            conn.execute("PRAGMA secure_delete=OFF")
+            return len(objects), len(events)
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise StorageError(f"cannot re-encrypt stored values: {exc}") from exc
+
+
+def _exclusive(path: Path) -> int:
+    """An exclusive lock on ``path.lock`` (see the module docstring); its file descriptor.
+
+    Raises:
+        StorageError: another process holds it.
+    """
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd = os.open(path.with_name(path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError as exc:
+        os.close(fd)
+        raise StorageError(
+            f"{path} is in use by another process (is `arges up` running with this data directory?)"
+        ) from exc
+    return fd
+
+
+def _private(path: Path) -> None:
+    """Make the database, its WAL and shared-memory files mode 0600 (created so if new)."""
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+    for name in (path.name, f"{path.name}-wal", f"{path.name}-shm", f"{path.name}-journal"):
+        try:
+            path.with_name(name).chmod(0o600)
+        except FileNotFoundError:
+            continue

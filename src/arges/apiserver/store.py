@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from arges.apiserver import codec
+from arges.apiserver.encryption import Encryption
 from arges.apiserver.storage import Database, LogRecord, StorageError
 from arges.errors import ArgesError
 
@@ -242,14 +243,31 @@ class Store:
             self._install(entry_from_raw(row.resource, row.rv, row.data))
 
     @classmethod
-    def open(cls, path: Path, *, retention: float = 300.0) -> Store:
-        """Open (or create) the database at ``path``; ``retention`` is seconds of history.
+    def open(
+        cls, path: Path, *, retention: float = 300.0, encryption: Encryption | None = None
+    ) -> Store:
+        """Open (or create) the database at ``path``; ``retention`` is seconds of history;
+        ``encryption`` seals Secrets at rest (values not sealed with its write key are
+        rewritten first, see :mod:`arges.apiserver.storage`).
 
         Raises:
-            StorageError: when the file cannot be opened or read.
+            StorageError: when the file cannot be opened, read or re-encrypted.
         """
-        db = Database(path)
-        return cls(db, Database(path, readonly=True), retention=retention)
+        db = Database(path, encryption=encryption)
+        try:
+            objects, records = db.reencrypt()
+            if objects or records:
+                log.info(
+                    "re-encrypted %d stored object(s) and %d change record(s) with key %s",
+                    objects,
+                    records,
+                    encryption.write_key if encryption else "-",
+                )
+            reader = Database(path, readonly=True, encryption=encryption)
+            return cls(db, reader, retention=retention)
+        except BaseException:
+            db.close()
+            raise
 
     async def start(self) -> None:
         self._wake = asyncio.Event()

@@ -1,23 +1,33 @@
 """The ``/ipxe`` decision made from cluster state, and the record that a server network-booted.
 
 Reads the Server (by the UUID iPXE reports), its ServerBinding and ServerClass, and the
-Environments, then applies :func:`arges.metal.boot.decide`. Each answer is recorded on the
-Server as condition ``PXEBooted`` (what it was given, from where, and when), best effort: a
-failure to record never fails the boot.
+Environments, then applies :func:`arges.metal.boot.decide`. The requester is vetted first
+(:meth:`arges.access.guard.BootGuard.vet`): one that is not plausibly that server's firmware
+gets a refusal (403) and changes nothing. An Environment to boot comes with a credential
+minted for this boot (``agent`` or ``config``); any other answer spends the previous boot's.
+
+Each answer is recorded on the Server as condition ``PXEBooted`` (what it was given, from
+where, and when) together with the credential's record (its hash, the asking address, the
+NIC, what DHCP saw). With a credential the write must succeed before the answer goes out
+(else 503 and the server asks again, so no credential is handed out unrecorded); without
+one it is best effort, and a failure to record never fails the boot.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
-from typing import TypeVar
+from typing import Any, TypeVar
 
+from arges.access import credentials
+from arges.access.guard import BootGuard, Refused
 from arges.api.base import BootFromDiskMethod, ConditionStatus
 from arges.api.binding import ServerBinding, releasing
 from arges.api.environment import Environment
-from arges.api.server import Server
+from arges.api.server import CredentialPurpose, Server
 from arges.api.serverclass import ServerClass
 from arges.boot.announce import announce_decision
+from arges.boot.ipxe import BootAnswer
 from arges.kube.client import KubeClient
 from arges.kube.errors import KubeError, NotFound
 from arges.kube.resources import (
@@ -37,17 +47,25 @@ _T = TypeVar("_T", Server, ServerBinding, ServerClass)
 class KubeBootDecider:
     """Decides from the Kubernetes API (the embedded one or a real one)."""
 
-    def __init__(self, kube: KubeClient, default_disk_method: BootFromDiskMethod = "ipxe-exit"):
+    def __init__(
+        self,
+        kube: KubeClient,
+        guard: BootGuard,
+        default_disk_method: BootFromDiskMethod = "ipxe-exit",
+    ):
         self.kube = kube
+        self.guard = guard
         self.default_disk_method = default_disk_method
 
-    async def decide(self, uuid: str, client: str) -> tuple[BootDecision, Environment | None]:
-        """The decision for the server ``uuid`` booting from address ``client``.
+    async def decide(self, uuid: str, client: str, mac: str) -> BootAnswer:
+        """The answer for the server ``uuid`` booting from NIC ``mac`` at address ``client``.
 
         Raises:
-            KubeError: when the API cannot be read (the caller answers 503).
+            KubeError: when the API cannot be read, or a credential cannot be recorded (the
+                caller answers 503).
         """
-        server = await self._get(Server, SERVERS, uuid) if uuid else None
+        body = await self._body(SERVERS, uuid) if uuid else None
+        server = Server.from_json(body) if body is not None else None
         binding = await self._binding(uuid) if server else None
         server_class = None
         if binding is not None and binding.spec.server_class_ref is not None:
@@ -66,27 +84,45 @@ class KubeBootDecider:
             default_disk_method=self.default_disk_method,
         )
         env = environments.get(decision.environment or "")
+        refused, seen = self.guard.vet(server, uuid, mac, client)
+        if refused is not None:
+            await self.guard.refused("/ipxe", "BootRefused", uuid, client, Refused(refused, body))
+            return BootAnswer(decision, env, refused=refused)
+        now = dt.datetime.now(dt.UTC)
+        credential, patch = "", None
+        if decision.kind == "environment":
+            purpose: CredentialPurpose = "config" if decision.target else "agent"
+            credential, patch = self.guard.issue(server, uuid, purpose, client, mac, seen, now)
+        elif server is not None:
+            patch = credentials.spent(server.status.boot_credential, "the server booted again")
         if server is not None:
-            await self._record(server, decision, client)
-        return decision, env
+            await self._record(server, decision, client, patch, now)
+        return BootAnswer(decision, env, credential)
 
     async def _binding(self, uuid: str) -> ServerBinding | None:
         """The server's binding; one being deleted holds nothing (the server goes back to
         the agent to be wiped)."""
+        body = await self._body(SERVER_BINDINGS, uuid)
+        return None if body is None or releasing(body) else ServerBinding.from_json(body)
+
+    async def _body(self, resource: Resource, name: str) -> dict[str, Any] | None:
         try:
-            body = await self.kube.get(SERVER_BINDINGS, uuid)
+            return await self.kube.get(resource, name)
         except NotFound:
             return None
-        return None if releasing(body) else ServerBinding.from_json(body)
 
     async def _get(self, model: type[_T], resource: Resource, name: str) -> _T | None:
-        try:
-            return model.from_json(await self.kube.get(resource, name))
-        except NotFound:
-            return None
+        body = await self._body(resource, name)
+        return model.from_json(body) if body is not None else None
 
-    async def _record(self, server: Server, decision: BootDecision, client: str) -> None:
-        now = dt.datetime.now(dt.UTC)
+    async def _record(
+        self,
+        server: Server,
+        decision: BootDecision,
+        client: str,
+        credential: dict[str, Any] | None,
+        now: dt.datetime,
+    ) -> None:
         what = (
             f"environment {decision.environment}"
             if decision.kind == "environment"
@@ -103,8 +139,12 @@ class KubeBootDecider:
             await self.kube.update_status(
                 SERVERS,
                 server.name,
-                lambda obj: condition_patch(obj, PXE_BOOTED, status, reason, message, now=now),
+                lambda obj: condition_patch(
+                    obj, PXE_BOOTED, status, reason, message, now=now, extra=credential
+                ),
             )
         except KubeError as exc:
+            if credential is not None:
+                raise
             log.info("could not record the network boot of %s: %s", server.name, exc)
         await announce_decision(self.kube, server, reason, what, decision.reason, client)

@@ -6,6 +6,10 @@ yet), and the DHCPREQUEST some firmware then sends to port 4011 gets an ack (uni
 ``full`` mode is for a provisioning network Arges owns: every client gets an address from
 the pool (reservations first, leases kept on disk), and boot clients also get boot files.
 
+Every request heard is noted in ``sightings`` (MAC, option-97 UUID, and the address it
+asked the site's server for in proxy mode, or leased from Arges in full mode), which is what
+the boot credentials check requesters against (:mod:`arges.access`).
+
 Malformed packets are logged and dropped; one bad packet never stops the service. Binding
 port 67 needs root; ``interface`` pins the sockets to the provisioning NIC. That NIC may
 come and go while Arges runs (the lab's ``arges0`` does, with ``arges lab up`` and
@@ -23,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, cast
 
+from arges.access.sightings import Sightings
 from arges.boot import dhcp
 from arges.boot.leases import LeaseTable, PoolConfig, PoolExhausted
 from arges.metrics import Metrics
@@ -47,6 +52,8 @@ class DhcpConfig:
     lease_file: Path | None = None
     interface_poll: float = 2.0
     """Seconds between checks that ``interface`` is still the link the sockets are bound to."""
+    sightings: Sightings | None = None
+    """Where every request heard is noted (:mod:`arges.access.sightings`)."""
 
 
 class _Protocol(asyncio.DatagramProtocol):
@@ -183,6 +190,11 @@ class DhcpService:
             dhcp.Malformed: for a packet that does not decode.
         """
         request = dhcp.parse(data)
+        if self.config.sightings is not None and self.config.mode == "proxy":
+            asked = request.requested_address or request.ciaddr
+            self.config.sightings.record(
+                request.mac, request.guid, asked if request.message_type == dhcp.REQUEST else None
+            )
         client = dhcp.classify(request)
         files = self.config.files
         target = dhcp.boot_target(client, files) if client is not None else None
@@ -224,6 +236,8 @@ class DhcpService:
             return None
         if request.message_type not in (dhcp.DISCOVER, dhcp.REQUEST):
             return None
+        if self.config.sightings is not None and request.message_type == dhcp.DISCOVER:
+            self.config.sightings.record(mac, request.guid, None)
         try:
             address = self.leases.offer(mac)
         except PoolExhausted as exc:
@@ -242,6 +256,8 @@ class DhcpService:
             self.metrics.dhcp_reply("full", "nak")
             return dhcp.nak(request, files.address), self._destination(request)
         log.info("DHCP: %s leases %s%s", mac, address, f" -> {target.file}" if target else "")
+        if self.config.sightings is not None:
+            self.config.sightings.record(mac, request.guid, address)
         payload = dhcp.reply(request, target, files, message_type=dhcp.ACK, lease=lease)
         self.metrics.dhcp_reply("full", "ack")
         return payload, self._destination(request)

@@ -13,10 +13,9 @@ from collections.abc import Callable, Sequence
 
 from aiohttp import web
 
-from arges.api.environment import Environment
 from arges.boot.http import Decider
+from arges.boot.ipxe import BootAnswer
 from arges.kube.errors import Unavailable
-from arges.metal.boot import BootDecision
 
 Refusal = Callable[[], str | None]
 RETRY_AFTER = "10"
@@ -29,7 +28,7 @@ class GatedDecider:
         self.decider = decider
         self.refusal = refusal
 
-    async def decide(self, uuid: str, client: str) -> tuple[BootDecision, Environment | None]:
+    async def decide(self, uuid: str, client: str, mac: str) -> BootAnswer:
         """As the wrapped decider, unless refused.
 
         Raises:
@@ -38,7 +37,7 @@ class GatedDecider:
         why = self.refusal()
         if why is not None:
             raise Unavailable(why)
-        return await self.decider.decide(uuid, client)
+        return await self.decider.decide(uuid, client, mac)
 
 
 def gated(routes: Sequence[web.RouteDef], refusal: Refusal) -> list[web.RouteDef]:

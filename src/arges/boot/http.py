@@ -1,8 +1,10 @@
 """The boot HTTP service (one port, default 8081): scripts, kernels, boot files, and more.
 
 - ``GET /boot.ipxe``: the chain script (:func:`arges.boot.ipxe.chain_script`);
-- ``GET /ipxe?uuid=&mac=&arch=&platform=``: the boot decision as an iPXE script (412 while
-  the Environment is not ready, 503 while the API cannot be read);
+- ``GET /ipxe?uuid=&mac=&arch=&platform=``: the boot decision as an iPXE script, with the
+  credential minted for the boot (412 while the Environment is not ready, 403 to a requester
+  that is not plausibly that server, 429 over the client's request rate, 503 while the API
+  cannot be read);
 - ``GET|HEAD /env/<name>/kernel`` and ``/env/<name>/initrd``: verified assets from the cache,
   sent with sendfile, with Range support;
 - ``GET|HEAD /tftp/<file>``: the TFTP root over HTTP, for UEFI HTTP boot.
@@ -14,6 +16,7 @@ endpoint) add their routes through ``extra_routes``.
 from __future__ import annotations
 
 import logging
+import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,9 +24,8 @@ from typing import Protocol
 
 from aiohttp import web
 
-from arges.api.environment import Environment
 from arges.assets import AssetCache
-from arges.boot import ipxe
+from arges.boot import ipxe, sockets
 from arges.boot.tftp import Refused, resolve
 from arges.kube.errors import KubeError
 from arges.metal.boot import BootDecision
@@ -33,9 +35,12 @@ from arges.netguard import ConnectionLimits, GuardedSite
 
 log = logging.getLogger(__name__)
 
+RETRY = {"Retry-After": "1"}
+
 
 def decision_label(decision: BootDecision) -> str:
-    """The ``decision`` label of ``arges_boot_requests_total``: agent, target, disk, not-ready."""
+    """The ``decision`` label of ``arges_boot_requests_total``: agent, target, disk, not-ready
+    (and ``refused``, for a requester the credentials' vetting turned away)."""
     if decision.kind == "environment":
         return "target" if decision.target else "agent"
     return decision.kind
@@ -45,19 +50,25 @@ class Decider(Protocol):
     """Decides what a booting server gets (see :class:`arges.boot.decider.KubeBootDecider`).
 
     Raises:
-        KubeError: when the state cannot be read.
+        KubeError: when the state cannot be read or the boot cannot be recorded.
     """
 
-    async def decide(self, uuid: str, client: str) -> tuple[BootDecision, Environment | None]: ...
+    async def decide(self, uuid: str, client: str, mac: str) -> ipxe.BootAnswer: ...
+
+
+class Admission(Protocol):
+    """Whether a client is within its request rate (see
+    :meth:`arges.access.guard.BootGuard.admit`)."""
+
+    def admit(self, client: str, what: str) -> bool: ...
 
 
 @dataclass(frozen=True)
 class HttpConfig:
-    """Where the service listens, and the address servers use to reach it."""
+    """The address servers reach the service at (the only one it listens on), its port."""
 
     address: str
     port: int = 8081
-    listen: str = "0.0.0.0"
     tftp_root: Path = Path("/usr/lib/ipxe")
     header_timeout: float = 10.0
     """Seconds a client has to send a request's head (after connecting, or after the last
@@ -77,11 +88,13 @@ class BootHttp:
         decider: Decider,
         assets: AssetCache,
         extra_routes: Sequence[web.RouteDef] = (),
+        admission: Admission | None = None,
         metrics: Metrics | None = None,
     ) -> None:
         self.config = config
         self.metrics = metrics if metrics is not None else Metrics()
         self.decider = decider
+        self.admission = admission
         self.assets = assets
         self.extra_routes = list(extra_routes)
         self._runner: web.AppRunner | None = None
@@ -107,16 +120,12 @@ class BootHttp:
         runner = web.AppRunner(self.app(), access_log=None, keepalive_timeout=cfg.header_timeout)
         await runner.setup()
         self.limits = ConnectionLimits(cfg.connections_per_client, cfg.connections)
-        site = GuardedSite(runner, cfg.listen, cfg.port, reuse_address=True, limits=self.limits)
+        sock = sockets.bound(socket.SOCK_STREAM, cfg.address, cfg.port)
+        site = GuardedSite(runner, cfg.address, cfg.port, limits=self.limits, sock=sock)
         await site.start()
         self._runner = runner
         self.port = site.port
-        log.info(
-            "boot HTTP on %s:%d (servers use %s)",
-            self.config.listen,
-            self.port,
-            self.base_url,
-        )
+        log.info("boot HTTP on %s:%d (servers use %s)", cfg.address, self.port, self.base_url)
 
     async def stop(self) -> None:
         if self._runner is not None:
@@ -137,17 +146,23 @@ class BootHttp:
         mac = ipxe.mac_from_query(request.query.get("mac", ""))
         client = request.remote or ""
         platform = request.query.get("platform", "")
+        if self.admission is not None and not self.admission.admit(client, "/ipxe"):
+            return web.Response(status=429, text="too many requests\n", headers=RETRY)
         try:
-            decision, env = await self.decider.decide(uuid, client)
+            answer = await self.decider.decide(uuid, client, mac)
         except KubeError as exc:
             log.warning("/ipxe for %s from %s: %s", uuid, client, exc)
             self.metrics.boot_request(uuid, mac, client, platform, "unavailable", str(exc))
             return web.Response(status=503, text="Arges cannot reach its API; retry\n")
-        self.metrics.boot_request(
-            uuid, mac, client, platform, decision_label(decision), decision.reason
-        )
-        script = ipxe.render(decision, env, base_url=self.base_url, mac=mac)
-        log.info("/ipxe %s (%s) from %s: %s", uuid or "-", mac or "-", client, decision.reason)
+        script = ipxe.render(answer, base_url=self.base_url, mac=mac)
+        if answer.refused:
+            self.metrics.boot_request(uuid, mac, client, platform, "refused", answer.refused)
+        else:
+            decision = answer.decision
+            self.metrics.boot_request(
+                uuid, mac, client, platform, decision_label(decision), decision.reason
+            )
+            log.info("/ipxe %s (%s) from %s: %s", uuid or "-", mac or "-", client, decision.reason)
         return web.Response(status=script.status, text=script.body)
 
     async def asset(self, request: web.Request) -> web.StreamResponse:

@@ -8,14 +8,21 @@ yet keeps trying instead of falling through to a stale disk). It configures IPv4
 waits for IPv6 router advertisements, which costs 16 s per attempt on a network that sends
 none (measured in the lab).
 
-``/ipxe`` renders a :class:`~arges.metal.boot.BootDecision`:
+``/ipxe`` renders a :class:`BootAnswer` (a :class:`~arges.metal.boot.BootDecision` and the
+credential minted for the boot):
 
 - environment: ``kernel`` and ``initrd`` from ``/env/<name>/``, the Environment's arguments,
-  plus for the agent ``arges.url=`` and ``arges.mac=``, and for a target Environment
-  ``talos.config=<arges>/configdata?uuid=`` (Talos fills in the UUID), each unless the
-  Environment already sets it;
+  plus for the agent ``arges.url=``, ``arges.mac=`` and ``arges.token=<credential>``, and
+  for a target Environment ``talos.config=<arges>/configdata?uuid=&token=<credential>``
+  (Talos fills in the empty ``uuid=`` and keeps the other parameters), each unless the
+  Environment already sets it (an Environment's own ``talos.config=`` gets no credential:
+  Arges' ``/configdata`` then refuses it);
 - disk: ``exit`` (ipxe-exit), HTTP 404 (http-404), or ``sanboot`` of the first disk;
-- not ready: HTTP 412 with the reason.
+- not ready: HTTP 412 with the reason;
+- refused (the requester is not plausibly that server, see :mod:`arges.access.guard`): 403,
+  saying nothing more.
+
+The credential is in the script only, never in a log line.
 """
 
 from __future__ import annotations
@@ -27,6 +34,17 @@ from arges.api.environment import Environment
 from arges.metal.boot import BootDecision
 
 MAC_HEXHYP = re.compile(r"^[0-9a-fA-F]{2}(-[0-9a-fA-F]{2}){5}$")
+
+
+@dataclass(frozen=True)
+class BootAnswer:
+    """What ``/ipxe`` answers: the decision, its Environment, the credential minted for the
+    boot ("" when none), and why the requester was refused ("" when it was not)."""
+
+    decision: BootDecision
+    environment: Environment | None
+    credential: str = ""
+    refused: str = ""
 
 
 @dataclass(frozen=True)
@@ -68,7 +86,7 @@ def _has(args: list[str], key: str) -> bool:
 
 
 def kernel_args(
-    env: Environment, *, target: bool, base_url: str, mac: str
+    env: Environment, *, target: bool, base_url: str, mac: str, credential: str
 ) -> tuple[list[str], str]:
     """The kernel command line and the initrd's name (``initrd=`` tells an EFI-stub kernel
     which file iPXE handed it)."""
@@ -79,17 +97,22 @@ def kernel_args(
         args.append("initrd=initrd")
     if target:
         if not _has(args, "talos.config"):
-            args.append(f"talos.config={base_url}/configdata?uuid=")
+            args.append(f"talos.config={base_url}/configdata?uuid=&token={credential}")
     else:
         if not _has(args, "arges.url"):
             args.append(f"arges.url={base_url}")
         if mac and not _has(args, "arges.mac"):
             args.append(f"arges.mac={mac}")
+        args = [a for a in args if not a.startswith("arges.token=")]
+        args.append(f"arges.token={credential}")
     return args, initrd
 
 
-def render(decision: BootDecision, env: Environment | None, *, base_url: str, mac: str) -> Script:
-    """The ``/ipxe`` answer for ``decision`` (see the module docstring)."""
+def render(answer: BootAnswer, *, base_url: str, mac: str) -> Script:
+    """The ``/ipxe`` answer (see the module docstring)."""
+    decision, env = answer.decision, answer.environment
+    if answer.refused:
+        return Script(403, "forbidden\n")
     if decision.kind == "not-ready":
         return Script(412, f"{decision.reason}\n")
     if decision.kind == "disk":
@@ -99,7 +122,9 @@ def render(decision: BootDecision, env: Environment | None, *, base_url: str, ma
             return Script(200, "#!ipxe\nsanboot --no-describe --drive 0x80\n")
         return Script(200, "#!ipxe\nexit\n")
     assert env is not None and decision.environment is not None
-    args, initrd = kernel_args(env, target=decision.target, base_url=base_url, mac=mac)
+    args, initrd = kernel_args(
+        env, target=decision.target, base_url=base_url, mac=mac, credential=answer.credential
+    )
     root = f"{base_url}/env/{decision.environment}"
     return Script(
         200,

@@ -1,18 +1,28 @@
-"""The agent ISO per Server, for BMC virtual media: ``GET|HEAD /agent/<uuid>.iso``.
+"""The agent ISO per Server, for BMC virtual media: ``GET|HEAD /agent/<uuid>.iso?token=``.
 
-A BMC told to ``InsertMedia`` fetches the image from this URL. Each Server's ISO is built
-(:func:`arges.agent.image.iso.build_iso`) from the agent Environment's cached kernel and
-initramfs with that Server's kernel command line (:func:`arges.metal.media.agent_media_args`:
-where to register, and its static network if it has one), once per distinct command line and
-image, under ``DATA_DIR/media/<digest>.iso``; a Server's earlier ISO is removed when its
-command line changes. :meth:`AgentMedia.url` builds it ahead, so the BMC's fetch never waits
-on a build (BMCs give up on slow image servers).
+A BMC told to ``InsertMedia`` fetches the image from this URL. Each insertion is a boot, and
+gets a credential of its own, as ``/ipxe`` mints one for a network boot
+(:mod:`arges.access.guard`): its hash is recorded on the Server before the URL is handed
+out, the credential goes into the ISO's kernel command line (``arges.token=``, beside what
+:func:`arges.metal.media.agent_media_args` gives: where to register, and the Server's static
+network if it has one), and the URL carries it too: the ISO, which holds it, is served only
+for the Server's current credential (403 otherwise, and for an unknown UUID). A CD-booted
+agent has asked no ``/ipxe``, so its credential is bound to its static address when the
+Server has one, else to the address it is first used from.
+
+ISOs are built (:func:`arges.agent.image.iso.build_iso`) from the agent Environment's cached
+kernel and initramfs under ``DATA_DIR/media/<digest>.iso``, once per distinct command line
+and image; a Server's earlier ISO is removed when a new one replaces it.
+:meth:`AgentMedia.url` builds it ahead, so the BMC's fetch never waits on a build (BMCs give
+up on slow image servers); after a restart the first fetch builds it again.
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import hashlib
+import ipaddress
 import json
 import logging
 from collections import defaultdict
@@ -21,6 +31,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from arges.access.guard import BootGuard, Refused
 from arges.agent.image.debs import BuildError
 from arges.agent.image.iso import build_iso
 from arges.api.environment import AGENT_ENVIRONMENT, Environment
@@ -44,8 +55,10 @@ class AgentMedia:
         assets: AssetCache,
         directory: Path,
         base_url: Callable[[], str],
+        guard: BootGuard,
     ) -> None:
         self.kube = kube
+        self.guard = guard
         self.assets = assets
         self.directory = directory
         self.base_url = base_url
@@ -55,8 +68,8 @@ class AgentMedia:
     def routes(self) -> list[web.RouteDef]:
         return [web.get("/agent/{uuid}.iso", self.serve)]
 
-    async def prepare(self, uuid: str) -> Path:
-        """The ISO of Server ``uuid``, built if needed.
+    async def prepare(self, uuid: str, token: str) -> Path:
+        """The ISO of Server ``uuid`` for the boot of credential ``token``, built if needed.
 
         Raises:
             NotFound: there is no such Server.
@@ -76,16 +89,20 @@ class AgentMedia:
         args = agent_media_args(
             list(env.spec.kernel.args or []), self.base_url(), server.spec.agent_network
         )
-        inputs = json.dumps([kernel.sha512, initrd.sha512, args])
+        inputs = json.dumps([kernel.sha512, initrd.sha512, args, token])
         path = self.directory / f"{hashlib.sha256(inputs.encode()).hexdigest()[:32]}.iso"
         async with self._locks[path.name]:
             if not path.exists():
                 try:
-                    await asyncio.to_thread(build_iso, kernel.path, initrd.path, args, path)
+                    await asyncio.to_thread(
+                        build_iso, kernel.path, initrd.path, [*args, f"arges.token={token}"], path
+                    )
                 except BuildError as exc:
                     raise MediaUnavailable(str(exc)) from exc
+                # It holds the boot's credential (the data directory is private too).
+                path.chmod(0o600)
                 log.info(
-                    "agent ISO for %s: %s (%.1f MiB), kernel arguments: %s",
+                    "agent ISO for %s: %s (%.1f MiB), kernel arguments: %s arges.token=***",
                     uuid,
                     path.name,
                     path.stat().st_size / 2**20,
@@ -98,26 +115,58 @@ class AgentMedia:
         return path
 
     async def url(self, uuid: str) -> str:
-        """Where a BMC fetches Server ``uuid``'s ISO, once it is built.
+        """Where a BMC fetches Server ``uuid``'s ISO for a new boot, once it is built: a
+        credential is minted and recorded for that boot first (see the module docstring).
 
         Raises:
             MediaUnavailable: as :meth:`prepare`, and for a missing Server or an API error.
         """
         try:
-            await self.prepare(uuid)
+            server = Server.from_json(await self.kube.get(SERVERS, uuid))
+            network = server.spec.agent_network
+            static = _address(network.address) if network is not None else ""
+            token, patch = self.guard.issue(
+                server,
+                uuid,
+                "agent",
+                "",
+                network.mac.lower() if network is not None and network.mac else "",
+                None,
+                dt.datetime.now(dt.UTC),
+                addresses=[static] if static else [],
+            )
+            await self.kube.patch(SERVERS, uuid, {"status": patch}, subresource="status")
+            await self.prepare(uuid, token)
         except KubeError as exc:
             raise MediaUnavailable(f"cannot read server {uuid}: {exc}") from exc
-        return f"{self.base_url()}/agent/{uuid}.iso"
+        return f"{self.base_url()}/agent/{uuid}.iso?token={token}"
 
     async def serve(self, request: web.Request) -> web.StreamResponse:
         uuid = request.match_info["uuid"].lower()
+        token = request.query.get("token", "")
+        client = request.remote or ""
+        if not self.guard.admit(client, "/agent/iso"):
+            raise web.HTTPTooManyRequests(text="too many requests\n", headers={"Retry-After": "1"})
         try:
-            path = await self.prepare(uuid)
+            await self.guard.verify(uuid, token, ("agent",), client, bound=False)
+            path = await self.prepare(uuid, token)
+        except Refused as refusal:
+            await self.guard.refused("/agent/iso", "MediaRefused", uuid, client, refusal)
+            raise web.HTTPForbidden(text="forbidden\n") from None
         except NotFound as exc:
-            raise web.HTTPNotFound(text=f"no server {uuid}\n") from exc
+            raise web.HTTPForbidden(text="forbidden\n") from exc
         except MediaUnavailable as exc:
             raise web.HTTPPreconditionFailed(text=f"{exc}\n") from exc
         except KubeError as exc:
             raise web.HTTPServiceUnavailable(text="Arges cannot reach its API; retry\n") from exc
-        log.info("%s %s to %s", request.method, request.path, request.remote or "-")
+        log.info("%s %s to %s", request.method, request.path, client or "-")
         return web.FileResponse(path, headers={"Content-Type": "application/octet-stream"})
+
+
+def _address(interface: str) -> str:
+    """The address of ``spec.agentNetwork.address`` ("" when it is not one: the build says
+    why)."""
+    try:
+        return str(ipaddress.IPv4Interface(interface).ip)
+    except ValueError:
+        return ""

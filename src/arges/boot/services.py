@@ -12,10 +12,11 @@ from pathlib import Path
 
 from aiohttp import web
 
+from arges.access.sightings import Sightings
 from arges.assets import AssetCache
 from arges.boot.dhcp import BootFiles
 from arges.boot.dhcpserver import DhcpConfig, DhcpService, Mode
-from arges.boot.http import BootHttp, Decider, HttpConfig
+from arges.boot.http import Admission, BootHttp, Decider, HttpConfig
 from arges.boot.leases import PoolConfig
 from arges.boot.tftpserver import TftpServer
 from arges.metrics import Metrics
@@ -64,7 +65,8 @@ def default_address() -> str:
 
 
 class BootServices:
-    """DHCP (unless off), TFTP and the boot HTTP service."""
+    """DHCP (unless off), TFTP and the boot HTTP service; DHCP notes what it hears in
+    ``sightings``."""
 
     def __init__(
         self,
@@ -73,6 +75,8 @@ class BootServices:
         assets: AssetCache,
         state_dir: Path,
         extra_routes: Sequence[web.RouteDef] = (),
+        sightings: Sightings | None = None,
+        admission: Admission | None = None,
         metrics: Metrics | None = None,
     ) -> None:
         self.config = config
@@ -82,9 +86,13 @@ class BootServices:
             decider,
             assets,
             extra_routes,
+            admission,
             self.metrics,
         )
-        self.tftp = TftpServer(config.tftp_root, "0.0.0.0", config.tftp_port, metrics=self.metrics)
+        # HTTP and TFTP on the boot address only; DHCP must hear broadcasts (see dhcpserver).
+        self.tftp = TftpServer(
+            config.tftp_root, config.address, config.tftp_port, metrics=self.metrics
+        )
         self.dhcp: DhcpService | None = None
         if config.dhcp_mode is not None:
             pool = None
@@ -118,6 +126,7 @@ class BootServices:
                     proxy_port=config.proxydhcp_port,
                     pool=pool,
                     lease_file=state_dir / "dhcp-leases.json",
+                    sightings=sightings,
                 ),
                 self.metrics,
             )

@@ -43,6 +43,7 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, cast
 
+from arges.boot import sockets
 from arges.boot.tftp import (
     ACK,
     DATA,
@@ -304,12 +305,9 @@ class TftpServer:
         Raises:
             OSError: the port cannot be bound (taken, or 69 without the privilege).
         """
-        sock = socket.socket(
-            socket.AF_INET6 if ":" in self.host else socket.AF_INET, socket.SOCK_DGRAM
-        )
+        # The boot address only, bound even before it exists (arges.boot.sockets).
+        sock = sockets.bound(socket.SOCK_DGRAM, self.host, self.port)
         try:
-            sock.bind((self.host, self.port))
-            sock.setblocking(False)
             _enlarge_receive_buffer(sock, LISTEN_BUFFER)
         except OSError:
             sock.close()
@@ -396,6 +394,7 @@ class TftpServer:
                 peer[0],
             )
             return
+        # Not sockets.bound: SO_REUSEADDR on port 0 may hand two transfers one port.
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_DGRAM)
         try:

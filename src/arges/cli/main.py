@@ -15,6 +15,7 @@ from arges.cli.demo import demo
 from arges.cli.importer import import_
 from arges.cli.lab import lab
 from arges.cli.logs import TEXT_FORMAT
+from arges.cli.secrets import secrets
 from arges.cli.status import status
 from arges.cli.talos import talos
 from arges.cli.ui import ui
@@ -67,3 +68,4 @@ main.add_command(import_)
 main.add_command(constellation)
 main.add_command(status)
 main.add_command(ui)
+main.add_command(secrets)

@@ -115,6 +115,14 @@ from arges.plane import ManagementPlane, NotInstalled, PlaneConfig
     help="Make the agent image, in its target mode, the 'default' Environment, for a lab "
     "that cannot download Talos (in production 'default' is Talos itself).",
 )
+@click.option(
+    "--asset-dir",
+    "asset_dirs",
+    multiple=True,
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    help="A directory whose files Environments may name with file:// URLs (repeatable); "
+    "no other local file is read for an Environment.",
+)
 @click.option("--no-boot", is_flag=True, help="Run no network boot services at all.")
 @click.option(
     "--leader-elect",
@@ -162,6 +170,7 @@ def up(
     talos_initrd_url: str | None,
     agent_image: Path | None,
     talos_stand_in: bool,
+    asset_dirs: tuple[Path, ...],
     no_boot: bool,
     leader_elect: bool,
     leader_election_namespace: str | None,
@@ -223,6 +232,7 @@ def up(
         boot=boot,
         discovery=DiscoveryConfig(auto_accept=auto_accept_servers, wipe_mode=wipe_mode),  # type: ignore[arg-type]
         external_api=external,
+        asset_dirs=asset_dirs,
         leader_election=election,
         metrics_port=metrics_port,
     )

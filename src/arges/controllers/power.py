@@ -36,7 +36,7 @@ from arges.metal.conditions import condition_patch
 from arges.metal.media import MediaUnavailable
 from arges.metal.power import AGENT_MEDIA, POWER_CYCLE, PowerIntent, intent
 from arges.metrics import Metrics
-from arges.power.base import BmcInfo, BootDevice, PowerAction, PowerDriver, PowerState
+from arges.power.base import BmcInfo, BootDevice, PowerAction, PowerDriver, PowerState, shown
 from arges.power.errors import PowerError, Unsupported
 from arges.power.factory import build_driver
 
@@ -214,7 +214,8 @@ class PowerController(Controller):
                 )
             url = await self.media(server.name)
             await driver.insert_media(url)
-            await self._set(server, AGENT_MEDIA, "True", "Inserted", f"the agent ISO {url}")
+            # The URL's query holds the boot's credential: it goes to the BMC, not the status.
+            await self._set(server, AGENT_MEDIA, "True", "Inserted", f"the agent ISO {shown(url)}")
             await driver.set_boot_device(BootDevice.CD)
         if action == "cycle":
             await self._cycle_requested(server, now, plan.reason)

@@ -7,11 +7,24 @@ heartbeats and outcomes: a successful wipe makes an accepted, unbound server cle
 target install marks its ServerBinding ``Installed``. Both answer the next
 :class:`~arges.wire.Instruction` (see :mod:`arges.metal.agent`).
 
+Every request carries the credential ``/ipxe`` minted for the server's current boot
+(``Authorization: Bearer``, from the agent's ``arges.token=`` kernel argument; the
+target Environment's installed report carries its ``talos.config=`` URL's ``token=``).
+Registrations, heartbeats and wipe reports need that boot's ``agent`` credential; installed
+reports its ``config`` one, and spend it. Anything else is refused with 403 and nothing
+written (see :mod:`arges.access.guard`), so only a wipe report from the server's own agent,
+in its current boot, ever makes a server clean. A server's first registration may use the
+signed credential ``/ipxe`` gave it before it existed. A registration that would change an
+accepted server's identity (its NICs, its serial number, or a boot from a NIC it does not
+have) is refused with 409 and recorded as condition ``Identity`` (False, ``Changed``); to
+take the new identity, un-accept the server, let it register, and accept it again.
+
 Everything received is validated before anything is written: body size, JSON types (strict:
 no strings for numbers), a UUID that is well formed, not a placeholder, and equal to the
 inventory's SMBIOS UUID, addresses that parse, bounded list lengths. Handlers keep no state
 per client and at most ``concurrency`` requests work at once (the rest get 503 with
-Retry-After), so a flood of registrations cannot grow memory without bound.
+Retry-After), more than a few a second from one address get 429, so a flood of
+registrations cannot grow memory without bound.
 """
 
 from __future__ import annotations
@@ -28,15 +41,16 @@ from typing import Any
 from aiohttp import web
 from pydantic import ValidationError
 
+from arges.access.guard import BootGuard, Refused
 from arges.api.base import ConditionStatus
 from arges.api.binding import INSTALLED, ServerBinding
-from arges.api.server import HardwareInformation, Server
+from arges.api.server import CredentialPurpose, HardwareInformation, Server
 from arges.errors import ArgesError
 from arges.kube.client import KubeClient
 from arges.kube.errors import AlreadyExists, KubeError, NotFound
 from arges.kube.resources import SERVER_BINDINGS, SERVERS
 from arges.metal.agent import instruct
-from arges.metal.conditions import condition_patch
+from arges.metal.conditions import condition_patch, find, is_true
 from arges.wire import MAX_BODY_BYTES, PHASES, REGISTER_PATH, REPORT_PATH, WipeMode
 
 log = logging.getLogger(__name__)
@@ -52,12 +66,18 @@ PLACEHOLDER_UUIDS = frozenset(
 )
 """UUIDs firmware reports when none was programmed (the last one is a well-known AMI
 default); many machines would share them, so they cannot name a Server."""
+IDENTITY = "Identity"
+"""Server condition: False (``Changed``) while registrations would change its identity."""
 LIMITS = {"processors": 64, "modules": 512, "devices": 256, "interfaces": 256, "addresses": 64}
 WIPE = "Wipe"
 
 
 class BadRegistration(ArgesError, ValueError):
     """Input the endpoint refuses (HTTP 400), with a message for the agent's log."""
+
+
+class IdentityChanged(ArgesError):
+    """A registration that would change an accepted server's identity (HTTP 409)."""
 
 
 @dataclass(frozen=True)
@@ -72,9 +92,10 @@ class DiscoveryConfig:
 class DiscoveryApi:
     """The handlers; mount with :meth:`routes`."""
 
-    def __init__(self, kube: KubeClient, config: DiscoveryConfig) -> None:
+    def __init__(self, kube: KubeClient, config: DiscoveryConfig, guard: BootGuard) -> None:
         self.kube = kube
         self.config = config
+        self.guard = guard
         self._slots = asyncio.Semaphore(config.concurrency)
 
     def routes(self) -> list[web.RouteDef]:
@@ -87,6 +108,9 @@ class DiscoveryApi:
         return await self._guarded(request, self._report)
 
     async def _guarded(self, request: web.Request, handler: Any) -> web.Response:
+        remote = request.remote or ""
+        if not self.guard.admit(remote, request.path):
+            return _error(429, "too many requests", headers={"Retry-After": "1"})
         if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
             return _error(413, f"body larger than {MAX_BODY_BYTES} bytes")
         try:
@@ -99,11 +123,20 @@ class DiscoveryApi:
             if len(raw) > MAX_BODY_BYTES:
                 return _error(413, f"body larger than {MAX_BODY_BYTES} bytes")
             body = _parse(raw)
-            answer: dict[str, Any] = await handler(body, request.remote or "")
+            scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+            token = token.strip() if scheme.lower() == "bearer" else ""
+            answer: dict[str, Any] = await handler(body, remote, token)
             return web.json_response(answer)
         except BadRegistration as exc:
             log.info("refused from %s: %s", request.remote, exc)
             return _error(400, str(exc))
+        except Refused as refusal:
+            uuid = str(body.get("uuid", "")).lower()
+            await self.guard.refused(request.path, "AgentRefused", uuid, remote, refusal)
+            return _error(403, "forbidden")
+        except IdentityChanged as exc:
+            log.warning("registration from %s refused: %s", remote, exc)
+            return _error(409, str(exc))
         except KubeError as exc:
             log.warning("discovery request from %s failed: %s", request.remote, exc)
             return _error(
@@ -114,7 +147,7 @@ class DiscoveryApi:
         finally:
             self._slots.release()
 
-    async def _register(self, body: dict[str, Any], remote: str) -> dict[str, Any]:
+    async def _register(self, body: dict[str, Any], remote: str, token: str) -> dict[str, Any]:
         uuid, hardware = _identity(body)
         hostname = body.get("hostname", "")
         if not isinstance(hostname, str) or len(hostname) > 253:
@@ -123,10 +156,10 @@ class DiscoveryApi:
         boot_mac = body.get("bootMac", "")
         if boot_mac and (not isinstance(boot_mac, str) or not MAC_RE.match(boot_mac.lower())):
             raise BadRegistration(f"bootMac {boot_mac!r} is not a MAC address")
+        verified = await self.guard.verify(uuid, token, ("agent",), remote, signed=True)
         created = False
-        try:
-            current = await self.kube.get(SERVERS, uuid)
-        except NotFound:
+        current = verified.server
+        if current is None:
             try:
                 current = await self.kube.create(
                     SERVERS,
@@ -134,7 +167,10 @@ class DiscoveryApi:
                 )
                 created = True
             except AlreadyExists:
+                # Another registration with the same credential created it a moment ago.
                 current = await self.kube.get(SERVERS, uuid)
+        else:
+            await self._check_identity(Server.from_json(current), hardware, remote)
         inventory = hardware.to_json()
         previous = (current.get("status") or {}).get("hardware")
         status = {
@@ -142,6 +178,7 @@ class DiscoveryApi:
             "hostname": hostname or None,
             "addresses": [{"type": "InternalIP", "address": a} for a in addresses] or None,
             "lastSeen": _now(),
+            **(verified.patch or {}),
         }
         # Create, then the inventory: a kill between them leaves a Server without hardware,
         # which the agent's retried registration fills in (without a second Registered Event).
@@ -154,7 +191,54 @@ class DiscoveryApi:
             await self.kube.event(updated, "InventoryChanged", f"now {_summary(hardware)}")
         return self._instruction(updated, await self._binding(uuid))
 
-    async def _report(self, body: dict[str, Any], remote: str) -> dict[str, Any]:
+    async def _check_identity(
+        self, server: Server, hardware: HardwareInformation, remote: str
+    ) -> None:
+        """Refuse a registration that would change an accepted server's identity (see the
+        module docstring), recording why as condition ``Identity``.
+
+        Raises:
+            IdentityChanged: when it would.
+        """
+        known = server.status.hardware
+        if not server.spec.accepted or known is None:
+            return
+        macs = {n.mac.lower() for n in hardware.network.interfaces if n.mac}
+        known_macs = {n.mac.lower() for n in known.network.interfaces if n.mac}
+        problems = []
+        if known_macs and macs != known_macs:
+            problems.append(f"NICs {_macs(macs)} instead of {_macs(known_macs)}")
+        serial, known_serial = hardware.system.serial_number, known.system.serial_number
+        if known_serial and serial != known_serial:
+            problems.append(f"serial number {serial!r} instead of {known_serial!r}")
+        record = server.status.boot_credential
+        if record is not None and record.mac and record.mac not in macs:
+            problems.append(f"booted from NIC {record.mac}, which it does not list")
+        now = dt.datetime.now(dt.UTC)
+        if not problems:
+            if not is_true(server.status.conditions, IDENTITY) and find(
+                server.status.conditions, IDENTITY
+            ):
+                await self.kube.update_status(
+                    SERVERS,
+                    server.name,
+                    lambda obj: condition_patch(
+                        obj, IDENTITY, "True", "Verified", "the inventory matches", now=now
+                    ),
+                )
+            return
+        message = (
+            f"a registration from {remote} reported {'; '.join(problems)}: refused, as the "
+            "server is accepted (un-accept it to take the new identity)"
+        )
+        await self.kube.update_status(
+            SERVERS,
+            server.name,
+            lambda obj: condition_patch(obj, IDENTITY, "False", "Changed", message, now=now),
+        )
+        raise IdentityChanged(message)
+
+    async def _report(self, body: dict[str, Any], remote: str, token: str) -> dict[str, Any]:
         uuid = _uuid(body.get("uuid"))
         phase = body.get("phase")
         if phase not in PHASES:
@@ -162,6 +246,10 @@ class DiscoveryApi:
         message = body.get("message", "")
         if not isinstance(message, str) or len(message) > 4096:
             raise BadRegistration("message must be a string of at most 4096 characters")
+        purpose: CredentialPurpose = (
+            "config" if phase in ("installed", "install-failed") else "agent"
+        )
+        verified = await self.guard.verify(uuid, token, (purpose,), remote)
         binding = await self._binding(uuid)
         now = dt.datetime.now(dt.UTC)
         wipe: tuple[ConditionStatus, str, str] | None = None
@@ -175,13 +263,23 @@ class DiscoveryApi:
             wipe = ("False", "WipeFailed", message or "the agent could not wipe the disks")
 
         def record(obj: dict[str, Any]) -> dict[str, Any]:
-            status: dict[str, Any] = {"lastSeen": _now()}
+            status: dict[str, Any] = {"lastSeen": _now(), **(verified.patch or {})}
+            if phase == "installed" and binding is not None:
+                status["bootCredential"] = {
+                    **status.get("bootCredential", {}),
+                    "sha256": None,
+                    "spent": "the machine config is installed",
+                }
             if wipe is not None:
                 status |= condition_patch(obj, WIPE, *wipe, now=now) or {}
             if phase == "wiped" and (obj.get("spec") or {}).get("accepted") and binding is None:
                 status["isClean"] = True
             return status
 
+        if phase == "installed" and binding is not None:
+            # The binding first: a kill before the credential is spent leaves it working
+            # for a config /configdata no longer serves (the binding is Installed).
+            await self._installed(binding, True, message)
         try:
             updated = await self.kube.update_status(SERVERS, uuid, record)
         except NotFound as exc:
@@ -190,8 +288,8 @@ class DiscoveryApi:
             await self.kube.event(updated, "Wiped", wipe[2])
         elif phase == "wipe-failed":
             await self.kube.event(updated, "WipeFailed", message, type="Warning")
-        elif phase in ("installed", "install-failed") and binding is not None:
-            await self._installed(binding, phase == "installed", message)
+        elif phase == "install-failed" and binding is not None:
+            await self._installed(binding, False, message)
         return self._instruction(updated, binding)
 
     async def _installed(self, binding: ServerBinding, ok: bool, message: str) -> None:
@@ -337,6 +435,10 @@ def _addresses(value: Any) -> list[str]:
         except (TypeError, ValueError) as exc:
             raise BadRegistration(f"address {item!r} is not an IP address") from exc
     return out
+
+
+def _macs(macs: set[str]) -> str:
+    return ", ".join(sorted(macs)) or "none"
 
 
 def _summary(hw: HardwareInformation) -> str:

@@ -14,14 +14,20 @@ The answer is assembled from the cluster's state at request time:
          ``metal.arges.dev/uuid``, so the Node registers with the MetalMachine's provider ID
       -> YAML (text/yaml)
 
-A server that is unknown, not bound, or whose config is not rendered yet gets a 404 with the
-reason; a patch that fails gets a 500 naming the patch. Both are cheap and stable, since Talos
-keeps asking. Every delivery is recorded: a ``ConfigDelivered`` condition (time and client
-address) on the Server and its ServerBinding, and an Event.
+Only the machine a config is for gets it: the request must carry the credential ``/ipxe``
+minted for this boot of that server (``token=``, in the ``talos.config=`` URL of its kernel
+arguments) and come from an address that credential is bound to (see
+:mod:`arges.access.guard`). Anything else, an unknown UUID included, gets the same 403 and
+nothing else, before anything about the server is looked up, and an Event ``ConfigRefused``
+on the Server when it exists; more than a few requests a second from one address get 429.
+Once its binding is ``Installed`` a server's credential is spent, and the config is not
+served again until the next boot brings a new one.
 
-Who may fetch a config is decided in one place (:meth:`MetadataService.authorize`), which
-today lets every request through, as Sidero did; restricting delivery to the bound machine
-(its address, or a one-time token in its kernel arguments) changes only that method.
+For the machine itself, a server that is not bound, or whose config is not rendered yet,
+gets a 404 with the reason; a patch that fails gets a 500 naming the patch. Both are cheap
+and stable, since Talos keeps asking (and each authenticated attempt keeps its credential
+alive). Every delivery is recorded: a ``ConfigDelivered`` condition (time and client
+address) on the Server and its ServerBinding, and an Event.
 """
 
 from __future__ import annotations
@@ -36,8 +42,10 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
+from arges.access import credentials
+from arges.access.guard import BootGuard, Refused, Verified
 from arges.api.base import JSONPatchOperation
-from arges.api.binding import CONFIG_DELIVERED, CONFIG_KEY, ServerBinding
+from arges.api.binding import CONFIG_DELIVERED, CONFIG_KEY, INSTALLED, ServerBinding
 from arges.api.server import Server
 from arges.api.serverclass import ServerClass
 from arges.errors import ArgesError
@@ -46,13 +54,14 @@ from arges.kube.client import KubeClient
 from arges.kube.errors import KubeError, NotFound
 from arges.kube.resources import METAL_MACHINES, SECRETS, SERVER_BINDINGS, SERVER_CLASSES, SERVERS
 from arges.metal.capi import data_secret_name, node_patch, owner, provider_id
-from arges.metal.conditions import condition_patch
+from arges.metal.conditions import condition_patch, is_true
 from arges.metal.memberconfig import serve_problem
 from arges.talos.errors import TalosError
 from arges.talos.patches import apply_text, patch_set
 
 log = logging.getLogger(__name__)
 
+RETRY = {"Retry-After": "1"}
 BOOTSTRAP_KEY = "value"
 """The key of a Cluster API bootstrap data Secret (the bootstrap provider contract)."""
 
@@ -118,9 +127,10 @@ class NotServed(ArgesError):
 class MetadataService:
     """The ``/configdata`` handler (see the module docstring); mount with :meth:`routes`."""
 
-    def __init__(self, kube: KubeClient, patcher: Patcher) -> None:
+    def __init__(self, kube: KubeClient, patcher: Patcher, guard: BootGuard) -> None:
         self.kube = kube
         self.patcher = patcher
+        self.guard = guard
         self.capi = ClusterApi(kube)
 
     def routes(self) -> list[web.RouteDef]:
@@ -128,12 +138,29 @@ class MetadataService:
 
     async def configdata(self, request: web.Request) -> web.Response:
         uuid = request.query.get("uuid", "").strip().lower()
+        token = request.query.get("token", "")
         remote = request.remote or ""
+        if not self.guard.admit(remote, "/configdata"):
+            return web.Response(status=429, text="too many requests\n", headers=RETRY)
         try:
-            if not uuid:
-                raise NotServed(400, "the uuid query parameter is required")
+            verified = await self.guard.verify(uuid, token, ("config",), remote)
+        except Refused as refusal:
+            await self.guard.refused("/configdata", "ConfigRefused", uuid, remote, refusal)
+            return web.Response(status=403, text="forbidden\n")
+        except KubeError as exc:
+            log.warning("configdata for %s from %s: %s", uuid, remote, exc)
+            return web.Response(status=503, text="Arges cannot reach its API; retry later\n")
+        try:
+            await self._touch(uuid, verified)
             server, binding, config, last = await self._lookup(uuid)
-            self.authorize(request, server, binding)
+            if is_true(binding.status.conditions, INSTALLED):
+                # Delivered and installed: this boot's credential is spent.
+                await self._spend(server)
+                spent = Refused(
+                    "the config is installed; its credential is spent", server.to_json()
+                )
+                await self.guard.refused("/configdata", "ConfigRefused", uuid, remote, spent)
+                return web.Response(status=403, text="forbidden\n")
             server_class = await self._server_class(binding)
             try:
                 body = self.patcher(config, [*sources_of(server_class, server), *last])
@@ -148,12 +175,15 @@ class MetadataService:
         await self._record(server, binding, remote)
         return web.Response(text=body, content_type="text/yaml")
 
-    def authorize(self, request: web.Request, server: Server, binding: ServerBinding) -> None:
-        """Whether this request may have this server's config (see the module docstring).
+    async def _touch(self, uuid: str, verified: Verified) -> None:
+        """Record the use of the credential (a new address, its expiry moved on)."""
+        if verified.patch is not None:
+            await self.kube.patch(SERVERS, uuid, {"status": verified.patch}, subresource="status")
 
-        Raises:
-            NotServed: 403, when it may not.
-        """
+    async def _spend(self, server: Server) -> None:
+        patch = credentials.spent(server.status.boot_credential, "the machine config is installed")
+        if patch is not None:
+            await self.kube.patch(SERVERS, server.name, {"status": patch}, subresource="status")
 
     async def _lookup(self, uuid: str) -> tuple[Server, ServerBinding, str, list[PatchSource]]:
         """The server, its binding, its config as rendered for it, and the patch sources that
@@ -161,7 +191,7 @@ class MetadataService:
         try:
             server = Server.from_json(await self.kube.get(SERVERS, uuid))
         except NotFound as exc:
-            raise NotServed(404, f"server {uuid} is not registered") from exc
+            raise NotServed(404, f"server {uuid} was deleted") from exc
         try:
             binding = ServerBinding.from_json(await self.kube.get(SERVER_BINDINGS, uuid))
         except NotFound as exc:

@@ -103,6 +103,13 @@ class Metrics:
             ["decision", "firmware"],
             registry=reg,
         )
+        self.boot_refusals = Counter(
+            "arges_boot_refusals",
+            "Requests on the boot port refused, by endpoint (/ipxe, /configdata, the agent's) "
+            "and answer (403: credential or requester refused; 429: over the client's rate).",
+            ["endpoint", "answer"],
+            registry=reg,
+        )
         self.dhcp_replies = Counter(
             "arges_dhcp_replies",
             "DHCP replies sent, by mode (proxy or full) and type (offer, ack, nak).",

@@ -25,6 +25,12 @@ from enum import Enum
 from arges.power.errors import PowerTimeout, Unsupported
 
 
+def shown(url: str) -> str:
+    """``url`` as it may be logged or written into a status: without its query, which holds
+    the credential of the boot an agent ISO is for (:mod:`arges.boot.media`)."""
+    return url.split("?", 1)[0]
+
+
 class PowerState(Enum):
     ON = "on"
     OFF = "off"

@@ -43,7 +43,7 @@ from sushy import exceptions as sushy_errors
 from sushy.resources.manager.virtual_media import VirtualMedia
 from sushy.resources.system.system import System
 
-from arges.power.base import BmcInfo, BootDevice, PowerAction, PowerDriver, PowerState
+from arges.power.base import BmcInfo, BootDevice, PowerAction, PowerDriver, PowerState, shown
 from arges.power.errors import (
     AuthenticationFailed,
     BmcError,
@@ -55,6 +55,10 @@ from arges.power.errors import (
 )
 
 log = logging.getLogger(__name__)
+# sushy's debug lines hold whole request bodies and resources, and InsertMedia's image URL
+# holds the credential of the boot it is for (arges.boot.media): secrets stay out of logs,
+# whatever --log-level says.
+logging.getLogger("sushy").setLevel(logging.INFO)
 
 T = TypeVar("T")
 
@@ -354,9 +358,9 @@ class RedfishDriver(PowerDriver):
             if not device.inserted or device.image != url:
                 raise BmcError(
                     f"{self.info}: InsertMedia was accepted but the drive reports "
-                    f"{device.image or 'no image'} (inserted: {device.inserted})"
+                    f"{shown(device.image or '') or 'no image'} (inserted: {device.inserted})"
                 )
-            log.info("%s: virtual CD %s holds %s", self.info, device.identity, url)
+            log.info("%s: virtual CD %s holds %s", self.info, device.identity, shown(url))
 
         await self._call("inserting virtual media", insert)
 

@@ -3,12 +3,16 @@ running in-process: discovery with an exact inventory, wipe on acceptance, targe
 
 QEMU's user-mode network answers the guest's DHCP and forwards 10.0.2.2 to the host's
 127.0.0.1, so no root, bridge or tap is needed; the plane's boot HTTP port (with the
-discovery endpoint and /configdata) listens on all addresses.
+discovery endpoint and /configdata) listens on 127.0.0.1, where the guest's connections
+arrive from. The guest is booted straight into the image, so the test asks ``/ipxe`` as its
+firmware would and gives the guest the kernel arguments it got (with the boot's credential),
+pointed at 10.0.2.2.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import re
 import shutil
 import socket
@@ -21,15 +25,15 @@ from typing import Any
 
 import aiohttp
 import pytest
+import yaml
 
 from arges.agent import target
-from arges.api.environment import Asset, EnvironmentSpec, Kernel
 from arges.boot.services import BootConfig
 from arges.kube.errors import NotFound
-from arges.kube.resources import SERVER_BINDINGS, SERVERS
+from arges.kube.resources import SECRETS, SERVER_BINDINGS, SERVERS
 from arges.plane import ManagementPlane, PlaneConfig
 from tests.integration.agent.conftest import Built
-from tests.integration.conftest import eventually, make_assets, sha512
+from tests.integration.conftest import Machine, env_ready, eventually, local_environment
 from tests.integration.metadata.test_configdata import UUID as BOUND_UUID
 from tests.integration.metadata.test_configdata import bound_server
 
@@ -152,18 +156,35 @@ class VM:
 
 @pytest.fixture
 async def plane(tmp_path: Path) -> AsyncIterator[ManagementPlane]:
-    kernel, initrd = make_assets(tmp_path / "talos")
-    spec = EnvironmentSpec(
-        kernel=Kernel(url=kernel.as_uri(), sha512=sha512(kernel)),
-        initrd=Asset(url=initrd.as_uri(), sha512=sha512(initrd)),
-    )
     boot = BootConfig(address="127.0.0.1", http_port=0, tftp_port=free_udp_port(), dhcp_mode=None)
     p = ManagementPlane(
-        PlaneConfig(data_dir=tmp_path / "data", api_port=0, default_environment=spec, boot=boot)
+        PlaneConfig(
+            data_dir=tmp_path / "data",
+            api_port=0,
+            default_environment=local_environment(tmp_path / "talos", []),
+            agent_environment=local_environment(tmp_path / "agent-env", []),
+            boot=boot,
+        )
     )
     await p.start()
+    assert p.kube is not None
+    for name in ("default", "agent"):
+        await eventually(lambda n=name: env_ready(p.kube, n), what=f"{name} ready")
     yield p
     await p.stop()
+
+
+async def firmware_boot(plane: ManagementPlane, uuid: str, want: str) -> str:
+    """The kernel arguments ``/ipxe`` gives ``uuid`` booting from its first NIC, pointed at
+    10.0.2.2 (where the guest reaches the host)."""
+    machine = Machine(f"http://127.0.0.1:{port(plane)}")
+    try:
+        script = await machine.boot(uuid, MACS[0].replace(":", "-"), want=want)
+    finally:
+        await machine.close()
+    kernel = next(line for line in script.splitlines() if line.startswith("kernel "))
+    args = " ".join(a for a in kernel.split()[2:] if a.startswith(("arges.", "talos.config=")))
+    return args.replace("http://127.0.0.1:", "http://10.0.2.2:")
 
 
 @pytest.fixture
@@ -194,7 +215,7 @@ async def test_discovery_inventory_then_wipe_on_acceptance(plane: ManagementPlan
     kube = plane.kube
     assert kube is not None
     started = time.monotonic()
-    await vm.start(f"arges.url=http://10.0.2.2:{port(plane)} arges.mac={MACS[0]}")
+    await vm.start(await firmware_boot(plane, UUID, "arges.token="))
 
     async def registered() -> dict | None:
         try:
@@ -258,7 +279,8 @@ async def test_target_mode_writes_the_config_and_the_binding_is_installed(
         tmp_path, agent_image, (DiskSpec("ARGES-TARGET", 32 * MIB, "virtio-blk-pci"),), BOUND_UUID
     )
     started = time.monotonic()
-    await machine.start(f"talos.config=http://10.0.2.2:{port(plane)}/configdata?uuid=")
+    cmdline = await firmware_boot(plane, BOUND_UUID, "talos.config=")
+    await machine.start(cmdline)
     try:
 
         async def installed() -> bool:
@@ -270,8 +292,12 @@ async def test_target_mode_writes_the_config_and_the_binding_is_installed(
         print(f"\n[figure] boot to installed (target mode): {time.monotonic() - started:.1f} s")
     finally:
         await machine.stop()
-    url = f"http://127.0.0.1:{port(plane)}/configdata?uuid={BOUND_UUID}"
+    on_disk = target.decode(machine.paths[0].read_bytes())
+    secret = await kube.get(SECRETS, f"demo-{BOUND_UUID[:8]}-config", "default")
+    rendered = base64.b64decode(secret["data"]["config"])
+    assert yaml.safe_load(on_disk) == yaml.safe_load(rendered), "what it was served"
+    assert b"type: worker" in on_disk
+    url = cmdline.split("talos.config=")[1].split()[0].replace("uuid=&", f"uuid={BOUND_UUID}&")
+    url = url.replace("http://10.0.2.2:", "http://127.0.0.1:")
     async with aiohttp.ClientSession() as session, session.get(url) as resp:
-        served = await resp.read()
-    assert target.decode(machine.paths[0].read_bytes()) == served
-    assert b"type: worker" in served
+        assert resp.status == 403, "installed: the boot's credential is spent"

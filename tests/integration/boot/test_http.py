@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
 import pytest
 
+from arges.access.guard import BootGuard
 from arges.boot.decider import KubeBootDecider
 from arges.boot.http import BootHttp, HttpConfig
 from arges.kube.resources import ENVIRONMENTS, SERVER_BINDINGS, SERVERS
@@ -27,10 +30,12 @@ async def boot(
     root.mkdir()
     (root / "ipxe.efi").write_bytes(b"EFI" * 1000)
     assert plane.kube is not None
+    guard = BootGuard(plane.kube)
     http = BootHttp(
-        HttpConfig("127.0.0.1", 0, listen="127.0.0.1", tftp_root=root),
-        KubeBootDecider(plane.kube),
+        HttpConfig("127.0.0.1", 0, tftp_root=root),
+        KubeBootDecider(plane.kube, guard),
         plane.assets,
+        admission=guard,
     )
     await http.start()
     yield f"http://127.0.0.1:{http.port}", plane, root
@@ -44,7 +49,7 @@ async def get(url: str, headers: dict[str, str] | None = None) -> tuple[int, byt
 
 async def agent_environment(plane: ManagementPlane, tmp_path: Path) -> None:
     assert plane.kube is not None
-    kernel, initrd = make_assets(tmp_path / "agent")
+    kernel, initrd = make_assets(tmp_path / "assets" / "agent")
     await plane.kube.create(
         ENVIRONMENTS,
         {
@@ -72,7 +77,10 @@ async def test_unknown_servers_get_the_agent_then_its_assets(boot, tmp_path: Pat
     script = body.decode()
     assert status == 200 and f"kernel {base}/env/agent/kernel console=ttyS0 initrd=initrd" in script
     assert "arges.mac=52:54:00:12:34:56" in script and f"arges.url={base}" in script
-    kernel = (tmp_path / "agent" / "vmlinuz").read_bytes()
+    assert re.search(r"arges\.token=s\.[0-9]+\.\S+$", script.splitlines()[2]), (
+        "an unknown server's credential is signed: it has no Server to keep a hash in"
+    )
+    kernel = (tmp_path / "assets" / "agent" / "vmlinuz").read_bytes()
     status, body, headers = await get(f"{base}/env/agent/kernel")
     assert status == 200 and body == kernel and int(headers["Content-Length"]) == len(kernel)
     status, body, _ = await get(f"{base}/env/agent/kernel", {"Range": "bytes=10-19"})
@@ -81,7 +89,7 @@ async def test_unknown_servers_get_the_agent_then_its_assets(boot, tmp_path: Pat
         assert (
             r.status == 200
             and int(r.headers["Content-Length"])
-            == (tmp_path / "agent" / "initrd.img").stat().st_size
+            == (tmp_path / "assets" / "agent" / "initrd.img").stat().st_size
         )
     assert (await get(f"{base}/env/agent/nothing"))[0] == 404
     assert (await get(f"{base}/env/..%2F..%2Fetc/kernel"))[0] == 404
@@ -108,11 +116,17 @@ async def test_a_bound_server_gets_talos_then_boots_from_disk(boot, tmp_path: Pa
         return status == 200
 
     await eventually(default_ready)
-    status, body, _ = await get(f"{base}/ipxe?uuid={UUID}")
-    assert f"talos.config={base}/configdata?uuid=" in body.decode()
+    status, body, _ = await get(f"{base}/ipxe?uuid={UUID}&mac=52-54-00-12-34-56")
+    token = re.search(rf"talos\.config={base}/configdata\?uuid=&token=(\S+)", body.decode())
+    assert token is not None, body
     server = await kube.get(SERVERS, UUID)
     booted = next(c for c in server["status"]["conditions"] if c["type"] == "PXEBooted")
     assert booted["reason"] == "Target" and "environment default" in booted["message"]
+    credential = server["status"]["bootCredential"]
+    assert credential["purpose"] == "config" and credential["client"] == "127.0.0.1"
+    assert credential["mac"] == "52:54:00:12:34:56"
+    assert credential["sha256"] == hashlib.sha256(token.group(1).encode()).hexdigest()
+    assert token.group(1) not in json.dumps(server), "only the hash is kept"
     await kube.patch(
         SERVER_BINDINGS,
         UUID,
@@ -133,6 +147,8 @@ async def test_a_bound_server_gets_talos_then_boots_from_disk(boot, tmp_path: Pa
     )
     status, body, _ = await get(f"{base}/ipxe?uuid={UUID}")
     assert (status, body) == (200, b"#!ipxe\nexit\n")
+    credential = (await kube.get(SERVERS, UUID))["status"]["bootCredential"]
+    assert "sha256" not in credential and credential["spent"] == "the server booted again"
 
 
 async def test_chain_script_and_tftp_over_http(boot) -> None:

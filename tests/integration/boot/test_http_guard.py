@@ -20,7 +20,6 @@ async def boot() -> AsyncIterator[BootHttp]:
         HttpConfig(
             "127.0.0.1",
             0,
-            listen="127.0.0.1",
             header_timeout=0.5,
             connections_per_client=3,
             connections=5,

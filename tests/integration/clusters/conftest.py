@@ -78,7 +78,6 @@ class Rack:
             len(self.servers) + 1,
             self.plane.boot.http.base_url,
             self.talos_port,
-            self.session,
             self.kube,
         )
         self.servers.append(sim)
@@ -162,12 +161,13 @@ async def open_rack(tmp_path: Path, *, talos_port: int | None = None) -> AsyncIt
         talos_port=talos_port,
         cluster_recheck=1.0,
         talos_probe_interval=0.5,
+        asset_dirs=(tmp_path / "assets",),
     )
     plane = ManagementPlane(config)
     await plane.start()
     assert plane.kube is not None
     kube = plane.kube
-    agent = environment(tmp_path / "agent", ["console=ttyS0"])
+    agent = environment(tmp_path / "assets" / "agent", ["console=ttyS0"])
     await kube.create(
         ENVIRONMENTS, {"metadata": {"name": AGENT_ENVIRONMENT}, "spec": agent.to_json()}
     )
@@ -187,6 +187,8 @@ async def open_rack(tmp_path: Path, *, talos_port: int | None = None) -> AsyncIt
             for task in r.tasks:
                 task.cancel()
             await asyncio.gather(*r.tasks, return_exceptions=True)
+            for sim in r.servers:
+                await sim.close()
             await r.plane.stop()
 
 

@@ -2,15 +2,17 @@
 
 Each :class:`SimServer` watches its fake BMC (``arges.power.fake``). When it is powered on or
 cycled it "network-boots": it asks the boot service's ``/ipxe`` for its UUID over HTTP, then
-runs what it was given, as a real machine would:
+runs what it was given, as a real machine would. Every request leaves from its own loopback
+address (127.0.0.<10 + index>), and carries the credential its iPXE script gave this boot:
 
-- the agent: registers through ``/agent/v1/register`` (its inventory and its own loopback
-  address), then follows the instructions (wait, wipe, reboot, poweroff), reporting over
-  ``/agent/v1/report``;
-- the target Environment: fetches ``/configdata?uuid=`` (the ``talos.config=`` URL of the
-  iPXE script), checks it is a machine config, reports ``installed``, and then runs a fake
-  Talos API (:class:`arges.talos.fakeapi.FakeTalosNode`) on its address, as an installed
-  Talos node runs apid, at the Talos version of the installer image in its config;
+- the agent: registers through ``/agent/v1/register`` (its inventory and its own address)
+  with the ``arges.token=`` of its kernel arguments, then follows the instructions (wait,
+  wipe, reboot, poweroff), reporting over ``/agent/v1/report``;
+- the target Environment: fetches the ``talos.config=`` URL of the iPXE script (its empty
+  ``uuid=`` filled in, as Talos does; its ``token=`` is the boot's credential), checks it is
+  a machine config, reports ``installed`` with that credential, and then runs a fake Talos
+  API (:class:`arges.talos.fakeapi.FakeTalosNode`) on its address, as an installed Talos
+  node runs apid, at the Talos version of the installer image in its config;
 - boot from disk: an installed machine runs its fake Talos API again (the same node: its
   state survives reboots, as on a disk).
 
@@ -32,6 +34,7 @@ import contextlib
 import ipaddress
 import re
 import time
+import urllib.parse
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -59,7 +62,6 @@ class SimServer:
     index: int
     base_url: str
     talos_port: int
-    session: aiohttp.ClientSession
     kube: KubeClient
     boots: list[str] = field(default_factory=list)
     """What each boot ran: ``agent``, ``target`` or ``disk``."""
@@ -74,6 +76,13 @@ class SimServer:
     however slow the machine is."""
     talos: FakeTalosNode | None = None
     """Its Talos API: state (etcd bootstrapped or not) survives reboots, as on a disk."""
+    script: str = ""
+    """The iPXE script of its last boot (with that boot's credential)."""
+    config_url: str = ""
+    """The ``talos.config=`` URL its last target boot fetched (uuid filled in)."""
+    credential: str = ""
+    """Its current boot's credential."""
+    _session: aiohttp.ClientSession | None = None
     tick: float = 0.05
     """Seconds between looks at its BMC (a fleet of thousands looks less often)."""
     poll: float = 0.1
@@ -94,6 +103,19 @@ class SimServer:
     @property
     def address(self) -> str:
         return str(ipaddress.IPv4Address("127.0.0.10") + self.index)
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        """Its HTTP client, leaving from its own address."""
+        if self._session is None:
+            connector = aiohttp.TCPConnector(local_addr=(self.address, 0))
+            self._session = aiohttp.ClientSession(connector=connector)
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
 
     @property
     def bmc_address(self) -> str:
@@ -157,6 +179,7 @@ class SimServer:
         script = await self._get(
             f"{self.base_url}/ipxe", {"uuid": self.uuid, "mac": self._mac("-")}
         )
+        self.script = script
         if "exit" in script.split():
             self.boots.append("disk")
             if self.installed is not None:
@@ -167,6 +190,8 @@ class SimServer:
             self.boots.append("target")
             await self._install(match.group(1))
         else:
+            token = re.search(r"arges\.token=(\S+)", script)
+            self.credential = token.group(1) if token else ""
             self.boots.append("agent")
             await self._agent()
 
@@ -202,16 +227,19 @@ class SimServer:
                 async with self.session.get(url, params=params) as resp:
                     if resp.status == 200:
                         return await resp.text()
-            await asyncio.sleep(0.2)
+            await asyncio.sleep(0.25)
 
     async def _post(self, path: str, body: dict[str, Any], base: str | None = None) -> Any:
-        """POST until it answers 200, as the agent retries."""
+        """POST with its boot's credential until it answers 200, as the agent retries."""
+        headers = {"Authorization": f"Bearer {self.credential}"}
         while True:
             with contextlib.suppress(aiohttp.ClientError):
-                async with self.session.post((base or self.base_url) + path, json=body) as resp:
+                async with self.session.post(
+                    (base or self.base_url) + path, json=body, headers=headers
+                ) as resp:
                     if resp.status == 200:
                         return await resp.json()
-            await asyncio.sleep(0.2)
+            await asyncio.sleep(0.25)
 
     async def _agent(self) -> None:
         instruction = await self._post(
@@ -243,7 +271,10 @@ class SimServer:
                 instruction = await self._post(REPORT_PATH, {"uuid": self.uuid, "phase": "idle"})
 
     async def _install(self, url: str) -> None:
-        url = url.replace("uuid=", f"uuid={self.uuid}") if url.endswith("uuid=") else url
+        query = urllib.parse.parse_qs(urllib.parse.urlsplit(url).query)
+        self.credential = query.get("token", [""])[0]
+        url = url.replace("uuid=&", f"uuid={self.uuid}&")
+        self.config_url = url
         config = await self._get(url)
         doc = yaml.safe_load(config)
         assert doc["version"] == "v1alpha1" and doc["machine"]["type"] in ("controlplane", "worker")

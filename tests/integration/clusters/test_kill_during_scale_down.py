@@ -11,20 +11,19 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import signal
 import socket
-import ssl
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 import yaml
-from aiohttp import web
 
 from arges.api.crds import all_crds
 from arges.apiserver.server import ApiServer
@@ -33,84 +32,16 @@ from arges.kube.connection import from_kubeconfig
 from arges.kube.errors import NotFound
 from arges.kube.resources import SECRETS, SERVER_BINDINGS, SERVERS, TALOS_CLUSTERS
 from tests.integration.conftest import eventually, register, start_server
+from tests.integration.proxy import HoldingProxy
 
 pytestmark = pytest.mark.slow
 NS = "default"
-HOP = {"host", "content-length", "transfer-encoding", "connection", "content-encoding"}
 
 
 def free_port(kind: int = socket.SOCK_STREAM) -> int:
     with socket.socket(socket.AF_INET, kind) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-class HoldingProxy:
-    """Plain HTTP in front of the API server; a request ``hold`` selects is never forwarded."""
-
-    def __init__(self, upstream: ApiServer) -> None:
-        self.upstream = upstream.url
-        self.tls = ssl.create_default_context(cafile=str(upstream.config.data_dir / "pki/ca.crt"))
-        self.hold: Callable[[str, str, bytes], bool] | None = None
-        self.held = asyncio.Event()
-        self.port = free_port()
-        self._runner: web.AppRunner | None = None
-        self._session: aiohttp.ClientSession | None = None
-
-    async def start(self) -> None:
-        self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=self.tls))
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", self._forward)
-        self._runner = web.AppRunner(app, shutdown_timeout=0.5)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-        if self._session is not None:
-            await self._session.close()
-
-    async def _forward(self, request: web.Request) -> web.StreamResponse:
-        body = await request.read()
-        if self.hold is not None and self.hold(request.method, request.path, body):
-            self.held.set()
-            await asyncio.Event().wait()
-        assert self._session is not None
-        headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP}
-        async with self._session.request(
-            request.method,
-            self.upstream + request.path_qs,
-            headers=headers,
-            data=body or None,
-            timeout=aiohttp.ClientTimeout(total=None),
-        ) as resp:
-            out = web.StreamResponse(
-                status=resp.status,
-                headers={k: v for k, v in resp.headers.items() if k.lower() not in HOP},
-            )
-            await out.prepare(request)
-            async for chunk in resp.content.iter_any():
-                await out.write(chunk)
-            await out.write_eof()
-            return out
-
-    def kubeconfig(self, path: Path, token: str) -> Path:
-        path.write_text(
-            yaml.safe_dump(
-                {
-                    "apiVersion": "v1",
-                    "kind": "Config",
-                    "clusters": [
-                        {"name": "c", "cluster": {"server": f"http://127.0.0.1:{self.port}"}}
-                    ],
-                    "users": [{"name": "u", "user": {"token": token}}],
-                    "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
-                    "current-context": "c",
-                }
-            )
-        )
-        return path
 
 
 class Arges:
@@ -128,6 +59,11 @@ class Arges:
         (image / "vmlinuz").write_bytes(b"kernel")
         (image / "initramfs.img").write_bytes(b"initramfs")
         self.image = image
+        # A local stand-in for Talos, so /ipxe can serve the target Environment offline.
+        self.talos = tmp / "talos"
+        self.talos.mkdir(exist_ok=True)
+        (self.talos / "vmlinuz").write_bytes(b"talos kernel")
+        (self.talos / "initramfs.xz").write_bytes(b"talos initramfs")
 
     @property
     def base_url(self) -> str:
@@ -141,6 +77,8 @@ class Arges:
                     *("--kubeconfig", str(self.kubeconfig)),
                     *("--data-dir", str(self.tmp / "data")),
                     *("--agent-image", str(self.image)),
+                    *("--talos-kernel-url", (self.talos / "vmlinuz").as_uri()),
+                    *("--talos-initrd-url", (self.talos / "initramfs.xz").as_uri()),
                     *("--boot-address", "127.0.0.1"),
                     *("--http-port", str(self.http_port)),
                     *("--tftp-port", str(self.tftp_port)),
@@ -155,7 +93,7 @@ class Arges:
                 assert self.proc.poll() is None, self.log.read_text()
                 try:
                     async with session.get(f"{self.base_url}/configdata") as resp:
-                        if resp.status == 400:
+                        if resp.status == 403:
                             return
                 except aiohttp.ClientError:
                     pass
@@ -168,11 +106,20 @@ class Arges:
         self.proc.wait(timeout=30)
 
     async def configdata(self, uuid: str) -> tuple[int, str]:
-        async with (
-            aiohttp.ClientSession() as session,
-            session.get(f"{self.base_url}/configdata", params={"uuid": uuid}) as resp,
-        ):
-            return resp.status, await resp.text()
+        """What the server ``uuid`` gets when it network-boots now and fetches its config
+        with the credential its kernel arguments carry (its agent's, when it is not bound)."""
+        async with aiohttp.ClientSession() as session:
+            params = {"uuid": uuid, "mac": "52-54-00-00-00-01"}
+            async with session.get(f"{self.base_url}/ipxe", params=params) as resp:
+                script = await resp.text()
+            target = re.search(r"talos\.config=(\S+)", script)
+            agent = re.search(r"arges\.token=(\S+)", script)
+            if target is not None:
+                url = target.group(1).replace("uuid=&", f"uuid={uuid}&")
+            else:
+                url = f"{self.base_url}/configdata?uuid={uuid}&token={agent.group(1) if agent else ''}"
+            async with session.get(url) as resp:
+                return resp.status, await resp.text()
 
 
 def release_step(method: str, path: str, body: bytes) -> str | None:
@@ -275,7 +222,7 @@ async def test_a_kill_at_each_step_of_a_scale_down_converges_with_no_stale_confi
         await arges.start()
         after = await eventually(lambda: _settled(kube, 1), timeout=60, what="1+1 members")
         (released,) = set(before) - set(after)
-        assert (await arges.configdata(released))[0] == 404, "nothing is served to it"
+        assert await arges.configdata(released) == (403, "forbidden\n"), "nothing is served to it"
         with pytest.raises(NotFound):
             await kube.get(SECRETS, f"demo-config-{released}", NS)
 

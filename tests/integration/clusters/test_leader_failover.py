@@ -10,6 +10,7 @@ installed through it.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import re
 import signal
 import socket
@@ -24,6 +25,7 @@ import aiohttp
 import pytest
 import yaml
 
+from arges.access.credentials import mint, record
 from arges.api.crds import all_crds
 from arges.apiserver.server import ApiServer
 from arges.kube.client import KubeClient
@@ -92,7 +94,8 @@ class Replica:
                 aiohttp.ClientSession() as session,
                 session.get(f"{self.base_url}/configdata") as resp,
             ):
-                return resp.status == 400
+                # Refused (no credential) is an answer: the port serves.
+                return resp.status == 403
         except aiohttp.ClientError:
             return False
 
@@ -210,14 +213,27 @@ async def test_the_other_replica_takes_over_a_killed_leader_and_finishes_provisi
             assert all(b["spec"]["consumerRef"]["name"] == "demo" for b in bindings.values())
             async with aiohttp.ClientSession() as session:
                 for name, binding in bindings.items():
+                    # The credential of the member's target boot, as a replica's /ipxe mints
+                    # and records it (the replicas here have no Talos image to boot).
+                    token = mint()
+                    now = dt.datetime.now(dt.UTC)
+                    boot = record(token, "config", "127.0.0.1", now)
+                    await kube.patch(
+                        SERVERS,
+                        name,
+                        {"status": {"bootCredential": boot.to_json()}},
+                        subresource="status",
+                    )
                     async with session.get(
-                        f"{second.base_url}/configdata", params={"uuid": name}
+                        f"{second.base_url}/configdata", params={"uuid": name, "token": token}
                     ) as resp:
                         assert resp.status == 200, await resp.text()
                         config = yaml.safe_load(await resp.text())
                     assert config["machine"]["type"] == binding["spec"]["role"]
                     async with session.post(
-                        second.base_url + REPORT_PATH, json={"uuid": name, "phase": "installed"}
+                        second.base_url + REPORT_PATH,
+                        json={"uuid": name, "phase": "installed"},
+                        headers={"Authorization": f"Bearer {token}"},
                     ) as resp:
                         assert resp.status == 200, await resp.text()
 

@@ -1,23 +1,29 @@
-"""The discovery endpoint against a real plane: Servers created, refreshed, wiped, installed."""
+"""The discovery endpoint against a real plane: Servers created, refreshed, wiped, installed.
+
+The agent asks ``/ipxe`` first and uses the credential of its kernel arguments, as on a real
+machine; who else is refused is in ``tests/integration/metadata/test_hostile``."""
 
 from __future__ import annotations
 
 import copy
 import json
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
-import aiohttp
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestServer
 
-from arges.discovery.api import DiscoveryApi, DiscoveryConfig
 from arges.kube.client import KubeClient
 from arges.kube.resources import EVENTS, SERVER_BINDINGS, SERVERS
-from arges.plane import ManagementPlane
 from arges.wire import REGISTER_PATH, REPORT_PATH
-from tests.integration.conftest import eventually
+from tests.integration.conftest import (
+    Machine,
+    Network,
+    agent_token,
+    config_url,
+    eventually,
+)
 
 UUID = "8b2c7a12-5f3e-4d61-9a0b-1c2d3e4f5a6b"
 HW: dict[str, Any] = {
@@ -70,28 +76,32 @@ HW: dict[str, Any] = {
 }
 
 
-@pytest.fixture(params=[False, True], ids=["manual-accept", "auto-accept"])
-async def endpoint(
-    plane: ManagementPlane, request: pytest.FixtureRequest
-) -> AsyncIterator[tuple[str, aiohttp.ClientSession, KubeClient]]:
-    assert plane.kube is not None
-    api = DiscoveryApi(plane.kube, DiscoveryConfig(auto_accept=request.param))
-    app = web.Application()
-    app.add_routes(api.routes())
-    server = TestServer(app)
-    await server.start_server()
-    async with aiohttp.ClientSession() as session:
-        yield str(server.make_url("")), session, plane.kube
-    await server.close()
+@dataclass
+class Agent:
+    """The agent of one boot: its machine and the credential its kernel arguments carry."""
+
+    machine: Machine
+    kube: KubeClient
+    token: str = ""
+
+    async def boot(self, uuid: str = UUID) -> None:
+        self.token = agent_token(await self.machine.boot(uuid, want="arges.token="))
+
+    async def post(self, path: str, body: Any) -> tuple[int, Any]:
+        return await self.machine.post(path, body, self.token)
 
 
-async def post(session: aiohttp.ClientSession, url: str, body: Any) -> tuple[int, Any]:
-    async with session.post(
-        url,
-        data=body if isinstance(body, bytes) else None,
-        json=None if isinstance(body, bytes) else body,
-    ) as resp:
-        return resp.status, await resp.json()
+pytestmark = pytest.mark.parametrize(
+    "network", [False, True], indirect=True, ids=["manual-accept", "auto-accept"]
+)
+
+
+@pytest.fixture
+async def endpoint(network: Network) -> AsyncIterator[Agent]:
+    agent = Agent(Machine(network.base, "127.0.0.31"), network.kube)
+    await agent.boot()
+    yield agent
+    await agent.machine.close()
 
 
 def registration(**changes: Any) -> dict[str, Any]:
@@ -107,8 +117,8 @@ def registration(**changes: Any) -> dict[str, Any]:
 
 
 async def test_register_creates_then_refreshes_the_server(endpoint) -> None:
-    base, session, kube = endpoint
-    status, answer = await post(session, base + REGISTER_PATH, registration())
+    kube = endpoint.kube
+    status, answer = await endpoint.post(REGISTER_PATH, registration())
     assert status == 200, answer
     server = await kube.get(SERVERS, UUID)
     auto = server["spec"]["accepted"]
@@ -126,7 +136,7 @@ async def test_register_creates_then_refreshes_the_server(endpoint) -> None:
     changed["hardware"]["storage"]["devices"].append(
         {"name": "vdc", "type": "virtio", "size": 4096}
     )
-    status, _ = await post(session, base + REGISTER_PATH, changed)
+    status, _ = await endpoint.post(REGISTER_PATH, changed)
     assert status == 200
     server = await kube.get(SERVERS, UUID)
     assert len(server["status"]["hardware"]["storage"]["devices"]) == 3, "re-registration refreshes"
@@ -138,14 +148,13 @@ async def test_register_creates_then_refreshes_the_server(endpoint) -> None:
 
 
 async def test_wipe_report_makes_an_accepted_server_clean(endpoint) -> None:
-    base, session, kube = endpoint
-    await post(session, base + REGISTER_PATH, registration())
+    kube = endpoint.kube
+    await endpoint.post(REGISTER_PATH, registration())
     await kube.patch(SERVERS, UUID, {"spec": {"accepted": True}})
-    status, answer = await post(session, base + REPORT_PATH, {"uuid": UUID, "phase": "wiping"})
+    status, answer = await endpoint.post(REPORT_PATH, {"uuid": UUID, "phase": "wiping"})
     assert status == 200 and answer["action"] == "wipe"
-    status, answer = await post(
-        session,
-        base + REPORT_PATH,
+    status, answer = await endpoint.post(
+        REPORT_PATH,
         {
             "uuid": UUID,
             "phase": "wiped",
@@ -158,13 +167,13 @@ async def test_wipe_report_makes_an_accepted_server_clean(endpoint) -> None:
     wipe = next(c for c in server["status"]["conditions"] if c["type"] == "Wipe")
     assert (wipe["status"], wipe["reason"]) == ("True", "Wiped")
     await kube.patch(SERVERS, UUID, {"spec": {"bmc": {"address": "127.0.0.1"}}})
-    _, answer = await post(session, base + REPORT_PATH, {"uuid": UUID, "phase": "idle"})
+    _, answer = await endpoint.post(REPORT_PATH, {"uuid": UUID, "phase": "idle"})
     assert answer["action"] == "poweroff"
 
 
-async def test_install_report_marks_the_binding(endpoint) -> None:
-    base, session, kube = endpoint
-    await post(session, base + REGISTER_PATH, registration())
+async def test_install_report_marks_the_binding_and_spends_the_credential(endpoint) -> None:
+    kube = endpoint.kube
+    await endpoint.post(REGISTER_PATH, registration())
     await kube.patch(SERVERS, UUID, {"spec": {"accepted": True}})
     await kube.create(
         SERVER_BINDINGS,
@@ -176,11 +185,20 @@ async def test_install_report_marks_the_binding(endpoint) -> None:
             },
         },
     )
-    status, answer = await post(session, base + REPORT_PATH, {"uuid": UUID, "phase": "installed"})
+    status, _ = await endpoint.post(REPORT_PATH, {"uuid": UUID, "phase": "installed"})
+    assert status == 403, "the agent's credential is not the target's"
+    script = await endpoint.machine.boot(UUID, want="talos.config=")
+    token = parse_qs(urlsplit(config_url(script, UUID)).query)["token"][0]
+    installed_report = {"uuid": UUID, "phase": "installed"}
+    status, answer = await endpoint.machine.post(REPORT_PATH, installed_report, token)
     assert status == 200 and answer["action"] == "reboot"
     binding = await kube.get(SERVER_BINDINGS, UUID)
     installed = binding["status"]["conditions"][0]
     assert (installed["type"], installed["status"]) == ("Installed", "True")
+    credential = (await kube.get(SERVERS, UUID))["status"]["bootCredential"]
+    assert "sha256" not in credential and credential["spent"] == "the machine config is installed"
+    status, _ = await endpoint.machine.post(REPORT_PATH, installed_report, token)
+    assert status == 403, "spent"
 
     async def not_clean() -> bool:
         return (await kube.get(SERVERS, UUID))["status"].get("isClean") is False
@@ -213,19 +231,17 @@ async def test_install_report_marks_the_binding(endpoint) -> None:
     ],
 )
 async def test_bad_registrations_are_refused_with_a_reason(endpoint, body, words) -> None:
-    base, session, kube = endpoint
-    status, answer = await post(session, base + REGISTER_PATH, body)
+    status, answer = await endpoint.post(REGISTER_PATH, body)
     assert status == 400 and words in answer["error"], answer
-    assert await kube.list(SERVERS) == [], "nothing was written"
+    assert await endpoint.kube.list(SERVERS) == [], "nothing was written"
 
 
 async def test_oversized_bodies_and_unknown_servers(endpoint) -> None:
-    base, session, _ = endpoint
-    status, answer = await post(session, base + REGISTER_PATH, b"{" + b" " * 300_000 + b"}")
+    status, answer = await endpoint.post(REGISTER_PATH, b"{" + b" " * 300_000 + b"}")
     assert status == 413
-    status, answer = await post(session, base + REPORT_PATH, {"uuid": UUID, "phase": "idle"})
-    assert status == 400 and "register first" in answer["error"]
-    status, answer = await post(session, base + REPORT_PATH, {"uuid": UUID, "phase": "dancing"})
+    status, answer = await endpoint.post(REPORT_PATH, {"uuid": UUID, "phase": "idle"})
+    assert status == 403, "a server that never registered has no credential to report with"
+    status, answer = await endpoint.post(REPORT_PATH, {"uuid": UUID, "phase": "dancing"})
     assert status == 400 and "phase must be one of" in answer["error"]
 
 
@@ -241,8 +257,7 @@ async def test_oversized_bodies_and_unknown_servers(endpoint) -> None:
     ],
 )
 async def test_wipe_reports_of_the_wrong_type_are_refused(endpoint, wiped, words) -> None:
-    base, session, _ = endpoint
-    assert (await post(session, base + REGISTER_PATH, registration()))[0] == 200
+    assert (await endpoint.post(REGISTER_PATH, registration()))[0] == 200
     body = {"uuid": UUID, "phase": "wiped", "wiped": wiped}
-    status, answer = await post(session, base + REPORT_PATH, body)
+    status, answer = await endpoint.post(REPORT_PATH, body)
     assert status == 400 and words in answer["error"], answer

@@ -1,46 +1,39 @@
-"""``/configdata`` against a real plane: lookups, patches, errors, delivery records."""
+"""``/configdata`` against a real plane: lookups, patches, errors, delivery records.
+
+The machine asks ``/ipxe`` first and fetches the ``talos.config=`` URL it is given, as Talos
+does (the URL carries the boot's credential); who else is refused is in ``test_hostile``."""
 
 from __future__ import annotations
 
 import base64
 from collections.abc import AsyncIterator
 
-import aiohttp
 import pytest
 import yaml
-from aiohttp import web
-from aiohttp.test_utils import TestServer
 
 from arges.api.binding import ServerBinding
 from arges.kube.client import KubeClient
 from arges.kube.resources import EVENTS, SECRETS, SERVER_BINDINGS, SERVER_CLASSES, SERVERS
-from arges.metadata.service import MetadataService, talos_patcher
 from arges.metal.memberconfig import BINDING_UID, metadata_for
-from arges.plane import ManagementPlane
 from arges.talos.configgen import ClusterInput
 from arges.talos.render import render
 from arges.talos.secrets import generate
-from tests.integration.conftest import register
+from tests.integration.conftest import Machine, Network, config_url, register
 
 UUID = "8b2c7a12-5f3e-4d61-9a0b-1c2d3e4f5a6b"
 
 
 @pytest.fixture
-async def metadata(
-    plane: ManagementPlane,
-) -> AsyncIterator[tuple[str, aiohttp.ClientSession, KubeClient]]:
-    assert plane.kube is not None
-    app = web.Application()
-    app.add_routes(MetadataService(plane.kube, talos_patcher).routes())
-    server = TestServer(app)
-    await server.start_server()
-    async with aiohttp.ClientSession() as session:
-        yield str(server.make_url("/configdata")), session, plane.kube
-    await server.close()
+async def metadata(network: Network) -> AsyncIterator[tuple[Machine, KubeClient]]:
+    machine = Machine(network.base, "127.0.0.21")
+    yield machine, network.kube
+    await machine.close()
 
 
-async def fetch(session: aiohttp.ClientSession, url: str, uuid: str) -> tuple[int, str, str]:
-    async with session.get(url, params={"uuid": uuid}) as resp:
+async def fetch(machine: Machine, uuid: str = UUID) -> tuple[int, str, str]:
+    """Boot ``uuid`` into its target, then fetch the config URL it was given."""
+    script = await machine.boot(uuid, want="talos.config=")
+    async with machine.session.get(config_url(script, uuid)) as resp:
         return resp.status, resp.content_type, await resp.text()
 
 
@@ -98,7 +91,7 @@ async def bound_server(
 
 
 async def test_a_bound_server_gets_its_patched_config(metadata) -> None:
-    url, session, kube = metadata
+    machine, kube = metadata
     await bound_server(
         kube,
         class_patches={
@@ -114,7 +107,7 @@ async def test_a_bound_server_gets_its_patched_config(metadata) -> None:
             "strategicPatches": ["machine: {install: {disk: /dev/vda}}"],
         },
     )
-    status, ctype, body = await fetch(session, url, UUID.upper())
+    status, ctype, body = await fetch(machine, UUID.upper())
     assert (status, ctype) == (200, "text/yaml"), body
     doc = yaml.safe_load(body)
     assert doc["machine"]["type"] == "worker"
@@ -123,47 +116,47 @@ async def test_a_bound_server_gets_its_patched_config(metadata) -> None:
     assert doc["machine"]["install"]["disk"] == "/dev/vda"
     server = await kube.get(SERVERS, UUID)
     delivered = next(c for c in server["status"]["conditions"] if c["type"] == "ConfigDelivered")
-    assert delivered["status"] == "True" and "127.0.0.1" in delivered["message"]
+    assert delivered["status"] == "True" and "127.0.0.21" in delivered["message"]
     binding = await kube.get(SERVER_BINDINGS, UUID)
     assert binding["status"]["conditions"][0]["type"] == "ConfigDelivered"
     events = await kube.list(EVENTS, "default", field_selector=f"involvedObject.name={UUID}")
     assert "ConfigDelivered" in {e["reason"] for e in events}
 
 
-async def test_unknown_unbound_and_unrendered_servers_get_404s(metadata) -> None:
-    url, session, kube = metadata
-    status, _, body = await fetch(session, url, UUID)
-    assert status == 404 and "not registered" in body
-    await register(kube, UUID, accepted=True, clean=True)
-    status, _, body = await fetch(session, url, UUID)
-    assert status == 404 and "not allocated" in body
-    async with session.get(url) as resp:
-        assert resp.status == 400 and "uuid query parameter is required" in await resp.text()
+async def test_an_unrendered_config_is_a_404_to_its_machine_only(metadata) -> None:
+    machine, kube = metadata
+    await bound_server(kube, with_secret=False)
+    await kube.patch(SERVER_BINDINGS, UUID, {"spec": {"configSecretRef": None}})
+    status, _, body = await fetch(machine)
+    assert status == 404 and "has no machine config yet" in body
+    async with machine.session.get(f"{machine.base}/configdata?uuid={UUID}") as resp:
+        assert resp.status == 403 and await resp.text() == "forbidden\n", "no credential"
 
 
 async def test_a_missing_secret_is_a_404_with_its_name(metadata) -> None:
-    url, session, kube = metadata
+    machine, kube = metadata
     await bound_server(kube, with_secret=False)
-    status, _, body = await fetch(session, url, UUID)
+    status, _, body = await fetch(machine)
     assert status == 404 and f"default/demo-{UUID[:8]}-config is missing" in body
 
 
 async def test_a_failing_patch_is_a_500_naming_it(metadata) -> None:
-    url, session, kube = metadata
+    machine, kube = metadata
     await bound_server(
         kube,
         server_patches={
             "configPatches": [{"op": "replace", "path": "/machine/does/not/exist", "value": 1}]
         },
     )
+    script = await machine.boot(UUID, want="talos.config=")
     for _ in range(2):
-        status, _, body = await fetch(session, url, UUID)
+        status, body = await machine.get(config_url(script, UUID))
         assert status == 500 and f"Server {UUID} patch #1" in body
 
 
 async def test_a_config_rendered_for_another_binding_is_never_served(metadata) -> None:
-    url, session, kube = metadata
+    machine, kube = metadata
     await bound_server(kube, secret_annotations={BINDING_UID: "an-earlier-binding"})
-    status, _, body = await fetch(session, url, UUID)
+    status, _, body = await fetch(machine)
     assert status == 404 and "rendered for an earlier binding" in body
     assert "version: v1alpha1" not in body

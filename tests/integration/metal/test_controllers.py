@@ -228,7 +228,7 @@ async def test_a_memory_module_size_in_sidero_mb_is_refused_saying_the_unit(
 async def test_environments_verify_their_assets(kube: KubeClient, tmp_path: Path) -> None:
     cond = await eventually(lambda: _env_condition(kube, "default"))
     assert cond["status"] == "True", cond
-    kernel, initrd = make_assets(tmp_path / "other")
+    kernel, initrd = make_assets(tmp_path / "assets" / "other")
     await kube.create(
         ENVIRONMENTS,
         {
@@ -244,7 +244,7 @@ async def test_environments_verify_their_assets(kube: KubeClient, tmp_path: Path
         {
             "metadata": {"name": "missing"},
             "spec": {
-                "kernel": {"url": "file:///nonexistent/vmlinuz"},
+                "kernel": {"url": (tmp_path / "assets" / "nonexistent" / "vmlinuz").as_uri()},
                 "initrd": {"url": initrd.as_uri()},
             },
         },
@@ -257,6 +257,38 @@ async def test_environments_verify_their_assets(kube: KubeClient, tmp_path: Path
     await kube.patch(ENVIRONMENTS, "bad-sum", {"spec": {"kernel": {"sha512": sha512(kernel)}}})
     fixed = await eventually(lambda: _env_condition(kube, "bad-sum", status="True"))
     assert fixed["reason"] == "AssetsVerified"
+
+
+async def test_environments_may_not_name_local_files_outside_the_asset_dirs(
+    plane: ManagementPlane, kube: KubeClient, tmp_path: Path
+) -> None:
+    key = tmp_path / "data" / "pki" / "ca.key"
+    sneaky = tmp_path / "assets" / "kernel-link"
+    sneaky.parent.mkdir(parents=True, exist_ok=True)
+    sneaky.symlink_to(key)
+    _, initrd = make_assets(tmp_path / "assets" / "ok")
+    for name, url in (
+        ("ca-key", key.as_uri()),
+        ("through-a-link", sneaky.as_uri()),
+        ("up-and-out", f"{(tmp_path / 'assets').as_uri()}/../data/pki/ca.key"),
+        ("other-host", f"file://fileserver{key}"),
+        ("ftp", "ftp://example.com/vmlinuz"),
+    ):
+        await kube.create(
+            ENVIRONMENTS,
+            {
+                "metadata": {"name": name},
+                "spec": {"kernel": {"url": url}, "initrd": {"url": initrd.as_uri()}},
+            },
+        )
+    for name in ("ca-key", "through-a-link", "up-and-out", "other-host"):
+        refused = await eventually(lambda n=name: _env_condition(kube, n))
+        assert (refused["status"], refused["reason"]) == ("False", "URLNotAllowed"), name
+        assert f"allowed: {tmp_path / 'assets'}" in refused["message"]
+        assert plane.assets.cached(name, "kernel") is None, "nothing was read or cached"
+    ftp = await eventually(lambda: _env_condition(kube, "ftp"))
+    assert (ftp["status"], ftp["reason"]) == ("False", "InvalidURL")
+    assert "only http:// and https://" in ftp["message"]
 
 
 async def test_the_checked_in_deploy_files_are_current() -> None:

@@ -181,12 +181,15 @@ async def test_power_and_boot_through_sessions(
 
 
 async def test_virtual_media_is_inserted_verified_and_ejected(
-    lab_bmc: Service, tmp_path: Path
+    lab_bmc: Service, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.DEBUG)
     iso = tmp_path / "agent.iso"
     iso.write_bytes(b"CD001" * 1000)
     http = await asyncio.start_server(lambda r, w: _serve_file(r, w, iso), "127.0.0.1", 0)
-    url = f"http://127.0.0.1:{http.sockets[0].getsockname()[1]}/agent/{UUID}.iso"
+    token = "T" * 43
+    where = f"http://127.0.0.1:{http.sockets[0].getsockname()[1]}/agent/{UUID}.iso"
+    url = f"{where}?token={token}"
     driver = RedfishDriver(lab_bmc.info())
     try:
         await driver.insert_media(url)
@@ -200,6 +203,10 @@ async def test_virtual_media_is_inserted_verified_and_ejected(
     fetched = Path(cd.split(",")[0].removeprefix("file="))
     assert fetched.read_bytes() == iso.read_bytes(), "the BMC fetched the image"
     assert "ide-cd,drive=cd0,bootindex=1" in args
+    # The emulated BMC (sushy-tools, arges.lab) may log what it fetched; Arges' side may not.
+    ours = [r.getMessage() for r in caplog.records if r.name.startswith(("arges.power", "sushy."))]
+    assert any(m.endswith(f"holds {where}") for m in ours)
+    assert not [m for m in ours if token in m], "Arges does not log the URL's credential"
     await driver.eject_media()
     await driver.eject_media()
     assert lab_bmc.vm is not None and lab_bmc.vm.media is None

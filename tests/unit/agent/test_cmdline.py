@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from arges.agent.cmdline import BootArgs, StaticIp, parse, split, static_ip
 
+TOKEN = "c" * 43
 IPXE = (
     "console=ttyS0,115200n8 console=tty0 initrd=initrd "
-    "arges.url=http://10.88.0.1:8081/ arges.mac=52:54:00:AB:cd:01\n"
+    f"arges.url=http://10.88.0.1:8081/ arges.mac=52:54:00:AB:cd:01 arges.token={TOKEN}\n"
 )
 
 
 def test_what_ipxe_adds_is_read() -> None:
-    assert parse(IPXE) == BootArgs(url="http://10.88.0.1:8081", mac="52:54:00:ab:cd:01")
+    assert parse(IPXE) == BootArgs(
+        url="http://10.88.0.1:8081", mac="52:54:00:ab:cd:01", token=TOKEN
+    )
 
 
 def test_target_mode_and_hexhyp_macs() -> None:

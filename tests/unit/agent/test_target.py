@@ -20,6 +20,16 @@ def test_an_empty_uuid_is_filled_in_and_a_given_one_kept() -> None:
     given = "http://h/configdata?uuid=abc&x=1"
     assert target.config_url(given, UUID) == given
     assert target.origin(url) == "http://10.0.2.2:8081"
+    with_token = "http://10.0.2.2:8081/configdata?uuid=&token=secret-of-this-boot"
+    assert target.config_url(with_token, UUID).endswith(f"uuid={UUID}&token=secret-of-this-boot")
+
+
+def test_the_credential_is_read_from_the_url_and_kept_out_of_log_lines() -> None:
+    url = f"http://10.0.2.2:8081/configdata?uuid={UUID}&token=secret-of-this-boot"
+    assert target.token(url) == "secret-of-this-boot"
+    assert target.token("http://h/configdata?uuid=") == ""
+    shown = target.redacted(url)
+    assert "secret" not in shown and shown.endswith(f"uuid={UUID}&token=%2A%2A%2A")
 
 
 @pytest.mark.parametrize("role", ["controlplane", "worker"])

@@ -8,6 +8,7 @@ import pytest
 
 from arges.api.environment import Environment
 from arges.boot import ipxe
+from arges.boot.ipxe import BootAnswer
 from arges.boot.tftp import (
     ACCESS_VIOLATION,
     BAD_OPTION,
@@ -112,11 +113,19 @@ def env(args: list[str]) -> Environment:
 BASE = "http://10.88.0.1:8081"
 
 
-def test_target_environment_script_adds_talos_config() -> None:
+CREDENTIAL = "c" * 43
+
+
+def answer(decision: BootDecision, environment: Environment | None, **kw: str) -> BootAnswer:
+    return BootAnswer(decision, environment, **kw)
+
+
+def test_target_environment_script_adds_talos_config_with_the_boot_credential() -> None:
     decision = BootDecision("environment", "allocated", environment="default", target=True)
     script = ipxe.render(
-        decision,
-        env(["talos.platform=metal", "initrd=initramfs.xz"]),
+        answer(
+            decision, env(["talos.platform=metal", "initrd=initramfs.xz"]), credential=CREDENTIAL
+        ),
         base_url=BASE,
         mac="52:54:00:12:34:56",
     )
@@ -125,23 +134,42 @@ def test_target_environment_script_adds_talos_config() -> None:
         "#!ipxe",
         "# Arges: allocated",
         f"kernel {BASE}/env/default/kernel talos.platform=metal initrd=initramfs.xz "
-        f"talos.config={BASE}/configdata?uuid=",
+        f"talos.config={BASE}/configdata?uuid=&token={CREDENTIAL}",
         f"initrd --name initramfs.xz {BASE}/env/default/initrd",
         "boot",
     ]
-    kept = ipxe.render(decision, env(["talos.config=http://elsewhere/c"]), base_url=BASE, mac="")
+    kept = ipxe.render(
+        answer(decision, env(["talos.config=http://elsewhere/c"]), credential=CREDENTIAL),
+        base_url=BASE,
+        mac="",
+    )
     assert "talos.config=http://elsewhere/c initrd=initrd" in kept.body
-    assert "configdata" not in kept.body
+    assert "configdata" not in kept.body and CREDENTIAL not in kept.body
 
 
-def test_agent_script_carries_the_endpoint_and_the_boot_mac() -> None:
+def test_agent_script_carries_the_endpoint_the_boot_mac_and_the_credential() -> None:
     decision = BootDecision("environment", "unknown server", environment="agent")
-    script = ipxe.render(decision, env(["console=ttyS0"]), base_url=BASE, mac="52:54:00:12:34:56")
+    script = ipxe.render(
+        answer(decision, env(["console=ttyS0", "arges.token=planted"]), credential=CREDENTIAL),
+        base_url=BASE,
+        mac="52:54:00:12:34:56",
+    )
     kernel = script.body.splitlines()[2]
     assert kernel.endswith(
-        f"console=ttyS0 initrd=initrd arges.url={BASE} arges.mac=52:54:00:12:34:56"
-    )
+        f"console=ttyS0 initrd=initrd arges.url={BASE} arges.mac=52:54:00:12:34:56 "
+        f"arges.token={CREDENTIAL}"
+    ), "an Environment cannot plant a credential of its own"
     assert "talos.config" not in script.body
+
+
+def test_a_refused_requester_gets_403_and_nothing_else() -> None:
+    decision = BootDecision("environment", "allocated", environment="default", target=True)
+    got = ipxe.render(
+        answer(decision, env([]), credential=CREDENTIAL, refused="another address"),
+        base_url=BASE,
+        mac="",
+    )
+    assert (got.status, got.body) == (403, "forbidden\n")
 
 
 @pytest.mark.parametrize(
@@ -154,14 +182,16 @@ def test_agent_script_carries_the_endpoint_and_the_boot_mac() -> None:
 )
 def test_disk_boot_methods(method, status, body) -> None:
     got = ipxe.render(
-        BootDecision("disk", "installed", disk_method=method), None, base_url=BASE, mac=""
+        answer(BootDecision("disk", "installed", disk_method=method), None), base_url=BASE, mac=""
     )
     assert (got.status, got.body) == (status, body)
 
 
 def test_not_ready_is_412_with_the_reason() -> None:
     got = ipxe.render(
-        BootDecision("not-ready", "environment 'default' is not ready"), None, base_url=BASE, mac=""
+        answer(BootDecision("not-ready", "environment 'default' is not ready"), None),
+        base_url=BASE,
+        mac="",
     )
     assert got.status == 412 and "not ready" in got.body
 
