@@ -202,10 +202,15 @@ async def test_a_spec_that_cannot_render_is_failed_and_allocates_nothing(rack: R
 async def test_restarts_at_each_member_state_converge(rack: Rack, stop_at: str) -> None:
     for _ in range(3):
         await rack.add()
-    linger = {"Allocated": "boot", "ConfigDelivered": "install", "Installed": "talos"}
+    linger = {"Allocated": "boot", "ConfigDelivered": "install"}
+    # Installed lasts only until Talos answers: hold that step until after the restart, so a
+    # slow machine cannot pass it before the test sees it.
+    talos = asyncio.Event()
     for sim in rack.servers:
         if stop_at in linger:
             sim.pauses[linger[stop_at]] = 3.0
+        if stop_at == "Installed":
+            sim.gates["talos"] = talos
     await create_cluster(rack.kube)
 
     async def reached() -> bool:
@@ -220,6 +225,7 @@ async def test_restarts_at_each_member_state_converge(rack: Rack, stop_at: str) 
     }
     await rack.plane.stop()
     await rack.start()
+    talos.set()
     await eventually(lambda: all_in(rack, "Ready", 2), timeout=90)
     bindings = await rack.bindings()
     assert len(bindings) == 2, "no member bound twice, no extra server taken"
