@@ -114,8 +114,8 @@ def stays_clean(server: Server, *, bound: bool, released: bool) -> bool:
     return bool(server.status.is_clean) and server.spec.accepted and not bound and not released
 
 
-def clean_after_wipe(server: Server, *, bound: bool) -> bool:
+def clean_after_wipe(*, accepted: bool, bound: bool) -> bool:
     """Whether the agent's successful wipe makes the server clean: only an accepted, unbound
     server becomes available (a wipe the agent reports while bound or before acceptance
     changes nothing)."""
-    return server.spec.accepted and not bound
+    return accepted and not bound

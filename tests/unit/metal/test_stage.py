@@ -132,4 +132,4 @@ def test_a_clean_server_stays_clean_only_while_accepted_unbound_and_not_released
 def test_a_wipe_makes_only_an_accepted_unbound_server_clean(
     accepted: bool, bound: bool, clean: bool
 ) -> None:
-    assert clean_after_wipe(server(accepted=accepted), bound=bound) is clean
+    assert clean_after_wipe(accepted=accepted, bound=bound) is clean
