@@ -25,8 +25,25 @@ refused for ``REFUSED_REBOOT_SECONDS`` reboots, and its next boot brings a new o
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
+
+SMBIOS_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+"""A Server's name: an SMBIOS system UUID, lowercase, 8-4-4-4-12 hex digits."""
+
+
+def server_name(value: object) -> str | None:
+    """The Server name of an SMBIOS UUID as firmware, iPXE, Talos or the agent write it
+    (surrounding blanks dropped, hex digits lowercased), or None when ``value`` is not one.
+    The one normalisation every door uses (the agent's inventory, ``/ipxe``, ``/configdata``,
+    the agent endpoints, agent ISOs), so a UUID is checked before it names anything and
+    never reaches an API path unvalidated."""
+    if not isinstance(value, str):
+        return None
+    name = value.strip().lower()
+    return name if SMBIOS_UUID.match(name) else None
+
 
 REGISTER_PATH = "/agent/v1/register"
 REPORT_PATH = "/agent/v1/report"

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import re
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -39,11 +38,10 @@ from arges.kube.client import KubeClient
 from arges.kube.errors import NotFound
 from arges.kube.resources import SERVERS
 from arges.metrics import Metrics
+from arges.wire import server_name
 
 log = logging.getLogger("arges.access")
 
-UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
-"""A Server's name: a lowercase SMBIOS UUID (anything else is no server, and not looked up)."""
 EVENT_INTERVAL = 60.0
 """Seconds between two refusal Events for the same server and requester."""
 
@@ -198,7 +196,8 @@ class BootGuard:
         """
         if not credentials.well_formed(token):
             raise Refused("no credential" if not token else "a malformed credential")
-        if not UUID.match(uuid):
+        # Anything but a Server name is no server, and is not looked up.
+        if server_name(uuid) != uuid:
             raise Refused("no such server")
         now = dt.datetime.now(dt.UTC)
         try:

@@ -19,6 +19,8 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from arges.wire import server_name
+
 Records = list[tuple[int, dict[str, str]]]
 
 PLACEHOLDERS = frozenset(
@@ -105,7 +107,7 @@ def system(records: Records) -> dict[str, str]:
     """SMBIOS type 1 (System Information), the UUID lowercase."""
     fields = next((f for t, f in records if t == 1), {})
     return {
-        "uuid": _clean(fields.get("UUID")).lower(),
+        "uuid": server_name(_clean(fields.get("UUID"))) or _clean(fields.get("UUID")).lower(),
         "manufacturer": _clean(fields.get("Manufacturer")),
         "productName": _clean(fields.get("Product Name")),
         "version": _clean(fields.get("Version")),

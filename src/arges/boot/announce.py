@@ -9,26 +9,26 @@ from __future__ import annotations
 
 from arges.api.server import Server
 from arges.kube.client import KubeClient
-from arges.metal.boot import PXE_BOOTED
 from arges.metal.conditions import find
+from arges.metal.stage import PXE_BOOTED, BootReason
 
 REASONS = {
-    "Agent": "BootingAgent",
-    "Target": "BootingTarget",
-    "Disk": "BootingFromDisk",
-    "NotReady": "BootNotReady",
+    BootReason.AGENT: "BootingAgent",
+    BootReason.TARGET: "BootingTarget",
+    BootReason.DISK: "BootingFromDisk",
+    BootReason.NOT_READY: "BootNotReady",
 }
 """``PXEBooted`` condition reason -> Event reason."""
 
 
 async def announce_decision(
-    kube: KubeClient, server: Server, reason: str, what: str, why: str, client: str
+    kube: KubeClient, server: Server, reason: BootReason, what: str, why: str, client: str
 ) -> None:
     """Record an Event on ``server`` (as read before this boot) when its boot decision
     ``reason`` (a ``PXEBooted`` reason) differs from its previous one."""
     previous = find(server.status.conditions, PXE_BOOTED)
     if previous is not None and previous.reason == reason:
         return
-    kind = "Warning" if reason == "NotReady" else "Normal"
+    kind = "Warning" if reason is BootReason.NOT_READY else "Normal"
     message = f"{client or 'an unknown address'} was given {what}: {why}"
     await kube.event(server.to_json(), REASONS.get(reason, reason), message, type=kind)

@@ -37,8 +37,9 @@ from arges.kube.resources import (
     SERVERS,
     Resource,
 )
-from arges.metal.boot import PXE_BOOTED, BootDecision, decide
+from arges.metal.boot import BootDecision, boot_reason, decide
 from arges.metal.conditions import condition_patch
+from arges.metal.stage import PXE_BOOTED
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T", Server, ServerBinding, ServerClass)
@@ -131,9 +132,7 @@ class KubeBootDecider:
             else f"nothing ({decision.reason})"
         )
         status: ConditionStatus = "True" if decision.kind != "not-ready" else "False"
-        reason = {"environment": "Target" if decision.target else "Agent", "disk": "Disk"}.get(
-            decision.kind, "NotReady"
-        )
+        reason = boot_reason(decision)
         message = f"{now:%Y-%m-%dT%H:%M:%SZ}: {client} was given {what}"
         try:
             await self.kube.update_status(

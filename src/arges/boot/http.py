@@ -32,6 +32,7 @@ from arges.metal.boot import BootDecision
 from arges.metrics import Metrics
 from arges.metrics.http import asset_bytes_hook
 from arges.netguard import ConnectionLimits, GuardedSite
+from arges.wire import server_name
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +143,7 @@ class BootHttp:
         return web.Response(text=ipxe.chain_script(self.base_url))
 
     async def ipxe(self, request: web.Request) -> web.Response:
-        uuid = request.query.get("uuid", "").strip().lower()
+        uuid = server_name(request.query.get("uuid", "")) or ""
         mac = ipxe.mac_from_query(request.query.get("mac", ""))
         client = request.remote or ""
         platform = request.query.get("platform", "")

@@ -41,6 +41,7 @@ from arges.kube.client import KubeClient
 from arges.kube.errors import KubeError, NotFound
 from arges.kube.resources import ENVIRONMENTS, SERVERS
 from arges.metal.media import MediaUnavailable, agent_media_args
+from arges.wire import server_name
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +143,7 @@ class AgentMedia:
         return f"{self.base_url()}/agent/{uuid}.iso?token={token}"
 
     async def serve(self, request: web.Request) -> web.StreamResponse:
-        uuid = request.match_info["uuid"].lower()
+        uuid = server_name(request.match_info["uuid"]) or ""
         token = request.query.get("token", "")
         client = request.remote or ""
         if not self.guard.admit(client, "/agent/iso"):

@@ -32,6 +32,7 @@ from arges.kube.errors import Conflict, NotFound
 from arges.kube.resources import SERVER_BINDINGS, SERVERS
 from arges.metal.conditions import condition_patch
 from arges.metal.power import POWER_CYCLE
+from arges.metal.stage import stays_clean
 
 FINALIZER = "metal.arges.dev/server-protection"
 
@@ -100,7 +101,7 @@ class ServerController(Controller):
     async def _status(self, server: Server, body: Body, bound: bool, released: bool) -> None:
         status = server.status
         in_use = bound
-        is_clean = bool(status.is_clean) and server.spec.accepted and not bound and not released
+        is_clean = stays_clean(server, bound=bound, released=released)
         if status.in_use == in_use and status.is_clean == is_clean:
             return
         patch: dict[str, Any] = {

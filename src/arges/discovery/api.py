@@ -51,11 +51,11 @@ from arges.kube.errors import AlreadyExists, KubeError, NotFound
 from arges.kube.resources import SERVER_BINDINGS, SERVERS
 from arges.metal.agent import instruct
 from arges.metal.conditions import condition_patch, find, is_true
-from arges.wire import MAX_BODY_BYTES, PHASES, REGISTER_PATH, REPORT_PATH, WipeMode
+from arges.metal.stage import WIPE, clean_after_wipe
+from arges.wire import MAX_BODY_BYTES, PHASES, REGISTER_PATH, REPORT_PATH, WipeMode, server_name
 
 log = logging.getLogger(__name__)
 
-UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 PLACEHOLDER_UUIDS = frozenset(
     {
@@ -69,7 +69,6 @@ default); many machines would share them, so they cannot name a Server."""
 IDENTITY = "Identity"
 """Server condition: False (``Changed``) while registrations would change its identity."""
 LIMITS = {"processors": 64, "modules": 512, "devices": 256, "interfaces": 256, "addresses": 64}
-WIPE = "Wipe"
 
 
 class BadRegistration(ArgesError, ValueError):
@@ -272,7 +271,8 @@ class DiscoveryApi:
                 }
             if wipe is not None:
                 status |= condition_patch(obj, WIPE, *wipe, now=now) or {}
-            if phase == "wiped" and (obj.get("spec") or {}).get("accepted") and binding is None:
+            accepted = bool((obj.get("spec") or {}).get("accepted"))
+            if phase == "wiped" and clean_after_wipe(accepted=accepted, bound=binding is not None):
                 status["isClean"] = True
             return status
 
@@ -386,9 +386,9 @@ def _now() -> str:
 
 
 def _uuid(value: Any) -> str:
-    if not isinstance(value, str) or not UUID_RE.match(value.lower()):
+    uuid = server_name(value)
+    if uuid is None:
         raise BadRegistration(f"uuid {value!r} is not an SMBIOS UUID (8-4-4-4-12 hex digits)")
-    uuid = value.lower()
     if uuid in PLACEHOLDER_UUIDS:
         raise BadRegistration(
             f"uuid {uuid} is a firmware placeholder shared by many machines; set a system UUID "

@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from arges.api.binding import ServerBinding, releasing
+from arges.api.server import Server
 from arges.errors import ArgesError
 from arges.kube.client import KubeClient
 from arges.kube.connection import ConfigError, from_kubeconfig
@@ -47,6 +49,8 @@ from arges.lab.network import LabNetwork
 from arges.lab.plan import LabSpec
 from arges.lab.records import LAB_LABEL
 from arges.lab.state import LabServer, LabState
+from arges.metal.conditions import find
+from arges.metal.stage import WIPE, Stage, stage
 
 Say = Callable[[str], None]
 Object = dict[str, Any]
@@ -90,30 +94,27 @@ def _true(obj: Object | None, kind: str) -> bool:
 def where(server: Object | None, binding: Object | None) -> str:
     """Where one server is in its life (``docs/architecture.md``, "A server's life"), in
     words, from its Server and ServerBinding (None: absent)."""
-    if server is None or not (server.get("status") or {}).get("hardware"):
-        return "powered on, not registered yet"
-    spec = server.get("spec") or {}
-    status = server.get("status") or {}
-    if binding is not None:
-        role = (binding.get("spec") or {}).get("role") or "member"
-        if _true(binding, "Installed"):
-            return f"{role}: machine config installed"
-        if _true(binding, "ConfigDelivered"):
-            return f"{role}: machine config delivered"
-        booted = _condition(server, "PXEBooted")
-        if booted is not None and booted.get("reason") == "Target":
-            return f"{role}: booting its target environment"
-        return f"{role}: allocated"
-    if not spec.get("accepted"):
-        return "registered, waiting to be accepted"
-    if status.get("isClean"):
-        return f"clean and available (power {status.get('power') or 'unknown'})"
-    wipe = _condition(server, "Wipe")
-    if wipe is not None and wipe.get("status") == "Unknown":
-        return "wiping its disks"
-    if wipe is not None and wipe.get("status") == "False":
-        return f"wipe failed: {wipe.get('message', '')}"
-    return "accepted, waiting to be wiped"
+    srv = Server.from_json(server) if server is not None else None
+    bnd = ServerBinding.from_json(binding) if binding is not None else None
+    current = stage(srv, bnd, releasing=releasing(binding))
+    role = (bnd.spec.role if bnd is not None else None) or "member"
+    if current is Stage.CLEAN:
+        power = srv.status.power if srv is not None else None
+        return f"clean and available (power {power or 'unknown'})"
+    if current is Stage.WIPE_FAILED:
+        wipe = find(srv.status.conditions if srv is not None else None, WIPE)
+        return f"wipe failed: {wipe.message if wipe is not None else ''}"
+    return {
+        Stage.UNREGISTERED: "powered on, not registered yet",
+        Stage.REGISTERED: "registered, waiting to be accepted",
+        Stage.ACCEPTED: "accepted, waiting to be wiped",
+        Stage.WIPING: "wiping its disks",
+        Stage.ALLOCATED: f"{role}: allocated",
+        Stage.BOOTING: f"{role}: booting its target environment",
+        Stage.CONFIG_DELIVERED: f"{role}: machine config delivered",
+        Stage.INSTALLED: f"{role}: machine config installed",
+        Stage.RELEASED: f"{role}: released, to be wiped",
+    }[current]
 
 
 def describe(cluster: Object | None) -> str:

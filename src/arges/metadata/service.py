@@ -58,6 +58,7 @@ from arges.metal.conditions import condition_patch, is_true
 from arges.metal.memberconfig import serve_problem
 from arges.talos.errors import TalosError
 from arges.talos.patches import apply_text, patch_set
+from arges.wire import server_name
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +138,7 @@ class MetadataService:
         return [web.get("/configdata", self.configdata)]
 
     async def configdata(self, request: web.Request) -> web.Response:
-        uuid = request.query.get("uuid", "").strip().lower()
+        uuid = server_name(request.query.get("uuid", "")) or ""
         token = request.query.get("token", "")
         remote = request.remote or ""
         if not self.guard.admit(remote, "/configdata"):

@@ -25,12 +25,9 @@ from arges.api.environment import AGENT_ENVIRONMENT, DEFAULT_ENVIRONMENT, Enviro
 from arges.api.server import Server
 from arges.api.serverclass import ServerClass
 from arges.metal.conditions import is_true
+from arges.metal.stage import BootReason
 
 DecisionKind = Literal["environment", "disk", "not-ready"]
-
-PXE_BOOTED = "PXEBooted"
-"""The Server condition recording each network boot: its reason says what the server was
-given (``Agent``, ``Target``, ``Disk`` or ``NotReady``), its message from where and when."""
 
 
 @dataclass(frozen=True)
@@ -48,6 +45,15 @@ class BootDecision:
     environment: str | None = None
     target: bool = False
     disk_method: BootFromDiskMethod | None = None
+
+
+def boot_reason(decision: BootDecision) -> BootReason:
+    """The ``PXEBooted`` reason recording ``decision``."""
+    if decision.kind == "environment":
+        return BootReason.TARGET if decision.target else BootReason.AGENT
+    if decision.kind == "disk":
+        return BootReason.DISK
+    return BootReason.NOT_READY
 
 
 def ready(env: Environment | None) -> bool:

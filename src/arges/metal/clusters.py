@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from arges.api.binding import CONFIG_DELIVERED, INSTALLED, Role, ServerBinding
 from arges.api.cluster import CONTROL_PLANE_POOL, MemberState, Phase, TalosClusterSpec
 from arges.api.server import Server
-from arges.metal.boot import PXE_BOOTED
-from arges.metal.conditions import find, is_true
+from arges.metal.conditions import is_true
+from arges.metal.stage import BootReason, last_boot
 
 STATE_ORDER: tuple[MemberState, ...] = (
     "Allocated",
@@ -94,8 +94,7 @@ def member_state(
         return "Ready" if talos_answers else "Installed"
     if is_true(conditions, CONFIG_DELIVERED):
         return "ConfigDelivered"
-    booted = find(server.status.conditions, PXE_BOOTED) if server is not None else None
-    if booted is not None and booted.reason == "Target":
+    if last_boot(server) is BootReason.TARGET:
         return "Booting"
     return "Allocated"
 

@@ -44,9 +44,9 @@ from typing import Literal
 from arges.api.base import Condition
 from arges.api.binding import INSTALLED, ServerBinding
 from arges.api.server import BootMethod, Server
-from arges.metal.boot import PXE_BOOTED
 from arges.metal.conditions import find, is_true
 from arges.metal.requests import POWER_CYCLE_REQUESTED, REINSPECT_REQUESTED, requested
+from arges.metal.stage import runs_agent
 
 POWER_CYCLE = "PowerCycle"
 """Condition recording when a power cycle was last requested (its lastTransitionTime)."""
@@ -105,9 +105,7 @@ def intent(
     if recently_cycled:
         return PowerIntent(None, False, "waiting for the agent to wipe (cycle requested)")
     seen = server.status.last_seen
-    booted = find(server.status.conditions, PXE_BOOTED)
-    agent = booted is None or booted.reason not in ("Target", "Disk")
-    if agent and seen is not None and now - seen < reboot_timeout:
+    if runs_agent(server) and seen is not None and now - seen < reboot_timeout:
         return PowerIntent(None, False, "the agent is running; waiting for its wipe")
     reset = find(server.status.conditions, TALOS_RESET)
     if (

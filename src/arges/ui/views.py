@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from arges.metal.stage import BootReason
 from arges.metrics.boots import BootLog, BootRecord
 from arges.metrics.registry import SERVER_STATES, server_states
 from arges.selectors import LabelSelector
@@ -99,9 +100,12 @@ def last_boot(body: Body, boots: BootLog) -> tuple[str, str]:
     found = condition(body, "PXEBooted")
     if found is None:
         return "", ""
-    decision = {"Agent": "agent", "Target": "target", "Disk": "disk"}.get(
-        str(found.get("reason")), "not-ready"
-    )
+    decisions: dict[str, str] = {
+        BootReason.AGENT: "agent",
+        BootReason.TARGET: "target",
+        BootReason.DISK: "disk",
+    }
+    decision = decisions.get(str(found.get("reason")), "not-ready")
     return decision, str(found.get("lastTransitionTime") or "")
 
 

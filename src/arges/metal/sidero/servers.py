@@ -27,7 +27,6 @@ from typing import Any
 from arges.api.base import Condition
 from arges.api.binding import CONFIG_DELIVERED, INSTALLED, RELEASE_FINALIZER
 from arges.api.infrastructure import INFRASTRUCTURE_GROUP, INFRASTRUCTURE_VERSION
-from arges.metal.boot import PXE_BOOTED
 from arges.metal.capi import CLUSTER_NAME_LABEL, CONTROL_PLANE_LABEL
 from arges.metal.sidero.base import (
     BMC_SECRET_NAMESPACE,
@@ -46,6 +45,7 @@ from arges.metal.sidero.base import (
     status_of,
 )
 from arges.metal.sidero.inventory import inventory
+from arges.metal.stage import PXE_BOOTED, BootReason
 
 TALOS_INSTALLED = "TalosInstalled"
 """CAPS' ServerBinding condition: Talos reported its installation done."""
@@ -121,7 +121,7 @@ def server(
         record = Condition(
             type=PXE_BOOTED,
             status="True",
-            reason="Disk",
+            reason=BootReason.DISK,
             message="imported from Sidero, where it was installed: it boots from its disk",
             last_transition_time=now.replace(microsecond=0),
         )
