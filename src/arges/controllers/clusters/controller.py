@@ -272,12 +272,7 @@ class TalosClusterController(Controller):
             return self.recheck if uses_secrets(cluster) else None
         state.set(CONFIG_VALID, "True", "Rendered", "every pool's machine config renders")
         servers = parsed(self.cache, SERVERS, Server).all()
-        talos = Talos(
-            self._api(
-                await owned.admin_credentials(self.kube, cluster, secrets, bindings, servers)
-            ),
-            self.talos_port,
-        )
+        talos = await self._talos(cluster, secrets, bindings, servers)
         seen = await self._observe(talos, bindings, servers, state.now)
         previous = {m.server: m for m in cluster.status.members or []}
         views = [membership.view(b, servers.get(b.name), seen[b.name].answers) for b in bindings]
@@ -431,6 +426,18 @@ class TalosClusterController(Controller):
             version=version,
         )
 
+    async def _talos(
+        self,
+        cluster: TalosCluster,
+        secrets: SecretsBundle,
+        bindings: list[ServerBinding],
+        servers: dict[str, Server],
+    ) -> Talos:
+        """The cluster's Talos API as its admin (the talosconfig's endpoints brought up to
+        date with the control planes' addresses first)."""
+        creds = await owned.admin_credentials(self.kube, cluster, secrets, bindings, servers)
+        return Talos(self._api(creds), self.talos_port)
+
     def _api(self, creds: ClientCredentials) -> TalosApi:
         """A Talos API client for these credentials, reused while they are unchanged (a
         client holds its TLS context and connections)."""
@@ -461,12 +468,7 @@ class TalosClusterController(Controller):
         if bindings:
             secrets = await owned.bundle(self.kube, cluster)
             servers = parsed(self.cache, SERVERS, Server).all()
-            talos = Talos(
-                self._api(
-                    await owned.admin_credentials(self.kube, cluster, secrets, bindings, servers)
-                ),
-                self.talos_port,
-            )
+            talos = await self._talos(cluster, secrets, bindings, servers)
             seen = await self._observe(talos, bindings, servers, state.now)
             await membership.scale_down(
                 state,
