@@ -72,8 +72,8 @@ class SimServer:
     /ipxe), ``install`` (between fetching the config and reporting it installed), ``talos``
     (between the install and its Talos API answering)."""
     gates: dict[str, asyncio.Event] = field(default_factory=dict)
-    """Steps (as in ``pauses``) held until the test sets their event, so a test acts there
-    however slow the machine is."""
+    """Steps (``install``, ``talos``: as in ``pauses``) held until the test sets their event,
+    so a test acts there however slow the machine is."""
     talos: FakeTalosNode | None = None
     """Its Talos API: state (etcd bootstrapped or not) survives reboots, as on a disk."""
     script: str = ""
@@ -195,6 +195,18 @@ class SimServer:
             self.boots.append("agent")
             await self._agent()
 
+    async def ipxe(self, **params: str) -> tuple[int, str]:
+        """Ask ``/ipxe`` once more as this machine (its address, UUID and MAC, plus
+        ``params``), as its firmware does at a boot; the agent credential of the answer is
+        the one it uses from now on (the earlier one is spent by this boot)."""
+        query = {"uuid": self.uuid, "mac": self._mac("-"), **params}
+        async with self.session.get(f"{self.base_url}/ipxe", params=query) as resp:
+            script = await resp.text()
+        token = re.search(r"arges\.token=(\S+)", script)
+        if resp.status == 200 and token:
+            self.credential = token.group(1)
+        return resp.status, script
+
     def _mac(self, sep: str) -> str:
         low = [f"{self.index >> shift & 0xFF:02x}" for shift in (16, 8, 0)]
         return sep.join(["52", "54", "00", *low])
@@ -279,6 +291,8 @@ class SimServer:
         doc = yaml.safe_load(config)
         assert doc["version"] == "v1alpha1" and doc["machine"]["type"] in ("controlplane", "worker")
         await asyncio.sleep(self.pauses.get("install", 0))
+        if (gate := self.gates.get("install")) is not None:
+            await gate.wait()
         self.installed = config
         self.talos = None
         origin = url.split("/configdata")[0]

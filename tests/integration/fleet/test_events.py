@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -29,9 +30,8 @@ def reasons(events: list[dict[str, Any]]) -> set[str]:
 async def test_a_server_life_is_told_in_events(rack: Rack) -> None:
     sim = await rack.add()
     # Its first boot was as an unknown machine; known now, it boots the agent twice more.
-    base = rack.plane.boot.http.base_url if rack.plane.boot else ""
     for _ in range(2):
-        status, _ = await http_get(rack.session, f"{base}/ipxe", params={"uuid": sim.uuid})
+        status, _ = await sim.ipxe()
         assert status == 200
     expected = {"Registered", "Accepted", "BootingAgent", "WipeStarted", "Wiped", "PoweredOff"}
     events = await eventually(
@@ -53,15 +53,19 @@ async def test_a_server_life_is_told_in_events(rack: Rack) -> None:
 
 
 async def test_repeated_config_fetches_are_one_event_with_a_count(rack: Rack) -> None:
-    await rack.add()
+    sim = await rack.add()
+    # Talos retries its fetch until it has the config on disk; hold it there, and fetch three
+    # more times with its boot's credential (spent once it is installed).
+    install = asyncio.Event()
+    sim.gates["install"] = install
     await create_cluster(rack.kube, workers=0)
-    await eventually(lambda: all_in(rack, "Ready", 1), timeout=60)
-    (member,) = await rack.members()
-    uuid = member["server"]
-    base = rack.plane.boot.http.base_url if rack.plane.boot else ""
+    await eventually(lambda: sim.config_url or None, timeout=60, what="the config fetched")
+    uuid = sim.uuid
     for _ in range(3):
-        status, _ = await http_get(rack.session, f"{base}/configdata", params={"uuid": uuid})
+        status, _ = await http_get(sim.session, sim.config_url)
         assert status == 200
+    install.set()
+    await eventually(lambda: all_in(rack, "Ready", 1), timeout=60)
 
     async def delivered() -> list[dict[str, Any]] | None:
         found = [e for e in await server_events(rack, uuid) if e["reason"] == "ConfigDelivered"]

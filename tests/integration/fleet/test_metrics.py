@@ -17,9 +17,7 @@ async def test_a_racked_server_shows_in_every_family(rack: Rack) -> None:
     sim = await rack.add()
     base = rack.plane.boot.http.base_url if rack.plane.boot else ""
     # A UEFI machine asks what to boot, and fetches the agent's kernel.
-    status, _ = await http_get(
-        rack.session, f"{base}/ipxe", params={"uuid": sim.uuid, "platform": "efi"}
-    )
+    status, _ = await sim.ipxe(platform="efi")
     assert status == 200
     status, kernel = await http_get(rack.session, f"{base}/env/agent/kernel")
     assert status == 200
