@@ -203,12 +203,13 @@ async def arges(tmp_path: Path) -> AsyncIterator[ManagementPlane]:
         ),
         power_refresh=1.0,
         reboot_timeout=60,
+        asset_dirs=(tmp_path / "assets",),
     )
     plane = ManagementPlane(config)
     await plane.start()
     try:
         assert plane.kube is not None
-        agent = environment(tmp_path / "agent", ["console=ttyS0"])
+        agent = environment(tmp_path / "assets" / "agent", ["console=ttyS0"])
         await plane.kube.create(
             ENVIRONMENTS, {"metadata": {"name": AGENT_ENVIRONMENT}, "spec": agent.to_json()}
         )

@@ -4,6 +4,7 @@ and a rack in Sidero's shapes) into an Arges plane with boot services and real I
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import datetime as dt
 from pathlib import Path
@@ -18,7 +19,7 @@ from arges.apiserver.server import ApiServer
 from arges.cli.importer import SideroReader, read_sidero, read_target, write
 from arges.kube.client import KubeClient
 from arges.kube.connection import from_kubeconfig
-from arges.kube.errors import Unavailable
+from arges.kube.errors import NotFound, Unavailable
 from arges.kube.resources import SERVER_BINDINGS, SERVER_CLASSES, SERVERS
 from arges.metal.sidero import translate
 from arges.metal.sidero.plan import plan
@@ -62,9 +63,16 @@ def target_args(sidero: Sidero, plane: ManagementPlane) -> list[str]:
 
 
 async def ipxe(plane: ManagementPlane, uuid: str) -> tuple[int, str]:
-    """What the server ``uuid`` is told when it network-boots."""
-    assert plane.boot is not None
-    url = f"{plane.boot.http.base_url}/ipxe?uuid={uuid}&mac=b4-96-91-3a-5c-10&arch=x86_64"
+    """What the server ``uuid`` is told when it network-boots (from its first NIC, as its
+    inventory in Arges names it: a boot from another NIC is refused)."""
+    assert plane.boot is not None and plane.kube is not None
+    mac = "b4-96-91-3a-5c-10"
+    with contextlib.suppress(NotFound):
+        hardware = ((await plane.kube.get(SERVERS, uuid)).get("status") or {}).get("hardware")
+        nics = ((hardware or {}).get("network") or {}).get("interfaces") or []
+        if nics and nics[0].get("mac"):
+            mac = nics[0]["mac"].replace(":", "-")
+    url = f"{plane.boot.http.base_url}/ipxe?uuid={uuid}&mac={mac}&arch=x86_64"
     async with aiohttp.ClientSession() as session, session.get(url) as resp:
         return resp.status, await resp.text()
 
