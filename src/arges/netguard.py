@@ -165,11 +165,17 @@ class GuardedSite(web.TCPSite):
         self._bound_port = sockets[0].getsockname()[1] if sockets else self._port
 
 
+SUMMARISED = "arges_summarised"
+"""The log record attribute saying its emitter limits it already (see OncePerInterval)."""
+
+
 class OncePerInterval(logging.Filter):
     """Let one record per cause through every ``interval`` seconds (see the module docstring).
 
     A cause is the logger, the message template and the exception's type; records below
-    ``WARNING`` are never held back.
+    ``WARNING`` are never held back, nor records logged with ``extra={SUMMARISED: True}``
+    (their emitter already limits them per client, e.g. the refusal log of
+    :mod:`arges.access.limits`, whose lines differ by client under one template).
     """
 
     def __init__(self, interval: float = 60.0, clock: Callable[[], float] = time.monotonic):
@@ -180,7 +186,7 @@ class OncePerInterval(logging.Filter):
         self._held: Counter[tuple[str, str, str]] = Counter()
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno < logging.WARNING:
+        if record.levelno < logging.WARNING or getattr(record, SUMMARISED, False):
             return True
         exc = record.exc_info[0].__name__ if record.exc_info and record.exc_info[0] else ""
         cause = (record.name, str(record.msg), exc)

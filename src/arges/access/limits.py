@@ -23,6 +23,11 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from arges.netguard import SUMMARISED
+
+ALREADY_LIMITED = {SUMMARISED: True}
+"""This log's lines are one per client per window already: the process-wide once-a-minute
+filter must not hold back one client's line because another's had the same template."""
 log = logging.getLogger("arges.access")
 
 CLIENTS = 4096
@@ -106,6 +111,7 @@ class RefusalLog:
                 client or "-",
                 client or "-",
                 self.window,
+                extra=ALREADY_LIMITED,
             )
         else:
             window.refused += not limited
@@ -133,4 +139,5 @@ class RefusalLog:
                 max(0.0, self.clock() - window.started),
                 window.limited,
                 len(window.uuids),
+                extra=ALREADY_LIMITED,
             )

@@ -47,14 +47,19 @@ class _Arges(click.Group):
 )
 def main(log_level: str) -> None:
     """Arges: bare-metal Kubernetes management plane."""
+    root = logging.getLogger()
+    # Handlers someone else installed (a program embedding the CLI, a test runner) are
+    # theirs: only the ones configured here get the filter.
+    ours = not root.handlers
     logging.basicConfig(
         level=getattr(logging, log_level.upper()),
         format=TEXT_FORMAT,
     )
-    # A storm of one failure (a flood of bad packets, descriptors run out) logs a line a
-    # minute per cause, not one per occurrence.
-    for handler in logging.getLogger().handlers:
-        handler.addFilter(OncePerInterval())
+    if ours:
+        # A storm of one failure (a flood of bad packets, descriptors run out) logs a line a
+        # minute per cause, not one per occurrence.
+        for handler in root.handlers:
+            handler.addFilter(OncePerInterval())
 
 
 main.add_command(up)

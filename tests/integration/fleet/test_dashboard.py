@@ -112,7 +112,12 @@ async def test_a_person_watches_and_runs_the_fleet(rack: Rack, browser: Browser)
     await browser.until_text("main", "default/demo")
     await eventually(lambda: all_in(rack, "Ready", 2), timeout=60)
     await browser.until_text("main", "2 of 2 servers ready", timeout=30)
-    assert len(await browser.texts(".members tbody tr")) == 2
+
+    async def two_rows() -> bool:
+        # The page is replaced live as the cluster changes: read it until it settles.
+        return len(await browser.texts(".members tbody tr")) == 2
+
+    await eventually(two_rows, timeout=30, what="one row per member")
     await browser.screenshot("08-clusters")
 
     # Environments: assets and their checksums.
