@@ -108,6 +108,24 @@ def server_certificate(
     )
 
 
+def bound_socket(address: str, port: int) -> socket.socket:
+    """A TCP socket bound to ``address:port`` (port 0: any free one) for a fake Talos
+    service to serve on, as grpclib's ``Server.start(sock=...)`` takes it.
+
+    Raises:
+        OSError: the address cannot be bound (the socket is closed first).
+    """
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((address, port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
 @dataclass(frozen=True)
 class Identity:
     """What apid serves with (PEM): the OS CA certificate its clients must be issued by, and
@@ -304,14 +322,7 @@ class FakeTalosNode:
         if self._next_version is not None:
             self.talos_version, self._next_version = self._next_version, None
         self.boot_time = max(int(time.time()), self.boot_time + 1)
-        family = socket.AF_INET6 if ":" in self.address else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((self.address, self.port))
-        except OSError:
-            sock.close()
-            raise
+        sock = bound_socket(self.address, self.port)
         self.port = sock.getsockname()[1]
         self._server = grpclib.server.Server([Guarded(self, MachineService(self))])
         await self._server.start(sock=sock, ssl=self._ssl)

@@ -19,7 +19,6 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import secrets
-import socket
 
 import grpclib.const
 import grpclib.server
@@ -33,7 +32,7 @@ from grpclib.exceptions import GRPCError
 from talos_linux_api.v1_6_0 import securityapi
 
 from arges import certs
-from arges.talos.fakeapi import SERVER_VALIDITY, Identity
+from arges.talos.fakeapi import SERVER_VALIDITY, Identity, bound_socket
 from arges.talos.secrets import CertAndKey, ed25519_key_pem
 from arges.talos.tls import ca_client_context, token_server_context
 
@@ -124,14 +123,7 @@ class FakeTrustd:
 
     async def start(self) -> None:
         """Listen (port 0: any free one, then stored in :attr:`port`)."""
-        family = socket.AF_INET6 if ":" in self.address else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((self.address, self.port))
-        except OSError:
-            sock.close()
-            raise
+        sock = bound_socket(self.address, self.port)
         self.port = sock.getsockname()[1]
         self._server = grpclib.server.Server([self._service])
         await self._server.start(sock=sock, ssl=self._ssl)
