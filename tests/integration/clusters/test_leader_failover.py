@@ -58,6 +58,7 @@ class Replica:
         self.http_port = free_port()
         self.log = self.dir / "arges.log"
         self.proc: subprocess.Popen[bytes] | None = None
+        self.identity = ""
         image = self.dir / "agent-image"
         image.mkdir()
         (image / "vmlinuz").write_bytes(b"kernel")
@@ -85,6 +86,10 @@ class Replica:
                 stderr=subprocess.STDOUT,
             )
         await eventually(self._serving, timeout=60, what=f"{self.dir.name} serving boot HTTP")
+        # The candidate line may reach the log file a moment after the port answers.
+        self.identity = await eventually(
+            self._candidate, timeout=30, what=f"{self.dir.name} names its candidate identity"
+        )
 
     async def _serving(self) -> bool:
         assert self.proc is not None
@@ -99,11 +104,9 @@ class Replica:
         except aiohttp.ClientError:
             return False
 
-    @property
-    def identity(self) -> str:
-        found = re.search(r"leader election: candidate (\S+)", self.log.read_text())
-        assert found, self.log.read_text()
-        return found.group(1)
+    def _candidate(self) -> str:
+        found = re.search(r"leader election: candidate (\S+)\n", self.log.read_text())
+        return found.group(1) if found else ""
 
     def kill(self) -> None:
         assert self.proc is not None
