@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import gc
 import hmac
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -57,6 +59,10 @@ MAX_BODY_BYTES = 3 * 1024 * 1024
 EXPANDED_BODY_BYTES = 2 * MAX_BODY_BYTES
 """How large (as JSON) a YAML body may grow through its aliases: twice the byte limit, since
 JSON spells out what YAML leaves implicit (quotes, braces)."""
+INLINE_DECODE_BYTES = 64 * 1024
+"""Bodies up to this size are decoded on the event loop (well under a millisecond as JSON);
+larger ones in a worker thread, since a 3 MiB body takes about 0.1 s as JSON and seconds as
+YAML, and every other request would wait that long (``benchmarks/large_bodies.py``)."""
 
 
 LIST_CHUNK = 500
@@ -208,6 +214,56 @@ def deleted_status(rt: ResourceType, name: str, uid: str) -> dict[str, Any]:
         "status": "Success",
         "details": details,
     }
+
+
+async def decode(
+    raw: bytes, media: str, *, kind: str = "", expanded_limit: int = EXPANDED_BODY_BYTES
+) -> Any:
+    """:func:`codec.decode_body` for a request body: inline when it is small, in a worker
+    thread when larger than :data:`INLINE_DECODE_BYTES`, so the event loop keeps serving.
+
+    Raises what :func:`codec.decode_body` raises.
+    """
+    if len(raw) <= INLINE_DECODE_BYTES:
+        return codec.decode_body(raw, media, kind=kind, expanded_limit=expanded_limit)
+    return await asyncio.to_thread(_decode_paused, raw, media, kind, expanded_limit)
+
+
+def _decode_paused(raw: bytes, media: str, kind: str, expanded_limit: int) -> Any:
+    with _GC_PAUSE:
+        return codec.decode_body(raw, media, kind=kind, expanded_limit=expanded_limit)
+
+
+class _GcPause:
+    """Keeps the cyclic garbage collector off while any thread is inside it.
+
+    Decoding a large body allocates objects by the million (a 3 MiB YAML body composes
+    about four million nodes and marks before it is built); each full collection they
+    trigger walks the whole heap holding the GIL, stalling the event loop for up to 0.5 s
+    at a time, though the thread decoding yields it every few milliseconds otherwise. What
+    decoding allocates is freed by reference counting, so nothing is lost by pausing.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._inside = 0
+        self._resume = False
+
+    def __enter__(self) -> None:
+        with self._lock:
+            if self._inside == 0:
+                self._resume = gc.isenabled()
+                gc.disable()
+            self._inside += 1
+
+    def __exit__(self, *exc: object) -> None:
+        with self._lock:
+            self._inside -= 1
+            if self._inside == 0 and self._resume:
+                gc.enable()
+
+
+_GC_PAUSE = _GcPause()
 
 
 def _warning(text: str) -> str:
@@ -434,12 +490,10 @@ class Handler:
         if method == "PATCH":
             wopts = _write_options(request)
             content_type = request.content_type
-            raw = await request.read()
-            patch = codec.decode_body(
-                raw,
+            patch = await decode(
+                await request.read(),
                 "application/yaml" if "yaml" in content_type else JSON,
                 kind=rt.kind,
-                expanded_limit=EXPANDED_BODY_BYTES,
             )
             obj = await self.rest.patch(
                 rt,
@@ -466,7 +520,10 @@ class Handler:
     async def _body(self, request: web.Request, rt: ResourceType) -> Any:
         media = request.content_type
         if media == kubeproto.MEDIA_TYPE:
-            return kubeproto.decode(await request.read())
+            raw = await request.read()
+            if len(raw) <= INLINE_DECODE_BYTES:
+                return kubeproto.decode(raw)
+            return await asyncio.to_thread(kubeproto.decode, raw)
         if media not in (
             JSON,
             "application/yaml",
@@ -479,16 +536,14 @@ class Handler:
                 f"the body of the request was in an unknown format - accepted media types "
                 f'include: application/json, application/yaml (got "{media}")'
             )
-        return codec.decode_body(
-            await request.read(), media, kind=rt.kind, expanded_limit=EXPANDED_BODY_BYTES
-        )
+        return await decode(await request.read(), media, kind=rt.kind)
 
     async def _delete_options(self, request: web.Request) -> DeleteOptions:
         query = request.query
         body: dict[str, Any] = {}
         raw = await request.read()
         if raw.strip():
-            decoded = codec.decode_body(raw, request.content_type or JSON)
+            decoded = await decode(raw, request.content_type or JSON)
             if not isinstance(decoded, dict):
                 raise BadRequest("the request body must be a DeleteOptions object")
             body = decoded
