@@ -133,10 +133,10 @@ follow_up = st.lists(
 class Client:
     """A blocking UDP client of the server on loopback."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, host: str = "127.0.0.1") -> None:
         self.port = port
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
+        self.sock.bind((host, 0))
 
     def close(self) -> None:
         self.sock.close()
@@ -206,16 +206,20 @@ def test_tftp_survives_any_request_and_session(
     server, root = served
     caplog.set_level(logging.INFO)
     received: list[bytes] = []
+    inputs = iter(range(10**6))
 
     @FUZZ
     @given(first=st.one_of(request, request, other), then=follow_up)
     def fuzz(first: bytes, then: list[tuple[str, Any]]) -> None:
-        client = Client(server.port)
+        # Each input from an address of its own (all of 127/8 is loopback): sessions it
+        # abandons count against the transfers its address may run.
+        n = next(inputs)
+        client = Client(server.port, f"127.1.{n // 250 % 250}.{n % 250 + 1}")
         try:
             client.send(first)
             # From a port of its own each time: a request just like a running transfer's,
             # from the same port, is that transfer's client asking again, and not answered.
-            probe = Client(server.port)
+            probe = Client(server.port, "127.0.0.2")
             assert probe.fetch("probe.bin") == PROBE
             answers = client.drain(0.001)
             transfer = next((port for _, port in answers if port != server.port), None)
@@ -251,13 +255,13 @@ def test_tftp_survives_any_request_and_session(
     assert not bad, [r.getMessage()[:300] for r in bad[:5]]
 
 
-def test_a_slow_client_gets_the_file_and_abandoned_ones_do_not_block_others(
+def test_a_slow_client_gets_the_file_and_abandoned_ones_do_not_block_other_hosts(
     served: tuple[TftpServer, Path],
 ) -> None:
     server, root = served
     want = (root / "sub" / "file.bin").read_bytes()
     # Slow: every block is acknowledged only after the server sent it again.
-    slow = Client(server.port)
+    slow = Client(server.port, "127.0.0.3")
     slow.send(_request(RRQ, "sub/file.bin", "octet", []))
     content, expected = b"", 1
     while True:
@@ -277,11 +281,14 @@ def test_a_slow_client_gets_the_file_and_abandoned_ones_do_not_block_others(
             break
     assert content == want
     slow.close()
-    # Abandoned: 50 clients ask, with the longest timeout, and never answer; others are served.
+    # Abandoned: 50 requests from one address, with the longest timeout, never acknowledged.
+    # That address runs 16 transfers at most (the rest are dropped); others are served.
     abandoned = [Client(server.port) for _ in range(50)]
     for client in abandoned:
         client.send(_request(RRQ, "big.bin", "octet", [("timeout", "255"), ("blksize", "1432")]))
-    client = Client(server.port)
-    assert client.fetch("big.bin") == (root / "big.bin").read_bytes()
-    for c in [client, *abandoned]:
+    other = Client(server.port, "127.0.0.2")
+    assert other.fetch("big.bin") == (root / "big.bin").read_bytes()
+    answered = [c for c in abandoned if c.drain(0.05)]
+    assert len(answered) == server.max_transfers_per_client == 16
+    for c in [other, *abandoned]:
         c.close()
