@@ -24,6 +24,7 @@ import hmac
 import logging
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,6 +64,10 @@ INLINE_DECODE_BYTES = 64 * 1024
 """Bodies up to this size are decoded on the event loop (well under a millisecond as JSON);
 larger ones in a worker thread, since a 3 MiB body takes about 0.1 s as JSON and seconds as
 YAML, and every other request would wait that long (``benchmarks/large_bodies.py``)."""
+_DECODERS = ThreadPoolExecutor(max_workers=2, thread_name_prefix="arges-decode")
+"""The threads large bodies are decoded on: their own, so a flood of them queues here and
+not before the process's other thread work (asset copies, Redfish calls); two, since under
+the GIL more would not decode faster. Started when first needed."""
 
 
 LIST_CHUNK = 500
@@ -219,14 +224,16 @@ def deleted_status(rt: ResourceType, name: str, uid: str) -> dict[str, Any]:
 async def decode(
     raw: bytes, media: str, *, kind: str = "", expanded_limit: int = EXPANDED_BODY_BYTES
 ) -> Any:
-    """:func:`codec.decode_body` for a request body: inline when it is small, in a worker
+    """:func:`codec.decode_body` for a request body: inline when it is small, on a decoding
     thread when larger than :data:`INLINE_DECODE_BYTES`, so the event loop keeps serving.
 
     Raises what :func:`codec.decode_body` raises.
     """
     if len(raw) <= INLINE_DECODE_BYTES:
         return codec.decode_body(raw, media, kind=kind, expanded_limit=expanded_limit)
-    return await asyncio.to_thread(_decode_paused, raw, media, kind, expanded_limit)
+    return await asyncio.get_running_loop().run_in_executor(
+        _DECODERS, _decode_paused, raw, media, kind, expanded_limit
+    )
 
 
 def _decode_paused(raw: bytes, media: str, kind: str, expanded_limit: int) -> Any:
@@ -523,7 +530,9 @@ class Handler:
             raw = await request.read()
             if len(raw) <= INLINE_DECODE_BYTES:
                 return kubeproto.decode(raw)
-            return await asyncio.to_thread(kubeproto.decode, raw)
+            return await asyncio.get_running_loop().run_in_executor(
+                _DECODERS, kubeproto.decode, raw
+            )
         if media not in (
             JSON,
             "application/yaml",
