@@ -31,7 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -56,6 +56,8 @@ from arges.metal.move import (
     copy_of,
     decide,
     key,
+    leftovers,
+    moves,
     order,
     secrets_to_move,
     status_differs,
@@ -140,8 +142,9 @@ async def read_source(
     kind_of: dict[Key, Kind] = {}
     for kind in kinds:
         for obj in await _list(source, kind):
-            objects.append(obj)
-            kind_of[key(obj)] = kind
+            if moves(obj):
+                objects.append(obj)
+                kind_of[key(obj)] = kind
     for secret in secrets_to_move(objects, await _list(source, SECRETS_KIND)):
         objects.append(secret)
         kind_of[key(secret)] = SECRETS_KIND
@@ -331,6 +334,30 @@ async def copy(
     return writes
 
 
+def _former(plane: Mapping[str, Any] | None) -> Record | None:
+    """The finished move out of an API (its ManagementPlane's record), if it had one."""
+    record = Record.decode(_annotations(plane).get(RECORD))
+    return record if record is not None and record.phase == Phase.DONE else None
+
+
+async def remove(
+    kube: KubeClient, objects: Sequence[Mapping[str, Any]], kinds: list[Kind], why: str, echo: Echo
+) -> None:
+    """Delete ``objects`` (in the order given), their finalizers first: nothing runs on a
+    paused API to finish them."""
+    by_kind = {(k.res.group, k.res.kind): k for k in [*kinds, SECRETS_KIND]}
+    for obj in objects:
+        group, kind_name, namespace, name = key(obj)
+        res = by_kind[(group, kind_name)].res
+        try:
+            if obj["metadata"].get("finalizers"):
+                await kube.patch(res, name, {"metadata": {"finalizers": None}}, namespace or None)
+            await kube.delete(res, name, namespace or None)
+        except NotFound:
+            pass
+        echo(f"{subject(obj)}: {why}")
+
+
 async def rollback(
     source: KubeClient,
     target: KubeClient,
@@ -353,24 +380,20 @@ async def rollback(
         )
     held = await read_target(target, kinds)
     sources = {uid(o) for o in objects}
-    for obj in reversed(objects):
-        copy_ = held.get(key(obj))
-        notes = ((copy_ or {}).get("metadata") or {}).get("annotations") or {}
-        if copy_ is None or notes.get(MOVED_FROM) not in sources:
-            continue
-        kind, namespace = kind_of[key(obj)], key(obj)[2] or None
-        # Nothing runs on the paused target to finish a finalizer: the copy goes as it came.
-        try:
-            if copy_["metadata"].get("finalizers"):
-                await target.patch(
-                    kind.res, key(obj)[3], {"metadata": {"finalizers": None}}, namespace
-                )
-            await target.delete(kind.res, key(obj)[3], namespace)
-        except NotFound:
-            pass
-        echo(f"{subject(obj)}: removed from the target")
+    copies = [
+        held[key(o)]
+        for o in reversed(objects)
+        if key(o) in held
+        and (held[key(o)]["metadata"].get("annotations") or {}).get(MOVED_FROM) in sources
+    ]
+    await remove(target, copies, kinds, "removed from the target", echo)
     plane = await plane_of(target)
-    if plane is not None and str((plane.get("spec") or {}).get("reason") or "").startswith(REASON):
+    if _former(plane) is not None:
+        # The target was itself moved from, and is paused since: it stays so.
+        echo("target: stays paused (its own objects were moved away before)")
+    elif plane is not None and str((plane.get("spec") or {}).get("reason") or "").startswith(
+        REASON
+    ):
         was = bool(record is not None and record.target_was_paused)
         await set_plane(target, was, None if not was else "paused before the move")
         echo("target: pause restored" if was else "target: unpaused")
@@ -408,7 +431,12 @@ async def move(
     held = await read_target(target, kinds)
     served = {c["metadata"]["name"] for c in await target.list(CRDS)}
     problems = preflight(objects, kind_of, held, served)
+    former = _former(await plane_of(target))
+    stale = leftovers(held.values(), objects) if former is not None else []
     if dry_run:
+        whence = former.target if former is not None else ""
+        for obj in stale:
+            echo(f"{subject(obj)}: would delete (left over from the move to {whence})")
         uids = copied(held)
         for obj in objects:
             action = decide(obj, copy_of(obj, uids), held.get(key(obj)))
@@ -440,6 +468,10 @@ async def move(
     await set_plane(target, True, f"{REASON} from {source.connection.server}")
     await set_plane(source, True, f"{REASON} to {to}", record)
     await wait_paused(target, "target", within, echo)
+    if former is not None:
+        held = await read_target(target, kinds)
+        why = f"deleted (left over from the move to {former.target})"
+        await remove(target, leftovers(held.values(), objects), kinds, why, echo)
 
     writes = await copy(target, objects, kind_of, kinds, echo)
     record = Record(to, Phase.DONE, record.target_was_paused)
@@ -452,12 +484,17 @@ async def move(
 
 
 async def finish(target: KubeClient, record: Record, echo: Echo) -> None:
-    """Unpause the target (unless it was paused before the move), once."""
+    """Unpause the target (unless it was paused before the move), and drop the record of a
+    move out of it, if it has one (it holds the objects now), once."""
     plane = await plane_of(target)
     spec = (plane or {}).get("spec") or {}
     if str(spec.get("reason") or "").startswith(REASON) and not record.target_was_paused:
-        await set_plane(target, False, None)
+        await set_plane(target, False, None, None)
         echo("target: unpaused")
+    elif RECORD in _annotations(plane):
+        await target.patch(
+            MANAGEMENT_PLANES, PLANE_NAME, {"metadata": {"annotations": {RECORD: None}}}
+        )
 
 
 @click.command("move")

@@ -21,7 +21,13 @@ behind.
   (an interrupted move wrote it): it is updated, never duplicated. Any other object of that name
   is a conflict, refused before anything is written, except Arges' built-ins (the Environments
   annotated ``metal.arges.dev/built-in``, the ServerClass ``any``), which an Arges on the target
-  made for itself and which the source's replace.
+  made for itself and which the source's replace, and the object the source's was itself
+  copied from (a move back): that is updated.
+- **Moving back**: a source keeps its objects after a move (paused, a record of what moved).
+  When it is the target of a later move, what it holds of the kinds that move and that move
+  does not write is left over from before (:func:`leftovers`) and is deleted.
+- **Built-in Environments** (``agent``, ``default``: annotated ``metal.arges.dev/built-in``)
+  do not move: they are each installation's own, made by its ``arges up`` from its options.
 - **Secrets** move when a moved object owns one, names one (any ``...SecretRef`` with a
   ``name``, Cluster API's ``dataSecretName``, a TalosCluster pool's ``patchesFrom``), or it is
   labelled as belonging to a moved cluster (``cluster.arges.dev/cluster-name``,
@@ -203,6 +209,14 @@ def _ref_names(node: Any, namespace: str) -> Iterator[tuple[str, str]]:
             yield from _ref_names(value, namespace)
 
 
+def moves(obj: Mapping[str, Any]) -> bool:
+    """Whether ``obj``, of a kind that moves, moves: all but the built-in Environments, which
+    are each installation's own (its Talos and agent images, from ``arges up``'s options); the
+    Arges on the target makes its own."""
+    notes = (obj.get("metadata") or {}).get("annotations") or {}
+    return not (obj.get("kind") == "Environment" and notes.get(BUILT_IN) == "true")
+
+
 def secrets_to_move(
     moved: Iterable[Mapping[str, Any]], secrets: Iterable[Mapping[str, Any]]
 ) -> list[Mapping[str, Any]]:
@@ -349,9 +363,24 @@ def decide(
     if existing is None:
         return Action.CREATE
     marker = ((existing.get("metadata") or {}).get("annotations") or {}).get(MOVED_FROM)
-    if marker != uid(source) and not built_in(existing):
+    original = ((source.get("metadata") or {}).get("annotations") or {}).get(MOVED_FROM)
+    if marker != uid(source) and uid(existing) != original and not built_in(existing):
         return Action.CONFLICT
     return Action.UNCHANGED if _body(existing) == _body(copy) else Action.UPDATE
+
+
+def leftovers(
+    held: Iterable[Mapping[str, Any]], moving: Iterable[Mapping[str, Any]]
+) -> list[Mapping[str, Any]]:
+    """What a target that was itself the source of a finished move still holds of that move
+    and this one does not write (a binding released since, its config Secret), dependents
+    first: it is deleted, so that the target ends with the source's state and nothing else.
+    ``held`` is what the target holds of the kinds that move (its Secrets among them)."""
+    writing = {key(o) for o in moving}
+    held = list(held)
+    stale = [o for o in held if key(o)[1] != "Secret" and key(o) not in writing and moves(o)]
+    secrets = secrets_to_move(stale, [o for o in held if key(o)[1] == "Secret"])
+    return list(reversed(order([*stale, *(s for s in secrets if key(s) not in writing)])))
 
 
 def status_differs(copy: Mapping[str, Any], written: Mapping[str, Any]) -> bool:

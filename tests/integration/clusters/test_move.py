@@ -138,12 +138,14 @@ async def kill_move_at_first_binding(
 
 async def boot(base_url: str, uuid: str) -> tuple[str, int, str]:
     """What server ``uuid`` is given when it network-boots now (``target``, ``agent`` or
-    ``disk``), and what it gets fetching its config with that boot's credential."""
+    ``disk``), and what it gets fetching its config with that boot's credential; ``refused``
+    when ``/ipxe`` does not answer 200."""
     async with aiohttp.ClientSession() as session:
         params = {"uuid": uuid, "mac": "52-54-00-00-00-01"}
         async with session.get(f"{base_url}/ipxe", params=params) as resp:
-            assert resp.status == 200, await resp.text()
             script = await resp.text()
+            if resp.status != 200:
+                return "refused", resp.status, script
         target = re.search(r"talos\.config=(\S+)", script)
         if target is None:
             return ("agent" if "arges.token=" in script else "disk"), 0, ""
@@ -151,11 +153,19 @@ async def boot(base_url: str, uuid: str) -> tuple[str, int, str]:
             return "target", resp.status, await resp.text()
 
 
+async def _served(answer: Any) -> tuple[str, int, str] | None:
+    value: tuple[str, int, str] = await answer
+    return value if value[0] != "refused" else None
+
+
 async def snapshot(kube: KubeClient) -> dict[tuple[str, str, str], dict[str, Any]]:
-    """Every object of the kinds that move, and every Secret, by (kind, namespace, name)."""
+    """Every object of the kinds that move (but the built-in Environments, each Arges' own),
+    and every Secret, by (kind, namespace, name)."""
     found = {}
     for res in [*MOVED, SECRETS]:
         for obj in await kube.list(res):
+            if (obj["metadata"].get("annotations") or {}).get("metal.arges.dev/built-in"):
+                continue
             meta = obj["metadata"]
             found[(res.kind, meta.get("namespace") or "", meta["name"])] = obj
     return found
@@ -174,9 +184,10 @@ def remapped(node: Any, uids: dict[str, str]) -> Any:
 def assert_copied(
     before: dict[tuple[str, str, str], dict[str, Any]],
     after: dict[tuple[str, str, str], dict[str, Any]],
+    fields: tuple[str, ...] = ("spec", "status", "data"),
 ) -> int:
     """Every object of ``before`` (the source) that moves is on the target (``after``), uids
-    remapped, the rest identical; returns how many moved."""
+    remapped, the rest (of ``fields``, and the metadata) identical; returns how many moved."""
     copies = {
         o["metadata"]["annotations"][MOVED_FROM]: o
         for o in after.values()
@@ -191,13 +202,15 @@ def assert_copied(
         assert copy is not None, f"{k} was not moved"
         assert copy["metadata"]["annotations"][MOVED_FROM] == obj["metadata"]["uid"]
         moved += 1
-        for field in ("spec", "status", "data"):
+        for field in fields:
             assert copy.get(field) == remapped(obj.get(field), uids), (k, field)
         for field in ("labels", "finalizers"):
             assert copy["metadata"].get(field) == remapped(obj["metadata"].get(field), uids), k
         notes = dict(copy["metadata"]["annotations"])
         del notes[MOVED_FROM]
-        assert notes == remapped(obj["metadata"].get("annotations") or {}, uids), k
+        source_notes = dict(obj["metadata"].get("annotations") or {})
+        source_notes.pop(MOVED_FROM, None)  # a copy's, when it moves again
+        assert notes == remapped(source_notes, uids), k
         owners = obj["metadata"].get("ownerReferences") or []
         assert copy["metadata"].get("ownerReferences", []) == [
             {**o, "uid": uids[o["uid"]]} for o in owners
@@ -254,14 +267,20 @@ async def test_a_move_killed_midway_resumes_and_the_target_takes_over(
         assert not (await target.get(MANAGEMENT_PLANES, "arges"))["spec"]["paused"]
 
         moved = assert_copied(await snapshot(source), await snapshot(target))
-        # 4 servers, 2 bindings, 1 cluster, the class any, the Environments agent and default,
-        # and 5 Secrets: the BMC's, the cluster's bundle and talosconfig, 2 member configs.
-        assert moved == 15, moved
+        # 4 servers, 2 bindings, 1 cluster, the class any, and 5 Secrets: the BMC's, the
+        # cluster's bundle and talosconfig, 2 member configs (not the built-in Environments).
+        assert moved == 13, moved
         again = await run_move(source_api.kubeconfig_path, to)
         assert again.returncode == 0 and "is done" in again.stdout, again.stdout
 
         await target_arges.start()
-        after_boot = await boot(target_arges.base_url, control_plane)
+        # Its own default Environment is fetched first (412 meanwhile, and firmware retries).
+        after_boot = await eventually(
+            lambda: _served(boot(target_arges.base_url, control_plane)),
+            timeout=30,
+            interval=0.5,
+            what="the target's Arges serving boots",
+        )
         assert after_boot == before_boot, "the same boot and the same config"
 
         await target.patch(
@@ -271,6 +290,35 @@ async def test_a_move_killed_midway_resumes_and_the_target_takes_over(
         assert set(bindings) < set(grown), "the moved bindings are kept"
         assert len(await target.list(SERVER_BINDINGS)) == 3, "one more server, bound once"
         assert BMC_SERVER not in grown
+
+        # And back: the workers released on the target, everything moves onto the first API
+        # again, where what it still held of the workers is left over and goes; the Arges
+        # there, paused all along, takes over again.
+        await target.patch(
+            TALOS_CLUSTERS, "demo", {"spec": {"workers": [{"name": "workers", "replicas": 0}]}}, NS
+        )
+        shrunk = await eventually(lambda: _settled(target, 0), timeout=60, what="1+0 members")
+        assert list(shrunk) == [control_plane]
+        back = await run_move(target_api.kubeconfig_path, source_api.kubeconfig_path)
+        assert back.returncode == 0, back.stdout + back.stderr
+        (worker,) = set(bindings) - {control_plane}
+        assert f"ServerBinding {worker}: deleted (left over" in back.stdout, back.stdout
+        assert [b["metadata"]["name"] for b in await source.list(SERVER_BINDINGS)] == [
+            control_plane
+        ]
+        # Not the status: the Arges there writes its own as soon as it is unpaused.
+        assert_copied(await snapshot(target), await snapshot(source), ("spec", "data"))
+        plane = await source.get(MANAGEMENT_PLANES, "arges")
+        assert not plane["spec"]["paused"] and RECORD not in plane["metadata"]["annotations"]
+        assert (await target.get(MANAGEMENT_PLANES, "arges"))["spec"]["paused"]
+        served = await eventually(
+            lambda: _served(boot(source_arges.base_url, control_plane)),
+            timeout=30,
+            interval=0.5,
+            what="the first Arges serving boots again",
+        )
+        assert served == before_boot
+        assert (await boot(source_arges.base_url, worker))[0] == "agent", "released: wiped"
     finally:
         for arges in (source_arges, target_arges):
             if arges.proc is not None and arges.proc.poll() is None:

@@ -16,6 +16,8 @@ from arges.metal.move import (
     Record,
     copy_of,
     decide,
+    leftovers,
+    moves,
     order,
     secrets_to_move,
     status_differs,
@@ -249,6 +251,12 @@ BUILT_IN_ENV = obj(
         pytest.param(SERVER, obj("Server", "s1", "t-1", spec={}), Action.CONFLICT, id="not a copy"),
         pytest.param(ENV, BUILT_IN_ENV, Action.UPDATE, id="a built-in Environment: taken over"),
         pytest.param(
+            obj("Server", "s1", "u-back", spec={}, meta={"annotations": {MOVED_FROM: "t-1"}}),
+            obj("Server", "s1", "t-1", spec={}),
+            Action.UPDATE,
+            id="moving back: the object it was copied from is updated",
+        ),
+        pytest.param(
             obj("ServerClass", "any", "u-any", spec={}),
             obj("ServerClass", "any", "t-any", spec={}),
             Action.UPDATE,
@@ -332,3 +340,19 @@ def instance(name: str, paused: bool, generation: int, age: float) -> dict[str, 
 def test_unacknowledged(instances: list[dict[str, Any]], expected: list[str]) -> None:
     plane = {"metadata": {"generation": 4}, "status": {"instances": instances}}
     assert unacknowledged(plane, NOW.timestamp()) == expected
+
+
+def test_built_in_environments_stay() -> None:
+    assert not moves(BUILT_IN_ENV)
+    assert moves(ENV) and moves(SERVER)
+
+
+def test_leftovers_of_an_earlier_move_out_go_dependents_first() -> None:
+    released = obj("ServerBinding", "s2", "u-b2", spec={"consumerRef": {"uid": "u-cluster"}})
+    its_config = obj("Secret", "demo-config-s2", "u-c2", "default", meta=owned_by(released))
+    held = [CLUSTER, BINDING, CONFIG, released, its_config, BUILT_IN_ENV, BMC, secret("mine")]
+    moving = [CLUSTER, BINDING, CONFIG, BMC]
+    assert [subject(o) for o in leftovers(held, moving)] == [
+        "Secret default/demo-config-s2",
+        "ServerBinding s2",
+    ]
