@@ -53,11 +53,13 @@ from arges.metal.move import (
     MoveError,
     Phase,
     Record,
+    capi_cluster,
     copy_of,
     decide,
     key,
     leftovers,
     moves,
+    moves_kind,
     order,
     secrets_to_move,
     status_differs,
@@ -70,8 +72,6 @@ from arges.metal.move import (
 CRDS = Resource(
     "apiextensions.k8s.io", "v1", "customresourcedefinitions", "CustomResourceDefinition", False
 )
-PROVIDER_LABEL = "cluster.x-k8s.io/provider"
-"""The label ``clusterctl`` finds a provider's CRDs by (and so does the move)."""
 REASON = "arges move"
 """The start of the reason a move gives its pauses (how a rerun knows the pause is its own)."""
 SECRET_KIND = "Secret"
@@ -118,8 +118,8 @@ def _served(crd: Mapping[str, Any]) -> Kind:
 async def discover(source: KubeClient) -> list[Kind]:
     """Arges' kinds, then those of the source's other Cluster API provider CRDs."""
     found = list(ARGES_KINDS)
-    for crd in await source.list(CRDS, label_selector=PROVIDER_LABEL):
-        if crd["metadata"]["name"] not in ARGES_CRDS:
+    for crd in await source.list(CRDS):
+        if crd["metadata"]["name"] not in ARGES_CRDS and moves_kind(crd):
             found.append(_served(crd))
     return found
 
@@ -271,6 +271,22 @@ async def ensure_namespaces(target: KubeClient, objects: list[Mapping[str, Any]]
     for namespace in sorted({key(o)[2] for o in objects} - {""}):
         with contextlib.suppress(AlreadyExists):
             await target.create(NAMESPACES, {"metadata": {"name": namespace}})
+
+
+async def pause_clusters(
+    kube: KubeClient,
+    objects: Sequence[Mapping[str, Any]],
+    kind_of: Mapping[Key, Kind],
+    paused: bool,
+    echo: Echo,
+) -> None:
+    """Set ``spec.paused`` of the Cluster API Clusters among ``objects`` on ``kube`` (where it
+    differs), so that Cluster API's controllers leave them alone meanwhile."""
+    for obj in objects:
+        if capi_cluster(obj) and bool((obj.get("spec") or {}).get("paused")) != paused:
+            _, _, namespace, name = key(obj)
+            await kube.patch(kind_of[key(obj)].res, name, {"spec": {"paused": paused}}, namespace)
+            echo(f"{subject(obj)}: {'paused' if paused else 'resumed'}")
 
 
 def copied(held: Mapping[Key, Mapping[str, Any]]) -> dict[str, str]:
@@ -455,6 +471,7 @@ async def move(
         record = Record(to, Phase.PAUSING)
     await set_plane(source, True, f"{REASON} to {to}", record)
     await wait_paused(source, "source", within, echo)
+    await pause_clusters(source, objects, kind_of, True, echo)
     objects, kind_of = await read_source(source, kinds)
 
     await install_crds(target, echo)
@@ -474,6 +491,7 @@ async def move(
         await remove(target, leftovers(held.values(), objects), kinds, why, echo)
 
     writes = await copy(target, objects, kind_of, kinds, echo)
+    await pause_clusters(target, objects, kind_of, False, echo)
     record = Record(to, Phase.DONE, record.target_was_paused)
     await set_plane(source, True, f"{REASON} to {to}", record)
     await finish(target, record, echo)

@@ -26,6 +26,8 @@ behind.
 - **Moving back**: a source keeps its objects after a move (paused, a record of what moved).
   When it is the target of a later move, what it holds of the kinds that move and that move
   does not write is left over from before (:func:`leftovers`) and is deleted.
+- **Cluster API**: the objects of its CRDs (:func:`moves_kind`) move too; its Clusters are
+  paused on the source first and resumed on the target last (:func:`capi_cluster`).
 - **Built-in Environments** (``agent``, ``default``: annotated ``metal.arges.dev/built-in``)
   do not move: they are each installation's own, made by its ``arges up`` from its options.
 - **Secrets** move when a moved object owns one, names one (any ``...SecretRef`` with a
@@ -207,6 +209,27 @@ def _ref_names(node: Any, namespace: str) -> Iterator[tuple[str, str]]:
                     yield (namespace, str(ref["name"]))
         else:
             yield from _ref_names(value, namespace)
+
+
+CAPI_GROUP = "cluster.x-k8s.io"
+PROVIDER_LABEL = "cluster.x-k8s.io/provider"
+"""The label ``clusterctl init`` puts on a provider's CRDs."""
+
+
+def moves_kind(crd: Mapping[str, Any]) -> bool:
+    """Whether the objects of a CRD (as the API returns it) move: Cluster API's and its
+    providers' (labelled :data:`PROVIDER_LABEL`, or in a ``cluster.x-k8s.io`` group, as CRDs
+    applied without ``clusterctl`` are)."""
+    labels = (crd.get("metadata") or {}).get("labels") or {}
+    group = str((crd.get("spec") or {}).get("group") or "")
+    return PROVIDER_LABEL in labels or group == CAPI_GROUP or group.endswith("." + CAPI_GROUP)
+
+
+def capi_cluster(obj: Mapping[str, Any]) -> bool:
+    """Whether ``obj`` is a Cluster API Cluster, which a move pauses (``spec.paused``) on the
+    source before reading it and resumes on the target once everything is there, as
+    ``clusterctl move`` does."""
+    return key(obj)[:2] == (CAPI_GROUP, "Cluster")
 
 
 def moves(obj: Mapping[str, Any]) -> bool:

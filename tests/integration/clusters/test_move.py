@@ -6,8 +6,10 @@ The move is killed (SIGKILL) while the target holds its first ServerBinding crea
 again: it finishes with every object once on the target, owner references and uids remapped,
 spec and status identical, Secrets byte-identical; the source paused and refusing boots. An
 Arges started on the target then gives a bound server the same boot and the same config, and
-a scale-up binds exactly one more server. Also: ``--dry-run`` changes nothing, and
-``--rollback`` after a kill leaves the target without a copy and the source unpaused.
+a scale-up binds exactly one more server; everything then moves back. Also: ``--dry-run``
+changes nothing, ``--rollback`` after a kill leaves the target without a copy and the source
+unpaused, and Cluster API's objects move (their Cluster paused meanwhile) with the bindings
+their MetalMachines hold.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ from arges.kube.connection import from_kubeconfig
 from arges.kube.errors import NotFound
 from arges.kube.resources import (
     MANAGEMENT_PLANES,
+    METAL_CLUSTERS,
+    METAL_MACHINES,
     SECRETS,
     SERVER_BINDINGS,
     SERVER_CLASSES,
@@ -38,7 +42,9 @@ from arges.kube.resources import (
     TALOS_CLUSTERS,
     Resource,
 )
+from arges.metal.capi import CONSUMER_UID_LABEL
 from arges.metal.move import MOVED_FROM, RECORD
+from tests.integration.clusters.capi import CapiPlayer, install
 from tests.integration.clusters.test_kill_during_scale_down import Arges, _settled
 from tests.integration.conftest import eventually, register, start_server
 from tests.integration.proxy import HoldingProxy
@@ -402,3 +408,59 @@ async def test_a_rollback_after_a_kill_removes_the_copies_and_unpauses_the_sourc
             assert len(await source.list(SERVERS)) == 4, "the source keeps everything"
     finally:
         await proxy.stop()
+
+
+async def test_cluster_api_objects_move_paused_with_their_bindings(
+    apis: tuple[ApiServer, ApiServer],
+) -> None:
+    source_api, target_api = apis
+    for server in apis:
+        await install(server.kubeconfig_path, "cluster-api")
+    async with (
+        KubeClient(from_kubeconfig(source_api.kubeconfig_path)) as source,
+        KubeClient(from_kubeconfig(target_api.kubeconfig_path)) as target,
+    ):
+        await register(source, SERVER_NAMES[0], accepted=True, clean=True)
+        player = CapiPlayer(source)
+        await player.create_cluster()
+        _, metal = await player.create_machine("m0", control_plane=True, server=SERVER_NAMES[0])
+        consumer = metal["metadata"]["uid"]
+        await source.create(
+            SERVER_BINDINGS,
+            {
+                "metadata": {"name": SERVER_NAMES[0], "labels": {CONSUMER_UID_LABEL: consumer}},
+                "spec": {
+                    "serverRef": {"name": SERVER_NAMES[0]},
+                    "consumerRef": {
+                        "apiVersion": METAL_MACHINES.api_version,
+                        "kind": "MetalMachine",
+                        "namespace": NS,
+                        "name": "m0",
+                        "uid": consumer,
+                    },
+                },
+            },
+        )
+
+        result = await run_move(source_api.kubeconfig_path, target_api.kubeconfig_path)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "Cluster default/capi: paused" in result.stdout
+        assert "Cluster default/capi: resumed" in result.stdout
+        assert (await source.get(player.clusters, "capi", NS))["spec"]["paused"] is True
+        cluster = await target.get(player.clusters, "capi", NS)
+        assert not cluster["spec"].get("paused"), "Cluster API acts on the target"
+
+        machine = await target.get(player.machines, "m0", NS)
+        moved_metal = await target.get(METAL_MACHINES, "m0", NS)
+        metal_cluster = await target.get(METAL_CLUSTERS, "capi", NS)
+        assert moved_metal["metadata"]["ownerReferences"][0]["uid"] == machine["metadata"]["uid"]
+        assert metal_cluster["metadata"]["ownerReferences"][0]["uid"] == cluster["metadata"]["uid"]
+        binding = await target.get(SERVER_BINDINGS, SERVER_NAMES[0])
+        uid = moved_metal["metadata"]["uid"]
+        assert uid != consumer
+        assert binding["spec"]["consumerRef"]["uid"] == uid
+        assert binding["metadata"]["labels"][CONSUMER_UID_LABEL] == uid
+        data = machine["spec"]["bootstrap"]["dataSecretName"]
+        assert (await target.get(SECRETS, data, NS))["data"] == (
+            await source.get(SECRETS, data, NS)
+        )["data"]

@@ -14,10 +14,12 @@ from arges.metal.move import (
     MoveError,
     Phase,
     Record,
+    capi_cluster,
     copy_of,
     decide,
     leftovers,
     moves,
+    moves_kind,
     order,
     secrets_to_move,
     status_differs,
@@ -356,3 +358,23 @@ def test_leftovers_of_an_earlier_move_out_go_dependents_first() -> None:
         "Secret default/demo-config-s2",
         "ServerBinding s2",
     ]
+
+
+@pytest.mark.parametrize(
+    ("group", "labels", "expected"),
+    [
+        pytest.param("cluster.x-k8s.io", {}, True, id="Cluster API core"),
+        pytest.param("bootstrap.cluster.x-k8s.io", {}, True, id="a provider's group"),
+        pytest.param("example.com", {"cluster.x-k8s.io/provider": "x"}, True, id="labelled"),
+        pytest.param("example.com", {}, False, id="anything else"),
+        pytest.param("notcluster.x-k8s.io", {}, False, id="a look-alike group"),
+    ],
+)
+def test_moves_kind(group: str, labels: dict[str, str], expected: bool) -> None:
+    crd = {"metadata": {"name": f"things.{group}", "labels": labels}, "spec": {"group": group}}
+    assert moves_kind(crd) is expected
+
+
+def test_only_cluster_api_clusters_are_paused() -> None:
+    assert capi_cluster(obj("Cluster", "c", "u", "ns") | {"apiVersion": "cluster.x-k8s.io/v1beta2"})
+    assert not capi_cluster(CLUSTER)
