@@ -441,7 +441,8 @@ async def move(
         await rollback(source, target, record, objects, kind_of, kinds, echo)
         return
     if record is not None and record.phase == Phase.DONE:
-        await finish(target, record, echo)
+        if not dry_run:
+            await finish(target, record, echo)
         echo(f"the move to {to} is done; the source stays paused")
         return
     held = await read_target(target, kinds)
@@ -553,6 +554,8 @@ def move_command(
     the API at --kubeconfig to the one at --to-kubeconfig, every server's state kept. The
     source is paused first and stays paused; the target is unpaused once everything is
     there. Interrupted, the same command resumes; --rollback undoes it."""
+    if dry_run and rollback:
+        raise click.UsageError("--dry-run and --rollback do not go together")
     source = options.connect(kubeconfig, context, "the source's kubeconfig", "arges-move")
     target = options.connect(to_kubeconfig, to_context, "the target's kubeconfig", "arges-move")
 

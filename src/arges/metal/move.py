@@ -5,10 +5,10 @@ what the target already holds, as pure functions on objects as the API returns t
 (pausing, reading, writing) is :mod:`arges.cli.move`'s. The design follows ``clusterctl move``
 (its object graph, ``cmd/clusterctl/client/cluster/objectgraph.go`` and ``mover.go``): owners
 are created before what they own, each copy's owner references name the target's new uids,
-and everything else is kept (names, labels, annotations, finalizers, spec, status). Unlike
-``clusterctl move`` (with which Sidero's users lost their ServerBindings, which no Cluster API
-object owns), what moves is chosen by kind, not by owner reference, so no binding is left
-behind.
+and everything else is kept (names, labels, annotations, finalizers, spec, status). Sidero's
+users pivoting with ``clusterctl move`` lost their ServerBindings' state, BMC Secrets and edited
+Environments (siderolabs/sidero#931, #977, #1210): here what moves is chosen by kind, and the
+Secrets by what refers to them, so nothing of a server's state is left behind.
 
 - **Uids**: a uid is the one field that cannot be kept (the API server makes it). Every string
   equal to a moved object's source uid (owner references, a binding's ``consumerRef.uid`` and
