@@ -19,7 +19,7 @@ import re
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -121,14 +121,19 @@ async def run_move(source: Path, target: Path, *extra: str) -> subprocess.Comple
     return subprocess.CompletedProcess([], proc.returncode or 0, out.decode(), err.decode())
 
 
+def first_binding(method: str, path: str, body: bytes) -> bool:
+    return method == "POST" and path.endswith("/serverbindings")
+
+
 async def kill_move_at_first_binding(
-    proxy: HoldingProxy, source: Path, target: Path, log: Path
+    proxy: HoldingProxy,
+    source: Path,
+    target: Path,
+    log: Path,
+    hold: Callable[[str, str, bytes], bool] = first_binding,
 ) -> None:
-    """Run the move until the target holds its first ServerBinding create, then SIGKILL it."""
-
-    def hold(method: str, path: str, body: bytes) -> bool:
-        return method == "POST" and path.endswith("/serverbindings")
-
+    """Run the move until the target holds the request ``hold`` picks (its first ServerBinding
+    create), then SIGKILL it."""
     proxy.held.clear()
     proxy.hold = hold
     with log.open("w") as out:
@@ -464,3 +469,36 @@ async def test_cluster_api_objects_move_paused_with_their_bindings(
         assert (await target.get(SECRETS, data, NS))["data"] == (
             await source.get(SECRETS, data, NS)
         )["data"]
+
+
+async def test_a_move_killed_between_a_copy_and_its_status_writes_the_status_when_resumed(
+    apis: tuple[ApiServer, ApiServer], tmp_path: Path
+) -> None:
+    source_api, target_api = apis
+    token = (tmp_path / "target" / "pki" / "admin.token").read_text().strip()
+    proxy = HoldingProxy(target_api)
+    await proxy.start()
+    to = proxy.kubeconfig(tmp_path / "to.kubeconfig", token)
+
+    def second_server_status(method: str, path: str, body: bytes) -> bool:
+        return method == "PUT" and path.endswith(f"/servers/{SERVER_NAMES[1]}/status")
+
+    try:
+        async with (
+            KubeClient(from_kubeconfig(source_api.kubeconfig_path)) as source,
+            KubeClient(from_kubeconfig(target_api.kubeconfig_path)) as target,
+        ):
+            await populate(source)
+            await kill_move_at_first_binding(
+                proxy, source_api.kubeconfig_path, to, tmp_path / "1.log", second_server_status
+            )
+            copy = await target.get(SERVERS, SERVER_NAMES[1])
+            assert not (copy.get("status") or {}).get("hardware"), "created, its status not yet"
+
+            done = await run_move(source_api.kubeconfig_path, to)
+            assert done.returncode == 0, done.stdout + done.stderr
+            assert f"Server {SERVER_NAMES[1]}: present (status written)" in done.stdout
+            assert_copied(await snapshot(source), await snapshot(target))
+            assert len(await target.list(SERVERS)) == 4
+    finally:
+        await proxy.stop()
