@@ -74,7 +74,6 @@ CRDS = Resource(
 )
 REASON = "arges move"
 """The start of the reason a move gives its pauses (how a rerun knows the pause is its own)."""
-SECRET_KIND = "Secret"
 Echo = Callable[[str], None]
 
 
@@ -89,6 +88,7 @@ class Kind:
 
     @property
     def arges(self) -> bool:
+        """Whether it is one of Arges' own (the move installs its CRD on the target)."""
         return self.crd in ARGES_CRDS
 
 
@@ -169,14 +169,9 @@ def preflight(
     """Why the move cannot start (empty: it can): conflicts on the target, and kinds the
     target does not serve that Arges cannot install (``served``: the CRD names it has)."""
     problems = []
+    kinds = {kind_of[key(o)] for o in objects}
     missing = sorted(
-        {
-            kind_of[key(o)].crd or ""
-            for o in objects
-            if not kind_of[key(o)].arges
-            and kind_of[key(o)].crd not in served
-            and kind_of[key(o)].crd is not None
-        }
+        k.crd for k in kinds if k.crd is not None and not k.arges and k.crd not in served
     )
     if missing:
         problems.append(
@@ -190,6 +185,7 @@ def preflight(
 
 
 async def plane_of(kube: KubeClient) -> dict[str, Any] | None:
+    """The API's ManagementPlane ``arges``; None when there is none (or no such kind)."""
     try:
         return await kube.get(MANAGEMENT_PLANES, PLANE_NAME)
     except NotFound:
@@ -268,6 +264,7 @@ async def install_crds(target: KubeClient, echo: Echo) -> None:
 
 
 async def ensure_namespaces(target: KubeClient, objects: list[Mapping[str, Any]]) -> None:
+    """Create the namespaces of ``objects`` the target lacks."""
     for namespace in sorted({key(o)[2] for o in objects} - {""}):
         with contextlib.suppress(AlreadyExists):
             await target.create(NAMESPACES, {"metadata": {"name": namespace}})

@@ -162,6 +162,7 @@ def subject(obj: Mapping[str, Any]) -> str:
 
 
 def uid(obj: Mapping[str, Any]) -> str:
+    """An object's uid ("" when it has none)."""
     return str((obj.get("metadata") or {}).get("uid") or "")
 
 

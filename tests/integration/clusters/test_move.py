@@ -9,7 +9,8 @@ Arges started on the target then gives a bound server the same boot and the same
 a scale-up binds exactly one more server; everything then moves back. Also: ``--dry-run``
 changes nothing, ``--rollback`` after a kill leaves the target without a copy and the source
 unpaused, and Cluster API's objects move (their Cluster paused meanwhile) with the bindings
-their MetalMachines hold.
+their MetalMachines hold, once the target serves Cluster API (refused before, nothing
+written).
 """
 
 from __future__ import annotations
@@ -419,8 +420,7 @@ async def test_cluster_api_objects_move_paused_with_their_bindings(
     apis: tuple[ApiServer, ApiServer],
 ) -> None:
     source_api, target_api = apis
-    for server in apis:
-        await install(server.kubeconfig_path, "cluster-api")
+    await install(source_api.kubeconfig_path, "cluster-api")
     async with (
         KubeClient(from_kubeconfig(source_api.kubeconfig_path)) as source,
         KubeClient(from_kubeconfig(target_api.kubeconfig_path)) as target,
@@ -447,6 +447,15 @@ async def test_cluster_api_objects_move_paused_with_their_bindings(
             },
         )
 
+        refused = await run_move(source_api.kubeconfig_path, target_api.kubeconfig_path)
+        assert refused.returncode == 1
+        assert "nothing was written" in refused.stderr
+        assert "clusters.cluster.x-k8s.io" in refused.stderr and "clusterctl init" in refused.stderr
+        with pytest.raises(NotFound):
+            await source.get(MANAGEMENT_PLANES, "arges")
+        assert await target.preferred_version("metal.arges.dev") is None
+
+        await install(target_api.kubeconfig_path, "cluster-api")
         result = await run_move(source_api.kubeconfig_path, target_api.kubeconfig_path)
         assert result.returncode == 0, result.stdout + result.stderr
         assert "Cluster default/capi: paused" in result.stdout
