@@ -27,6 +27,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from arges.api.binding import RELEASE_FINALIZER
 from arges.api.crds import all_crds
 from arges.apiserver.server import ApiServer
 from arges.kube.client import KubeClient
@@ -480,7 +481,7 @@ async def test_cluster_api_objects_move_paused_with_their_bindings(
         )["data"]
 
 
-async def test_a_move_killed_between_a_copy_and_its_status_writes_the_status_when_resumed(
+async def test_a_move_killed_between_a_copy_and_its_status_resumes_with_the_status(
     apis: tuple[ApiServer, ApiServer], tmp_path: Path
 ) -> None:
     source_api, target_api = apis
@@ -498,6 +499,19 @@ async def test_a_move_killed_between_a_copy_and_its_status_writes_the_status_whe
             KubeClient(from_kubeconfig(target_api.kubeconfig_path)) as target,
         ):
             await populate(source)
+            # A binding being released: its finalizer holds it until an Arges releases the
+            # server (none runs on the source).
+            await source.create(
+                SERVER_BINDINGS,
+                {
+                    "metadata": {"name": SERVER_NAMES[2], "finalizers": [RELEASE_FINALIZER]},
+                    "spec": {
+                        "serverRef": {"name": SERVER_NAMES[2]},
+                        "consumerRef": {"apiVersion": "v1", "kind": "ConfigMap", "name": "x"},
+                    },
+                },
+            )
+            await source.delete(SERVER_BINDINGS, SERVER_NAMES[2])
             await kill_move_at_first_binding(
                 proxy, source_api.kubeconfig_path, to, tmp_path / "1.log", second_server_status
             )
@@ -509,5 +523,8 @@ async def test_a_move_killed_between_a_copy_and_its_status_writes_the_status_whe
             assert f"Server {SERVER_NAMES[1]}: present (status written)" in done.stdout
             assert_copied(await snapshot(source), await snapshot(target))
             assert len(await target.list(SERVERS)) == 4
+            releasing = await target.get(SERVER_BINDINGS, SERVER_NAMES[2])
+            assert releasing["metadata"]["deletionTimestamp"], "its release goes on there"
+            assert releasing["metadata"]["finalizers"] == [RELEASE_FINALIZER]
     finally:
         await proxy.stop()
