@@ -426,6 +426,11 @@ async def move(
     """``arges move`` (see the module docstring)."""
     started = time.monotonic()
     to = target.connection.server
+    if await source.preferred_version(MANAGEMENT_PLANES.group) is None:
+        raise click.ClickException(
+            f"the source API at {source.connection.server} serves no {MANAGEMENT_PLANES.group}: "
+            "Arges does not run on it (check --kubeconfig)"
+        )
     record = Record.decode(_annotations(await plane_of(source)).get(RECORD))
     if record is not None and record.target != to:
         raise click.ClickException(

@@ -364,6 +364,9 @@ async def test_a_dry_run_lists_what_would_move_and_changes_nothing(
             await source.get(MANAGEMENT_PLANES, "arges")
     async with KubeClient(from_kubeconfig(target_api.kubeconfig_path)) as target:
         assert await target.preferred_version("metal.arges.dev") is None, "no CRD installed"
+    backwards = await run_move(target_api.kubeconfig_path, source_api.kubeconfig_path)
+    assert backwards.returncode == 1
+    assert "serves no metal.arges.dev: Arges does not run on it" in backwards.stderr
 
 
 async def test_a_rollback_after_a_kill_removes_the_copies_and_unpauses_the_source(
