@@ -43,7 +43,8 @@ from arges.apiserver.errors import (
 )
 from arges.apiserver.openapi import OpenAPI
 from arges.apiserver.resources import Registry, ResourceType, Version
-from arges.apiserver.rest import DeleteOptions, ListOptions, Rest, WriteOptions, parse_rv
+from arges.apiserver.rest import Rest
+from arges.apiserver.rest.options import DeleteOptions, ListOptions, WriteOptions, parse_rv
 from arges.apiserver.selectors import parse_field_selector, parse_label_selector
 from arges.apiserver.storage import StorageError
 from arges.apiserver.store import Entry

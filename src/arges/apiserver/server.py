@@ -36,7 +36,8 @@ from arges.apiserver.http import Handler
 from arges.apiserver.lifecycle import CRD_RESOURCE, Lifecycle
 from arges.apiserver.pki import ensure_credentials, write_kubeconfig
 from arges.apiserver.resources import Registry
-from arges.apiserver.rest import Rest, WriteOptions
+from arges.apiserver.rest import Rest
+from arges.apiserver.rest.options import WriteOptions
 from arges.apiserver.storage import StorageError
 from arges.apiserver.store import Store
 from arges.metrics import Metrics
