@@ -27,7 +27,6 @@ from __future__ import annotations
 import urllib.parse
 from decimal import Decimal
 
-from arges.apiserver.cel import Function
 from arges.apiserver.celk8slib import (
     Quantity,
     fn_as_integer,
@@ -50,6 +49,7 @@ from arges.apiserver.celk8slib import (
     fn_url_part,
     fn_zero,
 )
+from arges.apiserver.celnodes import Function
 from arges.apiserver.celstdlib import (
     elem_type,
     fn_char_at,
