@@ -226,6 +226,17 @@ async def release(
     if not (member.installed and address is not None):
         if in_etcd:
             return f"{member.server}: its Talos API does not answer, so it cannot leave etcd"
+        # A reset asked for by a release cut short (a kill between the request and the
+        # binding's deletion) would hold the power controller back for reset_timeout:
+        # say it is not coming.
+        await _mark_reset(
+            kube,
+            member.server,
+            "False",
+            "NotRequested",
+            "released to be wiped over the network",
+            withdraw=True,
+        )
         await _drop(state, member, binding, "it is wiped over the network")
         return None
     await _mark_reset(kube, member.server, "True", "Requested", "Talos was asked to reset")
@@ -277,16 +288,26 @@ async def _drop(state: Round, member: MemberView, binding: ServerBinding, how: s
 
 
 async def _mark_reset(
-    kube: KubeClient, server: str, status: ConditionStatus, reason: str, message: str
+    kube: KubeClient,
+    server: str,
+    status: ConditionStatus,
+    reason: str,
+    message: str,
+    *,
+    withdraw: bool = False,
 ) -> None:
     """Record condition ``TalosReset`` on the Server, dated now whatever it said before (the
-    power controller waits from that time)."""
+    power controller waits from that time); with ``withdraw``, only where it says True (a
+    reset requested and now not coming)."""
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
 
-    def change(obj: dict[str, Any]) -> dict[str, Any]:
-        kept = [
-            c for c in (obj.get("status") or {}).get("conditions") or [] if c["type"] != TALOS_RESET
-        ]
+    def change(obj: dict[str, Any]) -> dict[str, Any] | None:
+        conditions = (obj.get("status") or {}).get("conditions") or []
+        if withdraw and not any(
+            c["type"] == TALOS_RESET and c.get("status") == "True" for c in conditions
+        ):
+            return None
+        kept = [c for c in conditions if c["type"] != TALOS_RESET]
         fresh = Condition(
             type=TALOS_RESET,
             status=status,
