@@ -32,11 +32,12 @@ from arges.apiserver.audit import AuditLog
 from arges.apiserver.builtin import builtin_types
 from arges.apiserver.encryption import EncryptionError, ensure_config
 from arges.apiserver.errors import AlreadyExists, TooManyRequests
-from arges.apiserver.http import Handler
+from arges.apiserver.http.handler import Handler
 from arges.apiserver.lifecycle import CRD_RESOURCE, Lifecycle
 from arges.apiserver.pki import ensure_credentials, write_kubeconfig
 from arges.apiserver.resources import Registry
-from arges.apiserver.rest import Rest, WriteOptions
+from arges.apiserver.rest import Rest
+from arges.apiserver.rest.options import WriteOptions
 from arges.apiserver.storage import StorageError
 from arges.apiserver.store import Store
 from arges.metrics import Metrics
