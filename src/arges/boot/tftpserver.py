@@ -24,7 +24,10 @@ The protocol (RFC 1350, options from RFC 2347, 2348 and 2349) and what is refuse
   buffer is enlarged (``SO_RCVBUFFORCE`` with the privilege, else ``SO_RCVBUF`` up to the
   kernel's ``rmem_max``) so they queue instead of being dropped, up to ``max_transfers`` run
   at once (each is a socket: the open-files limit is raised as ``arges up`` does), and a
-  request beyond that is dropped, which the client's retransmission retries.
+  request beyond that is dropped, which the client's retransmission retries. One address
+  may run ``max_transfers_per_client`` of them: firmware reads one file at a time, and a
+  host that asks for many and never acknowledges (each transfer held for up to 25 minutes
+  with ``timeout 255``) must not take the slots of the machines booting.
 
 Each transfer has its own socket (its transfer ID, RFC 1350 section 4); a packet from another
 address gets error 5 (unknown transfer ID) and does not disturb it.
@@ -38,6 +41,7 @@ import logging
 import socket
 import struct
 import threading
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import Future
 from pathlib import Path
@@ -142,6 +146,8 @@ class _Transfer(asyncio.DatagramProtocol):
         self.packet = b""
         self.sends = 0
         self.timer: asyncio.TimerHandle | None = None
+        self.counted = False
+        """Whether the server counts it among its peer's transfers (until it ends)."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.DatagramTransport, transport)
@@ -281,6 +287,7 @@ class TftpServer:
         default_timeout: float = 1.0,
         max_timeout: float = 8.0,
         max_transfers: int = 4096,
+        max_transfers_per_client: int = 16,
         files: FileCache | None = None,
         metrics: Metrics | None = None,
     ) -> None:
@@ -292,12 +299,15 @@ class TftpServer:
         self.default_timeout = default_timeout
         self.max_timeout = max_timeout
         self.max_transfers = max_transfers
+        self.max_transfers_per_client = max_transfers_per_client
         self.files = files or FileCache()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._listener: _Listener | None = None
         self._transfers: dict[tuple[str, int], _Transfer] = {}
         """Running transfers by peer address."""
+        self._per_client: Counter[str] = Counter()
+        """Running transfers by peer host."""
 
     async def start(self) -> None:
         """Bind the port and start serving on the TFTP thread.
@@ -394,6 +404,13 @@ class TftpServer:
                 peer[0],
             )
             return
+        if self._per_client[peer[0]] >= self.max_transfers_per_client:
+            log.warning(
+                "TFTP: %s runs %d transfers already, dropping its request",
+                peer[0],
+                self._per_client[peer[0]],
+            )
+            return
         # Not sockets.bound: SO_REUSEADDR on port 0 may hand two transfers one port.
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_DGRAM)
@@ -406,6 +423,8 @@ class TftpServer:
             return
         transfer = _Transfer(self, request, path, peer)
         self._transfers[peer] = transfer
+        self._per_client[peer[0]] += 1
+        transfer.counted = True
         assert self._loop is not None
         self._loop.create_task(self._open(transfer, sock))
 
@@ -419,8 +438,16 @@ class TftpServer:
             log.warning("TFTP: cannot start a transfer to %s: %s", transfer.peer[0], exc)
 
     def ended(self, transfer: _Transfer) -> None:
+        """Forget ``transfer``: it closed, or could not start."""
         if self._transfers.get(transfer.peer) is transfer:
             del self._transfers[transfer.peer]
+        # Counted until it ends, also when a newer transfer to its peer replaced it above.
+        if transfer.counted:
+            transfer.counted = False
+            host = transfer.peer[0]
+            self._per_client[host] -= 1
+            if self._per_client[host] <= 0:
+                del self._per_client[host]
 
 
 def _enlarge_receive_buffer(sock: socket.socket, size: int) -> None:

@@ -23,7 +23,6 @@ import click
 
 from arges.cli import options
 from arges.kube.client import KubeClient
-from arges.kube.connection import ConfigError, from_kubeconfig
 from arges.kube.errors import AlreadyExists, KubeError, NotFound
 from arges.kube.resources import (
     ENVIRONMENTS,
@@ -203,13 +202,6 @@ def report(result: Plan, version: str, *, dry_run: bool) -> list[str]:
     return lines
 
 
-def _connect(path: Path, context: str | None, what: str) -> KubeClient:
-    try:
-        return KubeClient(from_kubeconfig(path, context), component="arges-import")
-    except ConfigError as exc:
-        raise click.ClickException(f"{what}: {exc}") from exc
-
-
 @click.group("import")
 def import_() -> None:
     """Bring servers and their settings in from another bare-metal manager."""
@@ -244,9 +236,11 @@ def sidero(
     servers still bound to their MetalMachines, booting from their disks. Nothing in Sidero
     changes, running it again changes nothing, and an interrupted run is completed by the
     next."""
-    source = _connect(kubeconfig, context, "Sidero's kubeconfig")
+    source = options.connect(kubeconfig, context, "Sidero's kubeconfig", "arges-import")
     target_path = target_kubeconfig or data_dir / "kubeconfig"
-    target = _connect(target_path, None, "Arges' kubeconfig (is `arges up` running?)")
+    target = options.connect(
+        target_path, None, "Arges' kubeconfig (is `arges up` running?)", "arges-import"
+    )
 
     async def run() -> list[str]:
         async with source, target:

@@ -15,6 +15,7 @@ from arges.cli.demo import demo
 from arges.cli.importer import import_
 from arges.cli.lab import lab
 from arges.cli.logs import TEXT_FORMAT
+from arges.cli.move import move_command
 from arges.cli.secrets import secrets
 from arges.cli.status import status
 from arges.cli.talos import talos
@@ -70,6 +71,7 @@ main.add_command(demo)
 main.add_command(lab)
 main.add_command(capi)
 main.add_command(import_)
+main.add_command(move_command)
 main.add_command(constellation)
 main.add_command(status)
 main.add_command(ui)

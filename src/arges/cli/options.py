@@ -8,6 +8,9 @@ from typing import Any
 
 import click
 
+from arges.kube.client import KubeClient
+from arges.kube.connection import ConfigError, from_kubeconfig
+
 DEFAULT_DATA_DIR = Path(".arges")
 
 
@@ -21,3 +24,15 @@ def data_dir(help: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         show_default=True,
         help=help,
     )
+
+
+def connect(path: Path, context: str | None, what: str, component: str) -> KubeClient:
+    """A client of the API in kubeconfig ``path`` (its ``context``), for ``component``.
+
+    Raises:
+        click.ClickException: the kubeconfig cannot be used (``what`` names it).
+    """
+    try:
+        return KubeClient(from_kubeconfig(path, context), component=component)
+    except ConfigError as exc:
+        raise click.ClickException(f"{what}: {exc}") from exc
