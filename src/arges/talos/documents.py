@@ -25,6 +25,11 @@ def _string(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
 
 _TalosDumper.add_representer(str, _string)
 
+_Loader: type[yaml.SafeLoader] | type[yaml.CSafeLoader] = getattr(
+    yaml, "CSafeLoader", yaml.SafeLoader
+)
+"""PyYAML's safe loader on libyaml where PyYAML was built with it (the wheels are)."""
+
 
 def encode(documents: list[dict[str, Any]]) -> str:
     """A YAML stream of ``documents`` (``---`` between them), in Talos' style."""
@@ -48,7 +53,9 @@ def decode(text: str) -> list[dict[str, Any]]:
         InvalidInput: when it is not YAML or a document is not a mapping.
     """
     try:
-        docs = [d for d in yaml.safe_load_all(text) if d is not None]
+        # libyaml's parser, with PyYAML's safe constructors: the same documents, about ten
+        # times faster than the pure-Python one (a config is decoded per member, per render).
+        docs = [d for d in yaml.load_all(text, Loader=_Loader) if d is not None]
     except yaml.YAMLError as exc:
         raise InvalidInput(f"machine config is not YAML: {exc}") from exc
     if not docs or not all(isinstance(d, dict) for d in docs):

@@ -140,6 +140,8 @@ def _same(a: str | None, b: str | None) -> bool:
     """Whether two configs hold the same documents (formatting aside)."""
     if a is None or b is None:
         return a is b
+    if a == b:
+        return True
     try:
         return decode(a) == decode(b)
     except TalosError:
