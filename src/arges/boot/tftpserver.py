@@ -120,17 +120,25 @@ class _Listener:
             self.received(data, addr)
 
     def received(self, data: bytes, addr: tuple[str, int]) -> None:
+        server = self.server
         try:
             request = parse_request(data)
-            path = resolve(self.server.root, request.filename)
+            running = server.running(addr)
+            if running is not None and running.request == request:
+                # The client asked again before our first answer reached it (or the
+                # request waited in the burst's queue): the running transfer answers it,
+                # where a second transfer to the same port would send a second stream of
+                # blocks it cannot tell apart.
+                return
+            path = resolve(server.root, request.filename)
         except Refused as exc:
             log.info("TFTP: refused %s: %s", addr[0], exc.message)
             if len(data) >= 2 and data[1] in (RRQ, WRQ):
-                self.server.metrics.tftp_transfers.labels("refused").inc()
+                server.metrics.tftp_transfers.labels("refused").inc()
                 with contextlib.suppress(OSError):
                     self.sock.sendto(error_packet(exc.code, exc.message), addr)
             return
-        self.server.begin(request, path, addr)
+        server.begin(request, path, addr)
 
 
 class _Transfer:
@@ -268,8 +276,10 @@ class _Transfer:
     def _send(self, packet: bytes) -> None:
         self.packet = packet
         self.sends = 1
-        with contextlib.suppress(OSError):  # a full send buffer loses it: it is sent again
+        try:  # noqa: SIM105 (contextlib.suppress is a context manager per packet)
             self.sock.sendto(packet, self.peer)
+        except OSError:
+            pass  # a full send buffer lost it: it is sent again at the deadline
         server = self.server
         timeout = self.timeout
         self.deadline = server.now + (server.default_timeout if timeout is None else timeout)
@@ -482,22 +492,21 @@ class TftpServer:
             os.close(self._wake)
             self._wake = -1
 
+    def running(self, peer: tuple[str, int]) -> _Transfer | None:
+        """The transfer running to ``peer``, if any."""
+        return self._transfers.get(peer)
+
     @property
     def transfers(self) -> int:
         """How many transfers are running."""
         return len(self._transfers)
 
     def begin(self, request: ReadRequest, path: Path, peer: tuple[str, int]) -> None:
-        """Start a transfer of ``path`` to ``peer`` from a new socket (on the TFTP thread)."""
+        """Start a transfer of ``path`` to ``peer`` from a new socket (on the TFTP thread),
+        ending the one running to ``peer`` (the listener answers a repeated request with it)."""
         running = self._transfers.get(peer)
-        if running is not None:
-            if running.request == request:
-                # The client asked again before our first answer reached it (or the
-                # request waited in the burst's queue): the running transfer answers it,
-                # where a second transfer to the same port would send a second stream of
-                # blocks it cannot tell apart.
-                return
-            running.close()  # the client moved on to another file
+        if running is not None:  # another request than the running one's: the client moved on
+            running.close()
         if len(self._transfers) >= self.max_transfers:
             log.warning(
                 "TFTP: %d transfers running, dropping a request from %s",
