@@ -12,8 +12,10 @@ Two phases, each run against the reference and against Arges, alternating ``--ro
    as PXE firmware does: RRQ with ``blksize 1428`` and ``tsize``, lock-step, the last packet
    sent again after 1 s of silence (up to 10 times, then the client fails);
 2. the whole storm: ``--storm-clients`` clients (default 500) each fetch ``undionly.kpxe`` over
-   TFTP, then the agent's kernel and initrd over HTTP (each client from a loopback address of
-   its own), as a server discovering itself does.
+   TFTP, then the agent's kernel and initrd over HTTP, as a server discovering itself does.
+
+Each client uses a loopback address of its own (127.1.x.y), as each machine of a real storm
+has its own, so the per-client limits of both servers apply as they would in a rack.
 
 Printed per phase and server: wall time, per-client p50/p99 (seconds from the first request
 to the last byte), failures, the server's CPU seconds, and the ratios Arges/reference. While
@@ -179,12 +181,18 @@ class _TftpClient(asyncio.DatagramProtocol):
         """ICMP port unreachable and the like: the retransmission timer deals with it."""
 
 
-async def tftp_get(server: tuple[str, int], filename: str) -> int:
-    """The CRC-32 of ``filename`` as read over TFTP (raises on failure)."""
+def client_host(i: int) -> str:
+    """The loopback address client ``i`` uses (all of 127/8 is loopback): one per simulated
+    machine, as in a real storm, where per-client limits apply to each machine."""
+    return f"127.1.{i // 250 % 250}.{i % 250 + 1}"
+
+
+async def tftp_get(server: tuple[str, int], filename: str, host: str = "127.0.0.1") -> int:
+    """The CRC-32 of ``filename`` as read over TFTP from ``host`` (raises on failure)."""
     loop = asyncio.get_running_loop()
     done: asyncio.Future[int] = loop.create_future()
     transport, _ = await loop.create_datagram_endpoint(
-        lambda: _TftpClient(server, filename, done), local_addr=("127.0.0.1", 0)
+        lambda: _TftpClient(server, filename, done), local_addr=(host, 0)
     )
     try:
         return await asyncio.wait_for(done, GIVE_UP)
@@ -222,19 +230,13 @@ class _HttpBody(asyncio.BufferedProtocol):
         self.done.set_result((status, self.total))
 
 
-def client_address(index: int) -> str:
-    """A loopback address of its own for client ``index`` (all of 127/8 is local), as each
-    server of a rack has one: Arges' boot port limits the connections one address holds."""
-    return f"127.1.{index // 250}.{index % 250 + 1}"
-
-
-async def http_get(port: int, path: str, source: str = "127.0.0.1") -> int:
-    """Bytes received for ``GET path`` (headers included) from the address ``source``;
-    raises unless the answer is 200."""
+async def http_get(port: int, path: str, host: str = "127.0.0.1") -> int:
+    """Bytes received for ``GET path`` from ``host`` (headers included); raises unless the
+    answer is 200."""
     loop = asyncio.get_running_loop()
     done: asyncio.Future[tuple[int, int]] = loop.create_future()
     transport, _ = await loop.create_connection(
-        lambda: _HttpBody(done), "127.0.0.1", port, local_addr=(source, 0)
+        lambda: _HttpBody(done), "127.0.0.1", port, local_addr=(host, 0)
     )
     transport.write(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode())
     try:
@@ -271,15 +273,15 @@ async def run_clients(
     latencies: list[float] = []
     failures: list[str] = []
 
-    async def one(index: int) -> None:
+    async def one(host: str) -> None:
         start = time.perf_counter()
         try:
-            got = await tftp_get(target.tftp, BOOT_FILE)
+            got = await tftp_get(target.tftp, BOOT_FILE, host)
             if got != crc:
                 raise RuntimeError(f"{BOOT_FILE}: wrong bytes")
             if whole:
                 for path, size in (("/env/agent/kernel", kernel), ("/env/agent/initrd", initrd)):
-                    if await http_get(target.http_port, path, client_address(index)) < size:
+                    if await http_get(target.http_port, path, host) < size:
                         raise RuntimeError(f"{path}: short")
         except Exception as exc:
             failures.append(f"{type(exc).__name__}: {exc}")
@@ -288,7 +290,7 @@ async def run_clients(
 
     cpu0 = cpu_seconds(target.pids())
     start = time.perf_counter()
-    await asyncio.gather(*(one(i) for i in range(clients)))
+    await asyncio.gather(*(one(client_host(i)) for i in range(clients)))
     wall = time.perf_counter() - start
     return PhaseResult(wall, latencies, failures, cpu_seconds(target.pids()) - cpu0)
 

@@ -45,8 +45,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import aiohttp
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.integration.clusters.conftest import environment
@@ -292,11 +290,7 @@ async def run_size(n: int, args: argparse.Namespace, work: Path) -> dict[str, An
     assert plane.boot is not None
     base_url = plane.boot.http.base_url
     timings: dict[str, float] = {}
-    connector = aiohttp.TCPConnector(limit=200)
-    async with (
-        aiohttp.ClientSession(connector=connector) as session,
-        KubeClient(connection, component="fleet-benchmark") as kube,
-    ):
+    async with KubeClient(connection, component="fleet-benchmark") as kube:
         await kube.create(
             SECRETS,
             {
@@ -306,7 +300,8 @@ async def run_size(n: int, args: argparse.Namespace, work: Path) -> dict[str, An
             NS,
         )
         sims = [
-            FleetServer(i + 1, base_url, 1, session, kube, tick=args.tick, poll=args.poll)
+            # Each leaves from its own loopback address: the plane answers a machine only there.
+            FleetServer(i + 1, base_url, 1, kube, tick=args.tick, poll=args.poll)
             for i in range(n)
         ]
         tasks = []
@@ -363,6 +358,8 @@ async def run_size(n: int, args: argparse.Namespace, work: Path) -> dict[str, An
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            for sim in sims:
+                await sim.close()
     total = time.perf_counter() - start
     process_cpu = sum(resource.getrusage(resource.RUSAGE_SELF)[:2]) - process_cpu0
     plane_cpu = process_cpu - (time.thread_time() - main_cpu0)

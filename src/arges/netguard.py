@@ -1,12 +1,17 @@
 """Guards for the plane's TCP servers against hostile load: connection limits and log floods.
 
 :class:`GuardedSite` is an aiohttp ``TCPSite`` that counts open connections per client
-address and in all, and closes the excess at once (after a one-line ``503``), before aiohttp
-allocates anything for it: 1,100 slow connections from one host must not take the process's
-file descriptors from the API, TFTP and the other clients. The time a client may take to
-send a request's head is aiohttp's own ``keepalive_timeout``, which it arms when a connection
-opens and after each response, and which closes a connection still waiting for a complete
-head (aiohttp 3.10+).
+address and in all, and refuses the excess before aiohttp allocates anything for it: 1,100
+slow connections from one host must not take the process's file descriptors from the API,
+TFTP and the other clients. The refusal is a complete HTTP response that closes the
+connection: written at once (the boot port's one-line ``503``), or, with
+``refuse_after_request``, once the client has sent the first bytes of its request (the API
+port's ``429``: an HTTP client reading an answer before it asked may take it for a stray
+response on an idle connection, as Go's does, instead of the refusal it is).
+
+The time a client may take to send a request's head is aiohttp's own ``keepalive_timeout``,
+which it arms when a connection opens and after each response, and which closes a
+connection still waiting for a complete head (aiohttp 3.10+).
 
 :class:`OncePerInterval` is a logging filter that lets one record per cause (logger, message
 template, exception type) through per interval, and says how many it held back when the
@@ -33,6 +38,13 @@ _REFUSAL = (
     b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nRetry-After: 5\r\n"
     b"Content-Length: 0\r\n\r\n"
 )
+
+
+REFUSAL_WAIT = 5.0
+"""Seconds an over-limit connection may take to start its request (``refuse_after_request``)."""
+LINGER = 1.0
+"""Seconds a refused connection is read (and the reading discarded) after its answer, so that
+the rest of a request still arriving does not make the close a reset that loses the answer."""
 
 
 OPEN_FILES = 65536
@@ -79,24 +91,38 @@ class _Guarded(asyncio.Protocol):
     """Stands between the transport and aiohttp's handler, which it only wakes when the
     connection is admitted."""
 
-    def __init__(self, inner: asyncio.Protocol, limits: ConnectionLimits) -> None:
+    def __init__(
+        self, inner: asyncio.Protocol, limits: ConnectionLimits, refusal: bytes, after_request: bool
+    ) -> None:
         self.inner = inner
         self.limits = limits
+        self.refusal = refusal
+        self.after_request = after_request
         self.peer: str | None = None
+        self.refusing: asyncio.BaseTransport | None = None
+        self.answered = False
+        self.timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         address = transport.get_extra_info("peername")
         peer = str(address[0]) if isinstance(address, tuple) else "-"
         if not self.limits.admit(peer):
             log.warning("refused a connection from %s: too many open connections", peer)
+            if self.after_request:
+                self.refusing = transport
+                self.timer = asyncio.get_running_loop().call_later(REFUSAL_WAIT, transport.close)
+                return
             if isinstance(transport, asyncio.WriteTransport):
-                transport.write(_REFUSAL)
+                transport.write(self.refusal)
             transport.close()
             return
         self.peer = peer
         self.inner.connection_made(transport)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
         if self.peer is None:
             return
         self.limits.release(self.peer)
@@ -106,6 +132,16 @@ class _Guarded(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.peer is not None:
             self.inner.data_received(data)
+            return
+        transport = self.refusing
+        if transport is None or self.answered:
+            return
+        self.answered = True
+        if isinstance(transport, asyncio.WriteTransport):
+            transport.write(self.refusal)
+        if self.timer is not None:
+            self.timer.cancel()
+        self.timer = asyncio.get_running_loop().call_later(LINGER, transport.close)
 
     def eof_received(self) -> bool | None:
         return self.inner.eof_received() if self.peer is not None else None
@@ -128,12 +164,18 @@ class GuardedSite(web.TCPSite):
         *args: Any,
         limits: ConnectionLimits,
         sock: socket.socket | None = None,
+        refusal: bytes = _REFUSAL,
+        refuse_after_request: bool = False,
         **kw: Any,
     ):
         """``sock``: an already bound, listening socket to serve (host and port are then
-        only its names), as the boot port binds its own (:mod:`arges.boot.sockets`)."""
+        only its names), as the boot port binds its own (:mod:`arges.boot.sockets`).
+        ``refusal``: the complete HTTP response an over-limit connection gets (by default a
+        ``503``), at once or, with ``refuse_after_request``, when its request begins."""
         super().__init__(runner, *args, **kw)
         self.limits = limits
+        self.refusal = refusal
+        self.refuse_after_request = refuse_after_request
         self._listening = sock
 
     async def start(self) -> None:
@@ -141,10 +183,10 @@ class GuardedSite(web.TCPSite):
         await super(web.TCPSite, self).start()
         server = self._runner.server
         assert server is not None
-        limits = self.limits
+        limits, refusal, after_request = self.limits, self.refusal, self.refuse_after_request
 
         def factory() -> asyncio.Protocol:
-            return _Guarded(server(), limits)
+            return _Guarded(server(), limits, refusal, after_request)
 
         loop = asyncio.get_running_loop()
         if self._listening is not None:

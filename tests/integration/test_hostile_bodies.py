@@ -7,10 +7,13 @@ into its Go struct) before anything else, so a wrong JSON type is a decoding err
 
 from __future__ import annotations
 
+import gc
+import json
 import logging
 from typing import Any
 
 import pytest
+import yaml
 
 from tests.integration.conftest import WIDGETS, Cluster, widget
 
@@ -229,3 +232,80 @@ async def test_an_applied_configuration_with_null_metadata_is_no_crash(cluster: 
             params={"fieldManager": "fz"},
         )
         assert (status, answer["reason"]) == (422, "Invalid"), answer
+
+
+CONFIGMAPS = "/api/v1/namespaces/default/configmaps"
+LARGE = 200 * 1024
+"""Larger than the API server decodes inline (64 KiB): such bodies decode in a thread."""
+
+
+def _large_configmap(name: str, **meta: Any) -> dict[str, Any]:
+    data = {f"k{i}": f"v{i}-" + "x" * 1000 for i in range(LARGE // 1000)}
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": name, **meta},
+        "data": data,
+    }
+
+
+async def test_large_bodies_are_decoded_as_small_ones_are(cluster: Cluster) -> None:
+    sent = _large_configmap("big-json")
+    status, created = await cluster.api.post(CONFIGMAPS, sent)
+    assert status == 201, created
+    assert created["data"] == sent["data"]
+    as_yaml = yaml.safe_dump(_large_configmap("big-yaml")).encode()
+    assert len(as_yaml) > LARGE
+    status, created = await cluster.api.post(CONFIGMAPS, as_yaml, content_type="application/yaml")
+    assert status == 201, created
+    assert created["data"] == sent["data"]
+    patch = {"data": {"k0": "y" * LARGE}}
+    status, patched = await cluster.api.patch(f"{CONFIGMAPS}/big-json", patch)
+    assert (status, patched["data"]["k0"]) == (200, "y" * LARGE)
+    patched["data"]["k1"] = "z"
+    status, replaced = await cluster.api.put(f"{CONFIGMAPS}/big-json", patched)
+    assert (status, replaced["data"]["k1"]) == (200, "z")
+    status, stored = await cluster.api.get(f"{CONFIGMAPS}/big-yaml")
+    assert (status, stored["data"]) == (200, sent["data"])
+    # The collector, paused while a thread decodes, runs again.
+    assert gc.isenabled()
+
+
+def _status_shape(status: int, body: Any, code: int, reason: str) -> None:
+    assert status == code, body
+    assert isinstance(body, dict), body
+    assert (body["kind"], body["apiVersion"], body["status"]) == ("Status", "v1", "Failure")
+    assert (body["code"], body["reason"]) == (code, reason), body
+
+
+async def test_large_bad_bodies_get_kubes_answers(
+    cluster: Cluster, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.ERROR)
+    # Not JSON.
+    raw = json.dumps(_large_configmap("broken")).encode()[:-1]
+    status, err = await cluster.api.post(CONFIGMAPS, raw)
+    _status_shape(status, err, 400, "BadRequest")
+    assert err["message"].startswith("the request body is not valid JSON")
+    # Not YAML.
+    raw = yaml.safe_dump(_large_configmap("broken")).encode() + b"\n  - : ]["
+    status, err = await cluster.api.post(CONFIGMAPS, raw, content_type="application/yaml")
+    _status_shape(status, err, 400, "BadRequest")
+    # Of the wrong type.
+    status, err = await cluster.api.post(
+        CONFIGMAPS, {**_large_configmap("x"), "metadata": {"name": 5}}
+    )
+    _status_shape(status, err, 400, "BadRequest")
+    assert err["message"].endswith("into Go struct field ObjectMeta.metadata.name of type string")
+    # Invalid: a key kube-apiserver refuses.
+    body = _large_configmap("invalid")
+    body["data"]["bad key"] = "v"
+    status, err = await cluster.api.post(CONFIGMAPS, body)
+    _status_shape(status, err, 422, "Invalid")
+    assert err["details"]["causes"][0]["field"] == "data[bad key]"
+    # Over kube-apiserver's 3 MiB.
+    status, err = await cluster.api.post(CONFIGMAPS, {"data": {"k": "x" * (3 << 20)}})
+    _status_shape(status, err, 413, "RequestEntityTooLarge")
+    # The server still answers, and nothing was logged as a crash.
+    assert (await cluster.api.post(CONFIGMAPS, _large_configmap("after")))[0] == 201
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]

@@ -19,7 +19,7 @@ import aiohttp
 import pytest
 import yaml
 
-from arges.apiserver.http import parse_route
+from arges.apiserver.http.routing import parse_route
 from arges.apiserver.server import ApiServer
 from arges.boot.services import BootConfig
 from arges.kube import resources

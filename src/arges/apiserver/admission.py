@@ -40,8 +40,8 @@ import jsonpointer
 
 from arges.apiserver import codec
 from arges.apiserver.admissionregistration import EXEMPT, GROUP, MUTATING, VALIDATING
-from arges.apiserver.builtin import base64_error_offset
 from arges.apiserver.conversion import ConversionFailed, Converter, gvk
+from arges.apiserver.decoding import base64_error_offset
 from arges.apiserver.errors import Forbidden, InternalError, NotFound, StatusError, qualified
 from arges.apiserver.resources import ResourceType
 from arges.apiserver.store import Change, Store

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from arges.apiserver.builtin import INT32, STRING, base64_error_offset, root_schema
+from arges.apiserver.decoding import base64_error_offset
 from arges.apiserver.errors import BadRequest, Cause
+from arges.apiserver.metaschema import INT32, STRING, root_schema
 from arges.apiserver.patch import OBJECT_META_PATCH
 from arges.apiserver.resources import PrinterColumn, ResourceType, Strategy, Version
 from arges.apiserver.schema import Schema

@@ -27,7 +27,6 @@ from __future__ import annotations
 import urllib.parse
 from decimal import Decimal
 
-from arges.apiserver.cel import Function
 from arges.apiserver.celk8slib import (
     Quantity,
     fn_as_integer,
@@ -50,32 +49,25 @@ from arges.apiserver.celk8slib import (
     fn_url_part,
     fn_zero,
 )
-from arges.apiserver.celstdlib import (
-    elem_type,
-    fn_char_at,
-    fn_contains,
+from arges.apiserver.cellists import (
     fn_distinct,
-    fn_ends,
     fn_extreme,
-    fn_find,
-    fn_find_all,
     fn_flatten,
-    fn_format,
     fn_index_of,
     fn_is_sorted,
-    fn_join,
-    fn_lower,
-    fn_matches,
-    fn_quote,
-    fn_replace,
     fn_reverse,
-    fn_size,
     fn_slice,
     fn_sort,
-    fn_split,
-    fn_starts,
-    fn_substring,
     fn_sum,
+)
+from arges.apiserver.celnodes import Function
+from arges.apiserver.celstdlib import (
+    elem_type,
+    fn_contains,
+    fn_ends,
+    fn_matches,
+    fn_size,
+    fn_starts,
     fn_time_getter,
     fn_to_bool,
     fn_to_bytes,
@@ -85,12 +77,24 @@ from arges.apiserver.celstdlib import (
     fn_to_string,
     fn_to_timestamp,
     fn_to_uint,
-    fn_trim,
     fn_type_of,
-    fn_upper,
     fn_whole,
     sig,
     size_cost,
+)
+from arges.apiserver.celstrings import (
+    fn_char_at,
+    fn_find,
+    fn_find_all,
+    fn_format,
+    fn_join,
+    fn_lower,
+    fn_quote,
+    fn_replace,
+    fn_split,
+    fn_substring,
+    fn_trim,
+    fn_upper,
 )
 from arges.apiserver.celtypes import (
     BOOL,

@@ -24,11 +24,11 @@ from arges.apiserver.celtypes import (
 from arges.apiserver.celvalues import COERCED, CostLimitExceeded, EvalError, Meter, coerce, truth
 
 if TYPE_CHECKING:
-    from arges.apiserver.cel import Compiler, Fn
+    from arges.apiserver.celnodes import Fn, NodeCompiler
 
 
 def compile_macro(
-    c: Compiler,
+    c: NodeCompiler,
     tree: Any,
     name_token: Any,
     target_tree: Any,
@@ -143,7 +143,7 @@ def compile_macro(
 
 
 def compile_has(
-    c: Compiler, token: Any, args: list[Any], env: dict[str, Type]
+    c: NodeCompiler, token: Any, args: list[Any], env: dict[str, Type]
 ) -> tuple[Fn, Type, int]:
     """``has(e.f)``: whether ``e`` (a map or an object) holds the key ``f``."""
     inner = args[0] if len(args) == 1 else None

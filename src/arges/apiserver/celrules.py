@@ -28,8 +28,9 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from arges.apiserver.cel import CompileError, Program, compile_expr
+from arges.apiserver.cel import Program, compile_expr
 from arges.apiserver.celext import FUNCTIONS
+from arges.apiserver.celnodes import CompileError
 from arges.apiserver.celtypes import Type, max_items, schema_type
 from arges.apiserver.errors import Cause
 

@@ -22,11 +22,12 @@ from typing import Any
 
 import jsonschema
 
-from arges.apiserver.builtin import STRING, _desc, base64_error_offset, root_schema
 from arges.apiserver.celrules import compile_rules
 from arges.apiserver.celvalidator import Validator
+from arges.apiserver.decoding import base64_error_offset
 from arges.apiserver.errors import BadRequest, Cause
 from arges.apiserver.listtypes import list_type_causes
+from arges.apiserver.metaschema import STRING, desc, root_schema
 from arges.apiserver.resources import (
     ConversionWebhook,
     PrinterColumn,
@@ -60,10 +61,10 @@ _NAMES: dict[str, Any] = {
     "type": "object",
     "required": ["plural", "kind"],
     "properties": {
-        "plural": _desc(STRING, "The plural name of the resource to serve (lowercase)."),
-        "singular": _desc(STRING, "The singular name of the resource (lowercase)."),
-        "kind": _desc(STRING, "The serialized kind of the resource (CamelCase)."),
-        "listKind": _desc(STRING, "The serialized kind of the list for this resource."),
+        "plural": desc(STRING, "The plural name of the resource to serve (lowercase)."),
+        "singular": desc(STRING, "The singular name of the resource (lowercase)."),
+        "kind": desc(STRING, "The serialized kind of the resource (CamelCase)."),
+        "listKind": desc(STRING, "The serialized kind of the list for this resource."),
         "shortNames": {"type": "array", "items": STRING},
         "categories": {"type": "array", "items": STRING},
     },
@@ -113,14 +114,14 @@ CRD_SCHEMA = root_schema(
         "type": "object",
         "required": ["group", "names", "scope", "versions"],
         "properties": {
-            "group": _desc(STRING, "The API group of the defined custom resource."),
+            "group": desc(STRING, "The API group of the defined custom resource."),
             "names": _NAMES,
-            "scope": _desc(STRING, "Cluster or Namespaced."),
+            "scope": desc(STRING, "Cluster or Namespaced."),
             "versions": {"type": "array", "items": _VERSION},
             "conversion": {
                 "type": "object",
                 "properties": {
-                    "strategy": _desc(STRING, "How objects change version: None or Webhook."),
+                    "strategy": desc(STRING, "How objects change version: None or Webhook."),
                     "webhook": {
                         "type": "object",
                         "properties": {

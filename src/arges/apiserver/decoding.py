@@ -17,7 +17,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from arges.apiserver.builtin import base64_error_offset
 from arges.errors import ArgesError
 
 _INT64 = (-(2**63), 2**63 - 1)
@@ -263,3 +262,39 @@ def normalize_meta(meta: dict[str, Any]) -> None:
             meta[key] = [
                 {k: v for k, v in (item or {}).items() if v is not None} for item in meta[key]
             ]
+
+
+_B64 = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")
+
+
+def base64_error_offset(text: str) -> int | None:
+    """Where Go's ``base64.StdEncoding`` gives up on ``text`` (its ``CorruptInputError``
+    offset), or None when it decodes. CR and LF are skipped but counted, as in Go."""
+    src = text.encode()
+    n = len(src)
+    si = 0
+    while True:
+        j = 0
+        while j < 4:
+            if si == n:
+                return None if j == 0 else si - j
+            c = src[si]
+            si += 1
+            if c in (10, 13):
+                continue
+            if c in _B64:
+                j += 1
+                continue
+            if c != ord("=") or j < 2:
+                return si - 1
+            if j == 2:
+                while si < n and src[si] in (10, 13):
+                    si += 1
+                if si == n:
+                    return n
+                if src[si] != ord("="):
+                    return si - 1
+                si += 1
+            while si < n and src[si] in (10, 13):
+                si += 1
+            return si if si < n else None

@@ -1,6 +1,6 @@
 """What the API port serves besides the Kubernetes API, and its request metrics.
 
-One aiohttp middleware in front of :class:`~arges.apiserver.http.Handler`:
+One aiohttp middleware in front of :class:`~arges.apiserver.http.handler.Handler`:
 
 - paths mounted by the plane (``/metrics``, the dashboard under ``/ui``) go to their own
   handlers, which do their own authentication;

@@ -31,14 +31,10 @@ from arges.apiserver import crd
 from arges.apiserver.admission import SYSTEM
 from arges.apiserver.errors import StatusError
 from arges.apiserver.resources import Registry, ResourceType
-from arges.apiserver.rest import (
-    FOREGROUND_FINALIZER,
-    NAMESPACES,
-    ORPHAN_FINALIZER,
-    DeleteOptions,
-    Rest,
-    WriteOptions,
-)
+from arges.apiserver.rest import Rest
+from arges.apiserver.rest.deletes import FOREGROUND_FINALIZER, ORPHAN_FINALIZER
+from arges.apiserver.rest.options import DeleteOptions, WriteOptions
+from arges.apiserver.rest.reads import NAMESPACES
 from arges.apiserver.storage import StorageError
 from arges.apiserver.store import Change, Entry
 from arges.apiserver.tables import parse_time

@@ -33,8 +33,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from arges.apiserver import codec
-from arges.apiserver.builtin import OBJECT_META
 from arges.apiserver.fieldpath import FieldSet, Path, field_pe
+from arges.apiserver.metaschema import OBJECT_META
 from arges.apiserver.resources import ResourceType, Version
 from arges.apiserver.typed import (
     MISSING,

@@ -15,7 +15,7 @@ import hashlib
 from typing import Any
 
 from arges.apiserver import codec, gnostic
-from arges.apiserver.builtin import OBJECT_META, OWNER_REFERENCE
+from arges.apiserver.metaschema import OBJECT_META, OWNER_REFERENCE
 from arges.apiserver.resources import Registry, ResourceType, Version
 
 META = "io.k8s.apimachinery.pkg.apis.meta.v1"

@@ -26,25 +26,29 @@ from typing import Any
 from aiohttp import web
 
 from arges import __version__
-from arges.apiserver import crd, instrument
+from arges.apiserver import codec, crd, instrument
 from arges.apiserver.admissionregistration import webhook_configuration_types
 from arges.apiserver.audit import AuditLog
 from arges.apiserver.builtin import builtin_types
 from arges.apiserver.encryption import EncryptionError, ensure_config
-from arges.apiserver.errors import AlreadyExists
-from arges.apiserver.http import Handler
+from arges.apiserver.errors import AlreadyExists, TooManyRequests
+from arges.apiserver.http.handler import Handler
 from arges.apiserver.lifecycle import CRD_RESOURCE, Lifecycle
 from arges.apiserver.pki import ensure_credentials, write_kubeconfig
 from arges.apiserver.resources import Registry
-from arges.apiserver.rest import Rest, WriteOptions
+from arges.apiserver.rest import Rest
+from arges.apiserver.rest.options import WriteOptions
 from arges.apiserver.storage import StorageError
 from arges.apiserver.store import Store
 from arges.metrics import Metrics
+from arges.netguard import ConnectionLimits, GuardedSite
 
 log = logging.getLogger(__name__)
 
 READ_HEADER_TIMEOUT = 32.0
 """Seconds a client has to send a request's head (kube-apiserver's secure serving)."""
+RETRY_AFTER = 1
+"""Seconds a client refused for its number of connections is told to wait (``Retry-After``)."""
 
 KUBE_VERSION = (1, 31)
 DEFAULT_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
@@ -58,6 +62,10 @@ class ApiServerConfig:
     ``history_seconds``: how long the change log keeps events for watches to resume from.
     ``bookmark_interval``: seconds of idle watch before a BOOKMARK is sent.
     ``crds``: CustomResourceDefinition objects to install at start.
+    ``connections_per_client``/``connections``: open connections allowed per client address
+    and in all; the excess is answered ``429 TooManyRequests`` and closed (see
+    :func:`refusal`). Far above what kubectl or a controller opens (one per watch, a few for
+    requests): a limit for a host that opens connections and holds them.
     """
 
     data_dir: Path
@@ -66,6 +74,23 @@ class ApiServerConfig:
     history_seconds: float = 300.0
     bookmark_interval: float = 60.0
     crds: Sequence[dict[str, Any]] = field(default_factory=tuple)
+    connections_per_client: int = 256
+    connections: int = 8192
+
+
+def refusal() -> bytes:
+    """The complete response a connection over the limits gets: ``429`` with ``Retry-After``
+    and kube's ``Status`` (reason ``TooManyRequests``, ``details.retryAfterSeconds``), which
+    client-go retries after the wait it names. Written without aiohttp, before the request is
+    parsed: the connection costs nothing more than its socket."""
+    err = TooManyRequests("Too many requests, please try again later.", RETRY_AFTER)
+    body = codec.dumps(err.status())
+    head = (
+        "HTTP/1.1 429 Too Many Requests\r\nConnection: close\r\n"
+        f"Retry-After: {RETRY_AFTER}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    )
+    return head.encode() + body
 
 
 def _own_write() -> WriteOptions:
@@ -116,6 +141,8 @@ class ApiServer:
         self.port = config.port
         self.rest: Rest | None = None
         self.audit: AuditLog | None = None
+        self.limits: ConnectionLimits | None = None
+        """Open connections per client, and how many were refused, once started."""
 
     @property
     def url(self) -> str:
@@ -180,7 +207,17 @@ class ApiServer:
             app, access_log=None, handle_signals=False, keepalive_timeout=READ_HEADER_TIMEOUT
         )
         await runner.setup()
-        site = web.TCPSite(runner, cfg.address, cfg.port, ssl_context=tls, backlog=1024)
+        limits = self.limits = ConnectionLimits(cfg.connections_per_client, cfg.connections)
+        site = GuardedSite(
+            runner,
+            cfg.address,
+            cfg.port,
+            ssl_context=tls,
+            backlog=1024,
+            limits=limits,
+            refusal=refusal(),
+            refuse_after_request=True,
+        )
         await site.start()
         self._runner = runner
         server = getattr(site, "_server", None)

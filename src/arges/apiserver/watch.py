@@ -30,7 +30,8 @@ from typing import Any
 
 from arges.apiserver.errors import Gone, StatusError
 from arges.apiserver.resources import ResourceType, Version
-from arges.apiserver.rest import ListOptions, Rest, parse_rv, too_large
+from arges.apiserver.rest import Rest
+from arges.apiserver.rest.options import ListOptions, parse_rv, too_large
 from arges.apiserver.store import Change, Entry, Expired, sort_entries
 
 INITIAL_EVENTS_END = "k8s.io/initial-events-end"

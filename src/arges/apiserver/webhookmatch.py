@@ -24,8 +24,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from arges.apiserver.cel import CompileError, Program, compile_expr, identifiers
+from arges.apiserver.cel import Program, compile_expr, identifiers
 from arges.apiserver.celext import FUNCTIONS
+from arges.apiserver.celnodes import CompileError
 from arges.apiserver.celtypes import BOOL, DYN, STRING, Type, list_type, map_type
 from arges.apiserver.celvalidator import PER_CALL_LIMIT
 from arges.apiserver.celvalues import EvalError, Meter

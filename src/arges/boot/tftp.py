@@ -8,9 +8,9 @@ negotiated ``timeout``, RFC 2349, else backing off from 1 s). Options: ``blksize
 are ignored, as RFC 2347 says.
 
 Refused with a TFTP error, never served: writes (it is read-only), absolute paths, paths
-with ``..``, and directories that resolve outside the root (a symlink in the root that
-names a file is followed: see :func:`resolve`). Malformed packets are logged and dropped
-without disturbing transfers in progress.
+with ``..``, names longer than 512 bytes, and directories that resolve outside the root (a
+symlink in the root that names a file is followed: see :func:`resolve`). Malformed packets
+are logged and dropped without disturbing transfers in progress.
 
 Not tftpy: the maintained Python TFTP library writes uploads into the served directory,
 joins absolute paths onto the root instead of refusing them, ignores RFC 2349's timeout,
@@ -29,6 +29,11 @@ RRQ, WRQ, DATA, ACK, ERROR, OACK = 1, 2, 3, 4, 5, 6
 NOT_FOUND, ACCESS_VIOLATION, ILLEGAL, UNKNOWN_TID, BAD_OPTION = 1, 2, 4, 5, 8
 DEFAULT_BLKSIZE = 512
 MIN_BLKSIZE, MAX_BLKSIZE = 8, 65464
+MAX_NAME = 512
+"""Longest file name served, in bytes: RFC 2347 bounds a whole request to 512 octets. Each
+directory in a name costs a lookup, so without a bound a 60 KB name took seconds to refuse."""
+NAME_MAX = 255
+"""Longest name of one path component (Linux's ``NAME_MAX``)."""
 
 
 class Refused(ArgesError):
@@ -87,20 +92,31 @@ def resolve(root: Path, filename: str) -> Path:
     ``/usr/lib/ipxe/ipxe.efi`` as a link to ``/boot/ipxe.efi``.
 
     Raises:
-        Refused: for absolute paths, ``..``, directories outside the root, and names that
+        Refused: for absolute paths, ``..``, directories outside the root, names longer than
+            :data:`MAX_NAME` (or a component longer than :data:`NAME_MAX`), and names that
             are not files.
     """
     if not filename or filename.startswith(("/", "\\")):
         raise Refused(ACCESS_VIOLATION, "absolute paths are not served")
+    if len(filename) > MAX_NAME:
+        raise Refused(ILLEGAL, f"file names longer than {MAX_NAME} bytes are not served")
     parts = filename.replace("\\", "/").split("/")
     if ".." in parts:
         raise Refused(ACCESS_VIOLATION, "'..' is not allowed in paths")
+    if any(len(part) > NAME_MAX for part in parts):
+        raise Refused(NOT_FOUND, f"{filename}: file not found")
     base = root.resolve()
-    directory = base.joinpath(*parts[:-1]).resolve()
-    if directory != base and base not in directory.parents:
-        raise Refused(ACCESS_VIOLATION, "path leaves the served directory")
-    path = (directory / parts[-1]).resolve()
-    if not parts[-1] or not path.is_file():
+    try:
+        directory = base.joinpath(*parts[:-1]).resolve()
+        if directory != base and base not in directory.parents:
+            raise Refused(ACCESS_VIOLATION, "path leaves the served directory")
+        path = (directory / parts[-1]).resolve()
+        found = bool(parts[-1]) and path.is_file()
+    except OSError as exc:
+        # What a lookup can still fail with (a path too long once links are followed, a
+        # directory without permission): not a file that is served.
+        raise Refused(NOT_FOUND, f"{filename}: file not found") from exc
+    if not found:
         raise Refused(NOT_FOUND, f"{filename}: file not found")
     return path
 

@@ -32,7 +32,10 @@ The protocol (RFC 1350, options from RFC 2347, 2348 and 2349) and what is refuse
   kernel's ``rmem_max``) so they queue instead of being dropped, they are read up to 512 per
   turn, up to ``max_transfers`` run at once (each is a socket: the open-files limit is raised
   as ``arges up`` does), and a request beyond that is dropped, which the client's
-  retransmission retries.
+  retransmission retries. One address may run ``max_transfers_per_client`` of them:
+  firmware reads one file at a time, and a host that asks for many and never acknowledges
+  (each transfer held for up to 25 minutes with ``timeout 255``) must not take the slots of
+  the machines booting.
 
 Each transfer has its own socket (its transfer ID, RFC 1350 section 4); a packet from another
 address gets error 5 (unknown transfer ID) and does not disturb it.
@@ -50,6 +53,7 @@ import socket
 import struct
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -148,6 +152,7 @@ class _Transfer:
         "blksize",
         "block",
         "closed",
+        "counted",
         "deadline",
         "entry",
         "expected",
@@ -195,6 +200,8 @@ class _Transfer:
         self.entry: list[Any] | None = None
         """This transfer's entry in the server's timer heap, if it has one."""
         self.closed = False
+        self.counted = False
+        """Whether the server counts it among its peer's transfers (until it ends)."""
 
     def start(self) -> None:
         try:
@@ -337,6 +344,7 @@ class TftpServer:
         default_timeout: float = 1.0,
         max_timeout: float = 8.0,
         max_transfers: int = 4096,
+        max_transfers_per_client: int = 16,
         files: FileCache | None = None,
         metrics: Metrics | None = None,
     ) -> None:
@@ -348,6 +356,7 @@ class TftpServer:
         self.default_timeout = default_timeout
         self.max_timeout = max_timeout
         self.max_transfers = max_transfers
+        self.max_transfers_per_client = max_transfers_per_client
         self.files = files or FileCache()
         self.buffer = bytearray(65536)
         """Where the transfers' packets are received, one at a time (on the TFTP thread)."""
@@ -362,6 +371,8 @@ class TftpServer:
         """What reads each registered descriptor (the listener and every transfer)."""
         self._transfers: dict[tuple[str, int], _Transfer] = {}
         """Running transfers by peer address."""
+        self._per_client: Counter[str] = Counter()
+        """Running transfers by peer host."""
         self._timers: list[list[Any]] = []
         """Heap of [deadline, sequence, transfer]: at most one entry per transfer."""
         self._sequence = 0
@@ -514,6 +525,13 @@ class TftpServer:
                 peer[0],
             )
             return
+        if self._per_client[peer[0]] >= self.max_transfers_per_client:
+            log.warning(
+                "TFTP: %s runs %d transfers already, dropping its request",
+                peer[0],
+                self._per_client[peer[0]],
+            )
+            return
         # Not sockets.bound: SO_REUSEADDR on port 0 may hand two transfers one port.
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_DGRAM)
@@ -528,6 +546,8 @@ class TftpServer:
             return
         transfer = _Transfer(self, request, path, peer, sock)
         self._transfers[peer] = transfer
+        self._per_client[peer[0]] += 1
+        transfer.counted = True
         self._handlers[sock.fileno()] = transfer.readable
         transfer.start()
 
@@ -535,6 +555,13 @@ class TftpServer:
         """Forget ``transfer`` and close its socket (called by its ``close``)."""
         if self._transfers.get(transfer.peer) is transfer:
             del self._transfers[transfer.peer]
+        # Counted until it ends, also when a newer transfer to its peer replaced it above.
+        if transfer.counted:
+            transfer.counted = False
+            host = transfer.peer[0]
+            self._per_client[host] -= 1
+            if self._per_client[host] <= 0:
+                del self._per_client[host]
         fd = transfer.sock.fileno()
         if fd >= 0:
             self._handlers.pop(fd, None)

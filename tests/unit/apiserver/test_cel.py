@@ -7,8 +7,9 @@ from typing import Any
 
 import pytest
 
-from arges.apiserver.cel import CompileError, compile_expr
+from arges.apiserver.cel import compile_expr
 from arges.apiserver.celext import FUNCTIONS
+from arges.apiserver.celnodes import CompileError
 from arges.apiserver.celtypes import DYN, Type, list_type, string_type
 from arges.apiserver.celvalues import CostLimitExceeded, EvalError, Meter
 

@@ -87,6 +87,24 @@ def test_paths_stay_inside_the_root(tmp_path: Path) -> None:
         assert err.value.code == code, name
 
 
+def test_long_names_are_refused_not_looked_up(tmp_path: Path) -> None:
+    # Found by the fuzz run: a component over NAME_MAX escaped as OSError (a traceback on the
+    # TFTP loop), and a 60 KB name of 30,000 directories took seconds to resolve.
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "a").write_bytes(b"y")
+    for name, code in [
+        ("a" * 300, NOT_FOUND),
+        ("sub/" + "a" * 256, NOT_FOUND),
+        (("x" * 250 + "/") * 2, NOT_FOUND),
+        ("q/" * 30_000, ILLEGAL),
+        ("sub/" * 128 + "a", ILLEGAL),
+    ]:
+        with pytest.raises(Refused) as err:
+            resolve(tmp_path, name)
+        assert err.value.code == code, name[:20]
+    assert resolve(tmp_path, "./" * 250 + "sub/a").read_bytes() == b"y"
+
+
 def test_a_file_link_in_the_root_is_served_like_debians_ipxe_efi(tmp_path: Path) -> None:
     """Debian's ipxe ships /usr/lib/ipxe/ipxe.efi -> /boot/ipxe.efi (an absolute link out of
     the root); refusing it made every UEFI PXE boot fail with a TFTP error."""
