@@ -287,6 +287,33 @@ async def test_watch_bookmarks_and_initial_events(widgets: Cluster) -> None:
     )
 
 
+async def test_a_watch_bookmarks_after_its_events_and_ends_at_its_timeout(widgets: Cluster) -> None:
+    """The idle clock of ``allowWatchBookmarks`` restarts with each event sent, so the last
+    bookmark carries the event's revision; ``timeoutSeconds`` ends the stream (the test
+    server's bookmark interval is 0.5 s)."""
+    api = widgets.api
+    _, listed = await api.get(WIDGETS)
+    watching = asyncio.create_task(
+        api.watch(
+            WIDGETS,
+            {
+                "resourceVersion": listed["metadata"]["resourceVersion"],
+                "allowWatchBookmarks": "true",
+                "timeoutSeconds": "2",
+            },
+            until=lambda ev: False,
+        )
+    )
+    _, created = await api.post(WIDGETS, widget("a"))
+    events = await watching
+    types = [e["type"] for e in events]
+    assert "ADDED" in types
+    after = events[types.index("ADDED") + 1 :]
+    assert after and {e["type"] for e in after} == {"BOOKMARK"}
+    bookmarked = int(after[-1]["object"]["metadata"]["resourceVersion"])
+    assert bookmarked >= int(created["metadata"]["resourceVersion"])
+
+
 async def test_paging_is_consistent_across_concurrent_writes(widgets: Cluster) -> None:
     api = widgets.api
     for i in range(7):

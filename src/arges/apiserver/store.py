@@ -169,6 +169,10 @@ class Subscription:
 
     A watcher that falls ``limit`` changes behind is cut off (``overflowed``), as kube-apiserver
     cuts off unresponsive watchers; its client resumes from its last revision.
+
+    Waking a watcher is one future per wait and its deadline one timer kept across waits: this
+    runs once per watcher for every change, so it avoids ``asyncio.wait_for`` (a task and a
+    timer per wait).
     """
 
     def __init__(self, resource: str | None, limit: int) -> None:
@@ -177,7 +181,8 @@ class Subscription:
         self.overflowed = False
         self.closed = False
         self._buf: deque[Change] = deque()
-        self._ready = asyncio.Event()
+        self._waiter: asyncio.Future[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
 
     def push(self, change: Change) -> None:
         if self.overflowed or self.closed:
@@ -187,21 +192,52 @@ class Subscription:
             self._buf.clear()
         else:
             self._buf.append(change)
-        self._ready.set()
+        self._wake()
 
     def close(self) -> None:
+        """End the subscription: a waiting :meth:`get` returns, its timer is dropped."""
         self.closed = True
-        self._ready.set()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    def _expire(self) -> None:
+        self._timer = None
+        self._wake()
 
     async def get(self, max_wait: float | None = None) -> list[Change]:
-        """Wait for changes (up to ``max_wait`` seconds) and return all that are queued."""
+        """Wait for changes (up to ``max_wait`` seconds) and return all that are queued.
+
+        May return nothing before ``max_wait`` has passed (when a previous, earlier deadline
+        comes first); callers check their own clock and wait again.
+        """
         if not self._buf and not self.overflowed and not self.closed:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._ready.wait(), max_wait)
-        self._ready.clear()
+            loop = asyncio.get_running_loop()
+            if max_wait is not None:
+                due = loop.time() + max_wait
+                # A timer due no later than this one serves; one due later must be moved.
+                if self._timer is None or self._timer.when() > due + _TIMER_SLACK:
+                    if self._timer is not None:
+                        self._timer.cancel()
+                    self._timer = loop.call_at(due, self._expire)
+            self._waiter = loop.create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
         out = list(self._buf)
         self._buf.clear()
         return out
+
+
+_TIMER_SLACK = 0.01
+"""Seconds a watch's timer may fire after the deadline asked for, so that a deadline computed
+again from the clock (a hair later each time) does not move the timer on every wait."""
 
 
 @dataclass
@@ -489,6 +525,7 @@ class Store:
 
     def unsubscribe(self, sub: Subscription) -> None:
         self._subs.discard(sub)
+        sub.close()
 
     async def history(self, resource: str | None, after: int, upto: int) -> list[Change]:
         """Changes with ``after < rv <= upto``, oldest first.
