@@ -24,6 +24,8 @@ latency is printed beside the same poll against the idle server before the storm
 not assertions.
 
     .venv/bin/python benchmarks/bootstorm.py [--tftp-clients 1000] [--storm-clients 500]
+
+A phase given 0 clients is skipped (``--storm-clients 0``: TFTP alone).
 """
 
 from __future__ import annotations
@@ -505,6 +507,8 @@ async def bench(args: argparse.Namespace) -> None:
             ("whole storm", args.storm_clients, True),
         ]
         for title, clients, whole in phases:
+            if clients == 0:
+                continue
             for round_ in range(1, args.rounds + 1):
                 print(f"{title}, {clients} clients, round {round_}:")
                 ref = None

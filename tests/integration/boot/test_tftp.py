@@ -25,6 +25,7 @@ async def server(tmp_path: Path) -> AsyncIterator[tuple[TftpServer, Path]]:
     root.mkdir()
     (root / "big.bin").write_bytes(os.urandom(3 * 2**20 + 123))
     (root / "small.bin").write_bytes(b"hello")
+    (root / "even.bin").write_bytes(os.urandom(4 * 1432))  # a last, empty DATA packet
     if IPXE.exists():
         (root / "undionly.kpxe").write_bytes(IPXE.read_bytes())
     (tmp_path / "secret").write_text("nope")
@@ -53,7 +54,7 @@ async def curl(port: int, name: str, out: Path, *extra: str) -> int:
 
 async def test_downloads_are_byte_identical(server, tmp_path: Path) -> None:
     srv, root = server
-    names = ["small.bin", "big.bin"] + (["undionly.kpxe"] if IPXE.exists() else [])
+    names = ["small.bin", "even.bin", "big.bin"] + (["undionly.kpxe"] if IPXE.exists() else [])
     for name in names:
         for extra in ((), ("--tftp-blksize", "1432"), ("--tftp-no-options",)):
             out = tmp_path / f"{name}.{len(extra)}"

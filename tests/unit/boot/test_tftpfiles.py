@@ -3,7 +3,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from arges.boot.tftpfiles import FileCache
+from arges.boot.tftpfiles import MAX_PACKETS, FileCache
 
 
 def test_small_files_are_read_once_and_shared(tmp_path: Path) -> None:
@@ -55,3 +55,45 @@ def test_least_recently_used_files_go_first(tmp_path: Path) -> None:
     assert files.hits == 2
     files.open(tmp_path / "b")
     assert files.misses == 4
+
+
+def test_packets_of_a_file_in_memory_are_cut_once_and_shared(tmp_path: Path) -> None:
+    path = tmp_path / "ipxe.efi"
+    data = os.urandom(3 * 512)
+    path.write_bytes(data)
+    files = FileCache()
+    packets = files.open(path).packets(512)
+    assert packets is not None
+    assert [p[:4] for p in packets] == [
+        b"\x00\x03\x00\x01",
+        b"\x00\x03\x00\x02",
+        b"\x00\x03\x00\x03",
+        b"\x00\x03\x00\x04",
+    ]
+    assert b"".join(p[4:] for p in packets) == data
+    assert packets[-1] == b"\x00\x03\x00\x04"  # a multiple of the block size ends empty
+    assert files.open(path).packets(512) is packets
+    assert files.open(path).packets(1000) == [
+        b"\x00\x03\x00\x01" + data[:1000],
+        b"\x00\x03\x00\x02" + data[1000:],
+    ]
+
+
+def test_packets_count_toward_the_memory_limit(tmp_path: Path) -> None:
+    files = FileCache(max_file=1000, max_total=2500)
+    for name in "ab":
+        (tmp_path / name).write_bytes(name.encode() * 1000)
+    files.open(tmp_path / "a")
+    files.open(tmp_path / "b").packets(512)  # b twice over, and more: a goes
+    files.open(tmp_path / "b")
+    files.open(tmp_path / "a")
+    assert (files.hits, files.misses) == (1, 3)
+
+
+def test_a_file_of_too_many_blocks_is_read_a_block_at_a_time(tmp_path: Path) -> None:
+    path = tmp_path / "f"
+    path.write_bytes(b"x" * (8 * MAX_PACKETS))
+    source = FileCache().open(path)
+    assert source.packets(8) is None
+    assert source.packets(512) is not None
+    assert source.read(8, 8) == b"x" * 8
