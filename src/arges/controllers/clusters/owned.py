@@ -14,6 +14,7 @@ written. Secret values never go to logs, events or status.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import logging
@@ -123,11 +124,13 @@ async def create_once(
     kube: KubeClient, cluster: TalosCluster, name: str, key: str, make: Callable[[], str]
 ) -> str:
     """The value of ``key`` in Secret ``name``, created from ``make()`` if absent (a racing
-    creator's value wins, so the value never changes once written)."""
+    creator's value wins, so the value never changes once written). ``make`` runs on a
+    thread: a secrets bundle's RSA-4096 key takes about a second of CPU, which OpenSSL
+    spends without the GIL, so boot requests and other reconciles go on meanwhile."""
     existing = await read(kube, cluster, name, key)
     if existing is not None:
         return existing
-    value = make()
+    value = await asyncio.to_thread(make)
     try:
         await kube.create(SECRETS, _owned(cluster, name, key, value), cluster.namespace)
     except AlreadyExists:
