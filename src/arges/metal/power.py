@@ -112,7 +112,9 @@ def intent(
         reset is not None
         and reset.status == "True"
         and now - reset.last_transition_time < reset_timeout
-        and (seen is None or seen < reset.last_transition_time)
+        # Both times are whole seconds: a report in the reset's second (the member's own
+        # "installed", say) came before it, as a reset's reboot into the agent takes longer.
+        and (seen is None or seen <= reset.last_transition_time)
     ):
         return PowerIntent(None, False, "Talos is resetting itself; it reboots into the agent")
     if media:

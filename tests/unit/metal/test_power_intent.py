@@ -108,6 +108,9 @@ def _reset(minutes_ago: int, *, status: str = "True", agent_seen_minutes_ago: in
         (_reset(6), "cycle", True),
         # The reset was not asked (Talos did not answer): the network-booted wipe at once.
         (_reset(1, status="False"), "cycle", True),
+        # Its last report in the very second the reset was asked (timestamps are whole
+        # seconds): from before the reset, so it still waits for Talos.
+        (_reset(1, agent_seen_minutes_ago=1), None, False),
         # Seen since the reset was asked, yet not clean and no agent recently: the wipe.
         (_reset(4, agent_seen_minutes_ago=2), "cycle", True),
     ],
