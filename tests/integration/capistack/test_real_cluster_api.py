@@ -195,6 +195,11 @@ async def test_a_cluster_api_cluster_is_provisioned_scaled_and_deleted(stack: Ra
             if "cluster.x-k8s.io/control-plane" in machine["metadata"]["labels"]
             else "worker"
         )
+        # Provisioned is the infrastructure's part (bound, providerID set, as with Sidero); the
+        # machine fetches and installs its bootstrap data after that.
+        await eventually(
+            lambda sim=sim: sim.installed is not None, timeout=120, what=f"{server} installed"
+        )
         assert sim.machine_type == role, "it installed the config CABPT generated for its Machine"
         config = yaml.safe_load(sim.installed or "")
         assert (
