@@ -47,6 +47,7 @@ from arges.kube.resources import (
 from arges.metal.capi import CONSUMER_UID_LABEL
 from arges.metal.move import MOVED_FROM, RECORD
 from tests.integration.clusters.capi import CapiPlayer, install
+from tests.integration.clusters.conftest import create_cluster
 from tests.integration.clusters.test_kill_during_scale_down import Arges, _settled
 from tests.integration.conftest import eventually, register, start_server
 from tests.integration.proxy import HoldingProxy
@@ -87,21 +88,6 @@ async def populate(kube: KubeClient) -> None:
         "credentialsSecretRef": {"name": "bmc-creds", "namespace": NS},
     }
     await kube.patch(SERVERS, BMC_SERVER, {"spec": {"bmc": bmc}})
-
-
-async def create_cluster(kube: KubeClient) -> None:
-    await kube.create(
-        TALOS_CLUSTERS,
-        {
-            "metadata": {"name": "demo"},
-            "spec": {
-                "endpoint": "https://10.5.0.10:6443",
-                "controlPlane": {"replicas": 1},
-                "workers": [{"name": "workers", "replicas": 1}],
-            },
-        },
-        NS,
-    )
 
 
 def move_args(source: Path, target: Path, *extra: str) -> list[str]:
