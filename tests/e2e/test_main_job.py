@@ -18,7 +18,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,7 +35,12 @@ from arges.lab.plan import LabSpec
 from arges.lab.state import LabServer, LabState
 from tests.integration.clusters.capi import CapiPlayer, install
 from tests.integration.conftest import eventually
-from tests.integration.lab.conftest import NETWORK, assert_nothing_left, lab_unavailable
+from tests.integration.lab.conftest import (
+    NETWORK,
+    assert_nothing_left,
+    lab_unavailable,
+    one_lab_at_a_time,
+)
 
 pytestmark = [
     pytest.mark.lab,
@@ -48,6 +53,13 @@ pytestmark = [
 def figure(capsys: pytest.CaptureFixture[str], text: str) -> None:
     with capsys.disabled():
         print(f"\n  [e2e] {text}", flush=True)
+
+
+@pytest.fixture(autouse=True)
+def _one_lab_at_a_time() -> Iterator[None]:
+    # Autouse, so set up before (and torn down after) the fixtures that make the lab.
+    with one_lab_at_a_time():
+        yield
 
 
 @dataclass

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from arges.kube.resources import SERVER_CLASSES, SERVERS, TALOS_CLUSTERS
+from arges.kube.resources import EVENTS, SERVER_CLASSES, SERVERS, TALOS_CLUSTERS
 from arges.talos.components import COMPONENTS, image
 from tests.integration.clusters.conftest import NS, Rack, create_cluster
 from tests.integration.clusters.sim import SimServer
@@ -291,13 +291,14 @@ async def test_a_silent_worker_is_unhealthy_and_replaced(rack: Rack) -> None:
     sick = sims["w-1"]
     await sick.silence()
 
-    async def unhealthy() -> dict[str, Any] | None:
-        cluster = await rack.cluster()
-        found = condition(cluster, "MemberUnhealthy")
-        return found if found and found["status"] == "True" else None
+    async def unhealthy() -> list[dict[str, Any]]:
+        # The Event, not the condition: where the pool replaces the member at once, the
+        # condition is True only until the next reconcile, too briefly to poll for.
+        events = await rack.kube.list(EVENTS, NS, field_selector="involvedObject.name=demo")
+        return [e for e in events if e["reason"] == "MemberUnhealthy"]
 
-    cond = await eventually(unhealthy, timeout=60)
-    assert sick.uuid in cond["message"]
+    found = await eventually(unhealthy, timeout=60)
+    assert found[0]["type"] == "Warning" and sick.uuid in found[0]["message"]
     await eventually(lambda: settled(rack, 2), timeout=90)
     members = {m["server"] for m in await rack.members()}
     assert members == {sims["cp-1"].uuid, spare.uuid}, "the spare took the sick worker's place"

@@ -7,11 +7,14 @@ that nothing is left: no namespace, no host link, no process of the lab.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import logging
 import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -40,10 +43,30 @@ def lab_unavailable() -> str | None:
     return None
 
 
+LAB_LOCK = Path(tempfile.gettempdir()) / "arges-lab-tests.lock"
+
+
+@contextlib.contextmanager
+def one_lab_at_a_time() -> Iterator[None]:
+    """Hold the machine's lab lock while a test's lab lives: a second test run on the same
+    machine (two clones, say) waits for it instead of failing on the lab's single namespace.
+    A lab that exists once the lock is held belongs to no test: the test skips, saying so."""
+    with LAB_LOCK.open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            if NETWORK.exists() or Path(f"/sys/class/net/{NETWORK.host_link}").exists():
+                pytest.skip(
+                    "a lab not made by these tests runs here (namespace arges-lab or arges0)"
+                )
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 @pytest.fixture(autouse=True)
-def _one_lab_at_a_time() -> None:
-    if NETWORK.exists() or Path(f"/sys/class/net/{NETWORK.host_link}").exists():
-        pytest.skip("another lab is running on this machine (namespace arges-lab or arges0)")
+def _one_lab_at_a_time() -> Iterator[None]:
+    with one_lab_at_a_time():
+        yield
 
 
 def free_tcp_port() -> int:

@@ -294,7 +294,7 @@ class TalosClusterController(Controller):
             now=state.now,
             after=dt.timedelta(seconds=cluster.spec.unhealthy_after_seconds),
         )
-        self._health(state, sick)
+        await self._health(state, sick)
         auto = {w.name for w in cluster.spec.workers or [] if w.auto_replace}
         replace = {v.server for v in views if v.server in sick and v.pool in auto}
         going = leaving(requests, views, replace)
@@ -443,16 +443,17 @@ class TalosClusterController(Controller):
         client holds its TLS context and connections)."""
         return self._apis.get((self.talos_api, creds), lambda: self.talos_api(creds))
 
-    def _health(self, state: Round, sick: list[str]) -> None:
+    async def _health(self, state: Round, sick: list[str]) -> None:
+        """Condition ``MemberUnhealthy``, and a Warning Event when the silent members change
+        (the condition is short-lived where a pool replaces them; the Event stays)."""
         if sick:
             after = state.cluster.spec.unhealthy_after_seconds
-            state.set(
-                MEMBER_UNHEALTHY,
-                "True",
-                "TalosApiSilent",
-                f"the Talos API of {', '.join(sick)} has not answered for over {after} s",
-            )
+            message = f"the Talos API of {', '.join(sick)} has not answered for over {after} s"
+            before = next((c for c in state.conditions if c.type == MEMBER_UNHEALTHY), None)
+            state.set(MEMBER_UNHEALTHY, "True", "TalosApiSilent", message)
             state.requeue = True
+            if before is None or before.status != "True" or before.message != message:
+                await state.event(MEMBER_UNHEALTHY, message, warning=True)
         else:
             state.set(MEMBER_UNHEALTHY, "False", "Answering", "every seen member answers")
 
