@@ -13,6 +13,10 @@ built-in kinds), in the same order: prune unknown fields, apply defaults, valida
 - Validation uses ``jsonschema``'s Draft 4 validator (OpenAPI 3.0 schemas are Draft 4 with
   extensions); ``nullable`` and ``x-kubernetes-int-or-string`` are translated first. Messages
   follow kube-apiserver's wording (``spec.replicas in body must be of type integer: "x"``).
+  Most writes are valid, so the same translated schema is first compiled by ``fastjsonschema``
+  (about 30 times faster); only what it refuses, and objects holding a float (it takes ``1.0``
+  as an integer, Draft 4 does not), go through ``jsonschema`` for the causes. Where the two
+  disagree, ``jsonschema`` decides: the fast check only ever skips it for an object both accept.
 
 Reference: https://kubernetes.io/docs/tasks/extend-kubernetes/custom-resources/
 custom-resource-definitions/ (sections "Specifying a structural schema", "Field pruning",
@@ -22,16 +26,21 @@ custom-resource-definitions/ (sections "Specifying a structural schema", "Field 
 from __future__ import annotations
 
 import copy
+import logging
 import re
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
+import fastjsonschema
 import jsonschema
 from jsonschema import Draft4Validator
 from jsonschema.exceptions import ValidationError
 
 from arges.apiserver.errors import Cause
 from arges.apiserver.listtypes import duplicates
+
+log = logging.getLogger(__name__)
 
 OBJECT_META_FIELDS = frozenset(
     {
@@ -73,6 +82,9 @@ class Schema:
 
     raw: dict[str, Any]
     validator: Draft4Validator
+    # Compiled on first use: a CRD's schema is also compiled only to be checked, and
+    # fastjsonschema's code generation costs tens of milliseconds for a large one.
+    _fast: list[Callable[[Any], Any] | None] = field(default_factory=list, compare=False)
 
     @classmethod
     def compile(cls, raw: dict[str, Any]) -> Schema:
@@ -84,6 +96,19 @@ class Schema:
         translated = to_json_schema(raw)
         Draft4Validator.check_schema(translated)
         return cls(raw, Draft4Validator(translated))
+
+    def _accepts(self, obj: dict[str, Any]) -> bool:
+        """Whether the fast check finds ``obj`` valid (False: ask ``jsonschema``)."""
+        if not self._fast:
+            self._fast.append(_fast_validator(self.validator.schema))
+        fast = self._fast[0]
+        if fast is None or _has_float(obj):
+            return False
+        try:
+            fast(obj)
+        except fastjsonschema.JsonSchemaException:
+            return False
+        return True
 
     def prune(self, obj: dict[str, Any]) -> list[str]:
         """Drop undeclared fields from ``obj`` in place; returns their dotted paths."""
@@ -97,10 +122,34 @@ class Schema:
 
     def validate(self, obj: dict[str, Any]) -> list[Cause]:
         """Everything wrong with ``obj``, one cause per failure, in a stable order."""
-        causes = [_cause(err) for err in self.validator.iter_errors(obj)]
+        causes = [] if self._accepts(obj) else [_cause(e) for e in self.validator.iter_errors(obj)]
         causes += duplicates(obj, self.raw)
         causes += _format_causes(obj, self.raw, "")
         return sorted(causes, key=lambda c: c.field)
+
+
+def _fast_validator(translated: Any) -> Callable[[Any], Any] | None:
+    """``translated`` compiled by fastjsonschema as Draft 4, without formats (None where it
+    cannot compile it: ``jsonschema`` alone validates then)."""
+    try:
+        return fastjsonschema.compile(
+            {"$schema": "http://json-schema.org/draft-04/schema#", **translated},
+            formats={},
+            use_default=False,
+            use_formats=False,
+            detailed_exceptions=False,
+        )
+    except Exception as exc:  # any failure only loses the fast path
+        log.debug("no fast validator for a schema: %s", exc)
+        return None
+
+
+def _has_float(value: Any) -> bool:
+    if isinstance(value, dict):
+        return any(_has_float(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_has_float(v) for v in value)
+    return isinstance(value, float)
 
 
 _DATE_TIME = re.compile(

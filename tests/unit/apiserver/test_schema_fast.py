@@ -1,0 +1,131 @@
+"""The fast schema check never accepts what Draft 4 (``jsonschema``) refuses.
+
+:class:`Schema` skips ``jsonschema`` for objects fastjsonschema accepts; that is sound only if
+every such object is valid. Random objects shaped by each schema (Arges' CRDs and, where
+../shared is present, the upstream Cluster API, CABPT, CACPPT and Sidero CRDs), with wrong
+types, bools for integers, enum misses, bounds off by one and unknown fields mixed in, are
+checked by both: whenever the fast check accepts, ``jsonschema`` finds no error.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from arges.api.crds import all_crds
+from arges.apiserver.schema import Schema
+
+SHARED = Path(__file__).resolve().parents[4] / "shared" / "capi"
+WRONG: list[Any] = [True, False, 0, 1, -1, 2**40, "", "x", None, [], {}, {"k": "v"}, ["a"]]
+STRINGS = ["", "a", "abc-1", "10.0.0.1", "v1.11.7", "Ready", "x" * 70, "é", "a.b/c", "1Gi"]
+
+
+def schemas() -> list[tuple[str, dict[str, Any]]]:
+    crds = list(all_crds())
+    for path in sorted(SHARED.glob("*/*.yaml")) if SHARED.is_dir() else []:
+        crds += [
+            d
+            for d in yaml.safe_load_all(path.read_text())
+            if d and d.get("kind") == "CustomResourceDefinition"
+        ]
+    return [
+        (f"{crd['spec']['names']['kind']}/{version['name']}", version["schema"]["openAPIV3Schema"])
+        for crd in crds
+        for version in crd["spec"]["versions"]
+        if "schema" in version
+    ]
+
+
+def sample(schema: Any, rng: random.Random, depth: int = 0) -> Any:
+    """A value shaped by the Draft 4 ``schema``: mostly right, sometimes subtly wrong."""
+    if not isinstance(schema, dict) or depth > 8:
+        return rng.choice(WRONG)
+    if rng.random() < 0.04:
+        return rng.choice(WRONG)
+    for key in ("allOf", "anyOf", "oneOf"):
+        if key in schema and rng.random() < 0.7:
+            return sample(rng.choice(schema[key]), rng, depth + 1)
+    if "enum" in schema:
+        return rng.choice(schema["enum"]) if rng.random() < 0.9 else rng.choice(STRINGS)
+    kinds = schema.get("type")
+    kind = rng.choice(kinds) if isinstance(kinds, list) else kinds
+    if kind is None and "properties" in schema:
+        kind = "object"
+    if kind == "object" or (kind is None and "additionalProperties" in schema):
+        props: dict[str, Any] = schema.get("properties") or {}
+        out: dict[str, Any] = {}
+        for name, sub in props.items():
+            wanted = name in (schema.get("required") or []) or rng.random() < 0.5
+            if wanted and rng.random() < 0.97:
+                out[name] = sample(sub, rng, depth + 1)
+        extra = schema.get("additionalProperties")
+        for i in range(
+            rng.randint(0, 2) if extra not in (None, False) or rng.random() < 0.1 else 0
+        ):
+            out[f"k{i}"] = sample(extra if isinstance(extra, dict) else {}, rng, depth + 1)
+        return out
+    if kind == "array":
+        count = rng.choice([0, 1, 2, 3, schema.get("minItems", 0), schema.get("maxItems", 3) + 1])
+        return [sample(schema.get("items"), rng, depth + 1) for _ in range(min(count, 6))]
+    if kind == "integer":
+        bounds = [schema[k] + d for k in ("minimum", "maximum") if k in schema for d in (-1, 0, 1)]
+        return rng.choice([0, 1, 7, -3, 65536, True, *bounds])
+    if kind == "number":
+        return rng.choice(
+            [0, 2, -1, True, *[schema[k] for k in ("minimum", "maximum") if k in schema]]
+        )
+    if kind == "boolean":
+        return rng.choice([True, False, 0, 1])
+    if kind == "string":
+        lengths = [
+            schema[k] + d for k in ("minLength", "maxLength") if k in schema for d in (-1, 0, 1)
+        ]
+        return rng.choice([*STRINGS, *("a" * max(n, 0) for n in lengths)])
+    if kind == "null":
+        return None
+    return rng.choice(WRONG)
+
+
+@pytest.mark.parametrize(("name", "raw"), schemas(), ids=[n for n, _ in schemas()])
+def test_the_fast_check_accepts_only_what_jsonschema_accepts(
+    name: str, raw: dict[str, Any]
+) -> None:
+    schema = Schema.compile(raw)
+    rng = random.Random(name)
+    accepted = refused = 0
+    for _ in range(300):
+        obj = sample(schema.validator.schema, rng)
+        if not isinstance(obj, dict):
+            continue
+        errors = list(schema.validator.iter_errors(obj))
+        if schema._accepts(obj):
+            assert not errors, f"{name}: fast accepted {obj!r}, Draft 4 says {errors[0].message}"
+            accepted += 1
+        else:
+            refused += 1
+    print(f"{name}: fast accepted {accepted}, refused {refused}")
+    assert refused, f"{name}: the samples never tried anything invalid"
+
+
+def test_the_fast_check_is_used_for_valid_objects_and_not_for_floats() -> None:
+    schema = Schema.compile(
+        {
+            "type": "object",
+            "properties": {
+                "spec": {
+                    "type": "object",
+                    "properties": {"replicas": {"type": "integer"}, "mode": {"enum": [1, "a"]}},
+                }
+            },
+        }
+    )
+    assert schema._accepts({"spec": {"replicas": 3, "mode": "a"}})
+    assert not schema._accepts({"spec": {"mode": True}}), "a boolean is not the enum's 1"
+    assert not schema._accepts({"spec": {"replicas": 3.0}}), "floats go to jsonschema"
+    (cause,) = schema.validate({"spec": {"replicas": 3.0}})
+    assert cause.field == "spec.replicas" and "must be of type integer" in cause.message
+    assert schema.validate({"spec": {"replicas": 3}}) == []
