@@ -449,7 +449,10 @@ def main() -> None:
     parser.add_argument(
         "--profile", default="", help="directory for cProfile dumps of the plane and API server"
     )
-    asyncio.run(bench(parser.parse_args()))
+    args = parser.parse_args()
+    if args.profile:
+        Path(args.profile).mkdir(parents=True, exist_ok=True)
+    asyncio.run(bench(args))
 
 
 if __name__ == "__main__":

@@ -19,7 +19,6 @@ below the HTTP layer, and translated to a ``meta/v1 Status`` body exactly once, 
     ├── RequestTooLarge       413 RequestEntityTooLarge
     ├── UnsupportedMediaType  415 UnsupportedMediaType
     ├── Invalid               422 Invalid (with one cause per field)
-    ├── TooManyRequests       429 TooManyRequests (with Retry-After)
     ├── InternalError         500 InternalError
     ├── ServerError           500 (no reason: an error kube-apiserver does not type)
     └── Timeout               504 Timeout
@@ -62,12 +61,10 @@ class StatusError(ArgesError):
         message: str,
         *,
         details: dict[str, Any] | None = None,
-        headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.details = details
-        self.headers = headers or {}
 
     def status(self) -> dict[str, Any]:
         """The error as a ``meta/v1 Status`` object (a plain JSON-ready dict)."""
@@ -203,20 +200,6 @@ class Invalid(StatusError):
             },
         )
         self.causes = causes
-
-
-class TooManyRequests(StatusError):
-    """429 with ``Retry-After``: apimachinery's ``NewTooManyRequests(message, seconds)``."""
-
-    code = 429
-    reason = "TooManyRequests"
-
-    def __init__(self, message: str, retry_after: int) -> None:
-        super().__init__(
-            message,
-            details={"retryAfterSeconds": retry_after},
-            headers={"Retry-After": str(retry_after)},
-        )
 
 
 class InternalError(StatusError):

@@ -26,12 +26,12 @@ from typing import Any
 from aiohttp import web
 
 from arges import __version__
-from arges.apiserver import codec, crd, instrument
+from arges.apiserver import crd, instrument
 from arges.apiserver.admissionregistration import webhook_configuration_types
 from arges.apiserver.audit import AuditLog
 from arges.apiserver.builtin import builtin_types
 from arges.apiserver.encryption import EncryptionError, ensure_config
-from arges.apiserver.errors import AlreadyExists, TooManyRequests
+from arges.apiserver.errors import AlreadyExists
 from arges.apiserver.http.handler import Handler
 from arges.apiserver.lifecycle import CRD_RESOURCE, Lifecycle
 from arges.apiserver.pki import ensure_credentials, write_kubeconfig
@@ -63,7 +63,7 @@ class ApiServerConfig:
     ``bookmark_interval``: seconds of idle watch before a BOOKMARK is sent.
     ``crds``: CustomResourceDefinition objects to install at start.
     ``connections_per_client``/``connections``: open connections allowed per client address
-    and in all; the excess is answered ``429 TooManyRequests`` and closed (see
+    and in all; the excess is answered ``429 Too Many Requests`` and closed (see
     :func:`refusal`). Far above what kubectl or a controller opens (one per watch, a few for
     requests): a limit for a host that opens connections and holds them.
     """
@@ -79,16 +79,16 @@ class ApiServerConfig:
 
 
 def refusal() -> bytes:
-    """The complete response a connection over the limits gets: ``429`` with ``Retry-After``
-    and kube's ``Status`` (reason ``TooManyRequests``, ``details.retryAfterSeconds``), which
-    client-go retries after the wait it names. Written without aiohttp, before the request is
-    parsed: the connection costs nothing more than its socket."""
-    err = TooManyRequests("Too many requests, please try again later.", RETRY_AFTER)
-    body = codec.dumps(err.status())
+    """The complete response a connection over the limits gets: what kube-apiserver answers a
+    request over its in-flight limits (``tooManyRequests`` in apiserver's filters, for
+    max-in-flight and for priority and fairness alike): ``429`` with ``Retry-After: 1`` and a
+    plain-text line, which client-go retries after the wait it names. Written without aiohttp,
+    before the request is parsed: the connection costs nothing more than its socket."""
+    body = b"Too many requests, please try again later.\n"
     head = (
         "HTTP/1.1 429 Too Many Requests\r\nConnection: close\r\n"
-        f"Retry-After: {RETRY_AFTER}\r\nContent-Type: application/json\r\n"
-        f"Content-Length: {len(body)}\r\n\r\n"
+        f"Retry-After: {RETRY_AFTER}\r\nContent-Type: text/plain; charset=utf-8\r\n"
+        f"X-Content-Type-Options: nosniff\r\nContent-Length: {len(body)}\r\n\r\n"
     )
     return head.encode() + body
 

@@ -47,11 +47,8 @@ def _warning(text: str) -> str:
 
 
 def status_response(err: StatusError) -> web.Response:
-    """The error's ``Status`` body with its code and headers."""
-    resp = web.Response(status=err.code, body=codec.dumps(err.status()), content_type=JSON)
-    for key, value in err.headers.items():
-        resp.headers[key] = value
-    return resp
+    """The error's ``Status`` body with its code."""
+    return web.Response(status=err.code, body=codec.dumps(err.status()), content_type=JSON)
 
 
 def json_response(obj: Any, status: int = 200) -> web.Response:
