@@ -48,6 +48,12 @@ def loads(data: bytes | str) -> Any:
     return orjson.loads(data)
 
 
+def clone(obj: Any) -> Any:
+    """A deep copy of the JSON value ``obj`` (a JSON round trip: an order of magnitude faster
+    than ``copy.deepcopy`` for API objects, which hold only JSON types)."""
+    return orjson.loads(orjson.dumps(obj))
+
+
 def decode_body(data: bytes, content_type: str, *, kind: str = "", expanded_limit: int = 0) -> Any:
     """Decode a request body sent as JSON or YAML.
 

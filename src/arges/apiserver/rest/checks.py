@@ -11,7 +11,6 @@ after it, and validation (metadata, schema, kind rules) answers 422 with every c
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 from arges.apiserver import codec
@@ -214,7 +213,7 @@ class WriteChecks(Reads):
         managed = meta.get("managedFields")
         if subresource == "status":
             status = new.get("status")
-            new = copy.deepcopy(old)
+            new = codec.clone(old)
             if status is None:
                 new.pop("status", None)
             else:

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from arges.apiserver import apply as ssa
+from arges.apiserver import codec
 from arges.apiserver import managedfields as mf
 from arges.apiserver.errors import (
     AlreadyExists,
@@ -275,7 +276,7 @@ class Writes(WriteChecks):
                 user=opts.user,
                 admission=opts.admission,
             )
-            new = produce(copy.deepcopy(old))
+            new = produce(codec.clone(old))
             if not isinstance(new, dict):
                 raise BadRequest(f"the result must be a {rt.kind} object")
             self._check_decodes(rt, version, new)
