@@ -17,7 +17,8 @@ from typing import Any
 from arges.api.server import Server
 from arges.api.serverclass import ANY_CLASS, ServerClass
 from arges.controllers.parsed import parsed
-from arges.controllers.runtime import Body, Controller, Key, Watch, key_of
+from arges.controllers.runtime import Body, Cache, Controller, Key, Watch, key_of
+from arges.kube.client import KubeClient
 from arges.kube.errors import AlreadyExists
 from arges.kube.resources import SERVER_BINDINGS, SERVER_CLASSES, SERVERS
 from arges.metal.classes import QualifierError, compile_class, members
@@ -45,6 +46,11 @@ class ServerClassController(Controller):
             Watch(SERVER_BINDINGS, every_class),
         ]
 
+    def __init__(self, kube: KubeClient, cache: Cache) -> None:
+        super().__init__(kube, cache)
+        # Per class: its (uid, generation), and what members() learnt of each server.
+        self._memo: dict[Key, tuple[tuple[str, Any], dict[str, tuple[str, bool]]]] = {}
+
     async def start(self) -> None:
         await self._create_any()
 
@@ -55,6 +61,7 @@ class ServerClassController(Controller):
     async def reconcile(self, key: Key) -> float | None:
         body = self.cache.get(SERVER_CLASSES, key)
         if body is None:
+            self._memo.pop(key, None)
             if key == ANY_CLASS:
                 await self._create_any()
             return None
@@ -86,7 +93,10 @@ class ServerClassController(Controller):
         else:
             servers = list(parsed(self.cache, SERVERS, Server).all().values())
             bound = set(self.cache.names(SERVER_BINDINGS))
-            available, in_use = members(compiled, servers, bound)
+            version = (body["metadata"].get("uid", ""), generation)
+            if self._memo.get(key, (None, {}))[0] != version:
+                self._memo[key] = (version, {})
+            available, in_use = members(compiled, servers, bound, self._memo[key][1])
             conditions = set_condition(
                 sc.status.conditions,
                 VALID,

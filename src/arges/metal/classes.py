@@ -216,9 +216,29 @@ def matches(cls: CompiledClass, server: Server) -> bool:
 
 
 def members(
-    cls: CompiledClass, servers: Iterable[Server], bound: set[str]
+    cls: CompiledClass,
+    servers: Iterable[Server],
+    bound: set[str],
+    memo: dict[str, tuple[str, bool]] | None = None,
 ) -> tuple[list[str], list[str]]:
     """Names of the class's (available, in use) servers, each sorted; ``bound`` holds the
-    names of servers that have a ServerBinding."""
-    names = sorted(s.name for s in servers if matches(cls, s))
+    names of servers that have a ServerBinding.
+
+    ``memo`` (server name -> (its resourceVersion, whether it matched)) keeps the answers for
+    this very ``cls`` between calls: a server whose resourceVersion is unchanged is not
+    matched again, and the memo is left holding exactly ``servers``. Matching every server on
+    every change would make a fleet's class upkeep grow with the square of its size.
+    """
+    known = memo if memo is not None else {}
+    fresh: dict[str, tuple[str, bool]] = {}
+    for server in servers:
+        rv = str(server.metadata.get("resourceVersion", ""))
+        seen = known.get(server.name)
+        found = seen[1] if seen is not None and rv and seen[0] == rv else matches(cls, server)
+        fresh[server.name] = (rv, found)
+    if memo is not None:
+        memo.clear()
+        memo.update(fresh)
+    names = [name for name, (_, found) in fresh.items() if found]
+    names.sort()
     return [n for n in names if n not in bound], [n for n in names if n in bound]

@@ -4,6 +4,7 @@ from typing import Any
 
 import pytest
 
+from arges.api.server import Server
 from arges.api.serverclass import ServerClass
 from arges.metal.allocation import candidates
 from arges.metal.classes import QualifierError, compile_class, matches, members, partial_match
@@ -173,6 +174,30 @@ def test_members_and_allocation_order() -> None:
     assert (available, in_use) == (["a", "b"], ["c"])
     assert [s.name for s in candidates(compiled, servers, bound={"c"})] == ["a"]
     assert [s.name for s in candidates(compiled, servers, bound=set())] == ["a", "c"]
+
+
+def at(rv: str, s: Server) -> Server:
+    s.metadata["resourceVersion"] = rv
+    return s
+
+
+def test_members_remembers_answers_by_resource_version() -> None:
+    compiled = compile_class(
+        cls(qualifiers={"hardware": [{"system": {"manufacturer": "Dell Inc."}}]})
+    )
+    memo: dict[str, tuple[str, bool]] = {}
+    first = [at("1", server("a", hardware=DELL)), at("1", server("b", hardware=QEMU))]
+    assert members(compiled, first, set(), memo) == (["a"], [])
+    assert memo == {"a": ("1", True), "b": ("1", False)}
+    # The same resourceVersion: the remembered answer stands (here, a planted one).
+    memo["b"] = ("1", True)
+    assert members(compiled, first, set(), memo) == (["a", "b"], [])
+    # A new resourceVersion is matched again; a server gone leaves the memo.
+    assert members(compiled, [at("2", server("b", hardware=QEMU))], set(), memo) == ([], [])
+    assert memo == {"b": ("2", False)}
+    # Without a resourceVersion, nothing is taken on trust.
+    memo["c"] = ("", True)
+    assert members(compiled, [server("c", hardware=QEMU)], set(), memo) == ([], [])
 
 
 # Sidero's own ServerClass cases (siderolabs/sidero, app/sidero-controller-manager/api/v1alpha2/
