@@ -45,7 +45,7 @@ from arges.metal.rollout import (
     plan,
     progress,
 )
-from arges.talos.components import Component, image, tag, with_image
+from arges.talos.components import Component, image, images, tag, with_image
 from arges.talos.documents import decode
 from arges.talos.errors import RequestFailed, TalosApiError, TalosError
 from arges.talos.patches import PatchSet, apply_text, patch_set
@@ -217,10 +217,8 @@ class Rollouts:
         stages = pending(
             version=member.version,
             wanted_version=wanted.talos_version,
-            applied=None
-            if applied is None
-            else {s: image(applied, cast(Component, s)) for s in KUBERNETES_STAGES},
-            wanted={s: image(member.config, cast(Component, s)) for s in KUBERNETES_STAGES},
+            applied=None if applied is None else _stage_images(applied),
+            wanted=_stage_images(member.config),
             config_current=applied is not None and _same(applied, member.config),
         )
         reboots = False
@@ -450,3 +448,9 @@ def up_to_date_condition(state: Round, summary: Summary, wanted: Wanted) -> None
         doing = f"in progress on {', '.join(busy)}" if busy else "starting"
         waiting = f"; {decision.waiting}" if decision.waiting else ""
         state.set(UP_TO_DATE, "False", "RollingOut", f"stage {decision.stage}: {doing}{waiting}")
+
+
+def _stage_images(config: str) -> dict[str, str | None]:
+    """The image of each Kubernetes stage under ``config`` (its images looked up once)."""
+    found = images(config)
+    return {s: found[cast(Component, s)] for s in KUBERNETES_STAGES}
