@@ -182,6 +182,10 @@ class Watch:
     resource: Resource
     route: Callable[[str | None, Body], Iterable[tuple[str, Key]]]
     """(event type, object) -> (controller name, key) pairs to enqueue."""
+    delay: float = 0.0
+    """Seconds the keys wait before their reconcile: every event of the watch meanwhile is
+    folded into that one (for a key that summarises many objects, which a fleet changes
+    hundreds of times a second)."""
 
 
 class Controller:
@@ -309,7 +313,7 @@ class Manager:
         self.cache.apply(resource, event_type, body)
         for watch in watches:
             for controller_name, key in watch.route(event_type, body):
-                self.controllers[controller_name].queue.add(key)
+                self.controllers[controller_name].queue.add(key, watch.delay)
 
     async def run(self, stop: asyncio.Event, ready: asyncio.Event | None = None) -> None:
         """Run until ``stop`` is set; ``ready`` is set once every controller has started.

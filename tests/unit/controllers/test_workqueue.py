@@ -1,6 +1,10 @@
 import asyncio
+from typing import cast
 
-from arges.controllers.runtime import WorkQueue
+from arges.controllers.runtime import Cache, Controller, Manager, Watch, WorkQueue
+from arges.kube.client import KubeClient
+from arges.kube.connection import Connection
+from arges.kube.resources import Resource
 
 
 async def test_one_key_at_a_time_and_changes_during_work_run_again() -> None:
@@ -41,3 +45,27 @@ async def test_success_resets_the_backoff_and_honours_requeue_after() -> None:
     assert q.failures("k") == 0
     assert await asyncio.wait_for(q.get(), 1) == "k"
     q.close()
+
+
+async def test_a_delayed_watch_folds_a_burst_into_one_reconcile() -> None:
+    servers = Resource("metal.arges.dev", "v1alpha1", "servers", "Server", namespaced=False)
+
+    class Summary(Controller):
+        name = "summary"
+
+        def watches(self) -> list[Watch]:
+            return [Watch(servers, lambda _e, _b: [(self.name, "all")], delay=0.2)]
+
+    summary = Summary(cast(KubeClient, None), Cache())
+    manager = Manager(cast(Connection, None), [summary], summary.cache)
+    (watch,) = summary.watches()
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    for i in range(100):
+        manager._dispatch(servers, [watch], "ADDED", {"metadata": {"name": f"s{i}"}})
+    assert summary.queue.depth() == 0, "nothing before the delay"
+    assert await asyncio.wait_for(summary.queue.get(), 1) == "all"
+    assert loop.time() - started >= 0.19
+    assert summary.queue.depth() == 0, "the burst is one reconcile"
+    assert len(summary.cache.names(servers)) == 100, "the cache saw every event at once"
+    summary.queue.close()
