@@ -85,6 +85,11 @@ class Schema:
     # Compiled on first use: a CRD's schema is also compiled only to be checked, and
     # fastjsonschema's code generation costs tens of milliseconds for a large one.
     _fast: list[Callable[[Any], Any] | None] = field(default_factory=list, compare=False)
+    # ``raw`` reduced to the branches that lead to what each walk looks for (a default, a
+    # ``date-time``, a set or map list): an object is walked only where that can matter.
+    _defaults: dict[str, Any] = field(default_factory=dict, compare=False)
+    _formats: dict[str, Any] = field(default_factory=dict, compare=False)
+    _lists: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @classmethod
     def compile(cls, raw: dict[str, Any]) -> Schema:
@@ -95,7 +100,13 @@ class Schema:
         """
         translated = to_json_schema(raw)
         Draft4Validator.check_schema(translated)
-        return cls(raw, Draft4Validator(translated))
+        return cls(
+            raw,
+            Draft4Validator(translated),
+            _defaults=_reduce(raw, lambda node: "default" in node) or {},
+            _formats=_reduce(raw, lambda node: node.get("format") == "date-time") or {},
+            _lists=_reduce(raw, lambda node: bool(node.get("x-kubernetes-list-type"))) or {},
+        )
 
     def _accepts(self, obj: dict[str, Any]) -> bool:
         """Whether the fast check finds ``obj`` valid (False: ask ``jsonschema``)."""
@@ -118,14 +129,40 @@ class Schema:
 
     def default(self, obj: dict[str, Any]) -> None:
         """Apply the schema's defaults to ``obj`` in place."""
-        _default(obj, self.raw)
+        _default(obj, self._defaults)
 
     def validate(self, obj: dict[str, Any]) -> list[Cause]:
         """Everything wrong with ``obj``, one cause per failure, in a stable order."""
         causes = [] if self._accepts(obj) else [_cause(e) for e in self.validator.iter_errors(obj)]
-        causes += duplicates(obj, self.raw)
-        causes += _format_causes(obj, self.raw, "")
+        causes += duplicates(obj, self._lists)
+        causes += _format_causes(obj, self._formats, "")
         return sorted(causes, key=lambda c: c.field)
+
+
+_CHILDREN = ("properties", "items", "additionalProperties")
+
+
+def _reduce(schema: Any, wanted: Callable[[dict[str, Any]], bool]) -> dict[str, Any] | None:
+    """``schema`` with only the branches that hold a node ``wanted`` selects (None: none does).
+
+    A declared property that leads nowhere stays declared, as ``{}``: the walks then neither
+    descend into it nor take it for an ``additionalProperties`` key.
+    """
+    if not isinstance(schema, dict):
+        return None
+    out = {k: v for k, v in schema.items() if k not in _CHILDREN}
+    found = wanted(schema)
+    props = schema.get("properties")
+    if isinstance(props, dict):
+        reduced = {k: _reduce(sub, wanted) for k, sub in props.items()}
+        out["properties"] = {k: sub if sub is not None else {} for k, sub in reduced.items()}
+        found = found or any(sub is not None for sub in reduced.values())
+    for key in ("items", "additionalProperties"):
+        sub = _reduce(schema.get(key), wanted)
+        if sub is not None:
+            out[key] = sub
+            found = True
+    return out if found else None
 
 
 def _fast_validator(translated: Any) -> Callable[[Any], Any] | None:

@@ -9,6 +9,7 @@ checked by both: whenever the fast check accepts, ``jsonschema`` finds no error.
 
 from __future__ import annotations
 
+import copy
 import random
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,8 @@ import pytest
 import yaml
 
 from arges.api.crds import all_crds
-from arges.apiserver.schema import Schema
+from arges.apiserver.listtypes import duplicates
+from arges.apiserver.schema import Schema, _default, _format_causes, to_json_schema
 
 SHARED = Path(__file__).resolve().parents[4] / "shared" / "capi"
 WRONG: list[Any] = [True, False, 0, 1, -1, 2**40, "", "x", None, [], {}, {"k": "v"}, ["a"]]
@@ -109,6 +111,24 @@ def test_the_fast_check_accepts_only_what_jsonschema_accepts(
             refused += 1
     print(f"{name}: fast accepted {accepted}, refused {refused}")
     assert refused, f"{name}: the samples never tried anything invalid"
+
+
+@pytest.mark.parametrize(("name", "raw"), schemas(), ids=[n for n, _ in schemas()])
+def test_the_reduced_walks_find_what_the_whole_schema_finds(name: str, raw: dict[str, Any]) -> None:
+    """Defaults, date-time formats and set/map list duplicates, looked for along the reduced
+    schemas, come out as along the whole one (on objects sampled from the whole schema)."""
+    schema = Schema.compile(raw)
+    rng = random.Random(f"walks {name}")
+    for _ in range(200):
+        obj = sample(to_json_schema(raw) if rng.random() < 0.5 else raw, rng)
+        if not isinstance(obj, dict):
+            continue
+        assert duplicates(obj, schema._lists) == duplicates(obj, raw)
+        assert _format_causes(obj, schema._formats, "") == _format_causes(obj, raw, "")
+        whole, reduced = copy.deepcopy(obj), copy.deepcopy(obj)
+        _default(whole, raw)
+        schema.default(reduced)
+        assert reduced == whole
 
 
 def test_the_fast_check_is_used_for_valid_objects_and_not_for_floats() -> None:
