@@ -26,6 +26,7 @@ custom-resource-definitions/ (sections "Specifying a structural schema", "Field 
 from __future__ import annotations
 
 import copy
+import functools
 import logging
 import re
 from collections.abc import Callable
@@ -82,9 +83,6 @@ class Schema:
 
     raw: dict[str, Any]
     validator: Draft4Validator
-    # Compiled on first use: a CRD's schema is also compiled only to be checked, and
-    # fastjsonschema's code generation costs tens of milliseconds for a large one.
-    _fast: list[Callable[[Any], Any] | None] = field(default_factory=list, compare=False)
     # ``raw`` reduced to the branches that lead to what each walk looks for (a default, a
     # ``date-time``, a set or map list): an object is walked only where that can matter.
     _defaults: dict[str, Any] = field(default_factory=dict, compare=False)
@@ -108,11 +106,15 @@ class Schema:
             _lists=_reduce(raw, lambda node: bool(node.get("x-kubernetes-list-type"))) or {},
         )
 
+    @functools.cached_property
+    def _fast(self) -> Callable[[Any], Any] | None:
+        # Compiled on first use: a CRD's schema is also compiled only to be checked, and
+        # fastjsonschema's code generation costs tens of milliseconds for a large one.
+        return _fast_validator(self.validator.schema)
+
     def _accepts(self, obj: dict[str, Any]) -> bool:
         """Whether the fast check finds ``obj`` valid (False: ask ``jsonschema``)."""
-        if not self._fast:
-            self._fast.append(_fast_validator(self.validator.schema))
-        fast = self._fast[0]
+        fast = self._fast
         if fast is None or _has_float(obj):
             return False
         try:
