@@ -18,7 +18,6 @@ stops its controllers at once and sets :attr:`ManagementPlane.lost`.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -69,6 +68,7 @@ from arges.metal.environments import talos_default
 from arges.metal.media import MediaUnavailable
 from arges.metrics import Metrics
 from arges.metrics.http import MetricsPort, exposition
+from arges.tasks import cancel_and_wait, finish
 from arges.ui.app import PREFIX as UI_PREFIX
 from arges.ui.app import Dashboard
 
@@ -353,9 +353,7 @@ class ManagementPlane:
         """Stop the boot services, the controllers (then give up the lease, if held), then
         the API server."""
         if self._election is not None:
-            self._election.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._election
+            await cancel_and_wait(self._election)
         if self.metrics_port is not None:
             await self.metrics_port.stop()
         if self.boot is not None:
@@ -364,13 +362,11 @@ class ManagementPlane:
             self.guard.refusals.flush()
         self._stop.set()
         if self._controllers is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.wait_for(self._controllers, 30)
+            await finish(self._controllers, 30)
         if self.elector is not None:
             await self.elector.release()
         if self._gate is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.wait_for(self._gate, 30)
+            await finish(self._gate, 30)
         if self.dashboard is not None:
             await self.dashboard.stop()
         if self.kube is not None:

@@ -38,6 +38,7 @@ from arges.apiserver.rest.reads import NAMESPACES
 from arges.apiserver.storage import StorageError
 from arges.apiserver.store import Change, Entry
 from arges.apiserver.tables import parse_time
+from arges.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -85,9 +86,7 @@ class Lifecycle:
 
     async def stop(self) -> None:
         if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
 
     def _observe(self, change: Change) -> None:
         sync_registry(self.registry, change)
@@ -142,7 +141,8 @@ class Lifecycle:
         while True:
             timeout = max(0.0, next_resync - loop.time())
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout)
+                async with asyncio.timeout(timeout):
+                    await self._wake.wait()
             self._wake.clear()
             if loop.time() >= next_resync:
                 self._rescan()

@@ -19,7 +19,6 @@ REST layer translates them into Kubernetes ``Status`` errors with the resource's
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections import deque
@@ -33,6 +32,7 @@ from arges.apiserver import codec
 from arges.apiserver.encryption import Encryption
 from arges.apiserver.storage import Database, LogRecord, StorageError
 from arges.errors import ArgesError
+from arges.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -313,9 +313,7 @@ class Store:
     async def close(self) -> None:
         """Finish queued writes, end every watch, and close the database."""
         if self._compactor:
-            self._compactor.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._compactor
+            await cancel_and_wait(self._compactor)
         self._closing = True
         if self._writer and self._wake:
             self._wake.set()

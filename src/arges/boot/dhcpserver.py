@@ -19,7 +19,6 @@ come and go while Arges runs (the lab's ``arges0`` does, with ``arges lab up`` a
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 import socket
@@ -31,6 +30,7 @@ from arges.access.sightings import Sightings
 from arges.boot import dhcp
 from arges.boot.leases import LeaseTable, PoolConfig, PoolExhausted
 from arges.metrics import Metrics
+from arges.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -118,9 +118,7 @@ class DhcpService:
 
     async def stop(self) -> None:
         if self._follower is not None:
-            self._follower.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._follower
+            await cancel_and_wait(self._follower)
             self._follower = None
         self._close()
 

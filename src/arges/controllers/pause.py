@@ -137,7 +137,8 @@ class PlaneGate:
             except KubeError as exc:
                 log.info("plane state: %s (retrying)", exc)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self.interval)
+                async with asyncio.timeout(self.interval):
+                    await stop.wait()
         with contextlib.suppress(KubeError):
             await self._report(None)
 

@@ -36,6 +36,7 @@ from arges.kube.client import KubeClient
 from arges.kube.connection import Connection
 from arges.kube.resources import Resource
 from arges.metrics import Metrics
+from arges.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -353,11 +354,7 @@ class Manager:
                 log.warning("kopf did not stop in %.0f s; cancelling its tasks", KOPF_STOP_SECONDS)
                 kopf_thread.cancel()
                 await asyncio.to_thread(kopf_thread.join, KOPF_STOP_SECONDS)
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            await cancel_and_wait(*tasks)
             for controller in self.controllers.values():
                 controller.queue.close()
 

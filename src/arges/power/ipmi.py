@@ -139,7 +139,8 @@ class IpmiDriver(PowerDriver):
                 f"{self.ipmitool} is not installed (apt-get install ipmitool)"
             ) from exc
         try:
-            out, err = await asyncio.wait_for(proc.communicate(), self.timeout)
+            async with asyncio.timeout(self.timeout):
+                out, err = await proc.communicate()
         except TimeoutError as exc:
             await _reap(proc)
             raise BmcUnreachable(f"{self.info}: no answer within {self.timeout:.0f} s") from exc

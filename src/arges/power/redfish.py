@@ -226,7 +226,8 @@ class RedfishDriver(PowerDriver):
                 return work(self._system(client))
 
         try:
-            return await asyncio.wait_for(asyncio.to_thread(self._mapped, what, run), self.timeout)
+            async with asyncio.timeout(self.timeout):
+                return await asyncio.to_thread(self._mapped, what, run)
         except TimeoutError as exc:
             self._forget()
             raise BmcUnreachable(

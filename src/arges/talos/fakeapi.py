@@ -18,7 +18,6 @@ version; a simulated machine passes its own, which boots the machine again.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import ipaddress
 import itertools
@@ -37,6 +36,7 @@ from arges.talos.fakemachine import ApplyCall, Guarded, MachineService, ResetCal
 from arges.talos.secrets import CertAndKey
 from arges.talos.talosconfig import os_leaf
 from arges.talos.tls import server_context
+from arges.tasks import cancel_and_wait
 
 SERVER_VALIDITY = dt.timedelta(hours=8760)
 CONTROL_PLANE_SERVICES = (
@@ -341,9 +341,7 @@ class FakeTalosNode:
     async def close(self) -> None:
         """Stop, and end a running sequence (the node is switched off)."""
         if self._sequence is not None:
-            self._sequence.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sequence
+            await cancel_and_wait(self._sequence)
         await self.stop()
 
     def begin(self, sequence: Coroutine[Any, Any, None]) -> None:

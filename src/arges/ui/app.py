@@ -506,7 +506,8 @@ class Dashboard:
             while not self._closing:
                 wake = self._wake
                 try:
-                    await asyncio.wait_for(wake.wait(), KEEPALIVE)
+                    async with asyncio.timeout(KEEPALIVE):
+                        await wake.wait()
                 except TimeoutError:
                     await response.write(b": keep-alive\n\n")
                     continue

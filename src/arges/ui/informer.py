@@ -10,7 +10,6 @@ are retried with capped backoff, never raised: the dashboard shows what it last 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 from collections.abc import Callable
@@ -21,6 +20,7 @@ import aiohttp
 from arges.errors import ArgesError
 from arges.kube.connection import Connection
 from arges.kube.resources import Resource
+from arges.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -197,11 +197,7 @@ class Informers:
         return informer.objects.get(key) if informer is not None else None
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(*self._tasks)
         self._tasks.clear()
         if self._session is not None:
             await self._session.close()
