@@ -59,11 +59,25 @@ class Browser:
     async def get(self, url: str) -> None:
         await self.call(self.driver.get, url)
 
+    async def read(self, fn: Callable[[], Any]) -> Any:
+        """Run ``fn`` reading the page; again when the page was replaced under it.
+
+        The dashboard swaps whole sections as watches deliver changes, so an element found a
+        moment ago can be gone when its text is asked for (StaleElementReferenceException):
+        reading again sees the new page, as a person's eyes would."""
+        from selenium.common.exceptions import StaleElementReferenceException
+
+        for _ in range(20):
+            try:
+                return await self.call(fn)
+            except StaleElementReferenceException:
+                await asyncio.sleep(0.05)
+        return await self.call(fn)
+
     async def text(self, css: str = "body") -> str:
         from selenium.webdriver.common.by import By
 
-        element = await self.call(self.driver.find_element, By.CSS_SELECTOR, css)
-        return str(await self.call(lambda: element.text))
+        return str(await self.read(lambda: self.driver.find_element(By.CSS_SELECTOR, css).text))
 
     async def texts(self, css: str) -> list[str]:
         from selenium.webdriver.common.by import By
@@ -71,7 +85,7 @@ class Browser:
         def read() -> list[str]:
             return [e.text for e in self.driver.find_elements(By.CSS_SELECTOR, css)]
 
-        return list(await self.call(read))
+        return list(await self.read(read))
 
     async def click(self, css: str) -> None:
         from selenium.webdriver.common.by import By

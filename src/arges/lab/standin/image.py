@@ -122,6 +122,7 @@ KEPT_EXTENSIONS = ("_cffi_backend", "_rust.abi3")
 ARGES = (
     "arges/certs.py",
     "arges/errors.py",
+    "arges/tasks.py",
     "arges/agent/collect.py",
     "arges/agent/target.py",
     "arges/agent/wipe.py",
