@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -173,10 +173,13 @@ class ManagementPlane:
             await self.api.start()
             self.api.mounts["/metrics"] = exposition(self.metrics, self.api.token)
             connection = from_kubeconfig(self.api.kubeconfig_path)
+            # The controllers' requests skip TLS through the server's local socket (a tenth
+            # of a request's CPU); kopf's watches, which cannot, keep HTTPS.
+            local = replace(connection, unix_socket=self.api.socket_path)
         else:
             assert self.config.external_api is not None
-            connection = self.config.external_api
-        self.kube = KubeClient(connection, component="arges")
+            connection = local = self.config.external_api
+        self.kube = KubeClient(local, component="arges")
         await self._check_installed(self.kube)
         sightings = None
         if self.config.boot is not None:

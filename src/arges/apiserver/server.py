@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -49,6 +50,11 @@ READ_HEADER_TIMEOUT = 32.0
 """Seconds a client has to send a request's head (kube-apiserver's secure serving)."""
 RETRY_AFTER = 1
 """Seconds a client refused for its number of connections is told to wait (``Retry-After``)."""
+
+SOCKET = "api.sock"
+"""The local socket's name in the data directory (see :attr:`ApiServer.socket_path`)."""
+UNIX_PATH_MAX = 108
+"""Bytes a Unix socket's path may take, its terminating NUL included (``sun_path``, unix(7))."""
 
 KUBE_VERSION = (1, 31)
 DEFAULT_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
@@ -134,6 +140,11 @@ class ApiServer:
         """The admin token, once started."""
         self.data_dir = config.data_dir
         self.kubeconfig_path = config.data_dir / "kubeconfig"
+        self.socket_path: Path | None = None
+        """The same API in plain HTTP on a Unix socket in the data directory, once started;
+        for the clients in this process (the controllers), which skip TLS on every request.
+        Only the directory's owner can open it (the directory is 0700, the socket 0600); still
+        authenticated by token. None when the path is too long for a Unix socket."""
         self._ready = False
         self._runner: web.AppRunner | None = None
         self.store: Store | None = None
@@ -220,12 +231,24 @@ class ApiServer:
         )
         await site.start()
         self._runner = runner
+        await self._listen_locally(runner)
         server = getattr(site, "_server", None)
         if server is not None and server.sockets:
             self.port = server.sockets[0].getsockname()[1]
         write_kubeconfig(self.kubeconfig_path, self.url, creds)
         self._ready = True
         log.info("API server ready at %s (kubeconfig: %s)", self.url, self.kubeconfig_path)
+
+    async def _listen_locally(self, runner: web.AppRunner) -> None:
+        path = self.data_dir / SOCKET
+        if len(os.fsencode(path)) >= UNIX_PATH_MAX:
+            log.info("no local socket: %s is too long for a Unix socket", path)
+            return
+        path.unlink(missing_ok=True)  # left by a process that was killed
+        # The data directory (0700) already keeps other users out; the mode says so too.
+        await web.UnixSite(runner, str(path)).start()
+        path.chmod(0o600)
+        self.socket_path = path
 
     async def _bootstrap(self, rest: Rest, registry: Registry) -> None:
         ns_type = registry.get("", "namespaces")
@@ -250,6 +273,9 @@ class ApiServer:
                 task.cancel()
             await self._runner.cleanup()
             self._runner = None
+        if self.socket_path is not None:
+            self.socket_path.unlink(missing_ok=True)
+            self.socket_path = None
         if self.lifecycle is not None:
             await self.lifecycle.stop()
         if self.rest is not None:

@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 MERGE = "application/merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
 TIMEOUT = aiohttp.ClientTimeout(total=30, connect=5)
+LOCAL = "http://localhost"
+"""The base URL of requests over a Unix socket (the host only fills the Host header)."""
 
 
 class KubeClient:
@@ -42,6 +44,7 @@ class KubeClient:
         self.connection = connection
         self.component = component
         self._session: aiohttp.ClientSession | None = None
+        self._base = connection.server
         self._events = EventRecorder(self, component)
 
     async def __aenter__(self) -> Self:
@@ -53,7 +56,13 @@ class KubeClient:
 
     def open(self) -> None:
         if self._session is None:
-            connector = aiohttp.TCPConnector(ssl=self.connection.ssl_context(), limit=32)
+            connector: aiohttp.BaseConnector
+            if self.connection.unix_socket is not None:
+                connector = aiohttp.UnixConnector(str(self.connection.unix_socket), limit=32)
+                self._base = LOCAL
+            else:
+                connector = aiohttp.TCPConnector(ssl=self.connection.ssl_context(), limit=32)
+                self._base = self.connection.server
             self._session = aiohttp.ClientSession(connector=connector, timeout=TIMEOUT)
 
     async def close(self) -> None:
@@ -84,7 +93,7 @@ class KubeClient:
         what = f"{method} {path}"
         try:
             async with self._session.request(
-                method, self.connection.server + path, data=data, headers=headers, params=params
+                method, self._base + path, data=data, headers=headers, params=params
             ) as resp:
                 raw = await resp.read()
                 try:

@@ -27,7 +27,13 @@ class ConfigError(ArgesError):
 
 @dataclass(frozen=True)
 class Connection:
-    """Where the API server is and how to authenticate; secret fields never print."""
+    """Where the API server is and how to authenticate; secret fields never print.
+
+    ``unix_socket``: when set, :class:`~arges.kube.client.KubeClient` speaks plain HTTP over
+    this Unix socket instead of HTTPS to ``server`` — the embedded API server's own socket,
+    which only the owner of its data directory can open (see
+    :attr:`arges.apiserver.server.ApiServer.socket_path`). Authentication is unchanged.
+    """
 
     server: str
     ca_data: bytes | None = field(default=None, repr=False)
@@ -37,6 +43,7 @@ class Connection:
     cert_data: bytes | None = field(default=None, repr=False)
     key_data: bytes | None = field(default=None, repr=False)
     namespace: str = "default"
+    unix_socket: Path | None = None
 
     def bearer(self) -> str | None:
         """The current bearer token (re-read from ``token_file`` when there is one)."""
