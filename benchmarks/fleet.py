@@ -24,6 +24,7 @@ end), and each work queue's peak depth. Goals (issue #20): per-server cost flat 
 assertions.
 
     .venv/bin/python benchmarks/fleet.py [--sizes 500,1000,2000] [--cluster-size 20]
+        [--transport unix|tls]
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +53,7 @@ from tests.integration.clusters.conftest import environment
 from tests.integration.clusters.sim import SimServer
 
 from arges.api.crds import all_crds
-from arges.apiserver.server import ApiServer, ApiServerConfig
+from arges.apiserver.server import SOCKET, ApiServer, ApiServerConfig
 from arges.boot.services import BootConfig
 from arges.controllers import runtime
 from arges.kube.client import KubeClient
@@ -263,6 +265,13 @@ async def run_size(n: int, args: argparse.Namespace, work: Path) -> dict[str, An
             raise SystemExit(f"the API server exited: {(work / f'api-{n}.log').read_text()}")
         await asyncio.sleep(0.1)
     connection = from_kubeconfig(kubeconfig)
+    plane_connection = connection
+    if args.transport == "unix":
+        # As in embedded mode: the controllers' requests go through the API server's socket
+        # (the operator's own, acceptance and clusters, stay on HTTPS).
+        while not (data / "api" / SOCKET).exists():
+            await asyncio.sleep(0.1)
+        plane_connection = replace(connection, unix_socket=data / "api" / SOCKET)
     config = PlaneConfig(
         data_dir=data / "plane",
         default_environment=environment(work / "talos", ["talos.platform=metal"]),
@@ -273,7 +282,7 @@ async def run_size(n: int, args: argparse.Namespace, work: Path) -> dict[str, An
             tftp_port=free_port(socket.SOCK_DGRAM),
             dhcp_mode=None,
         ),
-        external_api=connection,
+        external_api=plane_connection,
     )
     probe = Probe()
     uninstall = probe.install()
@@ -446,6 +455,13 @@ def main() -> None:
     parser.add_argument("--cluster-size", type=int, default=20)
     parser.add_argument("--tick", type=float, default=0.5, help="seconds between BMC looks")
     parser.add_argument("--poll", type=float, default=2.0, help="the agent's idle poll")
+    parser.add_argument(
+        "--transport",
+        choices=["unix", "tls"],
+        default="unix",
+        help="the controllers' requests over the API server's Unix socket, as embedded "
+        "`arges up` sends them, or over HTTPS, as to a cluster's API server",
+    )
     parser.add_argument(
         "--profile", default="", help="directory for cProfile dumps of the plane and API server"
     )
