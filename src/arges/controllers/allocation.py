@@ -40,8 +40,13 @@ async def allocate(
 ) -> ServerBinding | None:
     """Bind one server of ``server_class`` to ``consumer``; None when none is available.
 
-    ``config_secret`` names the Secret that holds (or will hold) a server's machine config,
-    given the server's name; ``labels`` go on the binding.
+    ``bound`` names the servers not to try (bound as far as the caller knows); the servers
+    this call finds taken (its create met 409) or gives back are added to it, so a caller
+    binding several servers in a row asks for each of them once: with a lagging cache, every
+    call would otherwise try again, one create each, all the servers other allocators took
+    since the cache last saw a binding. ``config_secret`` names the Secret that holds (or
+    will hold) a server's machine config, given the server's name; ``labels`` go on the
+    binding.
 
     Raises:
         QualifierError: the class cannot be compiled.
@@ -67,6 +72,7 @@ async def allocate(
         try:
             created = await kube.create(SERVER_BINDINGS, body)
         except AlreadyExists:
+            bound.add(server.name)
             continue
         # Two writes: the binding, then (if the server turned unallocatable since the cache
         # saw it) its give-back. A kill between them keeps a binding on a server that was
@@ -79,6 +85,7 @@ async def allocate(
         if fresh is not None and fresh.status.is_clean and matches(compiled, fresh):
             return ServerBinding.from_json(created)
         log.info("giving back %s: no longer allocatable", server.name)
+        bound.add(server.name)
         with contextlib.suppress(NotFound, Conflict):
             await kube.delete(SERVER_BINDINGS, server.name, uid=created["metadata"]["uid"])
     return None

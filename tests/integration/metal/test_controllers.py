@@ -24,6 +24,7 @@ from tests.integration.conftest import eventually, make_assets, register, sha512
 
 UUID_A = "4c4c4544-0035-4b10-8036-000000000a0a"
 UUID_B = "4c4c4544-0035-4b10-8036-000000000b0b"
+UUID_C = "4c4c4544-0035-4b10-8036-000000000c0c"
 CONSUMER = ObjectReference(
     api_version="cluster.arges.dev/v1alpha1", kind="TalosCluster", name="demo", namespace="default"
 )
@@ -164,6 +165,39 @@ async def test_allocation_skips_dirty_and_unqualified_servers(kube: KubeClient) 
         consumer=ObjectReference(api_version="v1", kind="Test", name="u"),
     )
     assert again is None
+
+
+async def test_servers_found_taken_are_asked_for_once_by_a_caller_binding_several(
+    kube: KubeClient,
+) -> None:
+    # The caller's view (servers read before) has not seen the bindings another allocator
+    # makes next (A and B).
+    for uuid in (UUID_A, UUID_B, UUID_C):
+        await register(kube, uuid, accepted=True, clean=True)
+    for uuid in (UUID_A, UUID_B, UUID_C):
+        await eventually(lambda u=uuid: _status_is(kube, u, isClean=True))
+    servers = [Server.from_json(b) for b in await kube.list(SERVERS)]
+    await bind(kube, UUID_A)
+    await bind(kube, UUID_B)
+    any_class = ServerClass.from_json(await kube.get(SERVER_CLASSES, "any"))
+    creates: list[str] = []
+    create = kube.create
+
+    async def counted(resource: Any, body: Any, *args: Any, **kwargs: Any) -> Any:
+        if resource == SERVER_BINDINGS:
+            creates.append(body["metadata"]["name"])
+        return await create(resource, body, *args, **kwargs)
+
+    kube.create = counted  # type: ignore[method-assign]
+    bound: set[str] = set()
+    consumer = ObjectReference(api_version="v1", kind="Test", name="t")
+    got = await allocate(kube, any_class, servers, bound, consumer=consumer)
+    assert got is not None and got.name == UUID_C
+    assert creates == [UUID_A, UUID_B, UUID_C]
+    assert bound == {UUID_A, UUID_B}
+    bound.add(got.name)
+    assert await allocate(kube, any_class, servers, bound, consumer=consumer) is None
+    assert creates == [UUID_A, UUID_B, UUID_C]  # nothing asked for again
 
 
 async def test_invalid_qualifiers_are_reported_naming_the_field(kube: KubeClient) -> None:
