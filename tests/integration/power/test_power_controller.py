@@ -245,6 +245,17 @@ async def test_a_server_class_can_make_virtual_media_its_members_boot_method(
             "spec": {"selector": {"matchLabels": {"rack": "r7"}}, "bootMethod": "virtualMedia"},
         },
     )
+
+    async def member() -> bool:
+        status = (await kube.get(SERVER_CLASSES, "rack-7")).get("status") or {}
+        return UUID in [
+            *(status.get("serversAvailable") or []),
+            *(status.get("serversInUse") or []),
+        ]
+
+    # The class's bootMethod applies once its status lists the server (the ServerClass
+    # controller folds a burst of changes into one pass, a second later).
+    await eventually(member)
     await kube.patch(
         SERVERS,
         UUID,
