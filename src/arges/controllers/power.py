@@ -290,7 +290,7 @@ class PowerController(Controller):
 
         cached = self.cache.get(SERVERS, server.name)
         if cached is None or change(cached) is not None:
-            await self.kube.update_status(SERVERS, server.name, change)
+            await self.kube.update_status(SERVERS, server.name, change, current=cached)
 
     async def _record(
         self, server: Server, power: PowerState, status: Any, reason: str, message: str
@@ -309,6 +309,7 @@ class PowerController(Controller):
             )
 
         cached = self.cache.get(SERVERS, server.name)
-        # Every reconcile records; most find nothing new, and need not read the server again.
+        # Every reconcile records; most find nothing new, and need not read the server again
+        # (nor to write: the cache's copy is tried first, a newer one refuses it with 409).
         if cached is None or change(cached) is not None:
-            await self.kube.update_status(SERVERS, server.name, change)
+            await self.kube.update_status(SERVERS, server.name, change, current=cached)

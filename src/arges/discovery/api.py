@@ -281,7 +281,8 @@ class DiscoveryApi:
             # for a config /configdata no longer serves (the binding is Installed).
             await self._installed(binding, True, message)
         try:
-            updated = await self.kube.update_status(SERVERS, uuid, record)
+            # The Server as the credential check read it a moment ago (a 409 reads it again).
+            updated = await self.kube.update_status(SERVERS, uuid, record, current=verified.server)
         except NotFound as exc:
             raise BadRegistration(f"server {uuid} is not registered; register first") from exc
         if phase == "wiped" and wipe is not None and (updated.get("status") or {}).get("isClean"):

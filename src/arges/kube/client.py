@@ -180,6 +180,7 @@ class KubeClient:
         namespace: str | None = None,
         *,
         attempts: int = 5,
+        current: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Read-modify-write of an object's status, retried on 409 (client-go's
         ``RetryOnConflict``).
@@ -188,6 +189,10 @@ class KubeClient:
         None when nothing needs writing. The patch carries the resourceVersion ``change``
         saw, so a field another writer changed meanwhile (a condition in the same list, say)
         is never lost: the write is refused and recomputed from the newer object.
+        ``current``: the object as the caller already has it (a watch cache's copy, say),
+        used for the first try instead of a read; if it is out of date the write is refused
+        the same way and the object read afresh. When ``change`` finds nothing to write in
+        it, that copy is returned as it is.
 
         Returns the object as written, or as read when nothing changed.
 
@@ -197,7 +202,8 @@ class KubeClient:
         """
         tries = 0
         while True:
-            current = await self.get(res, name, namespace)
+            if current is None:
+                current = await self.get(res, name, namespace)
             status = change(current)
             if status is None:
                 return current
@@ -211,6 +217,7 @@ class KubeClient:
                 tries += 1
                 if tries >= attempts:
                     raise
+                current = None
 
     async def replace(
         self, res: Resource, obj: dict[str, Any], *, subresource: str | None = None

@@ -152,8 +152,8 @@ class MetadataService:
             log.warning("configdata for %s from %s: %s", uuid, remote, exc)
             return web.Response(status=503, text="Arges cannot reach its API; retry later\n")
         try:
-            await self._touch(uuid, verified)
-            server, binding, config, last = await self._lookup(uuid)
+            known = await self._touch(uuid, verified)
+            server, binding, config, last = await self._lookup(uuid, known)
             if is_true(binding.status.conditions, INSTALLED):
                 # Delivered and installed: this boot's credential is spent.
                 await self._spend(server)
@@ -176,21 +176,28 @@ class MetadataService:
         await self._record(server, binding, remote)
         return web.Response(text=body, content_type="text/yaml")
 
-    async def _touch(self, uuid: str, verified: Verified) -> None:
-        """Record the use of the credential (a new address, its expiry moved on)."""
+    async def _touch(self, uuid: str, verified: Verified) -> dict[str, Any] | None:
+        """Record the use of the credential (a new address, its expiry moved on); the Server
+        as it now is (as written, or as the credential check read it)."""
         if verified.patch is not None:
-            await self.kube.patch(SERVERS, uuid, {"status": verified.patch}, subresource="status")
+            return await self.kube.patch(
+                SERVERS, uuid, {"status": verified.patch}, subresource="status"
+            )
+        return verified.server
 
     async def _spend(self, server: Server) -> None:
         patch = credentials.spent(server.status.boot_credential, "the machine config is installed")
         if patch is not None:
             await self.kube.patch(SERVERS, server.name, {"status": patch}, subresource="status")
 
-    async def _lookup(self, uuid: str) -> tuple[Server, ServerBinding, str, list[PatchSource]]:
-        """The server, its binding, its config as rendered for it, and the patch sources that
-        go after the ServerClass's and the Server's."""
+    async def _lookup(
+        self, uuid: str, known: dict[str, Any] | None = None
+    ) -> tuple[Server, ServerBinding, str, list[PatchSource]]:
+        """The server (``known``: as just read or written, else read now), its binding, its
+        config as rendered for it, and the patch sources that go after the ServerClass's and
+        the Server's."""
         try:
-            server = Server.from_json(await self.kube.get(SERVERS, uuid))
+            server = Server.from_json(known or await self.kube.get(SERVERS, uuid))
         except NotFound as exc:
             raise NotServed(404, f"server {uuid} was deleted") from exc
         try:
