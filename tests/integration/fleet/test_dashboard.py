@@ -128,6 +128,9 @@ async def test_a_person_watches_and_runs_the_fleet(rack: Rack, browser: Browser)
 
     # The read-only token looks but cannot act.
     await browser.click("header form button")
+    # Signed out once the answer has taken the browser to the sign-in page; navigating on
+    # before that would abort the sign-out and keep the admin session.
+    await browser.until(lambda: "/ui/login" in browser.url, "signed out")
     await sign_in(browser, rack, viewer_token(api.data_dir / "pki"), f"/ui/servers/{newcomer}")
     assert await browser.text("#role") == "viewer"
     assert not await browser.texts("#actions button")
