@@ -20,13 +20,15 @@ async def test_a_connection_the_webhook_dropped_while_idle_is_replaced(tmp_path:
     (tmp_path / "tls.key").write_bytes(pki.key_pem)
     tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     tls.load_cert_chain(tmp_path / "tls.crt", tmp_path / "tls.key")
-    seen: dict[int, int] = {}
+    # Keyed by the transport itself, not id(): a closed transport's id can be reused by the
+    # next connection's, which then looked like a second request on a kept-alive one.
+    seen: dict[object, int] = {}
 
     async def answer(request: web.Request) -> web.Response:
         transport = request.transport
         assert transport is not None
-        seen[id(transport)] = seen.get(id(transport), 0) + 1
-        if seen[id(transport)] > 1:
+        seen[transport] = seen.get(transport, 0) + 1
+        if seen[transport] > 1:
             transport.abort()
         return web.json_response({"answered": True})
 
