@@ -26,7 +26,7 @@ from arges.api.binding import ServerBinding, releasing
 from arges.api.server import IPMI_PORT, BootMethod, Server
 from arges.api.serverclass import ServerClass
 from arges.controllers.parsed import parsed
-from arges.controllers.relevance import ClassBoot, boot_affected
+from arges.controllers.relevance import ClassBoot, Facts, boot_affected, power_facts
 from arges.controllers.runtime import Body, Cache, Controller, Key, RetryLater, Watch, key_of
 from arges.errors import ArgesError
 from arges.kube.client import KubeClient
@@ -46,6 +46,8 @@ POWER_MANAGEMENT = "PowerManagement"
 CERTIFICATE_VERIFIED = "BMCCertificateVerified"
 """Redfish BMCs: whether Arges verifies the BMC's TLS certificate (False: it does not, by
 ``spec.bmc.insecure`` or a plain-HTTP endpoint), so an insecure setting is never silent."""
+OWN_CONDITIONS = frozenset({POWER_MANAGEMENT, CERTIFICATE_VERIFIED})
+"""The conditions only this controller writes, recording the BMC's answers."""
 ACTIONS = {"on": PowerAction.ON, "off": PowerAction.OFF, "cycle": PowerAction.CYCLE}
 DONE = {"on": "PoweredOn", "off": "PoweredOff", "cycle": "PowerCycled"}
 """The reason of the Event recording each action the BMC carried out."""
@@ -99,9 +101,15 @@ class PowerController(Controller):
         self.action_wait = action_wait
         self._class_boot: dict[Key, ClassBoot] = {}
         """Per ServerClass, its bootMethod and members as last seen (see ``watches``)."""
+        self._facts = Facts(lambda body: power_facts(body, OWN_CONDITIONS))
+        """Per Server, what a reconcile may read of it (see ``watches``)."""
 
     def watches(self) -> list[Watch]:
         def own(event_type: str | None, body: Body) -> list[tuple[str, Key]]:
+            # The controller's own records (the power reading, its conditions) woke it for
+            # nothing; the periodic refresh reads the BMC anyway.
+            if not self._facts.changed(event_type, body):
+                return []
             return [(self.name, key_of(body))]
 
         def bound(event_type: str | None, body: Body) -> list[tuple[str, Key]]:

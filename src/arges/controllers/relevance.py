@@ -10,8 +10,9 @@ facts a controller reads and says whether an event changed them.
 
 from __future__ import annotations
 
+import hashlib
 import json
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Collection, Hashable
 
 from arges.controllers.runtime import Body, Key, key_of
 
@@ -59,6 +60,29 @@ def member_facts(server: Body) -> Hashable:
         [spec.get("configPatches"), spec.get("strategicPatches")], sort_keys=True, default=str
     )
     return (addresses, booted, patches, deleting)
+
+
+def power_facts(server: Body, own: Collection[str]) -> Hashable:
+    """What the power controller may read of a Server: all of it but what that controller
+    writes about the BMC itself (``status.power`` and the conditions named in ``own``) and the
+    bookkeeping every write changes (``resourceVersion``, ``managedFields``).
+
+    An exclusion, not a list of fields read, so a field the power decision comes to read
+    later wakes it without a change here; what it drops is the controller's own records,
+    whose every write woke it for a reconcile that found nothing to do (a BMC read and a
+    Secret read each). A 16-byte digest is kept per server, not the Server.
+    """
+    metadata = {
+        k: v
+        for k, v in (server.get("metadata") or {}).items()
+        if k not in ("resourceVersion", "managedFields")
+    }
+    status = {k: v for k, v in (server.get("status") or {}).items() if k != "power"}
+    status["conditions"] = [
+        c for c in status.get("conditions") or [] if not c or c.get("type") not in own
+    ]
+    text = json.dumps([metadata, server.get("spec"), status], sort_keys=True, default=str)
+    return hashlib.blake2b(text.encode(), digest_size=16).digest()
 
 
 def boot_affected(old: ClassBoot, new: ClassBoot) -> frozenset[str]:
