@@ -19,9 +19,10 @@ Printed per size: the time of each phase and in all; the control plane's latency
 transition, by controller (p50/p99 seconds from the watch event of an API write to the end
 of the reconcile that decided on it); CPU seconds per server (API server process + the
 controllers' thread, without the simulated servers), the API server's RSS (peak and at the
-end), and each work queue's peak depth. Goals (issue #20): per-server cost flat from 500 to
-2,000, <= 50 ms CPU per server for its whole life, RSS <= 500 MiB at 2,000. Figures, not
-assertions.
+end), each work queue's peak depth, and the API requests per server by verb and resource
+(the API server's ``arges_apiserver_requests_total``; the ten largest). Goals (issue #20):
+per-server cost flat from 500 to 2,000, <= 50 ms CPU per server for its whole life, RSS
+<= 500 MiB at 2,000. Figures, not assertions.
 
     .venv/bin/python benchmarks/fleet.py [--sizes 500,1000,2000] [--cluster-size 20]
         [--transport unix|tls]
@@ -49,6 +50,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from prometheus_client.parser import text_string_to_metric_families
 from tests.integration.clusters.conftest import environment
 from tests.integration.clusters.sim import SimServer
 
@@ -59,6 +61,7 @@ from arges.controllers import runtime
 from arges.kube.client import KubeClient
 from arges.kube.connection import from_kubeconfig
 from arges.kube.resources import SECRETS, SERVERS, TALOS_CLUSTERS
+from arges.metrics.http import exposition
 from arges.plane import ManagementPlane, PlaneConfig
 from arges.power import fake
 from arges.power.base import PowerState
@@ -219,6 +222,7 @@ def serve_api(data_dir: str, port: str, profile: str = "") -> None:
             ApiServerConfig(data_dir=Path(data_dir), port=int(port), crds=all_crds())
         )
         await server.start()
+        server.mounts["/metrics"] = exposition(server.metrics, server.token)
         stop = asyncio.Event()
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
         await stop.wait()
@@ -369,6 +373,7 @@ async def run_size(n: int, args: argparse.Namespace, work: Path) -> dict[str, An
             await asyncio.gather(*tasks, return_exceptions=True)
             for sim in sims:
                 await sim.close()
+        requests = request_counts(await kube.request("GET", "/metrics"))
     total = time.perf_counter() - start
     process_cpu = sum(resource.getrusage(resource.RUSAGE_SELF)[:2]) - process_cpu0
     plane_cpu = process_cpu - (time.thread_time() - main_cpu0)
@@ -399,7 +404,21 @@ async def run_size(n: int, args: argparse.Namespace, work: Path) -> dict[str, An
         "api_peak": api_peak,
         "latency": {names.get(q, str(q)): v for q, v in probe.latencies.items()},
         "peaks": {names.get(q, str(q)): v for q, v in probe.peaks.items()},
+        "requests": requests,
     }
+
+
+def request_counts(exposition_text: str) -> dict[str, float]:
+    """``arges_apiserver_requests_total`` from the Prometheus text, summed per "VERB
+    resource" over groups and codes."""
+    counts: dict[str, float] = {}
+    for family in text_string_to_metric_families(exposition_text):
+        for sample in family.samples:
+            if sample.name != "arges_apiserver_requests_total":
+                continue
+            what = f"{sample.labels['verb']} {sample.labels['resource']}"
+            counts[what] = counts.get(what, 0.0) + sample.value
+    return counts
 
 
 def report(r: dict[str, Any]) -> None:
@@ -422,6 +441,12 @@ def report(r: dict[str, Any]) -> None:
             f"p99 {percentile(values, 99) * 1000:8.1f} ms  ({len(values)} reconciles)  "
             f"queue peak {r['peaks'].get(name, 0)}"
         )
+    requests = r["requests"]
+    top = sorted(requests.items(), key=lambda kv: -kv[1])[:10]
+    print(
+        f"  API requests per server: {sum(requests.values()) / n:.1f}; largest: "
+        + ", ".join(f"{what} {count / n:.1f}" for what, count in top)
+    )
 
 
 async def bench(args: argparse.Namespace) -> None:
