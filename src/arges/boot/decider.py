@@ -97,7 +97,8 @@ class KubeBootDecider:
         elif server is not None:
             patch = credentials.spent(server.status.boot_credential, "the server booted again")
         if server is not None:
-            await self._record(server, decision, client, patch, now)
+            assert body is not None
+            await self._record(server, body, decision, client, patch, now)
         return BootAnswer(decision, env, credential)
 
     async def _binding(self, uuid: str) -> ServerBinding | None:
@@ -119,11 +120,14 @@ class KubeBootDecider:
     async def _record(
         self,
         server: Server,
+        body: dict[str, Any],
         decision: BootDecision,
         client: str,
         credential: dict[str, Any] | None,
         now: dt.datetime,
     ) -> None:
+        """Record the decision as condition ``PXEBooted`` on ``server`` (``body``: as this
+        request read it, the write's first try; a copy gone stale is refused and read again)."""
         what = (
             f"environment {decision.environment}"
             if decision.kind == "environment"
@@ -141,6 +145,7 @@ class KubeBootDecider:
                 lambda obj: condition_patch(
                     obj, PXE_BOOTED, status, reason, message, now=now, extra=credential
                 ),
+                current=body,
             )
         except KubeError as exc:
             if credential is not None:
