@@ -59,12 +59,14 @@ class Browser:
     async def get(self, url: str) -> None:
         await self.call(self.driver.get, url)
 
-    async def read(self, fn: Callable[[], Any]) -> Any:
-        """Run ``fn`` reading the page; again when the page was replaced under it.
+    async def on_page(self, fn: Callable[[], Any]) -> Any:
+        """Run ``fn``, which finds elements and reads or uses them; again when the page was
+        replaced under it.
 
         The dashboard swaps whole sections as watches deliver changes, so an element found a
-        moment ago can be gone when its text is asked for (StaleElementReferenceException):
-        reading again sees the new page, as a person's eyes would."""
+        moment ago can be gone when its text is asked for or it is clicked
+        (StaleElementReferenceException, and nothing was done): finding it again on the new
+        page is what a person's eyes and hand would do."""
         from selenium.common.exceptions import StaleElementReferenceException
 
         for _ in range(20):
@@ -77,7 +79,7 @@ class Browser:
     async def text(self, css: str = "body") -> str:
         from selenium.webdriver.common.by import By
 
-        return str(await self.read(lambda: self.driver.find_element(By.CSS_SELECTOR, css).text))
+        return str(await self.on_page(lambda: self.driver.find_element(By.CSS_SELECTOR, css).text))
 
     async def texts(self, css: str) -> list[str]:
         from selenium.webdriver.common.by import By
@@ -85,7 +87,7 @@ class Browser:
         def read() -> list[str]:
             return [e.text for e in self.driver.find_elements(By.CSS_SELECTOR, css)]
 
-        return list(await self.read(read))
+        return list(await self.on_page(read))
 
     async def click(self, css: str) -> None:
         from selenium.webdriver.common.by import By
@@ -93,7 +95,7 @@ class Browser:
         def press() -> None:
             self.driver.find_element(By.CSS_SELECTOR, css).click()
 
-        await self.call(press)
+        await self.on_page(press)
 
     async def type(self, css: str, value: str) -> None:
         from selenium.webdriver.common.by import By
@@ -103,7 +105,7 @@ class Browser:
             field.clear()
             field.send_keys(value)
 
-        await self.call(enter)
+        await self.on_page(enter)
 
     async def select(self, css: str, value: str) -> None:
         from selenium.webdriver.common.by import By
@@ -112,7 +114,7 @@ class Browser:
         def choose() -> None:
             Select(self.driver.find_element(By.CSS_SELECTOR, css)).select_by_value(value)
 
-        await self.call(choose)
+        await self.on_page(choose)
 
     async def script(self, source: str) -> Any:
         return await self.call(self.driver.execute_script, source)
