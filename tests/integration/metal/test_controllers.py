@@ -180,24 +180,82 @@ async def test_servers_found_taken_are_asked_for_once_by_a_caller_binding_severa
     await bind(kube, UUID_A)
     await bind(kube, UUID_B)
     any_class = ServerClass.from_json(await kube.get(SERVER_CLASSES, "any"))
-    creates: list[str] = []
-    create = kube.create
+    asked: list[str] = []
+    create, get = kube.create, kube.get
 
-    async def counted(resource: Any, body: Any, *args: Any, **kwargs: Any) -> Any:
+    async def counted_create(resource: Any, body: Any, *args: Any, **kwargs: Any) -> Any:
         if resource == SERVER_BINDINGS:
-            creates.append(body["metadata"]["name"])
+            asked.append(f"create {body['metadata']['name']}")
         return await create(resource, body, *args, **kwargs)
 
-    kube.create = counted  # type: ignore[method-assign]
+    async def counted_get(resource: Any, name: str, *args: Any, **kwargs: Any) -> Any:
+        if resource == SERVERS:
+            asked.append(f"get {name}")
+        return await get(resource, name, *args, **kwargs)
+
+    kube.create = counted_create  # type: ignore[method-assign]
+    kube.get = counted_get  # type: ignore[method-assign]
     bound: set[str] = set()
     consumer = ObjectReference(api_version="v1", kind="Test", name="t")
     got = await allocate(kube, any_class, servers, bound, consumer=consumer)
     assert got is not None and got.name == UUID_C
-    assert creates == [UUID_A, UUID_B, UUID_C]
+    # A and B are each read once, and bound only if the read came before the Server
+    # controller marked them in use (then the create meets 409); C is read and bound.
+    assert [a for a in asked if a.startswith("get")] == [
+        f"get {u}" for u in (UUID_A, UUID_B, UUID_C)
+    ]
+    assert asked[-1] == f"create {UUID_C}"
     assert bound == {UUID_A, UUID_B}
     bound.add(got.name)
+    before = len(asked)
     assert await allocate(kube, any_class, servers, bound, consumer=consumer) is None
-    assert creates == [UUID_A, UUID_B, UUID_C]  # nothing asked for again
+    assert len(asked) == before  # nothing asked for again
+
+
+async def test_a_server_dirty_since_the_callers_view_is_not_bound(kube: KubeClient) -> None:
+    await register(kube, UUID_A, accepted=True, clean=True)
+    await eventually(lambda: _status_is(kube, UUID_A, isClean=True))
+    servers = [Server.from_json(await kube.get(SERVERS, UUID_A))]
+    # Re-inspected, say: the caller's view (its cache) still says clean.
+    await kube.patch(SERVERS, UUID_A, {"status": {"isClean": False}}, subresource="status")
+    any_class = ServerClass.from_json(await kube.get(SERVER_CLASSES, "any"))
+    bound: set[str] = set()
+    consumer = ObjectReference(api_version="v1", kind="Test", name="t")
+    assert await allocate(kube, any_class, servers, bound, consumer=consumer) is None
+    assert bound == {UUID_A}
+    # No binding was made (and none given back: a binding deleted sends its server through
+    # a wipe, and makes an Event of a release that never was).
+    assert await _binding_gone(kube, UUID_A)
+
+
+async def test_a_server_the_server_controller_marks_at_once_stays_bound(kube: KubeClient) -> None:
+    # Regression: the allocator read the server after taking the lock; when the Server
+    # controller had already marked it in use and not clean (its answer to the binding), the
+    # allocator took that for a dirty server, gave the binding back, and the server went to
+    # a wipe instead of the cluster. Here every binding create returns only once the Server
+    # controller has answered it.
+    await register(kube, UUID_A, accepted=True, clean=True)
+    await eventually(lambda: _class_has(kube, available=[UUID_A], in_use=[]))
+    servers = [Server.from_json(await kube.get(SERVERS, UUID_A))]
+    any_class = ServerClass.from_json(await kube.get(SERVER_CLASSES, "any"))
+    create = kube.create
+
+    async def slow_create(resource: Any, body: Any, *args: Any, **kwargs: Any) -> Any:
+        created = await create(resource, body, *args, **kwargs)
+        if resource == SERVER_BINDINGS:
+            name = body["metadata"]["name"]
+            await eventually(lambda: _status_is(kube, name, inUse=True, isClean=False))
+        return created
+
+    kube.create = slow_create  # type: ignore[method-assign]
+    consumer = ObjectReference(api_version="v1", kind="Test", name="t")
+    got = await allocate(kube, any_class, servers, set(), consumer=consumer)
+    assert got is not None and got.name == UUID_A
+    kube.create = create  # type: ignore[method-assign]
+    await asyncio.sleep(0.3)
+    binding = await kube.get(SERVER_BINDINGS, UUID_A)
+    assert not binding["metadata"].get("deletionTimestamp")
+    assert (await status_of(kube, UUID_A)).get("inUse") is True
 
 
 async def test_invalid_qualifiers_are_reported_naming_the_field(kube: KubeClient) -> None:
