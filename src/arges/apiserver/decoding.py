@@ -8,9 +8,11 @@ Go struct field <Struct>.<path> of type <type>`` (Go's ``encoding/json.Unmarshal
 the first one in document order; a JSON null is no error, it leaves the zero value).
 
 :func:`decode_error` finds that error for a decoded body. ObjectMeta follows its Go struct
-exactly; the rest of a built-in kind follows its structural schema, where the Go name of a
-nested struct is not known and is given as ``<Kind><Field>`` (kube's names are those for
-``spec`` of Lease, ``LeaseSpec``, and differ elsewhere).
+exactly; the rest of a built-in kind follows its structural schema, with the Go names of the
+nested structs and named string types of Namespace, Event and Lease from ``k8s.io/api``
+(:data:`GO_NAMES`; the API server's own kinds, CustomResourceDefinition and the webhook
+configurations, name theirs ``<Kind><Field>``), and timestamps decoded as ``metav1.Time`` and
+``MicroTime`` decode them (a string first, outside the struct's context).
 """
 
 from __future__ import annotations
@@ -58,6 +60,30 @@ _OBJECT_META: dict[str, Any] = {
 }
 """``metav1.ObjectMeta``'s JSON fields and Go types; a tuple is a list of structs: its Go
 type, the element struct's name and fields."""
+
+
+GO_NAMES: dict[tuple[str, str], str] = {
+    # k8s.io/api/core/v1: Namespace
+    ("Namespace", "spec"): "NamespaceSpec",
+    ("Namespace", "spec.finalizers"): "[]v1.FinalizerName",
+    ("Namespace", "status"): "NamespaceStatus",
+    ("Namespace", "status.phase"): "v1.NamespacePhase",
+    ("Namespace", "status.conditions"): "NamespaceCondition",
+    ("Namespace", "status.conditions.type"): "v1.NamespaceConditionType",
+    ("Namespace", "status.conditions.status"): "v1.ConditionStatus",
+    # k8s.io/api/core/v1: Event
+    ("Event", "involvedObject"): "ObjectReference",
+    ("Event", "involvedObject.uid"): "types.UID",
+    ("Event", "related"): "ObjectReference",
+    ("Event", "related.uid"): "types.UID",
+    ("Event", "source"): "EventSource",
+    ("Event", "series"): "EventSeries",
+    # k8s.io/api/coordination/v1: Lease
+    ("Lease", "spec"): "LeaseSpec",
+    ("Lease", "spec.strategy"): "v1.CoordinatedLeaseStrategy",
+}
+"""Per (kind, JSON path without list indices): the Go name of a nested struct, or the Go type
+of a field whose type is a named string (or list of them), as Go's errors print them."""
 
 
 class _TypeError(ArgesError):
@@ -179,6 +205,12 @@ def _object_meta(meta: Any, path: str, *, standalone: bool, parent: str = "") ->
 
 def _go_type(schema: dict[str, Any], kind: str, field: str) -> str:
     kinds = schema.get("type")
+    named = GO_NAMES.get((kind, field))
+    strings = kinds == "string" or (schema.get("items") or {}).get("type") == "string"
+    if named is not None and kinds in ("string", "array") and strings:
+        return named
+    if kinds == "string" and schema.get("format") == "date-time":
+        return "time"
     if kinds == "string":
         return "[]uint8" if schema.get("format") == "byte" else "string"
     if kinds == "integer":
@@ -197,6 +229,14 @@ def _go_type(schema: dict[str, Any], kind: str, field: str) -> str:
 
 
 def _struct_name(kind: str, field: str) -> str:
+    if not field:
+        return kind
+    known = GO_NAMES.get((kind, field))
+    if known is not None:
+        return known
+    # Not in the table (the API server's own kinds: CustomResourceDefinition, the webhook
+    # configurations): named after the kind and the field, as close as it gets without
+    # k8s.io/api's names for every struct of those.
     last = field.rsplit(".", 1)[-1]
     return kind + last[:1].upper() + last[1:]
 
