@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from arges.api.server import Server
 from arges.api.serverclass import ServerClass
 from arges.controllers.allocation import allocate
 from arges.kube.client import KubeClient
+from arges.kube.connection import from_kubeconfig
 from arges.kube.errors import Invalid, NotFound
 from arges.kube.resources import ENVIRONMENTS, EVENTS, SERVER_BINDINGS, SERVER_CLASSES, SERVERS
 from arges.plane import ManagementPlane
@@ -167,8 +169,17 @@ async def test_allocation_skips_dirty_and_unqualified_servers(kube: KubeClient) 
     assert again is None
 
 
+@pytest.fixture
+async def allocator(plane: ManagementPlane) -> AsyncIterator[KubeClient]:
+    """A client of the allocator's own, to count or hold its requests: the plane's
+    controllers share ``plane.kube`` and read servers at the same time."""
+    assert plane.api is not None
+    async with KubeClient(from_kubeconfig(plane.api.kubeconfig_path)) as client:
+        yield client
+
+
 async def test_servers_found_taken_are_asked_for_once_by_a_caller_binding_several(
-    kube: KubeClient,
+    kube: KubeClient, allocator: KubeClient
 ) -> None:
     # The caller's view (servers read before) has not seen the bindings another allocator
     # makes next (A and B).
@@ -181,7 +192,7 @@ async def test_servers_found_taken_are_asked_for_once_by_a_caller_binding_severa
     await bind(kube, UUID_B)
     any_class = ServerClass.from_json(await kube.get(SERVER_CLASSES, "any"))
     asked: list[str] = []
-    create, get = kube.create, kube.get
+    create, get = allocator.create, allocator.get
 
     async def counted_create(resource: Any, body: Any, *args: Any, **kwargs: Any) -> Any:
         if resource == SERVER_BINDINGS:
@@ -193,11 +204,11 @@ async def test_servers_found_taken_are_asked_for_once_by_a_caller_binding_severa
             asked.append(f"get {name}")
         return await get(resource, name, *args, **kwargs)
 
-    kube.create = counted_create  # type: ignore[method-assign]
-    kube.get = counted_get  # type: ignore[method-assign]
+    allocator.create = counted_create  # type: ignore[method-assign]
+    allocator.get = counted_get  # type: ignore[method-assign]
     bound: set[str] = set()
     consumer = ObjectReference(api_version="v1", kind="Test", name="t")
-    got = await allocate(kube, any_class, servers, bound, consumer=consumer)
+    got = await allocate(allocator, any_class, servers, bound, consumer=consumer)
     assert got is not None and got.name == UUID_C
     # A and B are each read once, and bound only if the read came before the Server
     # controller marked them in use (then the create meets 409); C is read and bound.
@@ -208,7 +219,7 @@ async def test_servers_found_taken_are_asked_for_once_by_a_caller_binding_severa
     assert bound == {UUID_A, UUID_B}
     bound.add(got.name)
     before = len(asked)
-    assert await allocate(kube, any_class, servers, bound, consumer=consumer) is None
+    assert await allocate(allocator, any_class, servers, bound, consumer=consumer) is None
     assert len(asked) == before  # nothing asked for again
 
 
@@ -228,7 +239,9 @@ async def test_a_server_dirty_since_the_callers_view_is_not_bound(kube: KubeClie
     assert await _binding_gone(kube, UUID_A)
 
 
-async def test_a_server_the_server_controller_marks_at_once_stays_bound(kube: KubeClient) -> None:
+async def test_a_server_the_server_controller_marks_at_once_stays_bound(
+    kube: KubeClient, allocator: KubeClient
+) -> None:
     # Regression: the allocator read the server after taking the lock; when the Server
     # controller had already marked it in use and not clean (its answer to the binding), the
     # allocator took that for a dirty server, gave the binding back, and the server went to
@@ -238,7 +251,7 @@ async def test_a_server_the_server_controller_marks_at_once_stays_bound(kube: Ku
     await eventually(lambda: _class_has(kube, available=[UUID_A], in_use=[]))
     servers = [Server.from_json(await kube.get(SERVERS, UUID_A))]
     any_class = ServerClass.from_json(await kube.get(SERVER_CLASSES, "any"))
-    create = kube.create
+    create = allocator.create
 
     async def slow_create(resource: Any, body: Any, *args: Any, **kwargs: Any) -> Any:
         created = await create(resource, body, *args, **kwargs)
@@ -247,11 +260,10 @@ async def test_a_server_the_server_controller_marks_at_once_stays_bound(kube: Ku
             await eventually(lambda: _status_is(kube, name, inUse=True, isClean=False))
         return created
 
-    kube.create = slow_create  # type: ignore[method-assign]
+    allocator.create = slow_create  # type: ignore[method-assign]
     consumer = ObjectReference(api_version="v1", kind="Test", name="t")
-    got = await allocate(kube, any_class, servers, set(), consumer=consumer)
+    got = await allocate(allocator, any_class, servers, set(), consumer=consumer)
     assert got is not None and got.name == UUID_A
-    kube.create = create  # type: ignore[method-assign]
     await asyncio.sleep(0.3)
     binding = await kube.get(SERVER_BINDINGS, UUID_A)
     assert not binding["metadata"].get("deletionTimestamp")
