@@ -29,8 +29,8 @@ from arges.api.serverclass import ServerClass
 from arges.kube.client import KubeClient
 from arges.kube.errors import AlreadyExists, NotFound
 from arges.kube.resources import SERVER_BINDINGS, SERVERS
-from arges.metal.allocation import candidates
-from arges.metal.classes import compile_class, matches
+from arges.metal.allocation import allocatable, candidates
+from arges.metal.classes import compile_class
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ async def allocate(
             fresh = Server.from_json(await kube.get(SERVERS, server.name))
         except NotFound:
             fresh = None
-        if fresh is None or not fresh.status.is_clean or not matches(compiled, fresh):
+        if fresh is None or not allocatable(compiled, fresh):
             log.info("skipping %s: no longer allocatable", server.name)
             bound.add(server.name)
             continue

@@ -14,9 +14,15 @@ from arges.api.server import Server
 from arges.metal.classes import CompiledClass, matches
 
 
+def allocatable(cls: CompiledClass, server: Server) -> bool:
+    """Whether ``server``, as read, may be bound for ``cls``: clean and a member of it (which
+    excludes servers not accepted, cordoned or being deleted)."""
+    return bool(server.status.is_clean) and matches(cls, server)
+
+
 def candidates(cls: CompiledClass, servers: Iterable[Server], bound: set[str]) -> list[Server]:
     """Servers that may be bound for ``cls`` now, in allocation order."""
     return sorted(
-        (s for s in servers if s.name not in bound and s.status.is_clean and matches(cls, s)),
+        (s for s in servers if s.name not in bound and allocatable(cls, s)),
         key=lambda s: s.name,
     )
