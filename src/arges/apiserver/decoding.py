@@ -205,9 +205,10 @@ def _object_meta(meta: Any, path: str, *, standalone: bool, parent: str = "") ->
 
 def _go_type(schema: dict[str, Any], kind: str, field: str) -> str:
     kinds = schema.get("type")
+    # A named string type (or a list of them); a struct's name goes through _struct_name.
     named = GO_NAMES.get((kind, field))
-    strings = kinds == "string" or (schema.get("items") or {}).get("type") == "string"
-    if named is not None and kinds in ("string", "array") and strings:
+    items = (schema.get("items") or {}).get("type")
+    if named is not None and (kinds == "string" or (kinds == "array" and items == "string")):
         return named
     if kinds == "string" and schema.get("format") == "date-time":
         return "time"
