@@ -8,6 +8,12 @@ the BMC's words) and a retry with capped exponential backoff; the condition turn
 when the BMC answers. A cycle is recorded (condition ``PowerCycle``) before it is sent, so a
 controller restarted in the middle of a cycle does not cycle again.
 
+A reconcile whose plan the last BMC reading already showed done (the same plan, the same BMC,
+read within ``refresh``) asks neither the BMC nor the credentials Secret, and waits for the
+refresh instead (:func:`arges.metal.power.read_again_in`): most writes to a Server change no
+power decision. That reading is kept in memory only, so a restarted controller reads every
+BMC once.
+
 A server without a BMC gets no power actions and ``status.power`` unknown; its agent waits
 (polling) instead of rebooting, so it is reprovisioned when allocated without reboot loops.
 """
@@ -17,7 +23,9 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
+import json
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -34,7 +42,14 @@ from arges.kube.errors import NotFound
 from arges.kube.resources import SECRETS, SERVER_BINDINGS, SERVER_CLASSES, SERVERS
 from arges.metal.conditions import condition_patch
 from arges.metal.media import MediaUnavailable
-from arges.metal.power import AGENT_MEDIA, POWER_CYCLE, PowerIntent, intent
+from arges.metal.power import (
+    AGENT_MEDIA,
+    POWER_CYCLE,
+    PowerIntent,
+    Reading,
+    intent,
+    read_again_in,
+)
 from arges.metrics import Metrics
 from arges.power.base import BmcInfo, BootDevice, PowerAction, PowerDriver, PowerState, shown
 from arges.power.errors import PowerError, Unsupported
@@ -103,6 +118,10 @@ class PowerController(Controller):
         """Per ServerClass, its bootMethod and members as last seen (see ``watches``)."""
         self._facts = Facts(lambda body: power_facts(body, OWN_CONDITIONS))
         """Per Server, what a reconcile may read of it (see ``watches``)."""
+        self._readings: dict[Key, Reading] = {}
+        """Per Server, the BMC reading its last reconcile carried out its plan on, kept only
+        while that reconcile is the last (a failure or a restart reads the BMC again; see
+        :func:`arges.metal.power.read_again_in`)."""
 
     def watches(self) -> list[Watch]:
         def own(event_type: str | None, body: Body) -> list[tuple[str, Key]]:
@@ -110,6 +129,8 @@ class PowerController(Controller):
             # nothing; the periodic refresh reads the BMC anyway.
             if not self._facts.changed(event_type, body):
                 return []
+            if event_type == "DELETED":
+                self._readings.pop(key_of(body), None)
             return [(self.name, key_of(body))]
 
         def bound(event_type: str | None, body: Body) -> list[tuple[str, Key]]:
@@ -148,15 +169,6 @@ class PowerController(Controller):
                 "no BMC configured: the agent waits for allocation instead",
             )
             return None
-        try:
-            info = await self._credentials(server)
-            driver = build_driver(info)
-            driver.validate()
-        except (CredentialsProblem, Unsupported, ValueError) as exc:
-            await self._record(server, PowerState.UNKNOWN, "False", "InvalidBMC", str(exc))
-            return self.refresh
-        if info.protocol == "redfish":
-            await self._set(server, CERTIFICATE_VERIFIED, *certificate_verification(info))
         binding_body = self.cache.get(SERVER_BINDINGS, key)
         # A binding being deleted holds nothing any more: its server goes to the agent.
         held = binding_body is not None and not releasing(binding_body)
@@ -170,6 +182,22 @@ class PowerController(Controller):
             reset_timeout=self.reset_timeout,
             boot_method=self._boot_method(server),
         )
+        bmc = json.dumps(body["spec"].get("bmc"), sort_keys=True)
+        last = self._readings.get(key)
+        wait = read_again_in(last, plan, bmc, now=time.monotonic(), refresh=self.refresh)
+        if wait > 0:
+            return wait
+        self._readings.pop(key, None)
+        try:
+            info = await self._credentials(server)
+            driver = build_driver(info)
+            driver.validate()
+        except (CredentialsProblem, Unsupported, ValueError) as exc:
+            await self._record(server, PowerState.UNKNOWN, "False", "InvalidBMC", str(exc))
+            return self.refresh
+        if info.protocol == "redfish":
+            await self._set(server, CERTIFICATE_VERIFIED, *certificate_verification(info))
+        read_at = time.monotonic()
         try:
             state = await self._apply(server, driver, plan, now)
         except PowerError as exc:
@@ -182,6 +210,7 @@ class PowerController(Controller):
             )
             raise RetryLater(str(exc)) from exc
         await self._record(server, state, "True", "BMCAnswers", plan.reason)
+        self._readings[key] = Reading(plan, bmc, state.value, read_at)
         return self.refresh
 
     def _boot_method(self, server: Server) -> BootMethod:

@@ -74,6 +74,40 @@ class PowerIntent:
     eject: bool = False
 
 
+@dataclass(frozen=True)
+class Reading:
+    """What the power controller last carried out for a server: the ``plan``, the ``bmc`` it
+    asked (its ``spec.bmc`` as canonical JSON text), the ``power`` that BMC then reported
+    (``"on"``, ``"off"``, ``"unknown"``) and when (``at``: seconds on the controller's
+    monotonic clock)."""
+
+    plan: PowerIntent
+    bmc: str
+    power: str
+    at: float
+
+
+def read_again_in(
+    last: Reading | None, plan: PowerIntent, bmc: str, *, now: float, refresh: float
+) -> float:
+    """Seconds until the BMC must be read for ``plan`` (0.0: now), given the ``last`` reading.
+
+    Only a plan the last reading already showed done waits: the same plan, to the same BMC,
+    needing no action or an ``on``/``off`` the BMC reported, read less than ``refresh``
+    seconds ago (it waits out the rest). A cycle, an insertion or an ejection of virtual media
+    is carried out each time it is planned, and a new plan or BMC is read at once. A Server is
+    written a dozen times in its life for reasons no power decision turns on (its agent's
+    heartbeats, boot records, its inventory): each woke a BMC reading and a read of the
+    credentials Secret that told nothing new. The periodic refresh still reads every BMC, as
+    Metal3's baremetal-operator polls power state, so a change made at the BMC is seen then.
+    """
+    if last is None or last.plan != plan or last.bmc != bmc or plan.media or plan.eject:
+        return 0.0
+    if plan.action is not None and plan.action != last.power:
+        return 0.0
+    return max(0.0, last.at + refresh - now)
+
+
 def intent(
     server: Server,
     binding: ServerBinding | None,

@@ -36,6 +36,8 @@ class FakeMachine:
     actions: list[str] = field(default_factory=list)
     media: str | None = None
     """The URL of the image in the virtual CD, if any."""
+    reads: int = 0
+    """How many times the power state was read (answered or not)."""
 
 
 MACHINES: dict[str, FakeMachine] = {}
@@ -66,6 +68,7 @@ class FakeDriver(PowerDriver):
         return machine
 
     async def get_power_state(self) -> PowerState:
+        self.machine.reads += 1
         machine = await self._call()
         if machine.faults.lie is not None and machine.faults.lie_times > 0:
             machine.faults.lie_times -= 1

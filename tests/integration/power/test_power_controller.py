@@ -116,6 +116,60 @@ async def test_allocated_servers_boot_from_the_network_then_stay_on(plane: Manag
     assert machine.boot_device == BootDevice.NETWORK and "bootdev network" in machine.actions
 
 
+async def test_writes_that_change_no_power_decision_do_not_ask_the_bmc(tmp_path: Path) -> None:
+    fake.MACHINES.clear()
+    # A refresh far beyond the test: every BMC reading here is one a write asked for.
+    plane = ManagementPlane(
+        PlaneConfig(data_dir=tmp_path / "data", api_port=0, power_refresh=300, reboot_timeout=600)
+    )
+    await plane.start()
+    try:
+        kube = plane.kube
+        assert kube is not None and plane._manager is not None
+        machine = fake.MACHINES.setdefault("bmc.lab:623", fake.FakeMachine())
+        machine.power = PowerState.ON
+        await with_bmc(kube, accepted=True, clean=True)
+        await eventually(lambda: machine.power == PowerState.OFF)
+
+        async def recorded() -> bool:
+            server = await kube.get(SERVERS, UUID)
+            return server["status"].get("power") == "off"
+
+        await eventually(recorded)
+        reads = machine.reads
+        # The agent's heartbeats, an inventory label: nothing the power decision turns on.
+        for second in range(5):
+            written = await kube.patch(
+                SERVERS,
+                UUID,
+                {"status": {"lastSeen": f"2026-12-04T10:00:0{second}Z"}},
+                subresource="status",
+            )
+        written = await kube.patch(SERVERS, UUID, {"metadata": {"labels": {"rack": "r7"}}})
+        cache = plane._manager.cache
+        power = plane._manager.controllers["power"]
+
+        def settled() -> bool:
+            seen = cache.get(SERVERS, UUID) or {"metadata": {}}
+            return (
+                seen["metadata"].get("resourceVersion") == written["metadata"]["resourceVersion"]
+                and power.queue.depth() == 0
+            )
+
+        await eventually(settled)
+        await asyncio.sleep(0.5)
+        assert machine.reads == reads, "the BMC was read again for writes that changed nothing"
+        assert machine.actions == ["off"]
+        # A write that changes the decision is carried out at once: dirty, it is cycled into
+        # the agent (powered on, as it is off).
+        await kube.patch(SERVERS, UUID, {"status": {"isClean": False}}, subresource="status")
+        await eventually(lambda: machine.power == PowerState.ON)
+        assert machine.actions == ["off", "bootdev network", "on"]
+        assert machine.reads > reads
+    finally:
+        await plane.stop()
+
+
 async def test_unaccepted_servers_are_left_alone(plane: ManagementPlane) -> None:
     kube = plane.kube
     assert kube is not None

@@ -4,7 +4,7 @@ import pytest
 
 from arges.api.base import Condition
 from arges.api.binding import ServerBinding
-from arges.metal.power import intent
+from arges.metal.power import PowerIntent, Reading, intent, read_again_in
 from tests.unit.metal.conftest import server
 
 NOW = dt.datetime(2026, 11, 24, 12, 0, tzinfo=dt.UTC)
@@ -192,3 +192,40 @@ def test_virtual_media_replaces_network_boot_for_the_agent(srv, bnd, action, med
 def test_network_servers_never_get_media() -> None:
     got = intent(server("s", accepted=False, clean=None), None, now=NOW, reboot_timeout=TIMEOUT)
     assert (got.action, got.media, got.eject) == (None, False, False)
+
+
+OFF = PowerIntent("off", False, "clean and available: power off")
+ON_NET = PowerIntent("on", True, "allocated: boot the target environment")
+IDLE = PowerIntent(None, False, "the agent is running; waiting for its wipe")
+CYCLE = PowerIntent("cycle", True, "not clean: boot the agent to wipe")
+EJECT = PowerIntent("off", False, "clean and available: power off", eject=True)
+MEDIA = PowerIntent("cycle", False, "not clean: boot the agent from virtual media", True)
+BMC = '{"address": "10.0.0.9"}'
+
+
+@pytest.mark.parametrize(
+    ("last", "plan", "bmc", "now", "wait"),
+    [
+        (None, OFF, BMC, 10.0, 0.0),
+        (Reading(OFF, BMC, "off", 0.0), OFF, BMC, 10.0, 50.0),
+        (Reading(IDLE, BMC, "on", 0.0), IDLE, BMC, 59.0, 1.0),
+        (Reading(ON_NET, BMC, "on", 0.0), ON_NET, BMC, 30.0, 30.0),
+        # the refresh is due: read the BMC, however settled
+        (Reading(OFF, BMC, "off", 0.0), OFF, BMC, 60.0, 0.0),
+        (Reading(OFF, BMC, "off", 0.0), OFF, BMC, 75.0, 0.0),
+        # the BMC did not report what the plan asks (a failed or lying BMC): ask it again
+        (Reading(OFF, BMC, "on", 0.0), OFF, BMC, 10.0, 0.0),
+        (Reading(OFF, BMC, "unknown", 0.0), OFF, BMC, 10.0, 0.0),
+        # a new plan, or another BMC
+        (Reading(OFF, BMC, "off", 0.0), ON_NET, BMC, 10.0, 0.0),
+        (Reading(OFF, BMC, "off", 0.0), OFF, '{"address": "10.0.0.10"}', 10.0, 0.0),
+        # done each time they are planned
+        (Reading(CYCLE, BMC, "on", 0.0), CYCLE, BMC, 10.0, 0.0),
+        (Reading(EJECT, BMC, "off", 0.0), EJECT, BMC, 10.0, 0.0),
+        (Reading(MEDIA, BMC, "on", 0.0), MEDIA, BMC, 10.0, 0.0),
+    ],
+)
+def test_the_bmc_is_read_again_only_for_what_its_last_reading_did_not_show(
+    last: Reading | None, plan: PowerIntent, bmc: str, now: float, wait: float
+) -> None:
+    assert read_again_in(last, plan, bmc, now=now, refresh=60.0) == pytest.approx(wait)
