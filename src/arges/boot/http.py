@@ -6,7 +6,8 @@
   that is not plausibly that server, 429 over the client's request rate, 503 while the API
   cannot be read);
 - ``GET|HEAD /env/<name>/kernel`` and ``/env/<name>/initrd``: verified assets from the cache,
-  sent with sendfile, with Range support;
+  sent with sendfile from a thread of their own (:mod:`arges.boot.filesend`), with Range
+  support;
 - ``GET|HEAD /tftp/<file>``: the TFTP root over HTTP, for UEFI HTTP boot.
 
 Other services on the same port (the metadata service's ``/configdata``, the discovery
@@ -26,6 +27,7 @@ from aiohttp import web
 
 from arges.assets import AssetCache
 from arges.boot import ipxe, sockets
+from arges.boot.filesend import FILE_SENDER, FileSender, file_response
 from arges.boot.tftp import Refused, resolve
 from arges.kube.errors import KubeError
 from arges.metal.boot import BootDecision
@@ -103,9 +105,12 @@ class BootHttp:
         self._runner: web.AppRunner | None = None
         self.port = config.port
         self.limits = ConnectionLimits(config.connections_per_client, config.connections)
+        self.files = FileSender()
+        """Sends the port's file bodies off the event loop (:mod:`arges.boot.filesend`)."""
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=1 << 20)
+        app[FILE_SENDER] = self.files
         app.add_routes(
             [
                 web.get("/boot.ipxe", self.boot_ipxe),
@@ -122,6 +127,7 @@ class BootHttp:
         cfg = self.config
         runner = web.AppRunner(self.app(), access_log=None, keepalive_timeout=cfg.header_timeout)
         await runner.setup()
+        self.files.start()
         self.limits = ConnectionLimits(cfg.connections_per_client, cfg.connections)
         sock = sockets.bound(socket.SOCK_STREAM, cfg.address, cfg.port)
         site = GuardedSite(runner, cfg.address, cfg.port, limits=self.limits, sock=sock)
@@ -134,6 +140,7 @@ class BootHttp:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        self.files.stop()
 
     @property
     def base_url(self) -> str:
@@ -177,7 +184,9 @@ class BootHttp:
             cached = None
         if cached is None:
             raise web.HTTPNotFound(text=f"{name}/{asset} is not in the asset cache\n")
-        return web.FileResponse(cached.path, headers={"Content-Type": "application/octet-stream"})
+        return file_response(
+            request, cached.path, headers={"Content-Type": "application/octet-stream"}
+        )
 
     async def tftp_file(self, request: web.Request) -> web.StreamResponse:
         try:
@@ -187,4 +196,4 @@ class BootHttp:
         except (ValueError, OSError) as exc:
             # A name no file can have (a NUL byte, too long): nothing to serve.
             raise web.HTTPNotFound(text="no such file\n") from exc
-        return web.FileResponse(path, headers={"Content-Type": "application/octet-stream"})
+        return file_response(request, path, headers={"Content-Type": "application/octet-stream"})

@@ -37,6 +37,7 @@ from arges.agent.image.iso import build_iso
 from arges.api.environment import AGENT_ENVIRONMENT, Environment
 from arges.api.server import Server
 from arges.assets import AssetCache
+from arges.boot.filesend import file_response
 from arges.kube.client import KubeClient
 from arges.kube.errors import KubeError, NotFound
 from arges.kube.resources import ENVIRONMENTS, SERVERS
@@ -161,7 +162,7 @@ class AgentMedia:
         except KubeError as exc:
             raise web.HTTPServiceUnavailable(text="Arges cannot reach its API; retry\n") from exc
         log.info("%s %s to %s", request.method, request.path, client or "-")
-        return web.FileResponse(path, headers={"Content-Type": "application/octet-stream"})
+        return file_response(request, path, headers={"Content-Type": "application/octet-stream"})
 
 
 def _address(interface: str) -> str:
