@@ -22,7 +22,23 @@ from arges.apiserver.listtypes import duplicates
 from arges.apiserver.schema import Schema, _default, _format_causes, to_json_schema
 
 SHARED = Path(__file__).resolve().parents[4] / "shared" / "capi"
-WRONG: list[Any] = [True, False, 0, 1, -1, 2**40, "", "x", None, [], {}, {"k": "v"}, ["a"]]
+WRONG: list[Any] = [
+    True,
+    False,
+    0,
+    1,
+    -1,
+    2**40,
+    1.0,
+    2.5,
+    "",
+    "x",
+    None,
+    [],
+    {},
+    {"k": "v"},
+    ["a"],
+]
 STRINGS = ["", "a", "abc-1", "10.0.0.1", "v1.11.7", "Ready", "x" * 70, "é", "a.b/c", "1Gi"]
 
 
@@ -75,10 +91,11 @@ def sample(schema: Any, rng: random.Random, depth: int = 0) -> Any:
         return [sample(schema.get("items"), rng, depth + 1) for _ in range(min(count, 6))]
     if kind == "integer":
         bounds = [schema[k] + d for k in ("minimum", "maximum") if k in schema for d in (-1, 0, 1)]
-        return rng.choice([0, 1, 7, -3, 65536, True, *bounds])
+        # 1.0 is an integer to fastjsonschema, not to Draft 4.
+        return rng.choice([0, 1, 7, -3, 65536, True, 1.0, 3.5, *bounds])
     if kind == "number":
         return rng.choice(
-            [0, 2, -1, True, *[schema[k] for k in ("minimum", "maximum") if k in schema]]
+            [0, 2, -1, True, 0.5, 0.3, *[schema[k] for k in ("minimum", "maximum") if k in schema]]
         )
     if kind == "boolean":
         return rng.choice([True, False, 0, 1])
@@ -149,3 +166,46 @@ def test_the_fast_check_is_used_for_valid_objects_and_not_for_floats() -> None:
     (cause,) = schema.validate({"spec": {"replicas": 3.0}})
     assert cause.field == "spec.replicas" and "must be of type integer" in cause.message
     assert schema.validate({"spec": {"replicas": 3}}) == []
+
+
+FLOATS = {
+    "type": "object",
+    "properties": {
+        "step": {"type": "number", "multipleOf": 0.1},
+        "port": {"x-kubernetes-int-or-string": True},
+        "steps": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {"step": {"type": "number", "multipleOf": 0.1}},
+            },
+        },
+        "byName": {"type": "object", "additionalProperties": {"type": "number", "multipleOf": 0.1}},
+        "ratio": {"type": "number", "maximum": 1},
+        "inventory": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
+    },
+}
+
+
+@pytest.mark.parametrize(
+    ("obj", "valid", "fast"),
+    [
+        # fastjsonschema finds 0.3 a multiple of 0.1; Draft 4 (and kube-openapi) does not
+        ({"step": 0.3}, False, False),
+        ({"steps": [{"step": 0.5}, {"step": 0.3}]}, False, False),
+        ({"byName": {"a": 0.3}}, False, False),
+        ({"port": 1.5}, False, False),
+        ({"step": 0.5}, True, False),
+        # where a float is right or wrong alike for both, the fast check still answers
+        ({"ratio": 0.5}, True, True),
+        ({"ratio": 1.5}, False, False),
+        ({"inventory": {"disks": [{"size": 1.5}] * 1000, "load": 0.3}}, True, True),
+        ({"steps": [{"step": 1}], "inventory": {"load": 0.3}}, True, True),
+    ],
+)
+def test_floats_go_to_draft_4_only_where_the_fast_check_may_judge_them_otherwise(
+    obj: dict[str, Any], valid: bool, fast: bool
+) -> None:
+    schema = Schema.compile(FLOATS)
+    assert (schema.validate(obj) == []) is valid
+    assert schema._accepts(obj) is fast
