@@ -23,6 +23,7 @@ import datetime as dt
 import logging
 import time
 import uuid
+import weakref
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -73,7 +74,13 @@ class EventRecorder:
         self.component = component
         self._recorded: OrderedDict[tuple[str, ...], _Recorded] = OrderedDict()
         self._similar: OrderedDict[tuple[str, ...], _Similar] = OrderedDict()
-        self._lock = asyncio.Lock()
+        self._locks: weakref.WeakValueDictionary[tuple[str, ...], asyncio.Lock] = (
+            weakref.WeakValueDictionary()
+        )
+        """One lock per similar-Events key, held while one is recorded: a repeat waits for
+        the create it would bump. Per key, not one for the recorder, since every Event of
+        the component would otherwise wait for every other's round trip (9 per server in a
+        fleet); a key's lock lives while a record uses it."""
 
     async def record(
         self, regarding: dict[str, Any], reason: str, message: str, type: str = "Normal"
@@ -95,7 +102,10 @@ class EventRecorder:
             type,
             reason,
         )
-        async with self._lock:
+        lock = self._locks.get(similar_key)
+        if lock is None:
+            lock = self._locks[similar_key] = asyncio.Lock()
+        async with lock:
             if self._flooded(similar_key, message):
                 message = (COMBINED + message)[:MAX_MESSAGE]
                 key = (*similar_key, COMBINED)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -118,3 +119,45 @@ async def test_long_messages_are_cut(store: Store) -> None:
     await EventRecorder(store, "arges").record(SERVER, "InstallFailed", "x" * 5000)
     (event,) = store.events.values()
     assert len(event["message"]) == events.MAX_MESSAGE
+
+
+class HeldStore(Store):
+    """A store whose creates of Events about ``held`` wait until ``release`` is set."""
+
+    def __init__(self, held: str) -> None:
+        super().__init__()
+        self.held = held
+        self.release = asyncio.Event()
+
+    async def create(
+        self, res: Resource, obj: dict[str, Any], namespace: str | None = None
+    ) -> dict[str, Any]:
+        if obj["involvedObject"]["name"] == self.held:
+            await self.release.wait()
+        return await super().create(res, obj, namespace)
+
+
+async def test_an_event_does_not_wait_for_the_round_trip_of_another_objects() -> None:
+    store = HeldStore("s1")
+    recorder = EventRecorder(store, "arges")
+    slow = asyncio.create_task(recorder.record(SERVER, "PowerCycle", "not clean"))
+    await asyncio.sleep(0)
+    other = {**SERVER, "metadata": {"name": "s2", "uid": "u-2"}}
+    await asyncio.wait_for(recorder.record(other, "PowerCycle", "not clean"), 2)
+    assert [e["involvedObject"]["name"] for e in store.events.values()] == ["s2"]
+    store.release.set()
+    await slow
+    assert len(store.events) == 2
+
+
+async def test_repeats_recorded_at_once_are_still_one_event() -> None:
+    store = HeldStore("s1")
+    recorder = EventRecorder(store, "arges")
+    repeats = [
+        asyncio.create_task(recorder.record(SERVER, "ConfigDelivered", "to 10.0.0.5"))
+        for _ in range(5)
+    ]
+    await asyncio.sleep(0.01)
+    store.release.set()
+    await asyncio.gather(*repeats)
+    assert [e["count"] for e in store.events.values()] == [5]
