@@ -16,7 +16,7 @@ from arges.api.crds import DEFINITIONS
 from arges.api.manifests import deploy_files
 from arges.api.server import Server
 from arges.api.serverclass import ServerClass
-from arges.controllers.allocation import allocate
+from arges.controllers.allocation import allocate, allocate_many
 from arges.kube.client import KubeClient
 from arges.kube.connection import from_kubeconfig
 from arges.kube.errors import Invalid, NotFound
@@ -216,11 +216,60 @@ async def test_servers_found_taken_are_asked_for_once_by_a_caller_binding_severa
         f"get {u}" for u in (UUID_A, UUID_B, UUID_C)
     ]
     assert asked[-1] == f"create {UUID_C}"
-    assert bound == {UUID_A, UUID_B}
-    bound.add(got.name)
+    assert bound == {UUID_A, UUID_B, UUID_C}
     before = len(asked)
     assert await allocate(allocator, any_class, servers, bound, consumer=consumer) is None
     assert len(asked) == before  # nothing asked for again
+
+
+async def test_a_caller_binding_several_locks_them_at_once(
+    kube: KubeClient, allocator: KubeClient
+) -> None:
+    for uuid in (UUID_A, UUID_B, UUID_C):
+        await register(kube, uuid, accepted=True, clean=True)
+    for uuid in (UUID_A, UUID_B, UUID_C):
+        await eventually(lambda u=uuid: _status_is(kube, u, isClean=True))
+    servers = [Server.from_json(b) for b in await kube.list(SERVERS)]
+    any_class = ServerClass.from_json(await kube.get(SERVER_CLASSES, "any"))
+    started: list[str] = []
+    all_started = asyncio.Event()
+    create = allocator.create
+
+    async def held_create(resource: Any, body: Any, *args: Any, **kwargs: Any) -> Any:
+        # Each create waits for the other two: one after another, they never would.
+        if resource == SERVER_BINDINGS:
+            started.append(body["metadata"]["name"])
+            if len(started) == 3:
+                all_started.set()
+            await asyncio.wait_for(all_started.wait(), 10)
+        return await create(resource, body, *args, **kwargs)
+
+    allocator.create = held_create  # type: ignore[method-assign]
+    bound: set[str] = set()
+    consumer = ObjectReference(api_version="v1", kind="Test", name="t")
+    made = await allocate_many(allocator, any_class, servers, bound, 3, consumer=consumer)
+    assert sorted(b.name for b in made) == sorted([UUID_A, UUID_B, UUID_C])
+    assert bound == {UUID_A, UUID_B, UUID_C}
+
+
+async def test_a_caller_binding_several_moves_past_servers_taken_since_its_view(
+    kube: KubeClient,
+) -> None:
+    for uuid in (UUID_A, UUID_B, UUID_C):
+        await register(kube, uuid, accepted=True, clean=True)
+    for uuid in (UUID_A, UUID_B, UUID_C):
+        await eventually(lambda u=uuid: _status_is(kube, u, isClean=True))
+    servers = [Server.from_json(b) for b in await kube.list(SERVERS)]
+    first = sorted([UUID_A, UUID_B, UUID_C])[0]
+    await bind(kube, first)
+    any_class = ServerClass.from_json(await kube.get(SERVER_CLASSES, "any"))
+    consumer = ObjectReference(api_version="v1", kind="Test", name="t")
+    bound: set[str] = set()
+    made = await allocate_many(kube, any_class, servers, bound, 2, consumer=consumer)
+    assert sorted(b.name for b in made) == sorted({UUID_A, UUID_B, UUID_C} - {first})
+    assert all(b.spec.consumer_ref.name == "t" for b in made)
+    # Asked for more than there are, it binds what is left and says no more.
+    assert await allocate_many(kube, any_class, servers, bound, 2, consumer=consumer) == []
 
 
 async def test_a_server_dirty_since_the_callers_view_is_not_bound(kube: KubeClient) -> None:

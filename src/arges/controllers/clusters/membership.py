@@ -30,7 +30,7 @@ from arges.api.binding import ServerBinding, releasing
 from arges.api.cluster import TalosCluster
 from arges.api.server import Server
 from arges.api.serverclass import ServerClass
-from arges.controllers.allocation import allocate
+from arges.controllers.allocation import allocate_many
 from arges.controllers.clusters.observe import Talos
 from arges.controllers.clusters.owned import config_name
 from arges.controllers.clusters.state import INSUFFICIENT, SCALE_DOWN, Round
@@ -115,32 +115,27 @@ async def scale_up(
             )
             continue
         server_class = ServerClass.from_json(class_body)
-        got = 0
         try:
-            while got < need:
-                binding = await allocate(
-                    state.kube,
-                    server_class,
-                    list(servers.values()),
-                    bound,
-                    consumer=consumer,
-                    role=request.role,
-                    config_secret=lambda s: SecretReference(
-                        name=config_name(cluster.name, s), namespace=cluster.namespace
-                    ),
-                    labels={
-                        CLUSTER_LABEL: cluster.name,
-                        NAMESPACE_LABEL: cluster.namespace,
-                        POOL_LABEL: request.name,
-                    },
-                )
-                if binding is None:
-                    break
-                # The Event below is lost by a kill after the binding: harmless, the binding
-                # is the record of the allocation.
-                bound.add(binding.name)
-                added.append(binding)
-                got += 1
+            made = await allocate_many(
+                state.kube,
+                server_class,
+                list(servers.values()),
+                bound,
+                need,
+                consumer=consumer,
+                role=request.role,
+                config_secret=lambda s: SecretReference(
+                    name=config_name(cluster.name, s), namespace=cluster.namespace
+                ),
+                labels={
+                    CLUSTER_LABEL: cluster.name,
+                    NAMESPACE_LABEL: cluster.namespace,
+                    POOL_LABEL: request.name,
+                },
+            )
+            got = len(made)
+            added += made
+            for binding in made:
                 log.info(
                     "%s/%s: bound %s to pool %s",
                     cluster.namespace,
@@ -148,9 +143,14 @@ async def scale_up(
                     binding.name,
                     request.name,
                 )
+            # One Event per pool and round, naming the servers: an Event per server was
+            # twenty round trips per cluster, one after another. It is lost by a kill after
+            # the bindings: harmless, the bindings are the record of the allocation.
+            if made:
+                names = ", ".join(b.name for b in made)
                 await state.event(
                     "Allocated",
-                    f"bound server {binding.name} to pool {request.name} ({request.role})",
+                    f"bound {len(made)} server(s) to pool {request.name} ({request.role}): {names}",
                 )
         except QualifierError as exc:
             shortfalls.append(f"pool {request.name}: ServerClass {request.server_class}: {exc}")
