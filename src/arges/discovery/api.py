@@ -38,7 +38,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from aiohttp import web
+from aiohttp import StreamReader, web
 from pydantic import ValidationError
 
 from arges.access.guard import BootGuard, Refused
@@ -88,6 +88,27 @@ class DiscoveryConfig:
     concurrency: int = 16
 
 
+BODY_SECONDS = 10.0
+"""How long a request's body may take to arrive once it holds one of the endpoint's slots."""
+
+
+async def _read_body(stream: StreamReader, limit: int) -> bytes:
+    """The body from ``stream``, up to ``limit`` bytes: ``read(n)`` answers with what has
+    arrived so far, so a body that comes in several segments is read until it ends.
+
+    Raises ``ConnectionResetError`` when the client goes away first.
+    """
+    chunks: list[bytes] = []
+    size = 0
+    while size < limit:
+        chunk = await stream.read(limit - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
+
+
 class DiscoveryApi:
     """The handlers; mount with :meth:`routes`."""
 
@@ -118,7 +139,15 @@ class DiscoveryApi:
         except TimeoutError:
             return _error(503, "busy; retry later", headers={"Retry-After": "5"})
         try:
-            raw = await request.content.read(MAX_BODY_BYTES + 1)
+            try:
+                async with asyncio.timeout(BODY_SECONDS):
+                    raw = await _read_body(request.content, MAX_BODY_BYTES + 1)
+            except TimeoutError:
+                return _error(408, f"the body took more than {BODY_SECONDS:.0f} s")
+            except ConnectionResetError:
+                # The client is gone: there is nobody to answer, and nothing went wrong here.
+                log.info("%s from %s: the connection closed before the body", request.path, remote)
+                return _error(400, "the connection closed before the body")
             if len(raw) > MAX_BODY_BYTES:
                 return _error(413, f"body larger than {MAX_BODY_BYTES} bytes")
             body = _parse(raw)

@@ -5,15 +5,20 @@ machine; who else is refused is in ``tests/integration/metadata/test_hostile``."
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
+import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from aiohttp import web
 
+from arges.access.guard import BootGuard
+from arges.discovery.api import DiscoveryApi, DiscoveryConfig
 from arges.kube.client import KubeClient
 from arges.kube.resources import EVENTS, SERVER_BINDINGS, SERVERS
 from arges.wire import REGISTER_PATH, REPORT_PATH
@@ -261,3 +266,43 @@ async def test_wipe_reports_of_the_wrong_type_are_refused(endpoint, wiped, words
     body = {"uuid": UUID, "phase": "wiped", "wiped": wiped}
     status, answer = await endpoint.post(REPORT_PATH, body)
     assert status == 400 and words in answer["error"], answer
+
+
+def _head(path: str, length: int) -> bytes:
+    return (
+        f"POST {path} HTTP/1.1\r\nHost: arges\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {length}\r\n\r\n"
+    ).encode()
+
+
+async def test_bodies_in_pieces_are_read_whole_and_a_client_gone_is_no_error(
+    network: Network, caplog: pytest.LogCaptureFixture
+) -> None:
+    # One slot: the first request holds it while its body trickles in; the second waits for
+    # it, and its client is gone by the time it gets the slot and reads the body.
+    api = DiscoveryApi(network.kube, DiscoveryConfig(concurrency=1), BootGuard(network.kube))
+    app = web.Application()
+    app.add_routes(api.routes())
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    port = runner.addresses[0][1]
+    try:
+        body = json.dumps({"uuid": UUID, "phase": "dancing"}).encode()
+        holder_in, holder = await asyncio.open_connection("127.0.0.1", port)
+        holder.write(_head(REPORT_PATH, len(body)) + body[:5])
+        await asyncio.sleep(0.2)
+        _, gone = await asyncio.open_connection("127.0.0.1", port)
+        gone.write(_head(REPORT_PATH, 1000) + b'{"uuid": ')
+        await asyncio.sleep(0.2)
+        gone.transport.abort()
+        await asyncio.sleep(0.1)
+        holder.write(body[5:])
+        # The body that came in two pieces was read whole: its phase is what is refused.
+        answer = await asyncio.wait_for(holder_in.read(4096), 10)
+        assert answer.startswith(b"HTTP/1.1 400") and b"phase must be one of" in answer
+        holder.close()
+        await asyncio.sleep(0.3)
+        assert not [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    finally:
+        await runner.cleanup()
