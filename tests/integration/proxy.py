@@ -32,6 +32,8 @@ class HoldingProxy:
         self.upstream = upstream.url
         self.tls = ssl.create_default_context(cafile=str(upstream.config.data_dir / "pki/ca.crt"))
         self.hold: Callable[[str, str, bytes], bool] | None = None
+        self.delay: Callable[[str, str], float] | None = None
+        """Seconds to wait before forwarding a request (method, path with its query)."""
         self.held = asyncio.Event()
         self.seen: list[tuple[str, str]] = []
         self.port = free_port()
@@ -55,6 +57,8 @@ class HoldingProxy:
     async def _forward(self, request: web.Request) -> web.StreamResponse:
         self.seen.append((request.method, request.path_qs))
         body = await request.read()
+        if self.delay is not None:
+            await asyncio.sleep(self.delay(request.method, request.path_qs))
         if self.hold is not None and self.hold(request.method, request.path, body):
             self.held.set()
             await asyncio.Event().wait()

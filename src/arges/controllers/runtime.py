@@ -34,6 +34,7 @@ import kopf
 from arges.errors import ArgesError
 from arges.kube.client import KubeClient
 from arges.kube.connection import Connection
+from arges.kube.errors import KubeError
 from arges.kube.resources import Resource
 from arges.metrics import Metrics
 from arges.tasks import cancel_and_wait
@@ -64,7 +65,6 @@ class Cache:
 
     def __init__(self) -> None:
         self._objects: dict[str, dict[Key, Body]] = {}
-        self.synced: set[str] = set()
 
     def apply(self, resource: Resource, event_type: str | None, body: Body) -> None:
         objects = self._objects.setdefault(resource.plural, {})
@@ -259,6 +259,10 @@ def kopf_connection(connection: Connection) -> kopf.ConnectionInfo:
     )
 
 
+CACHE_SYNC_SECONDS = 30.0
+"""How long workers wait for a watched resource's initial listing (see ``Manager``)."""
+
+
 class Manager:
     """Runs controllers: kopf in a thread of its own, the cache and workers in the caller's loop.
 
@@ -281,6 +285,7 @@ class Manager:
         self.cache = cache
         self.metrics = metrics if metrics is not None else Metrics()
         self.metrics.queues = lambda: {n: c.queue.depth() for n, c in self.controllers.items()}
+        self._watched: list[Resource] = []
 
     def _registry(self, loop: asyncio.AbstractEventLoop) -> kopf.OperatorRegistry:
         registry = kopf.OperatorRegistry()
@@ -293,10 +298,44 @@ class Manager:
         for controller in self.controllers.values():
             for watch in controller.watches():
                 routes.setdefault(watch.resource, []).append(watch)
+        self._watched = list(routes)
         for resource, watches in routes.items():
             forward = functools.partial(self._forward, loop, resource, watches)
             register_watch(registry, resource, forward)
         return registry
+
+    async def _wait_for_cache(self, stop: asyncio.Event) -> None:
+        """Return once kopf's initial listing has brought every object that existed a moment
+        ago into the cache, for each watched resource of a fixed version (controller-runtime's
+        ``WaitForCacheSync``), or after ``CACHE_SYNC_SECONDS`` per resource, or at ``stop``.
+
+        Workers start only then. Before, a restarted plane's power controller reconciled a
+        Server before its ServerBinding was in the cache, took the bound, installed server
+        for an unbound one to wipe, and power-cycled it. A resource whose version kopf
+        resolves later (Cluster API's, installed after Arges perhaps) is not waited for; an
+        API error is logged and that resource not waited for.
+        """
+        async with KubeClient(self.connection, component="arges-cache-sync") as kube:
+            for resource in self._watched:
+                if not resource.version:
+                    continue
+                try:
+                    wanted = {key_of(b) for b in await kube.list(resource)}
+                except KubeError as exc:
+                    log.warning("not waiting for the cache of %s: %s", resource.plural, exc)
+                    continue
+                deadline = time.monotonic() + CACHE_SYNC_SECONDS
+                while not wanted <= set(self.cache.names(resource)) and not stop.is_set():
+                    if time.monotonic() > deadline:
+                        log.warning(
+                            "the cache of %s lacks %d of %d objects after %.0f s; starting",
+                            resource.plural,
+                            len(wanted - set(self.cache.names(resource))),
+                            len(wanted),
+                            CACHE_SYNC_SECONDS,
+                        )
+                        break
+                    await asyncio.sleep(0.05)
 
     def _forward(
         self,
@@ -329,6 +368,7 @@ class Manager:
         kopf_thread.start()
         tasks: list[asyncio.Task[None]] = []
         try:
+            await self._wait_for_cache(stop)
             for controller in self.controllers.values():
                 await controller.start()
                 for i in range(controller.workers):

@@ -9,13 +9,24 @@ from pathlib import Path
 
 import pytest
 
+from arges.api.crds import all_crds
 from arges.kube.client import KubeClient
+from arges.kube.connection import from_kubeconfig
 from arges.kube.resources import SECRETS, SERVER_BINDINGS, SERVER_CLASSES, SERVERS
 from arges.plane import ManagementPlane, PlaneConfig
 from arges.power import fake
 from arges.power.base import BootDevice, PowerState
 from arges.power.errors import BmcUnreachable
-from tests.integration.conftest import eventually, register
+from tests.integration.conftest import eventually, register, start_server
+from tests.integration.proxy import HoldingProxy
+
+INSTALLED_TRUE = {
+    "type": "Installed",
+    "status": "True",
+    "reason": "Installed",
+    "message": "installed",
+    "lastTransitionTime": "2026-12-04T10:00:00Z",
+}
 
 UUID = "8b2c7a12-5f3e-4d61-9a0b-1c2d3e4f5a6b"
 
@@ -324,3 +335,68 @@ async def test_a_server_class_can_make_virtual_media_its_members_boot_method(
     refused = await eventually(needs_media, timeout=15)
     assert "virtual media needs Arges' boot HTTP service" in refused["message"]
     assert machine.power == PowerState.OFF and "bootdev cd" not in machine.actions
+
+
+async def test_a_restarted_plane_acts_only_once_it_has_listed_the_bindings(
+    tmp_path: Path,
+) -> None:
+    # Regression: workers started before the watches' first listing was in the cache; the
+    # power controller saw a bound, installed server without its binding, took it for an
+    # unbound one to wipe, and power-cycled it. Here the bindings' listing comes late.
+    fake.MACHINES.clear()
+    api = await start_server(tmp_path / "api", crds=all_crds())
+    proxy = HoldingProxy(api)
+    await proxy.start()
+    token = (tmp_path / "api" / "pki" / "admin.token").read_text().strip()
+    connection = from_kubeconfig(proxy.kubeconfig(tmp_path / "proxy.kubeconfig", token))
+    try:
+        async with KubeClient(from_kubeconfig(api.kubeconfig_path)) as kube:
+            machine = await with_bmc(kube, accepted=True, clean=True)
+            machine.power = PowerState.ON
+            await kube.create(
+                SERVER_BINDINGS,
+                {
+                    "metadata": {"name": UUID},
+                    "spec": {
+                        "serverRef": {"name": UUID},
+                        "consumerRef": {"apiVersion": "v1", "kind": "X", "name": "x"},
+                    },
+                },
+            )
+            await kube.patch(
+                SERVER_BINDINGS,
+                UUID,
+                {"status": {"conditions": [INSTALLED_TRUE]}},
+                subresource="status",
+            )
+            # As a bound, installed server is after it was provisioned: in use, not clean.
+            await kube.patch(
+                SERVERS, UUID, {"status": {"inUse": True, "isClean": False}}, subresource="status"
+            )
+            proxy.delay = lambda method, path: (
+                1.5 if method == "GET" and "/serverbindings" in path and "watch" not in path else 0
+            )
+            plane = ManagementPlane(
+                PlaneConfig(
+                    data_dir=tmp_path / "data",
+                    external_api=connection,
+                    power_refresh=0.2,
+                    reboot_timeout=600,
+                )
+            )
+            await plane.start()
+            try:
+
+                async def answered() -> bool:
+                    found = await condition(kube, "PowerManagement")
+                    return found is not None and found["reason"] == "BMCAnswers"
+
+                await eventually(answered, timeout=30)
+                await asyncio.sleep(0.5)
+                assert machine.actions == [], "a bound, installed server was left alone"
+                assert machine.power == PowerState.ON
+            finally:
+                await plane.stop()
+    finally:
+        await proxy.stop()
+        await api.stop()
