@@ -117,7 +117,6 @@ async def allocate_many(
                 _bind(
                     kube,
                     compiled,
-                    server_class,
                     server,
                     consumer=consumer,
                     role=role,
@@ -138,7 +137,6 @@ async def allocate_many(
 async def _bind(
     kube: KubeClient,
     compiled: CompiledClass,
-    server_class: ServerClass,
     server: Server,
     *,
     consumer: ObjectReference,
@@ -158,7 +156,7 @@ async def _bind(
     spec = ServerBindingSpec(
         server_ref=LocalObjectReference(name=server.name),
         consumer_ref=consumer,
-        server_class_ref=LocalObjectReference(name=server_class.name),
+        server_class_ref=LocalObjectReference(name=compiled.name),
         config_secret_ref=config_secret(server.name) if config_secret else None,
         role=role,
     )
