@@ -178,16 +178,21 @@ async def allocator(plane: ManagementPlane) -> AsyncIterator[KubeClient]:
         yield client
 
 
+async def three_clean_servers(kube: KubeClient) -> list[Server]:
+    """Servers A, B and C registered, accepted and clean: an allocator's view of them."""
+    for uuid in (UUID_A, UUID_B, UUID_C):
+        await register(kube, uuid, accepted=True, clean=True)
+    for uuid in (UUID_A, UUID_B, UUID_C):
+        await eventually(lambda u=uuid: _status_is(kube, u, isClean=True))
+    return [Server.from_json(b) for b in await kube.list(SERVERS)]
+
+
 async def test_servers_found_taken_are_asked_for_once_by_a_caller_binding_several(
     kube: KubeClient, allocator: KubeClient
 ) -> None:
     # The caller's view (servers read before) has not seen the bindings another allocator
     # makes next (A and B).
-    for uuid in (UUID_A, UUID_B, UUID_C):
-        await register(kube, uuid, accepted=True, clean=True)
-    for uuid in (UUID_A, UUID_B, UUID_C):
-        await eventually(lambda u=uuid: _status_is(kube, u, isClean=True))
-    servers = [Server.from_json(b) for b in await kube.list(SERVERS)]
+    servers = await three_clean_servers(kube)
     await bind(kube, UUID_A)
     await bind(kube, UUID_B)
     any_class = ServerClass.from_json(await kube.get(SERVER_CLASSES, "any"))
@@ -225,11 +230,7 @@ async def test_servers_found_taken_are_asked_for_once_by_a_caller_binding_severa
 async def test_a_caller_binding_several_locks_them_at_once(
     kube: KubeClient, allocator: KubeClient
 ) -> None:
-    for uuid in (UUID_A, UUID_B, UUID_C):
-        await register(kube, uuid, accepted=True, clean=True)
-    for uuid in (UUID_A, UUID_B, UUID_C):
-        await eventually(lambda u=uuid: _status_is(kube, u, isClean=True))
-    servers = [Server.from_json(b) for b in await kube.list(SERVERS)]
+    servers = await three_clean_servers(kube)
     any_class = ServerClass.from_json(await kube.get(SERVER_CLASSES, "any"))
     started: list[str] = []
     all_started = asyncio.Event()
@@ -255,11 +256,7 @@ async def test_a_caller_binding_several_locks_them_at_once(
 async def test_a_caller_binding_several_moves_past_servers_taken_since_its_view(
     kube: KubeClient,
 ) -> None:
-    for uuid in (UUID_A, UUID_B, UUID_C):
-        await register(kube, uuid, accepted=True, clean=True)
-    for uuid in (UUID_A, UUID_B, UUID_C):
-        await eventually(lambda u=uuid: _status_is(kube, u, isClean=True))
-    servers = [Server.from_json(b) for b in await kube.list(SERVERS)]
+    servers = await three_clean_servers(kube)
     first = sorted([UUID_A, UUID_B, UUID_C])[0]
     await bind(kube, first)
     any_class = ServerClass.from_json(await kube.get(SERVER_CLASSES, "any"))

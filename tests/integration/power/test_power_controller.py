@@ -76,6 +76,26 @@ async def with_bmc(
     return machine
 
 
+async def bind(kube: KubeClient) -> None:
+    """Bind the server, as an allocator would."""
+    await kube.create(
+        SERVER_BINDINGS,
+        {
+            "metadata": {"name": UUID},
+            "spec": {
+                "serverRef": {"name": UUID},
+                "consumerRef": {"apiVersion": "v1", "kind": "X", "name": "x"},
+            },
+        },
+    )
+
+
+async def bmc_answers(kube: KubeClient) -> bool:
+    """Whether the PowerManagement condition records an answer of the BMC."""
+    found = await condition(kube, "PowerManagement")
+    return found is not None and found["reason"] == "BMCAnswers"
+
+
 async def condition(kube: KubeClient, kind: str) -> dict | None:
     status = (await kube.get(SERVERS, UUID)).get("status") or {}
     return next((c for c in status.get("conditions") or [] if c["type"] == kind), None)
@@ -107,22 +127,9 @@ async def test_allocated_servers_boot_from_the_network_then_stay_on(plane: Manag
     assert kube is not None
     machine = await with_bmc(kube, accepted=True, clean=True)
 
-    async def answered() -> bool:
-        found = await condition(kube, "PowerManagement")
-        return found is not None and found["reason"] == "BMCAnswers"
-
-    await eventually(answered)
+    await eventually(lambda: bmc_answers(kube))
     assert machine.actions == [], "clean and already off: nothing sent, no boot device set"
-    await kube.create(
-        SERVER_BINDINGS,
-        {
-            "metadata": {"name": UUID},
-            "spec": {
-                "serverRef": {"name": UUID},
-                "consumerRef": {"apiVersion": "v1", "kind": "X", "name": "x"},
-            },
-        },
-    )
+    await bind(kube)
     await eventually(lambda: machine.power == PowerState.ON)
     assert machine.boot_device == BootDevice.NETWORK and "bootdev network" in machine.actions
 
@@ -353,16 +360,7 @@ async def test_a_restarted_plane_acts_only_once_it_has_listed_the_bindings(
         async with KubeClient(from_kubeconfig(api.kubeconfig_path)) as kube:
             machine = await with_bmc(kube, accepted=True, clean=True)
             machine.power = PowerState.ON
-            await kube.create(
-                SERVER_BINDINGS,
-                {
-                    "metadata": {"name": UUID},
-                    "spec": {
-                        "serverRef": {"name": UUID},
-                        "consumerRef": {"apiVersion": "v1", "kind": "X", "name": "x"},
-                    },
-                },
-            )
+            await bind(kube)
             await kube.patch(
                 SERVER_BINDINGS,
                 UUID,
@@ -386,12 +384,7 @@ async def test_a_restarted_plane_acts_only_once_it_has_listed_the_bindings(
             )
             await plane.start()
             try:
-
-                async def answered() -> bool:
-                    found = await condition(kube, "PowerManagement")
-                    return found is not None and found["reason"] == "BMCAnswers"
-
-                await eventually(answered, timeout=30)
+                await eventually(lambda: bmc_answers(kube), timeout=30)
                 await asyncio.sleep(0.5)
                 assert machine.actions == [], "a bound, installed server was left alone"
                 assert machine.power == PowerState.ON
