@@ -290,8 +290,9 @@ class Manager:
     def _registry(self, loop: asyncio.AbstractEventLoop) -> kopf.OperatorRegistry:
         registry = kopf.OperatorRegistry()
 
+        # Async: kopf runs a sync handler in an executor and shields it from cancellation.
         @kopf.on.login(registry=registry)
-        def login(**_: Any) -> kopf.ConnectionInfo:
+        async def login(**_: Any) -> kopf.ConnectionInfo:
             return kopf_connection(self.connection)
 
         routes: dict[Resource, list[Watch]] = {}
@@ -363,8 +364,14 @@ class Manager:
         """
         # kopf reports every handled event at INFO; Arges' own logs say what matters.
         logging.getLogger("kopf").setLevel(max(logging.WARNING, log.getEffectiveLevel()))
-        registry = self._registry(asyncio.get_running_loop())
-        kopf_thread = _KopfThread(registry)
+        loop = asyncio.get_running_loop()
+        ended: asyncio.Future[None] = loop.create_future()
+
+        def on_exit() -> None:
+            if not ended.done():
+                ended.set_result(None)
+
+        kopf_thread = _KopfThread(self._registry(loop), lambda: loop.call_soon_threadsafe(on_exit))
         kopf_thread.start()
         tasks: list[asyncio.Task[None]] = []
         try:
@@ -379,24 +386,37 @@ class Manager:
                     )
             if ready is not None:
                 ready.set()
-            ended = asyncio.ensure_future(asyncio.to_thread(kopf_thread.join))
-            stopped = asyncio.ensure_future(stop.wait())
+            stopped: asyncio.Future[Any] = asyncio.ensure_future(stop.wait())
             await asyncio.wait([ended, stopped], return_when=asyncio.FIRST_COMPLETED)
             stopped.cancel()
             if ended.done():
                 raise RuntimeError("the controllers' watches stopped unexpectedly")
         finally:
             kopf_thread.stop()
-            await asyncio.to_thread(kopf_thread.join, KOPF_STOP_SECONDS)
-            if kopf_thread.is_alive():
-                # Seen once under load: kopf kept its loop running after its stop flag was
-                # set. Shutting down must not wait on it for ever.
-                log.warning("kopf did not stop in %.0f s; cancelling its tasks", KOPF_STOP_SECONDS)
-                kopf_thread.cancel()
-                await asyncio.to_thread(kopf_thread.join, KOPF_STOP_SECONDS)
-            await cancel_and_wait(*tasks)
-            for controller in self.controllers.values():
-                controller.queue.close()
+            # The workers end before kopf is waited for: they need nothing from it, and a
+            # stop cut short while kopf is waited for must not leave them reconciling.
+            try:
+                await cancel_and_wait(*tasks)
+            finally:
+                for controller in self.controllers.values():
+                    controller.queue.close()
+            await _wait_for_kopf(kopf_thread, ended)
+
+
+async def _wait_for_kopf(kopf_thread: _KopfThread, ended: asyncio.Future[None]) -> None:
+    """Wait for a kopf asked to stop; cancel its tasks if it has not ended after
+    ``KOPF_STOP_SECONDS``; give up on it (a daemon thread) after as long again. Never waits
+    without bound: kopf's watchers wait, shielded from cancellation, for their per-object
+    workers to drain (kopf's ``queueing.watcher``), and a stop of the plane must not hang
+    on that."""
+    await asyncio.wait([ended], timeout=KOPF_STOP_SECONDS)
+    if ended.done():
+        return
+    log.warning("kopf did not stop in %.0f s; cancelling its tasks", KOPF_STOP_SECONDS)
+    kopf_thread.cancel()
+    await asyncio.wait([ended], timeout=KOPF_STOP_SECONDS)
+    if not ended.done():
+        log.error("kopf did not stop once its tasks were cancelled; leaving its thread behind")
 
 
 class _SignalsHandledElsewhere(logging.Filter):
@@ -423,16 +443,22 @@ logging.getLogger("kopf._core.reactor.observation").addFilter(_OptionalResources
 class _KopfThread(threading.Thread):
     """kopf's operator on its own event loop."""
 
-    def __init__(self, registry: kopf.OperatorRegistry) -> None:
+    def __init__(self, registry: kopf.OperatorRegistry, on_exit: Callable[[], object]) -> None:
         super().__init__(name="arges-kopf", daemon=True)
         self.registry = registry
+        self._on_exit = on_exit
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop_flag: asyncio.Event | None = None
         self._started = threading.Event()
 
     def run(self) -> None:
-        with contextlib.suppress(asyncio.CancelledError):
-            asyncio.run(self._main())
+        try:
+            with contextlib.suppress(asyncio.CancelledError):
+                asyncio.run(self._main())
+        finally:
+            # The caller's loop may be closed already if it gave up on this thread.
+            with contextlib.suppress(RuntimeError):
+                self._on_exit()
 
     async def _main(self) -> None:
         self._loop = asyncio.get_running_loop()
