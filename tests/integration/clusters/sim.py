@@ -48,6 +48,7 @@ from arges.power.base import BootDevice, PowerState
 from arges.talos.components import tag
 from arges.talos.fakeapi import FakeEtcd, FakeTalosNode, issue_identity
 from arges.talos.secrets import SecretsBundle
+from arges.tasks import cancel_and_wait
 from arges.wire import REGISTER_PATH, REPORT_PATH
 
 BOOTS = ("on", "cycle", "reset")
@@ -161,10 +162,11 @@ class SimServer:
 
     async def _halt(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
-            self._task = None
+            task, self._task = self._task, None
+            # cancel_and_wait: a cancellation of run() itself that meets this wait must not
+            # be taken for the boot's own (it once was, and run() looped on after a test).
+            with contextlib.suppress(Exception):
+                await cancel_and_wait(task)
         if self._serving is not None:
             await self._serving.stop()
             self._serving = None
