@@ -69,3 +69,48 @@ async def test_a_delayed_watch_folds_a_burst_into_one_reconcile() -> None:
     assert summary.queue.depth() == 0, "the burst is one reconcile"
     assert len(summary.cache.names(servers)) == 100, "the cache saw every event at once"
     summary.queue.close()
+
+
+async def test_events_from_kopfs_thread_arrive_in_order_with_one_wake_per_batch() -> None:
+    servers = Resource("metal.arges.dev", "v1alpha1", "servers", "Server", namespaced=False)
+    seen: list[tuple[str | None, str]] = []
+
+    class Recorder(Controller):
+        name = "recorder"
+
+        def watches(self) -> list[Watch]:
+            def route(event: str | None, body: dict) -> list[tuple[str, str]]:
+                seen.append((event, body["metadata"]["resourceVersion"]))
+                return [(self.name, body["metadata"]["name"])]
+
+            return [Watch(servers, route)]
+
+    recorder = Recorder(cast(KubeClient, None), Cache())
+    manager = Manager(cast(Connection, None), [recorder], recorder.cache)
+    (watch,) = recorder.watches()
+    loop = asyncio.get_running_loop()
+    wakes = 0
+    call_soon_threadsafe = loop.call_soon_threadsafe
+
+    def counted(*args: object) -> object:
+        nonlocal wakes
+        wakes += 1
+        return call_soon_threadsafe(*args)  # type: ignore[arg-type]
+
+    loop.call_soon_threadsafe = counted  # type: ignore[method-assign]
+    try:
+        # As kopf's thread hands them over, while the main loop is busy elsewhere.
+        def kopf_thread() -> None:
+            for i in range(200):
+                body = {"metadata": {"name": f"s{i % 7}", "resourceVersion": str(i)}}
+                manager._forward(loop, servers, [watch], "MODIFIED", body)
+
+        await asyncio.to_thread(kopf_thread)
+        await asyncio.sleep(0)
+    finally:
+        del loop.call_soon_threadsafe
+    assert seen == [("MODIFIED", str(i)) for i in range(200)]
+    assert wakes < 10, f"{wakes} wakes of the main loop for one burst"
+    assert recorder.cache.get(servers, "s3")["metadata"]["resourceVersion"] == "199"
+    assert recorder.queue.depth() == 7
+    recorder.queue.close()
