@@ -13,12 +13,12 @@ against the embedded API server and a real one. Watching is kopf's job (see
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Callable
 from typing import Any, Self
 
 import aiohttp
+import orjson
 
 from arges.kube.connection import Connection
 from arges.kube.errors import Conflict, KubeError, NotFound, Unavailable, from_status
@@ -89,7 +89,8 @@ class KubeClient:
         data = None
         if body is not None:
             headers["Content-Type"] = content_type
-            data = json.dumps(body)
+            # orjson: several times the standard library's speed, on every call a plane makes.
+            data = orjson.dumps(body)
         what = f"{method} {path}"
         try:
             async with self._session.request(
@@ -97,7 +98,7 @@ class KubeClient:
             ) as resp:
                 raw = await resp.read()
                 try:
-                    decoded = json.loads(raw) if raw else None
+                    decoded = orjson.loads(raw) if raw else None
                 except ValueError:
                     decoded = raw.decode(errors="replace")
                 if resp.status >= 400:
