@@ -275,12 +275,15 @@ def _format_causes(value: Any, schema: Any, path: str) -> list[Cause]:
         props = schema.get("properties") or {}
         additional = schema.get("additionalProperties")
         for key, item in value.items():
-            sub = props.get(key, additional if key not in props else None)
-            where = _join(path, key) if key in props else f"{path}[{key}]"
-            causes += _format_causes(item, sub, where)
+            sub = props.get(key, additional)
+            if sub:  # ``{}``: a declared field with no date-time below (see _reduce)
+                where = _join(path, key) if key in props else f"{path}[{key}]"
+                causes += _format_causes(item, sub, where)
     elif isinstance(value, list):
-        for i, item in enumerate(value):
-            causes += _format_causes(item, schema.get("items"), f"{path}[{i}]")
+        items = schema.get("items")
+        if items:
+            for i, item in enumerate(value):
+                causes += _format_causes(item, items, f"{path}[{i}]")
     return causes
 
 
