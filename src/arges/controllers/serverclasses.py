@@ -2,8 +2,11 @@
 
 Any Server or ServerBinding change enqueues every class (membership depends on all of
 them) after :data:`MEMBERSHIP_DELAY`, which folds a fleet's bursts into one reconcile per
-class. A class whose selector or CEL expressions cannot be used gets ``Valid=False`` with a
-message naming the field, and no members, instead of silently matching nothing. The built-in
+class; a class's membership lists are then written at most as often as
+:func:`arges.metal.classes.write_membership_in` allows (less often the larger the fleet),
+while a change of its spec is answered at once. A class whose selector or CEL expressions
+cannot be used gets ``Valid=False`` with a message naming the field, and no members, instead
+of silently matching nothing. The built-in
 class ``any`` is created at start, again whenever it is deleted (TalosCluster pools and
 cluster templates default to it), and keeps no qualifiers.
 """
@@ -12,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import time
 from typing import Any
 
 from arges.api.server import Server
@@ -21,7 +25,7 @@ from arges.controllers.runtime import Body, Cache, Controller, Key, Watch, key_o
 from arges.kube.client import KubeClient
 from arges.kube.errors import AlreadyExists
 from arges.kube.resources import SERVER_BINDINGS, SERVER_CLASSES, SERVERS
-from arges.metal.classes import QualifierError, compile_class, members
+from arges.metal.classes import QualifierError, compile_class, members, write_membership_in
 from arges.metal.conditions import set_condition
 
 VALID = "Valid"
@@ -56,6 +60,8 @@ class ServerClassController(Controller):
         super().__init__(kube, cache)
         # Per class: its (uid, generation), and what members() learnt of each server.
         self._memo: dict[Key, tuple[tuple[str, Any], dict[str, tuple[str, bool]]]] = {}
+        # Per class: when its status was last written (monotonic s), for which generation.
+        self._written: dict[Key, tuple[float, Any]] = {}
 
     async def start(self) -> None:
         await self._create_any()
@@ -68,6 +74,7 @@ class ServerClassController(Controller):
         body = self.cache.get(SERVER_CLASSES, key)
         if body is None:
             self._memo.pop(key, None)
+            self._written.pop(key, None)
             if key == ANY_CLASS:
                 await self._create_any()
             return None
@@ -82,6 +89,11 @@ class ServerClassController(Controller):
             return None
         now = dt.datetime.now(dt.UTC)
         generation = body["metadata"].get("generation")
+        last = self._written.get(key)
+        if last is not None and last[1] == generation:
+            wait = write_membership_in(last[0], time.monotonic(), len(self.cache.names(SERVERS)))
+            if wait > 0:
+                return wait
         try:
             compiled = compile_class(sc)
         except QualifierError as exc:
@@ -126,4 +138,5 @@ class ServerClassController(Controller):
             {"metadata": {"resourceVersion": rv}, "status": status},
             subresource="status",
         )
+        self._written[key] = (time.monotonic(), generation)
         return None

@@ -242,3 +242,25 @@ def members(
     names = [name for name, (_, found) in fresh.items() if found]
     names.sort()
     return [n for n in names if n not in bound], [n for n in names if n in bound]
+
+
+MEMBERSHIP_WRITE_SECONDS = 1.0
+"""The least time between two writes of a class's membership lists, up to
+:data:`SERVERS_PER_WRITE_SECOND` servers."""
+SERVERS_PER_WRITE_SECOND = 250
+"""Past this many servers the least time grows with the fleet: each write lists every server,
+so at a fixed rate the fleet's whole membership cost grew with the square of its size."""
+
+
+def write_membership_in(last_write: float | None, now: float, servers: int) -> float:
+    """Seconds until a class's membership lists may be written again (0.0: now).
+
+    ``last_write`` and ``now`` are monotonic seconds (``last_write`` None: never written);
+    ``servers`` is the fleet's size. The least time between writes is
+    :data:`MEMBERSHIP_WRITE_SECONDS`, scaled by ``servers / SERVERS_PER_WRITE_SECOND`` past
+    that size: 4 s at 1,000 servers, 8 s at 2,000.
+    """
+    if last_write is None:
+        return 0.0
+    least = MEMBERSHIP_WRITE_SECONDS * max(1.0, servers / SERVERS_PER_WRITE_SECOND)
+    return max(0.0, last_write + least - now)

@@ -7,7 +7,14 @@ import pytest
 from arges.api.server import Server
 from arges.api.serverclass import ServerClass
 from arges.metal.allocation import candidates
-from arges.metal.classes import QualifierError, compile_class, matches, members, partial_match
+from arges.metal.classes import (
+    QualifierError,
+    compile_class,
+    matches,
+    members,
+    partial_match,
+    write_membership_in,
+)
 from tests.unit.metal.conftest import DELL, QEMU, server
 
 
@@ -470,3 +477,22 @@ def test_sizes_that_cannot_mean_what_they_say_are_refused_saying_the_unit(
         compile_class(cls(qualifiers={"hardware": [{"system": {"manufacturer": "x"}}, hardware]}))
     assert err.value.field == field
     assert words in err.value.message
+
+
+@pytest.mark.parametrize(
+    ("last_write", "now", "servers", "wait"),
+    [
+        (None, 100.0, 2000, 0.0),  # never written: now
+        (99.0, 100.0, 10, 0.0),  # a small fleet: a second apart
+        (99.5, 100.0, 10, 0.5),
+        (99.5, 100.0, 250, 0.5),
+        (99.0, 100.0, 1000, 3.0),  # 4 s apart at 1,000 servers
+        (92.0, 100.0, 2000, 0.0),  # 8 s apart at 2,000
+        (96.0, 100.0, 2000, 4.0),
+        (100.0, 100.0, 0, 1.0),
+    ],
+)
+def test_membership_writes_are_spaced_by_fleet_size(
+    last_write: float | None, now: float, servers: int, wait: float
+) -> None:
+    assert write_membership_in(last_write, now, servers) == pytest.approx(wait)
