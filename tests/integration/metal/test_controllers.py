@@ -21,6 +21,7 @@ from arges.kube.client import KubeClient
 from arges.kube.connection import from_kubeconfig
 from arges.kube.errors import Invalid, NotFound
 from arges.kube.resources import ENVIRONMENTS, EVENTS, SERVER_BINDINGS, SERVER_CLASSES, SERVERS
+from arges.metal import classes
 from arges.plane import ManagementPlane
 from tests.integration.conftest import eventually, make_assets, register, sha512
 
@@ -341,6 +342,26 @@ async def test_invalid_qualifiers_are_reported_naming_the_field(kube: KubeClient
     )
     await register(kube, UUID_A, accepted=True, clean=True)
     await eventually(lambda: _class_has(kube, available=[UUID_A], in_use=[], name="big"))
+
+
+async def test_membership_writes_wait_their_turn_and_a_spec_change_is_answered_at_once(
+    kube: KubeClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    picky = {"selector": {"matchLabels": {"pick": "me"}}}
+    await kube.create(SERVER_CLASSES, {"metadata": {"name": "picky"}, "spec": picky})
+    await eventually(lambda: _class_condition(kube, "picky", "Valid"))
+    # From now on a class's membership lists may be written once an hour.
+    monkeypatch.setattr(classes, "MEMBERSHIP_WRITE_SECONDS", 3600.0)
+    await register(kube, UUID_A, accepted=True, clean=True)
+    await register(kube, UUID_B, accepted=True, clean=True)
+    await kube.patch(SERVERS, UUID_A, {"metadata": {"labels": {"pick": "me"}}})
+    await asyncio.sleep(2.5)
+    assert (await class_status(kube, "picky")).get("serversAvailable") == []
+    # A new spec is not a membership change: it is written at once, with its members.
+    await kube.patch(SERVER_CLASSES, "picky", {"spec": {"selector": None}})
+    await eventually(lambda: _class_has(kube, available=[UUID_A, UUID_B], in_use=[], name="picky"))
+    valid = await _class_condition(kube, "picky", "Valid")
+    assert valid is not None and valid["observedGeneration"] == 2
 
 
 async def test_the_any_class_comes_back_when_deleted(kube: KubeClient) -> None:
