@@ -61,7 +61,14 @@ def loads(data: bytes) -> Any:
     return value
 
 
+def _ascii_number(text: str) -> None:
+    # The scanner's number pattern takes \d for any Unicode digit ("1\u0661" would be 11).
+    if not text.isascii():
+        raise InvalidJSON(f"invalid number: {text!r}")
+
+
 def _float(text: str) -> float:
+    _ascii_number(text)
     value = float(text)
     if math.isinf(value):
         raise InvalidJSON("number is infinity when parsed as double")
@@ -69,6 +76,7 @@ def _float(text: str) -> float:
 
 
 def _int(text: str) -> int | float:
+    _ascii_number(text)
     try:
         value = int(text)
     except ValueError as exc:  # past int()'s digit limit: a double's range too

@@ -54,6 +54,9 @@ def same_as_orjson(data: bytes) -> None:
         b" \t\r\n[]\n",
         b"\x0c[]",  # form feed is not JSON whitespace
         b"01",
+        "[1\u0661]".encode(),  # an Arabic-Indic digit after an ASCII one
+        "1.5\u0661".encode(),
+        "1e\u0661".encode(),
         b"-",
         b"[" * 50 + b"]" * 50,
         b"",
@@ -105,6 +108,8 @@ TOKENS = [
     b"\xff",
     b"true",
     b"nul",
+    "\u0661".encode(),  # Unicode digits, which Python's \d matches and JSON's do not
+    "\uff11".encode(),
 ]
 
 
@@ -118,6 +123,13 @@ def test_damaged_documents(value: Any, damage: list[tuple[int, bytes]]) -> None:
         at %= len(data) + 1
         data = data[:at] + token + data[at:]
     same_as_orjson(data)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(alphabet="0123456789.eE+- \u0661\uff11\u00b2", min_size=1, max_size=12))
+def test_anything_spelt_like_a_number(text: str) -> None:
+    same_as_orjson(text.encode())
+    same_as_orjson(f"[{text}]".encode())
 
 
 def ticks_during(decode: Any, body: bytes) -> int:
