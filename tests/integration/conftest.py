@@ -22,7 +22,7 @@ from arges.apiserver.server import ApiServer, ApiServerConfig
 from arges.boot.services import BootConfig
 from arges.discovery.api import DiscoveryConfig
 from arges.kube.client import KubeClient
-from arges.kube.resources import ENVIRONMENTS, SERVERS
+from arges.kube.resources import ENVIRONMENTS, SERVER_BINDINGS, SERVERS
 from arges.plane import ManagementPlane, PlaneConfig
 from tests.integration.webhook_server import WebhookServer, make_pki
 
@@ -385,6 +385,20 @@ async def register(
             }
         },
         subresource="status",
+    )
+
+
+async def bind(kube: KubeClient, name: str) -> dict[str, Any]:
+    """Bind Server ``name``, as an allocator would (to a consumer no controller knows)."""
+    return await kube.create(
+        SERVER_BINDINGS,
+        {
+            "metadata": {"name": name},
+            "spec": {
+                "serverRef": {"name": name},
+                "consumerRef": {"apiVersion": "v1", "kind": "X", "name": "x"},
+            },
+        },
     )
 
 

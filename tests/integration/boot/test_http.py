@@ -17,7 +17,7 @@ from arges.boot.decider import KubeBootDecider
 from arges.boot.http import BootHttp, HttpConfig
 from arges.kube.resources import ENVIRONMENTS, SERVER_BINDINGS, SERVERS
 from arges.plane import ManagementPlane
-from tests.integration.conftest import eventually, make_assets, register
+from tests.integration.conftest import bind, eventually, make_assets, register
 
 UUID = "8b2c7a12-5f3e-4d61-9a0b-1c2d3e4f5a6b"
 
@@ -100,16 +100,7 @@ async def test_a_bound_server_gets_talos_then_boots_from_disk(boot, tmp_path: Pa
     kube = plane.kube
     assert kube is not None
     await register(kube, UUID, accepted=True, clean=True)
-    await kube.create(
-        SERVER_BINDINGS,
-        {
-            "metadata": {"name": UUID},
-            "spec": {
-                "serverRef": {"name": UUID},
-                "consumerRef": {"apiVersion": "v1", "kind": "X", "name": "x"},
-            },
-        },
-    )
+    await bind(kube, UUID)
 
     async def default_ready() -> bool:
         status, _, _ = await get(f"{base}/ipxe?uuid={UUID.upper()}&mac=52-54-00-12-34-56")

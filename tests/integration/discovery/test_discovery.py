@@ -26,6 +26,7 @@ from tests.integration.conftest import (
     Machine,
     Network,
     agent_token,
+    bind,
     config_url,
     eventually,
 )
@@ -180,16 +181,7 @@ async def test_install_report_marks_the_binding_and_spends_the_credential(endpoi
     kube = endpoint.kube
     await endpoint.post(REGISTER_PATH, registration())
     await kube.patch(SERVERS, UUID, {"spec": {"accepted": True}})
-    await kube.create(
-        SERVER_BINDINGS,
-        {
-            "metadata": {"name": UUID},
-            "spec": {
-                "serverRef": {"name": UUID},
-                "consumerRef": {"apiVersion": "v1", "kind": "X", "name": "x"},
-            },
-        },
-    )
+    await bind(kube, UUID)
     status, _ = await endpoint.post(REPORT_PATH, {"uuid": UUID, "phase": "installed"})
     assert status == 403, "the agent's credential is not the target's"
     script = await endpoint.machine.boot(UUID, want="talos.config=")

@@ -17,7 +17,7 @@ from arges.plane import ManagementPlane, PlaneConfig
 from arges.power import fake
 from arges.power.base import BootDevice, PowerState
 from arges.power.errors import BmcUnreachable
-from tests.integration.conftest import eventually, register, start_server
+from tests.integration.conftest import bind, eventually, register, start_server
 from tests.integration.proxy import HoldingProxy
 
 INSTALLED_TRUE = {
@@ -76,20 +76,6 @@ async def with_bmc(
     return machine
 
 
-async def bind(kube: KubeClient) -> None:
-    """Bind the server, as an allocator would."""
-    await kube.create(
-        SERVER_BINDINGS,
-        {
-            "metadata": {"name": UUID},
-            "spec": {
-                "serverRef": {"name": UUID},
-                "consumerRef": {"apiVersion": "v1", "kind": "X", "name": "x"},
-            },
-        },
-    )
-
-
 async def bmc_answers(kube: KubeClient) -> bool:
     """Whether the PowerManagement condition records an answer of the BMC."""
     found = await condition(kube, "PowerManagement")
@@ -129,7 +115,7 @@ async def test_allocated_servers_boot_from_the_network_then_stay_on(plane: Manag
 
     await eventually(lambda: bmc_answers(kube))
     assert machine.actions == [], "clean and already off: nothing sent, no boot device set"
-    await bind(kube)
+    await bind(kube, UUID)
     await eventually(lambda: machine.power == PowerState.ON)
     assert machine.boot_device == BootDevice.NETWORK and "bootdev network" in machine.actions
 
@@ -360,7 +346,7 @@ async def test_a_restarted_plane_acts_only_once_it_has_listed_the_bindings(
         async with KubeClient(from_kubeconfig(api.kubeconfig_path)) as kube:
             machine = await with_bmc(kube, accepted=True, clean=True)
             machine.power = PowerState.ON
-            await bind(kube)
+            await bind(kube, UUID)
             await kube.patch(
                 SERVER_BINDINGS,
                 UUID,
