@@ -133,7 +133,6 @@ async def scale_up(
                     POOL_LABEL: request.name,
                 },
             )
-            got = len(made)
             added += made
             for binding in made:
                 log.info(
@@ -155,10 +154,10 @@ async def scale_up(
         except QualifierError as exc:
             shortfalls.append(f"pool {request.name}: ServerClass {request.server_class}: {exc}")
             continue
-        if got < need:
+        if len(made) < need:
             shortfalls.append(
                 f"pool {request.name}: ServerClass {request.server_class} has "
-                f"{need - got} server(s) too few available"
+                f"{need - len(made)} server(s) too few available"
             )
     if shortfalls:
         state.set(INSUFFICIENT, "True", "NotEnoughServers", "; ".join(shortfalls))
