@@ -365,7 +365,12 @@ class Manager:
         with self._inbox_lock:
             batch, self._inbox = self._inbox, []
         for resource, watches, event_type, body in batch:
-            self._dispatch(resource, watches, event_type, body)
+            # One event's failure must not lose the rest of its batch (each was a callback
+            # of its own before, which the loop's exception handler logged alone).
+            try:
+                self._dispatch(resource, watches, event_type, body)
+            except Exception:
+                log.exception("routing a %s event failed", resource.plural)
 
     def _dispatch(
         self, resource: Resource, watches: list[Watch], event_type: str | None, body: Body

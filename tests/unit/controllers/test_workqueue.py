@@ -114,3 +114,33 @@ async def test_events_from_kopfs_thread_arrive_in_order_with_one_wake_per_batch(
     assert recorder.cache.get(servers, "s3")["metadata"]["resourceVersion"] == "199"
     assert recorder.queue.depth() == 7
     recorder.queue.close()
+
+
+async def test_an_event_that_fails_to_route_loses_nothing_else_of_its_batch() -> None:
+    servers = Resource("metal.arges.dev", "v1alpha1", "servers", "Server", namespaced=False)
+
+    class Picky(Controller):
+        name = "picky"
+
+        def watches(self) -> list[Watch]:
+            def route(event: str | None, body: dict) -> list[tuple[str, str]]:
+                if body["metadata"]["name"] == "bad":
+                    raise KeyError("a route's bug")
+                return [(self.name, body["metadata"]["name"])]
+
+            return [Watch(servers, route)]
+
+    picky = Picky(cast(KubeClient, None), Cache())
+    manager = Manager(cast(Connection, None), [picky], picky.cache)
+    (watch,) = picky.watches()
+    loop = asyncio.get_running_loop()
+
+    def kopf_thread() -> None:
+        for name in ("a", "bad", "b"):
+            manager._forward(loop, servers, [watch], "ADDED", {"metadata": {"name": name}})
+
+    await asyncio.to_thread(kopf_thread)
+    await asyncio.sleep(0)
+    got = [await asyncio.wait_for(picky.queue.get(), 2) for _ in range(2)]
+    assert sorted(got) == ["a", "b"]
+    picky.queue.close()
