@@ -33,6 +33,7 @@ from arges.api.base import Condition, ConditionStatus
 from arges.api.binding import ServerBinding, releasing
 from arges.api.server import IPMI_PORT, BootMethod, Server
 from arges.api.serverclass import ServerClass
+from arges.controllers.ownwrites import OwnWrites
 from arges.controllers.parsed import parsed
 from arges.controllers.relevance import ClassBoot, Facts, boot_affected, power_facts
 from arges.controllers.runtime import Body, Cache, Controller, Key, RetryLater, Watch, key_of
@@ -122,6 +123,9 @@ class PowerController(Controller):
         """Per Server, the BMC reading its last reconcile carried out its plan on, kept only
         while that reconcile is the last (a failure or a restart reads the BMC again; see
         :func:`arges.metal.power.read_again_in`)."""
+        self._own = OwnWrites()
+        """Per Server, this controller's last write, for the next write of the same
+        reconcile (a cycle's record, then the BMC's answer) before the watch brings it."""
 
     def watches(self) -> list[Watch]:
         def own(event_type: str | None, body: Body) -> list[tuple[str, Key]]:
@@ -157,6 +161,7 @@ class PowerController(Controller):
     async def reconcile(self, key: Key) -> float | None:
         body = self.cache.get(SERVERS, key)
         if body is None or body["metadata"].get("deletionTimestamp"):
+            self._own.forget(key)
             return None
         server = parsed(self.cache, SERVERS, Server).get(key)
         assert server is not None
@@ -279,7 +284,7 @@ class PowerController(Controller):
             return {"conditions": [*kept, fresh.to_json()]}
 
         # The request is recorded before its Event: a kill between them loses the Event only.
-        updated = await self.kube.update_status(SERVERS, server.name, record)
+        updated = await self._write(server.name, record)
         await self.kube.event(updated, "PowerCycle", why)
 
     async def _credentials(self, server: Server) -> BmcInfo:
@@ -325,9 +330,7 @@ class PowerController(Controller):
         def change(obj: dict[str, Any]) -> dict[str, Any] | None:
             return condition_patch(obj, kind, status, reason, message, now=now)
 
-        # The cache's copy first: nothing is read or written when it already says so.
-        cached = self.cache.get(SERVERS, server.name)
-        await self.kube.update_status(SERVERS, server.name, change, current=cached)
+        await self._write(server.name, change)
 
     async def _record(
         self, server: Server, power: PowerState, status: Any, reason: str, message: str
@@ -345,7 +348,16 @@ class PowerController(Controller):
                 extra={"power": power.value},
             )
 
-        cached = self.cache.get(SERVERS, server.name)
-        # Every reconcile records; most find nothing new in the cache's copy, and need not
-        # read the server again (a write on that copy is refused with 409 if it is stale).
-        await self.kube.update_status(SERVERS, server.name, change, current=cached)
+        # Every reconcile records; most find nothing new in the cache's copy.
+        await self._write(server.name, change)
+
+    async def _write(
+        self, name: str, change: Callable[[dict[str, Any]], dict[str, Any] | None]
+    ) -> dict[str, Any]:
+        """``change`` written on the freshest copy at hand, without a read: the cache's, or
+        this controller's own last write while the cache has not caught up with it (a stale
+        copy is refused with 409 and read again by ``update_status``)."""
+        current = self._own.current(name, self.cache.get(SERVERS, name))
+        updated = await self.kube.update_status(SERVERS, name, change, current=current)
+        self._own.wrote(name, current, updated)
+        return updated

@@ -6,10 +6,13 @@ import asyncio
 import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from arges.api.crds import all_crds
+from arges.controllers.power import PowerController
+from arges.controllers.runtime import Cache
 from arges.kube.client import KubeClient
 from arges.kube.connection import from_kubeconfig
 from arges.kube.resources import SECRETS, SERVER_BINDINGS, SERVER_CLASSES, SERVERS
@@ -378,4 +381,42 @@ async def test_a_restarted_plane_acts_only_once_it_has_listed_the_bindings(
                 await plane.stop()
     finally:
         await proxy.stop()
+        await api.stop()
+
+
+async def test_a_reconcile_writes_on_its_own_last_write_while_the_cache_lags(
+    tmp_path: Path,
+) -> None:
+    # A cycle is recorded, then the BMC's answer: the second write was made on the watch
+    # cache's copy, which lacks the first, so it was refused (409), read again and resent.
+    # Here the cache never catches up, the worst lag a watch can have.
+    fake.MACHINES.clear()
+    api = await start_server(tmp_path / "api", crds=all_crds())
+    try:
+        async with KubeClient(from_kubeconfig(api.kubeconfig_path)) as kube:
+            machine = await with_bmc(kube, accepted=True, clean=False)
+            cache = Cache()
+            for res in (SERVERS, SECRETS):
+                for obj in await kube.list(res, "default" if res is SECRETS else None):
+                    cache.apply(res, "ADDED", obj)
+            sent: list[tuple[str, str]] = []
+            answered = kube.request
+
+            async def request(method: str, path: str, body: Any = None, **kw: Any) -> Any:
+                sent.append((method, path))
+                return await answered(method, path, body, **kw)
+
+            kube.request = request  # type: ignore[method-assign]
+            power = PowerController(kube, cache, reboot_timeout=600)
+            await power.reconcile(UUID)
+
+            assert machine.actions == ["bootdev network", "on"]
+            writes = [m for m, p in sent if p.endswith(f"/servers/{UUID}/status")]
+            reads = [m for m, p in sent if m == "GET" and p.endswith(f"/servers/{UUID}")]
+            assert (writes, reads) == (["PATCH", "PATCH"], []), sent
+            status = (await kube.get(SERVERS, UUID))["status"]
+            kinds = {c["type"]: c["reason"] for c in status["conditions"]}
+            assert kinds["PowerCycle"] == "Requested" and kinds["PowerManagement"] == "BMCAnswers"
+            assert status["power"] == "on"
+    finally:
         await api.stop()
