@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import logging
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -193,7 +194,10 @@ async def open_rack(tmp_path: Path, *, talos_port: int | None = None) -> AsyncIt
 
 
 @pytest.fixture
-async def rack(tmp_path: Path) -> AsyncIterator[Rack]:
+async def rack(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> AsyncIterator[Rack]:
+    # The plane's INFO lines (power actions, allocations, releases) are kept, so a failure
+    # in CI, where these tests cannot be watched, says what the plane did before it.
+    caplog.set_level(logging.INFO, logger="arges")
     async with open_rack(tmp_path) as r:
         yield r
 
