@@ -5,7 +5,9 @@ Each size (default 500, 1,000 and 2,000) gets a fresh embedded API server in a c
 Arges' controllers and boot HTTP against it (``arges up --kubeconfig`` as a plane), the fake
 BMCs, and on the main thread the simulated servers of the cluster tests
 (``tests/integration/clusters/sim.py``: they boot through ``/ipxe``, register with their
-inventory, wipe, fetch their configs; no Talos API). The life of the fleet:
+inventory, wipe, fetch their configs; no Talos API). Both processes are tuned once started
+as ``arges up`` tunes itself (``arges.cli.up.settle_process``: start-up objects frozen out of
+the garbage collector's sight, a 0.5 ms GIL switch interval). The life of the fleet:
 
 1. discovery: every server powers on at once and registers;
 2. acceptance: each is accepted and given its (fake) BMC, one PATCH per server;
@@ -33,6 +35,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import gc
 import os
 import resource
 import shutil
@@ -57,6 +60,7 @@ from tests.integration.clusters.sim import SimServer
 from arges.api.crds import all_crds
 from arges.apiserver.server import SOCKET, ApiServer, ApiServerConfig
 from arges.boot.services import BootConfig
+from arges.cli.up import settle_process
 from arges.controllers import runtime
 from arges.kube.client import KubeClient
 from arges.kube.connection import from_kubeconfig
@@ -223,6 +227,7 @@ def serve_api(data_dir: str, port: str, profile: str = "") -> None:
         )
         await server.start()
         server.mounts["/metrics"] = exposition(server.metrics, server.token)
+        settle_process()  # as `arges up` does once started
         stop = asyncio.Event()
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
         await stop.wait()
@@ -300,6 +305,8 @@ async def run_size(n: int, args: argparse.Namespace, work: Path) -> dict[str, An
     main_cpu0 = time.thread_time()
     api_cpu0 = proc_cpu(api.pid)
     thread.call(plane.start())
+    # As `arges up` does once started (this process also holds the simulated servers).
+    settle_process()
     assert plane.boot is not None
     base_url = plane.boot.http.base_url
     timings: dict[str, float] = {}
@@ -385,6 +392,7 @@ async def run_size(n: int, args: argparse.Namespace, work: Path) -> dict[str, An
     thread.call(plane.stop())
     thread.loop.call_soon_threadsafe(thread.loop.stop)
     thread.join(30)
+    gc.unfreeze()  # the next size starts its plane afresh
     uninstall()
     api.terminate()
     api.wait(30)

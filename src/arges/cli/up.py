@@ -280,6 +280,23 @@ SWITCH_INTERVAL = 0.0005
 """Seconds a thread may hold the GIL while another waits for it (the default is 0.005)."""
 
 
+def settle_process() -> None:
+    """Tune the interpreter for a long-running ``arges up`` once everything has started
+    (``benchmarks/fleet.py`` calls it at the same point, so it measures the process as it
+    runs): the objects built so far are frozen out of the garbage collector's sight, and the
+    GIL switch interval is shortened to :data:`SWITCH_INTERVAL`. Process-wide; not for a
+    process that starts and stops planes repeatedly (tests)."""
+    # What starting built (modules, schemas, the loaded store) lives as long as the process.
+    # Frozen out of the collector's sight, it is no longer walked by every full collection,
+    # which otherwise stalls the event loop, and every open watch, for 50-200 ms at a time.
+    gc.collect()
+    gc.freeze()
+    # The store's writer thread takes the GIL back after each SQLite call of a commit; with
+    # the default 5 ms switch interval a busy event loop keeps it that long each time, which
+    # delays every commit and so every watch event (commit p90 5-9 ms under load, 2-4 at 0.5).
+    sys.setswitchinterval(SWITCH_INTERVAL)
+
+
 async def _run(plane: ManagementPlane) -> None:
     raise_open_files_limit()
     stop = asyncio.Event()
@@ -291,15 +308,7 @@ async def _run(plane: ManagementPlane) -> None:
     except BaseException:
         await plane.stop()
         raise
-    # What starting built (modules, schemas, the loaded store) lives as long as the process.
-    # Frozen out of the collector's sight, it is no longer walked by every full collection,
-    # which otherwise stalls the event loop, and every open watch, for 50-200 ms at a time.
-    gc.collect()
-    gc.freeze()
-    # The store's writer thread takes the GIL back after each SQLite call of a commit; with
-    # the default 5 ms switch interval a busy event loop keeps it that long each time, which
-    # delays every commit and so every watch event (commit p90 5-9 ms under load, 2-4 at 0.5).
-    sys.setswitchinterval(SWITCH_INTERVAL)
+    settle_process()
     if plane.config.boot is not None:
         # For other commands on this machine (arges lab up checks its servers can boot).
         running.record(plane.config.data_dir, plane.config.boot)
