@@ -271,6 +271,28 @@ async def test_large_bodies_are_decoded_as_small_ones_are(cluster: Cluster) -> N
     assert gc.isenabled()
 
 
+async def test_a_large_answer_arrives_whole_with_its_headers(cluster: Cluster) -> None:
+    # Answers over 256 KiB are written in slices (the event loop serves others between
+    # them); the client sees one body, its length declared, and the write's warnings.
+    sent = _large_configmap("big-answer")
+    sent["data"] = {f"k{i}": "x" * 1000 for i in range(600)}
+    raw = json.dumps({**sent, "unknownTopLevel": 1}).encode()
+    assert len(raw) > 600_000
+    session, base = cluster.api.session, cluster.api.base
+    headers = {**cluster.api.headers, "Content-Type": "application/json"}
+    async with session.post(base + CONFIGMAPS, data=raw, headers=headers) as resp:
+        body = await resp.read()
+        assert resp.status == 201, body[:200]
+        assert resp.headers["Content-Length"] == str(len(body))
+        assert resp.headers["Content-Type"].startswith("application/json")
+        assert 'unknown field \\"unknownTopLevel\\"' in resp.headers.get("Warning", "")
+    assert json.loads(body)["data"] == sent["data"]
+    async with session.get(f"{base}{CONFIGMAPS}/big-answer", headers=headers) as resp:
+        body = await resp.read()
+        assert (resp.status, resp.headers["Content-Length"]) == (200, str(len(body)))
+    assert len(body) > 600_000 and json.loads(body)["data"] == sent["data"]
+
+
 def _status_shape(status: int, body: Any, code: int, reason: str) -> None:
     assert status == code, body
     assert isinstance(body, dict), body

@@ -47,11 +47,13 @@ from arges.apiserver.http.params import (
     write_options,
 )
 from arges.apiserver.http.responses import (
+    SLICED_BYTES,
     deleted_status,
     entry_response,
     json_response,
     list_response,
     object_response,
+    sent_in_slices,
     status_response,
     warned,
 )
@@ -102,6 +104,12 @@ class Handler:
         response = await self._answer(request)
         if self.audit is not None:
             self.audit.request(request, trail, response.status, received)
+        if (
+            type(response) is web.Response
+            and isinstance(response.body, bytes)
+            and len(response.body) > SLICED_BYTES
+        ):
+            return await sent_in_slices(request, response)
         return response
 
     async def _answer(self, request: web.Request) -> web.StreamResponse:
