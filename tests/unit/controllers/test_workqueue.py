@@ -1,10 +1,34 @@
 import asyncio
+from collections.abc import Callable
 from typing import cast
 
 from arges.controllers.runtime import Cache, Controller, Manager, Watch, WorkQueue
 from arges.kube.client import KubeClient
 from arges.kube.connection import Connection
 from arges.kube.resources import Resource
+
+SERVERS = Resource("metal.arges.dev", "v1alpha1", "servers", "Server", namespaced=False)
+
+
+def one_watch(
+    route: Callable[[str | None, dict], list[str]], *, delay: float = 0.0
+) -> tuple[Controller, Manager, Watch]:
+    """A controller with one watch, of Servers, that queues the keys ``route`` names; its
+    manager (no API: events are handed to it directly); and that watch."""
+
+    class Routed(Controller):
+        name = "routed"
+
+        def watches(self) -> list[Watch]:
+            def keys(event: str | None, body: dict) -> list[tuple[str, str]]:
+                return [(self.name, key) for key in route(event, body)]
+
+            return [Watch(SERVERS, keys, delay=delay)]
+
+    controller = Routed(cast(KubeClient, None), Cache())
+    manager = Manager(cast(Connection, None), [controller], controller.cache)
+    (watch,) = controller.watches()
+    return controller, manager, watch
 
 
 async def test_one_key_at_a_time_and_changes_during_work_run_again() -> None:
@@ -48,46 +72,27 @@ async def test_success_resets_the_backoff_and_honours_requeue_after() -> None:
 
 
 async def test_a_delayed_watch_folds_a_burst_into_one_reconcile() -> None:
-    servers = Resource("metal.arges.dev", "v1alpha1", "servers", "Server", namespaced=False)
-
-    class Summary(Controller):
-        name = "summary"
-
-        def watches(self) -> list[Watch]:
-            return [Watch(servers, lambda _e, _b: [(self.name, "all")], delay=0.2)]
-
-    summary = Summary(cast(KubeClient, None), Cache())
-    manager = Manager(cast(Connection, None), [summary], summary.cache)
-    (watch,) = summary.watches()
+    summary, manager, watch = one_watch(lambda _e, _b: ["all"], delay=0.2)
     loop = asyncio.get_running_loop()
     started = loop.time()
     for i in range(100):
-        manager._dispatch(servers, [watch], "ADDED", {"metadata": {"name": f"s{i}"}})
+        manager._dispatch(SERVERS, [watch], "ADDED", {"metadata": {"name": f"s{i}"}})
     assert summary.queue.depth() == 0, "nothing before the delay"
     assert await asyncio.wait_for(summary.queue.get(), 1) == "all"
     assert loop.time() - started >= 0.19
     assert summary.queue.depth() == 0, "the burst is one reconcile"
-    assert len(summary.cache.names(servers)) == 100, "the cache saw every event at once"
+    assert len(summary.cache.names(SERVERS)) == 100, "the cache saw every event at once"
     summary.queue.close()
 
 
 async def test_events_from_kopfs_thread_arrive_in_order_with_one_wake_per_batch() -> None:
-    servers = Resource("metal.arges.dev", "v1alpha1", "servers", "Server", namespaced=False)
     seen: list[tuple[str | None, str]] = []
 
-    class Recorder(Controller):
-        name = "recorder"
+    def route(event: str | None, body: dict) -> list[str]:
+        seen.append((event, body["metadata"]["resourceVersion"]))
+        return [body["metadata"]["name"]]
 
-        def watches(self) -> list[Watch]:
-            def route(event: str | None, body: dict) -> list[tuple[str, str]]:
-                seen.append((event, body["metadata"]["resourceVersion"]))
-                return [(self.name, body["metadata"]["name"])]
-
-            return [Watch(servers, route)]
-
-    recorder = Recorder(cast(KubeClient, None), Cache())
-    manager = Manager(cast(Connection, None), [recorder], recorder.cache)
-    (watch,) = recorder.watches()
+    recorder, manager, watch = one_watch(route)
     loop = asyncio.get_running_loop()
     wakes = 0
     call_soon_threadsafe = loop.call_soon_threadsafe
@@ -103,7 +108,7 @@ async def test_events_from_kopfs_thread_arrive_in_order_with_one_wake_per_batch(
         def kopf_thread() -> None:
             for i in range(200):
                 body = {"metadata": {"name": f"s{i % 7}", "resourceVersion": str(i)}}
-                manager._forward(loop, servers, [watch], "MODIFIED", body)
+                manager._forward(loop, SERVERS, [watch], "MODIFIED", body)
 
         await asyncio.to_thread(kopf_thread)
         await asyncio.sleep(0)
@@ -111,33 +116,23 @@ async def test_events_from_kopfs_thread_arrive_in_order_with_one_wake_per_batch(
         del loop.call_soon_threadsafe
     assert seen == [("MODIFIED", str(i)) for i in range(200)]
     assert wakes < 10, f"{wakes} wakes of the main loop for one burst"
-    assert recorder.cache.get(servers, "s3")["metadata"]["resourceVersion"] == "199"
+    assert recorder.cache.get(SERVERS, "s3")["metadata"]["resourceVersion"] == "199"
     assert recorder.queue.depth() == 7
     recorder.queue.close()
 
 
 async def test_an_event_that_fails_to_route_loses_nothing_else_of_its_batch() -> None:
-    servers = Resource("metal.arges.dev", "v1alpha1", "servers", "Server", namespaced=False)
+    def route(event: str | None, body: dict) -> list[str]:
+        if body["metadata"]["name"] == "bad":
+            raise KeyError("a route's bug")
+        return [body["metadata"]["name"]]
 
-    class Picky(Controller):
-        name = "picky"
-
-        def watches(self) -> list[Watch]:
-            def route(event: str | None, body: dict) -> list[tuple[str, str]]:
-                if body["metadata"]["name"] == "bad":
-                    raise KeyError("a route's bug")
-                return [(self.name, body["metadata"]["name"])]
-
-            return [Watch(servers, route)]
-
-    picky = Picky(cast(KubeClient, None), Cache())
-    manager = Manager(cast(Connection, None), [picky], picky.cache)
-    (watch,) = picky.watches()
+    picky, manager, watch = one_watch(route)
     loop = asyncio.get_running_loop()
 
     def kopf_thread() -> None:
         for name in ("a", "bad", "b"):
-            manager._forward(loop, servers, [watch], "ADDED", {"metadata": {"name": name}})
+            manager._forward(loop, SERVERS, [watch], "ADDED", {"metadata": {"name": name}})
 
     await asyncio.to_thread(kopf_thread)
     await asyncio.sleep(0)
