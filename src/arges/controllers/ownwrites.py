@@ -46,7 +46,7 @@ class OwnWrites:
     def wrote(self, name: Key, based_on: Body | None, written: Body) -> None:
         """Record that a write computed on ``based_on`` returned ``written`` (nothing is kept
         when there was no copy to start from or nothing was written)."""
-        if based_on is None or written is based_on or _version(written) == _version(based_on):
+        if based_on is None or _version(written) == _version(based_on):
             return
         self._written[name] = (_version(based_on), written)
 
