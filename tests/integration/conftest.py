@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import os
 import re
 import shutil
 import ssl
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -400,6 +401,23 @@ async def bind(kube: KubeClient, name: str) -> dict[str, Any]:
             },
         },
     )
+
+
+@contextlib.contextmanager
+def requests_of(kube: KubeClient) -> Iterator[list[tuple[str, str]]]:
+    """Every request ``kube`` sends while the block runs: (method, path without query)."""
+    sent: list[tuple[str, str]] = []
+    answered = kube.request
+
+    async def request(method: str, path: str, body: Any = None, **kw: Any) -> Any:
+        sent.append((method, path.split("?")[0]))
+        return await answered(method, path, body, **kw)
+
+    kube.request = request  # type: ignore[method-assign]
+    try:
+        yield sent
+    finally:
+        del kube.request
 
 
 # A plane with its boot port, and machines that boot from it as real ones do.

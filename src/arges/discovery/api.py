@@ -217,7 +217,7 @@ class DiscoveryApi:
             )
         elif previous is not None and previous != inventory:
             await self.kube.event(updated, "InventoryChanged", f"now {_summary(hardware)}")
-        return self._instruction(updated, await self._binding(uuid))
+        return self._instruction(updated, _parsed(await self._binding(uuid)))
 
     async def _check_identity(
         self, server: Server, hardware: HardwareInformation, remote: str
@@ -278,7 +278,8 @@ class DiscoveryApi:
             "config" if phase in ("installed", "install-failed") else "agent"
         )
         verified = await self.guard.verify(uuid, token, (purpose,), remote)
-        binding = await self._binding(uuid)
+        binding_body = await self._binding(uuid)
+        binding = _parsed(binding_body)
         now = dt.datetime.now(dt.UTC)
         wipe: tuple[ConditionStatus, str, str] | None = None
         if phase == "wiping":
@@ -305,10 +306,10 @@ class DiscoveryApi:
                 status["isClean"] = True
             return status
 
-        if phase == "installed" and binding is not None:
+        if phase == "installed" and binding_body is not None:
             # The binding first: a kill before the credential is spent leaves it working
             # for a config /configdata no longer serves (the binding is Installed).
-            await self._installed(binding, True, message)
+            await self._installed(binding_body, True, message)
         try:
             # The Server as the credential check read it a moment ago (a 409 reads it again).
             updated = await self.kube.update_status(SERVERS, uuid, record, current=verified.server)
@@ -318,15 +319,17 @@ class DiscoveryApi:
             await self.kube.event(updated, "Wiped", wipe[2])
         elif phase == "wipe-failed":
             await self.kube.event(updated, "WipeFailed", message, type="Warning")
-        elif phase == "install-failed" and binding is not None:
-            await self._installed(binding, False, message)
+        elif phase == "install-failed" and binding_body is not None:
+            await self._installed(binding_body, False, message)
         return self._instruction(updated, binding)
 
-    async def _installed(self, binding: ServerBinding, ok: bool, message: str) -> None:
+    async def _installed(self, binding: dict[str, Any], ok: bool, message: str) -> None:
+        """Condition ``Installed`` on the binding, written on the copy this report read (a
+        stale one is refused and read again)."""
         now = dt.datetime.now(dt.UTC)
         await self.kube.update_status(
             SERVER_BINDINGS,
-            binding.name,
+            binding["metadata"]["name"],
             lambda obj: condition_patch(
                 obj,
                 INSTALLED,
@@ -335,11 +338,12 @@ class DiscoveryApi:
                 message or ("the machine config is on disk" if ok else "installation failed"),
                 now=now,
             ),
+            current=binding,
         )
 
-    async def _binding(self, name: str) -> ServerBinding | None:
+    async def _binding(self, name: str) -> dict[str, Any] | None:
         try:
-            return ServerBinding.from_json(await self.kube.get(SERVER_BINDINGS, name))
+            return await self.kube.get(SERVER_BINDINGS, name)
         except NotFound:
             return None
 
@@ -477,3 +481,7 @@ def _summary(hw: HardwareInformation) -> str:
         f"{hw.system.manufacturer} {hw.system.product_name}, {hw.compute.total_core_count} "
         f"cores, {gib:.1f} GiB, {hw.storage.device_count} disk(s)"
     ).strip()
+
+
+def _parsed(binding: dict[str, Any] | None) -> ServerBinding | None:
+    return ServerBinding.from_json(binding) if binding is not None else None

@@ -125,6 +125,19 @@ class NotServed(ArgesError):
         self.reason = reason
 
 
+@dataclass(frozen=True)
+class _Found:
+    """What a ``/configdata`` request looked up: the Server and its ServerBinding (as read,
+    and parsed), the config rendered for it, and the patch sources that go last."""
+
+    server_body: dict[str, Any]
+    server: Server
+    binding_body: dict[str, Any]
+    binding: ServerBinding
+    config: str
+    last: list[PatchSource]
+
+
 class MetadataService:
     """The ``/configdata`` handler (see the module docstring); mount with :meth:`routes`."""
 
@@ -153,7 +166,8 @@ class MetadataService:
             return web.Response(status=503, text="Arges cannot reach its API; retry later\n")
         try:
             known = await self._touch(uuid, verified)
-            server, binding, config, last = await self._lookup(uuid, known)
+            found = await self._lookup(uuid, known)
+            server, binding = found.server, found.binding
             if is_true(binding.status.conditions, INSTALLED):
                 # Delivered and installed: this boot's credential is spent.
                 await self._spend(server)
@@ -164,7 +178,7 @@ class MetadataService:
                 return web.Response(status=403, text="forbidden\n")
             server_class = await self._server_class(binding)
             try:
-                body = self.patcher(config, [*sources_of(server_class, server), *last])
+                body = self.patcher(found.config, [*sources_of(server_class, server), *found.last])
             except PatchFailed as exc:
                 raise NotServed(500, f"cannot render the config of {uuid}: {exc}") from exc
         except NotServed as exc:
@@ -173,7 +187,7 @@ class MetadataService:
         except KubeError as exc:
             log.warning("configdata for %s from %s: %s", uuid, remote, exc)
             return web.Response(status=503, text="Arges cannot reach its API; retry later\n")
-        await self._record(server, binding, remote)
+        await self._record(found, remote)
         return web.Response(text=body, content_type="text/yaml")
 
     async def _touch(self, uuid: str, verified: Verified) -> dict[str, Any] | None:
@@ -190,27 +204,28 @@ class MetadataService:
         if patch is not None:
             await self.kube.patch(SERVERS, server.name, {"status": patch}, subresource="status")
 
-    async def _lookup(
-        self, uuid: str, known: dict[str, Any] | None = None
-    ) -> tuple[Server, ServerBinding, str, list[PatchSource]]:
+    async def _lookup(self, uuid: str, known: dict[str, Any] | None = None) -> _Found:
         """The server (``known``: as just read or written, else read now), its binding, its
         config as rendered for it, and the patch sources that go after the ServerClass's and
         the Server's."""
         try:
-            server = Server.from_json(known or await self.kube.get(SERVERS, uuid))
+            server_body = known or await self.kube.get(SERVERS, uuid)
         except NotFound as exc:
             raise NotServed(404, f"server {uuid} was deleted") from exc
         try:
-            binding = ServerBinding.from_json(await self.kube.get(SERVER_BINDINGS, uuid))
+            binding_body = await self.kube.get(SERVER_BINDINGS, uuid)
         except NotFound as exc:
             raise NotServed(404, f"server {uuid} is not allocated to any cluster") from exc
+        server = Server.from_json(server_body)
+        binding = ServerBinding.from_json(binding_body)
         if binding.spec.consumer_ref.kind == "MetalMachine":
             config, provider = await self._bootstrap_data(binding)
             node = PatchSource(
                 "the Node's provider ID and label", strategic=[node_patch(uuid, provider)]
             )
-            return server, binding, config, [node]
-        return server, binding, await self._member_config(uuid, binding), []
+            return _Found(server_body, server, binding_body, binding, config, [node])
+        config = await self._member_config(uuid, binding)
+        return _Found(server_body, server, binding_body, binding, config, [])
 
     async def _bootstrap_data(self, binding: ServerBinding) -> tuple[str, str]:
         """A Cluster API machine's config: the bootstrap data (Secret key ``value``) of the
@@ -266,19 +281,26 @@ class MetadataService:
         except NotFound as exc:
             raise NotServed(500, f"the ServerClass {ref.name} of this server is missing") from exc
 
-    async def _record(self, server: Server, binding: ServerBinding, remote: str) -> None:
+    async def _record(self, found: _Found, remote: str) -> None:
         # Server, binding, Event: a kill between them loses records only; the binding's
         # Installed condition (from the agent or Talos) moves the member on without them.
         now = dt.datetime.now(dt.UTC)
         message = f"machine config delivered to {remote or 'an unknown address'}"
+        server = found.server
         try:
-            for resource, name in ((SERVERS, server.name), (SERVER_BINDINGS, binding.name)):
+            # Each written on the copy this request read (a stale one is refused and read
+            # again), not read a second time.
+            for resource, body in (
+                (SERVERS, found.server_body),
+                (SERVER_BINDINGS, found.binding_body),
+            ):
                 await self.kube.update_status(
                     resource,
-                    name,
+                    body["metadata"]["name"],
                     lambda obj: condition_patch(
                         obj, CONFIG_DELIVERED, "True", "Delivered", message, now=now
                     ),
+                    current=body,
                 )
             await self.kube.event(server.to_json(), "ConfigDelivered", message)
         except KubeError as exc:

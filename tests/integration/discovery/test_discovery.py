@@ -29,6 +29,7 @@ from tests.integration.conftest import (
     bind,
     config_url,
     eventually,
+    requests_of,
 )
 
 UUID = "8b2c7a12-5f3e-4d61-9a0b-1c2d3e4f5a6b"
@@ -187,8 +188,11 @@ async def test_install_report_marks_the_binding_and_spends_the_credential(endpoi
     script = await endpoint.machine.boot(UUID, want="talos.config=")
     token = parse_qs(urlsplit(config_url(script, UUID)).query)["token"][0]
     installed_report = {"uuid": UUID, "phase": "installed"}
-    status, answer = await endpoint.machine.post(REPORT_PATH, installed_report, token)
+    with requests_of(kube) as sent:
+        status, answer = await endpoint.machine.post(REPORT_PATH, installed_report, token)
     assert status == 200 and answer["action"] == "reboot"
+    on_binding = [m for m, p in sent if f"/serverbindings/{UUID}" in p]
+    assert on_binding == ["GET", "PATCH"], "written on the copy the report read"
     binding = await kube.get(SERVER_BINDINGS, UUID)
     installed = binding["status"]["conditions"][0]
     assert (installed["type"], installed["status"]) == ("Installed", "True")

@@ -18,7 +18,7 @@ from arges.metal.memberconfig import BINDING_UID, metadata_for
 from arges.talos.configgen import ClusterInput
 from arges.talos.render import render
 from arges.talos.secrets import generate
-from tests.integration.conftest import Machine, Network, config_url, register
+from tests.integration.conftest import Machine, Network, config_url, register, requests_of
 
 UUID = "8b2c7a12-5f3e-4d61-9a0b-1c2d3e4f5a6b"
 
@@ -160,3 +160,19 @@ async def test_a_config_rendered_for_another_binding_is_never_served(metadata) -
     status, _, body = await fetch(machine)
     assert status == 404 and "rendered for an earlier binding" in body
     assert "version: v1alpha1" not in body
+
+
+async def test_a_delivery_reads_its_server_and_binding_once(metadata) -> None:
+    # The delivery is recorded on the copies the request read: each is read once, and
+    # written once.
+    machine, kube = metadata
+    await bound_server(kube)
+    script = await machine.boot(UUID, want="talos.config=")
+    with requests_of(kube) as sent:
+        async with machine.session.get(config_url(script, UUID)) as resp:
+            assert resp.status == 200, await resp.text()
+    for resource in ("servers", "serverbindings"):
+        calls = [m for m, p in sent if f"/{resource}/{UUID}" in p]
+        assert calls == ["GET", "PATCH"], (resource, sent)
+    binding = await kube.get(SERVER_BINDINGS, UUID)
+    assert binding["status"]["conditions"][0]["type"] == "ConfigDelivered"

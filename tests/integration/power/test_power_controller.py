@@ -6,7 +6,6 @@ import asyncio
 import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -20,7 +19,7 @@ from arges.plane import ManagementPlane, PlaneConfig
 from arges.power import fake
 from arges.power.base import BootDevice, PowerState
 from arges.power.errors import BmcUnreachable
-from tests.integration.conftest import bind, eventually, register, start_server
+from tests.integration.conftest import bind, eventually, register, requests_of, start_server
 from tests.integration.proxy import HoldingProxy
 
 INSTALLED_TRUE = {
@@ -399,16 +398,9 @@ async def test_a_reconcile_writes_on_its_own_last_write_while_the_cache_lags(
             for res in (SERVERS, SECRETS):
                 for obj in await kube.list(res, "default" if res is SECRETS else None):
                     cache.apply(res, "ADDED", obj)
-            sent: list[tuple[str, str]] = []
-            answered = kube.request
-
-            async def request(method: str, path: str, body: Any = None, **kw: Any) -> Any:
-                sent.append((method, path))
-                return await answered(method, path, body, **kw)
-
-            kube.request = request  # type: ignore[method-assign]
             power = PowerController(kube, cache, reboot_timeout=600)
-            await power.reconcile(UUID)
+            with requests_of(kube) as sent:
+                await power.reconcile(UUID)
 
             assert machine.actions == ["bootdev network", "on"]
             writes = [m for m, p in sent if p.endswith(f"/servers/{UUID}/status")]
