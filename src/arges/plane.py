@@ -64,6 +64,7 @@ from arges.kube.resources import (
 )
 from arges.lab.state import StateError, load_state
 from arges.metadata.service import MetadataService, talos_patcher
+from arges.metal.agent import seen_interval
 from arges.metal.environments import talos_default
 from arges.metal.media import MediaUnavailable
 from arges.metrics import Metrics
@@ -251,7 +252,7 @@ class ManagementPlane:
             assert self.guard is not None and self.media is not None
             routes = [
                 *MetadataService(self.kube, talos_patcher, self.guard).routes(),
-                *DiscoveryApi(self.kube, self.config.discovery, self.guard).routes(),
+                *DiscoveryApi(self.kube, self._discovery(), self.guard).routes(),
                 *self.media.routes(),
             ]
             self.boot = BootServices(
@@ -271,6 +272,13 @@ class ManagementPlane:
             self.elector = LeaderElector(self.kube, self.config.leader_election, new_identity())
             log.info("leader election: candidate %s", self.elector.identity)
             self._election = asyncio.create_task(self._lead(), name="leader-election")
+
+    def _discovery(self) -> DiscoveryConfig:
+        """The discovery endpoint's settings, ``lastSeen`` written often enough for this
+        plane's reboot timeout."""
+        config = self.config.discovery
+        every = seen_interval(config.seen_every, self.config.reboot_timeout)
+        return replace(config, seen_every=every)
 
     async def _run_controllers(self) -> None:
         """Start the controllers; returns once they are running."""

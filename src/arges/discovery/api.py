@@ -49,7 +49,7 @@ from arges.errors import ArgesError
 from arges.kube.client import KubeClient
 from arges.kube.errors import AlreadyExists, KubeError, NotFound
 from arges.kube.resources import SERVER_BINDINGS, SERVERS
-from arges.metal.agent import instruct
+from arges.metal.agent import SEEN_EVERY, instruct, seen_due
 from arges.metal.conditions import condition_patch, find, is_true
 from arges.metal.stage import WIPE, clean_after_wipe
 from arges.wire import MAX_BODY_BYTES, PHASES, REGISTER_PATH, REPORT_PATH, WipeMode, server_name
@@ -81,11 +81,15 @@ class IdentityChanged(ArgesError):
 
 @dataclass(frozen=True)
 class DiscoveryConfig:
-    """Settings of the endpoint: ``--auto-accept-servers`` and the wipe mode."""
+    """Settings of the endpoint: ``--auto-accept-servers``, the wipe mode, how many requests
+    work at once, and how often an unchanged report writes ``lastSeen``."""
 
     auto_accept: bool = False
     wipe_mode: WipeMode = "fast"
     concurrency: int = 16
+    seen_every: float = SEEN_EVERY
+    """Seconds between ``lastSeen`` writes of reports that write nothing else
+    (:func:`arges.metal.agent.seen_due`)."""
 
 
 BODY_SECONDS = 10.0
@@ -291,8 +295,8 @@ class DiscoveryApi:
         elif phase == "wipe-failed":
             wipe = ("False", "WipeFailed", message or "the agent could not wipe the disks")
 
-        def record(obj: dict[str, Any]) -> dict[str, Any]:
-            status: dict[str, Any] = {"lastSeen": _now(), **(verified.patch or {})}
+        def record(obj: dict[str, Any]) -> dict[str, Any] | None:
+            status: dict[str, Any] = {**(verified.patch or {})}
             if phase == "installed" and binding is not None:
                 status["bootCredential"] = {
                     **status.get("bootCredential", {}),
@@ -304,7 +308,9 @@ class DiscoveryApi:
             accepted = bool((obj.get("spec") or {}).get("accepted"))
             if phase == "wiped" and clean_after_wipe(accepted=accepted, bound=binding is not None):
                 status["isClean"] = True
-            return status
+            if status or seen_due(_seen(obj), now, self.config.seen_every):
+                return {"lastSeen": f"{now:%Y-%m-%dT%H:%M:%SZ}", **status}
+            return None
 
         if phase == "installed" and binding_body is not None:
             # The binding first: a kill before the credential is spent leaves it working
@@ -413,6 +419,15 @@ def _wiped(value: Any) -> list[dict[str, Any]]:
 
 def _error(code: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
     return web.json_response({"error": message}, status=code, headers=headers)
+
+
+def _seen(obj: dict[str, Any]) -> dt.datetime | None:
+    """The Server's recorded ``lastSeen`` (None when absent or unreadable)."""
+    text = (obj.get("status") or {}).get("lastSeen")
+    try:
+        return dt.datetime.fromisoformat(text) if isinstance(text, str) else None
+    except ValueError:
+        return None
 
 
 def _now() -> str:

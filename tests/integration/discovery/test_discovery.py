@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import datetime as dt
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -152,6 +153,31 @@ async def test_register_creates_then_refreshes_the_server(endpoint) -> None:
         for e in await kube.list(EVENTS, "default", field_selector=f"involvedObject.name={UUID}")
     ]
     assert "Registered" in reasons and "InventoryChanged" in reasons
+
+
+async def test_reports_that_change_nothing_write_last_seen_once_a_minute(endpoint) -> None:
+    # As kubelet's unchanged NodeStatus: an idle agent's reports are not each a write that
+    # every watch of the Server receives.
+    kube = endpoint.kube
+    await endpoint.post(REGISTER_PATH, registration())
+    seen = (await kube.get(SERVERS, UUID))["status"]["lastSeen"]
+    with requests_of(kube) as sent:
+        for _ in range(3):
+            status, _ = await endpoint.post(REPORT_PATH, {"uuid": UUID, "phase": "idle"})
+            assert status == 200
+    assert [m for m, p in sent if m != "GET"] == [], "nothing new: nothing written"
+    assert (await kube.get(SERVERS, UUID))["status"]["lastSeen"] == seen
+    old = "2026-01-01T00:00:00Z"
+    await kube.patch(SERVERS, UUID, {"status": {"lastSeen": old}}, subresource="status")
+    await endpoint.post(REPORT_PATH, {"uuid": UUID, "phase": "idle"})
+    assert (await kube.get(SERVERS, UUID))["status"]["lastSeen"] > old, "a minute old: written"
+    recent = f"{dt.datetime.now(dt.UTC) - dt.timedelta(seconds=30):%Y-%m-%dT%H:%M:%SZ}"
+    await kube.patch(SERVERS, UUID, {"status": {"lastSeen": recent}}, subresource="status")
+    await kube.patch(SERVERS, UUID, {"spec": {"accepted": True}})
+    await endpoint.post(REPORT_PATH, {"uuid": UUID, "phase": "wiping"})
+    now = (await kube.get(SERVERS, UUID))["status"]
+    wipe = next(c for c in now["conditions"] if c["type"] == "Wipe")
+    assert wipe["reason"] == "InProgress" and now["lastSeen"] > recent, "written with a change"
 
 
 async def test_wipe_report_makes_an_accepted_server_clean(endpoint) -> None:
