@@ -319,7 +319,9 @@ class TalosClusterController(Controller):
         for binding in bindings:
             pool = binding.labels.get(POOL_LABEL, "")
             if pool in configs:
-                written = await owned.member_config(state, binding, pool, configs[pool])
+                written = await owned.member_config(
+                    state, binding, pool, configs[pool], secrets_of.get(binding.name)
+                )
                 if written is not None:
                     secrets_of[binding.name] = written
         addresses = {b.name: address_of(servers.get(b.name)) for b in bindings}

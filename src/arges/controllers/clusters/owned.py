@@ -178,13 +178,23 @@ async def admin_credentials(
 
 
 async def member_config(
-    state: Round, binding: ServerBinding, pool: str, config: str
+    state: Round,
+    binding: ServerBinding,
+    pool: str,
+    config: str,
+    listed: dict[str, Any] | None = None,
 ) -> dict[str, Any] | None:
     """Write the member's config Secret and return it as stored (None when a racing writer
     got there first; the next reconcile checks theirs): created when missing; rendered anew,
     with its records, when it was rendered for another binding, role or pool (an earlier
     membership's leftover); given the new rendering, keeping its records, when the pool's
-    rendering changed (what a roll-out applies)."""
+    rendering changed (what a roll-out applies).
+
+    ``listed``: the Secret as this reconcile listed it (:func:`member_secrets`), taken as it
+    is instead of a read (a write on a stale copy is refused with 409, and the next
+    reconcile sees the newer one); when none was listed, the Secret is created, and read
+    only if it exists after all (a leftover without the member labels).
+    """
     kube, cluster = state.kube, state.cluster
     name = config_name(cluster.name, binding.name)
     labels, annotations, owners = metadata_for(binding, cluster.name, pool, config)
@@ -201,12 +211,15 @@ async def member_config(
         "type": "Opaque",
         "stringData": {CONFIG_KEY: config},
     }
-    try:
-        existing = await kube.get(SECRETS, name, cluster.namespace)
-    except NotFound:
-        with contextlib.suppress(AlreadyExists):
+    existing = listed if listed is not None and listed["metadata"]["name"] == name else None
+    if existing is None:
+        try:
             return await kube.create(SECRETS, body, cluster.namespace)
-        return None
+        except AlreadyExists:
+            try:
+                existing = await kube.get(SECRETS, name, cluster.namespace)
+            except NotFound:
+                return None
     record = record_of(existing)
     why = mismatch(record, binding)
     if why is None and not stale(record, config):

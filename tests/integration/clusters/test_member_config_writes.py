@@ -1,0 +1,85 @@
+"""How the cluster controller writes a member's config Secret: created without a read, taken
+as its reconcile listed it, and read only when a Secret it did not list is in the way."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+from arges.api.binding import ServerBinding
+from arges.api.cluster import TalosCluster
+from arges.api.crds import all_crds
+from arges.controllers.clusters import owned
+from arges.controllers.clusters.state import Round
+from arges.kube.client import KubeClient
+from arges.kube.connection import from_kubeconfig
+from arges.kube.resources import SECRETS, SERVER_BINDINGS, TALOS_CLUSTERS
+from arges.metal.memberconfig import POOL_LABEL, record_of
+from tests.integration.conftest import requests_of, start_server
+
+NS = "default"
+UUID = "5d1f9c1e-0a53-4c84-9a43-2f6b1c1d7e01"
+CONFIG = "version: v1alpha1\nmachine:\n  type: worker\n"
+
+
+async def test_a_member_config_is_written_on_what_the_reconcile_listed(tmp_path: Path) -> None:
+    api = await start_server(tmp_path / "api", crds=all_crds())
+    try:
+        async with KubeClient(from_kubeconfig(api.kubeconfig_path)) as kube:
+            cluster = TalosCluster.from_json(
+                await kube.create(
+                    TALOS_CLUSTERS,
+                    {
+                        "metadata": {"name": "demo"},
+                        "spec": {
+                            "endpoint": "https://10.5.0.10:6443",
+                            "controlPlane": {"replicas": 1},
+                            "workers": [{"name": "workers", "replicas": 1}],
+                        },
+                    },
+                    NS,
+                )
+            )
+            binding = ServerBinding.from_json(
+                await kube.create(
+                    SERVER_BINDINGS,
+                    {
+                        "metadata": {"name": UUID, "labels": {POOL_LABEL: "workers"}},
+                        "spec": {
+                            "serverRef": {"name": UUID},
+                            "role": "worker",
+                            "consumerRef": {
+                                "apiVersion": "cluster.arges.dev/v1alpha1",
+                                "kind": "TalosCluster",
+                                "name": "demo",
+                                "namespace": NS,
+                            },
+                        },
+                    },
+                )
+            )
+            state = Round(kube, cluster, [], dt.datetime.now(dt.UTC), None)
+            name = owned.config_name("demo", UUID)
+
+            with requests_of(kube) as sent:
+                await owned.member_config(state, binding, "workers", CONFIG)
+            assert sent == [("POST", f"/api/v1/namespaces/{NS}/secrets")], "no read first"
+
+            listed = (await owned.member_secrets(kube, cluster))[UUID]
+            with requests_of(kube) as sent:
+                kept = await owned.member_config(state, binding, "workers", CONFIG, listed)
+            assert (sent, kept) == ([], listed), "as listed, up to date: nothing sent"
+
+            # A leftover the reconcile could not list (no member labels) is read, then
+            # rendered anew for this binding.
+            await kube.delete(SECRETS, name, NS)
+            await kube.create(
+                SECRETS, {"metadata": {"name": name}, "stringData": {"config": "old"}}, NS
+            )
+            with requests_of(kube) as sent:
+                anew = await owned.member_config(state, binding, "workers", CONFIG)
+            assert [m for m, _ in sent] == ["POST", "GET", "PUT"]
+            assert anew is not None
+            assert record_of(anew).binding_uid == binding.metadata["uid"]
+    finally:
+        await api.stop()
