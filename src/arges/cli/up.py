@@ -279,18 +279,31 @@ def stand_in_environment(data_dir: Path, agent: EnvironmentSpec) -> EnvironmentS
 SWITCH_INTERVAL = 0.0005
 """Seconds a thread may hold the GIL while another waits for it (the default is 0.005)."""
 
+FULL_COLLECTION_EVERY = 100
+"""Collections of the garbage collector's middle generation per collection of the oldest,
+a full one (the default is 10)."""
+
 
 def settle_process() -> None:
     """Tune the interpreter for a long-running ``arges up`` once everything has started
     (``benchmarks/fleet.py`` calls it at the same point, so it measures the process as it
-    runs): the objects built so far are frozen out of the garbage collector's sight, and the
-    GIL switch interval is shortened to :data:`SWITCH_INTERVAL`. Process-wide; not for a
+    runs): the objects built so far are frozen out of the garbage collector's sight, full
+    collections are made once per :data:`FULL_COLLECTION_EVERY` middle-generation ones, and
+    the GIL switch interval is shortened to :data:`SWITCH_INTERVAL`. Process-wide; not for a
     process that starts and stops planes repeatedly (tests)."""
     # What starting built (modules, schemas, the loaded store) lives as long as the process.
     # Frozen out of the collector's sight, it is no longer walked by every full collection,
     # which otherwise stalls the event loop, and every open watch, for 50-200 ms at a time.
     gc.collect()
     gc.freeze()
+    # Every watch event replaces an object in a cache; the copy it replaces was promoted to
+    # the oldest generation while it lived, and is freed by its reference count, not by the
+    # collector. That churn made a full collection, which walks every live object (more
+    # with every server), run every 10 middle-generation ones: in benchmarks/fleet.py at
+    # 1,000 servers the plane's process made 52 of them, 11.3 s of CPU. One in 100: 5, 1.2 s;
+    # its peak RSS 307 -> 313 MiB (reference cycles wait longer to be found).
+    gen0, gen1, _ = gc.get_threshold()
+    gc.set_threshold(gen0, gen1, FULL_COLLECTION_EVERY)
     # The store's writer thread takes the GIL back after each SQLite call of a commit; with
     # the default 5 ms switch interval a busy event loop keeps it that long each time, which
     # delays every commit and so every watch event (commit p90 5-9 ms under load, 2-4 at 0.5).
