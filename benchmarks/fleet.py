@@ -7,7 +7,8 @@ BMCs, and on the main thread the simulated servers of the cluster tests
 (``tests/integration/clusters/sim.py``: they boot through ``/ipxe``, register with their
 inventory, wipe, fetch their configs; no Talos API). Both processes are tuned once started
 as ``arges up`` tunes itself (``arges.cli.up.settle_process``: start-up objects frozen out of
-the garbage collector's sight, a 0.5 ms GIL switch interval). The life of the fleet:
+the garbage collector's sight, a full collection per 100 middle-generation ones, a 0.5 ms GIL
+switch interval). The life of the fleet:
 
 1. discovery: every server powers on at once and registers;
 2. acceptance: each is accepted and given its (fake) BMC, one PATCH per server;
