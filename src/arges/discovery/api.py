@@ -422,12 +422,14 @@ def _error(code: int, message: str, headers: dict[str, str] | None = None) -> we
 
 
 def _seen(obj: dict[str, Any]) -> dt.datetime | None:
-    """The Server's recorded ``lastSeen`` (None when absent or unreadable)."""
+    """The Server's recorded ``lastSeen`` (None when absent or unreadable; UTC when it names
+    no zone)."""
     text = (obj.get("status") or {}).get("lastSeen")
     try:
-        return dt.datetime.fromisoformat(text) if isinstance(text, str) else None
+        seen = dt.datetime.fromisoformat(text) if isinstance(text, str) else None
     except ValueError:
         return None
+    return seen.replace(tzinfo=dt.UTC) if seen is not None and seen.tzinfo is None else seen
 
 
 def _now() -> str:

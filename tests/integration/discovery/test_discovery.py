@@ -167,9 +167,10 @@ async def test_reports_that_change_nothing_write_last_seen_once_a_minute(endpoin
             assert status == 200
     assert [m for m, p in sent if m != "GET"] == [], "nothing new: nothing written"
     assert (await kube.get(SERVERS, UUID))["status"]["lastSeen"] == seen
-    old = "2026-01-01T00:00:00Z"
+    old = "2026-01-01T00:00:00"  # a date-time the API takes without a zone: UTC
     await kube.patch(SERVERS, UUID, {"status": {"lastSeen": old}}, subresource="status")
-    await endpoint.post(REPORT_PATH, {"uuid": UUID, "phase": "idle"})
+    status, _ = await endpoint.post(REPORT_PATH, {"uuid": UUID, "phase": "idle"})
+    assert status == 200
     assert (await kube.get(SERVERS, UUID))["status"]["lastSeen"] > old, "a minute old: written"
     recent = f"{dt.datetime.now(dt.UTC) - dt.timedelta(seconds=30):%Y-%m-%dT%H:%M:%SZ}"
     await kube.patch(SERVERS, UUID, {"status": {"lastSeen": recent}}, subresource="status")
