@@ -8,12 +8,22 @@ schemas are generated from (:mod:`arges.api.crds`), and the typed view controlle
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Literal, Self
+from typing import Annotated, Any, Literal, Self
 
-from pydantic import AliasGenerator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AliasGenerator, BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 ConditionStatus = Literal["True", "False", "Unknown"]
+
+
+def _utc(value: dt.datetime) -> dt.datetime:
+    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value
+
+
+Time = Annotated[dt.datetime, AfterValidator(_utc)]
+"""A point in time (``metav1.Time``: an RFC 3339 date-time). The API server also stores one
+that names no zone (OpenAPI's ``date-time`` format allows it); it is read as UTC, so it can be
+compared with the controllers' aware times."""
 
 
 class Model(BaseModel):
@@ -89,7 +99,7 @@ class Condition(Model):
     observed_generation: int | None = Field(
         default=None, description="The .metadata.generation the condition was set based upon."
     )
-    last_transition_time: dt.datetime = Field(
+    last_transition_time: Time = Field(
         description="Last time the condition transitioned from one status to another."
     )
     reason: str = Field(default="", description="Programmatic identifier of the last transition.")

@@ -10,12 +10,18 @@ version or of any patch is rolled out to the running members (:mod:`arges.metal.
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Literal
 
 from pydantic import Field
 
-from arges.api.base import Condition, JSONPatchOperation, LocalObjectReference, Model, Object
+from arges.api.base import (
+    Condition,
+    JSONPatchOperation,
+    LocalObjectReference,
+    Model,
+    Object,
+    Time,
+)
 from arges.api.binding import Role
 
 CLUSTER_GROUP = "cluster.arges.dev"
@@ -138,9 +144,7 @@ class Member(Model):
     message: str | None = Field(
         default=None, description="What the roll-out does or waits for on this member."
     )
-    last_seen: dt.datetime | None = Field(
-        default=None, description="When its Talos API last answered."
-    )
+    last_seen: Time | None = Field(default=None, description="When its Talos API last answered.")
 
 
 class TalosClusterStatus(Model):

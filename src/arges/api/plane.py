@@ -12,11 +12,9 @@ issue #18) waits for before touching the objects.
 
 from __future__ import annotations
 
-import datetime as dt
-
 from pydantic import Field
 
-from arges.api.base import Model, Object
+from arges.api.base import Model, Object, Time
 
 PLANE_NAME = "arges"
 """The one ManagementPlane object of an API server."""
@@ -40,7 +38,7 @@ class PlaneInstance(Model):
     observed_generation: int = Field(
         description="The spec generation this state answers (acknowledges)."
     )
-    heartbeat: dt.datetime = Field(description="When it last reported (every 30 s).")
+    heartbeat: Time = Field(description="When it last reported (every 30 s).")
 
 
 class ManagementPlaneStatus(Model):

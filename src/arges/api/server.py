@@ -8,7 +8,6 @@ MT/s, and the inventory is refreshed on every registration.
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Literal
 
 from pydantic import Field
@@ -21,6 +20,7 @@ from arges.api.base import (
     Model,
     Object,
     SecretReference,
+    Time,
 )
 
 PowerState = Literal["on", "off", "unknown"]
@@ -255,10 +255,8 @@ class BootCredential(Model):
     sha256: str | None = Field(
         default=None, description="SHA-256 (hex) of the credential; absent once spent."
     )
-    issued: dt.datetime = Field(description="When /ipxe minted it.")
-    expires: dt.datetime = Field(
-        description="When it stops working unless used (each use moves this on)."
-    )
+    issued: Time = Field(description="When /ipxe minted it.")
+    expires: Time = Field(description="When it stops working unless used (each use moves this on).")
     client: str = Field(description="The address that asked /ipxe.")
     mac: str = Field(default="", description="The NIC iPXE booted from (its /ipxe query).")
     dhcp: DhcpSighting | None = Field(
@@ -285,7 +283,7 @@ class ServerStatus(Model):
     is_clean: bool | None = Field(
         default=None, description="Disks wiped since the server was last used or accepted."
     )
-    last_seen: dt.datetime | None = Field(
+    last_seen: Time | None = Field(
         default=None, description="When the agent last registered or reported."
     )
     boot_credential: BootCredential | None = Field(

@@ -39,10 +39,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import StreamReader, web
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from arges.access.guard import BootGuard, Refused
-from arges.api.base import ConditionStatus
+from arges.api.base import ConditionStatus, Time
 from arges.api.binding import INSTALLED, ServerBinding
 from arges.api.server import CredentialPurpose, HardwareInformation, Server
 from arges.errors import ArgesError
@@ -421,15 +421,17 @@ def _error(code: int, message: str, headers: dict[str, str] | None = None) -> we
     return web.json_response({"error": message}, status=code, headers=headers)
 
 
+_TIME = TypeAdapter(Time)
+
+
 def _seen(obj: dict[str, Any]) -> dt.datetime | None:
-    """The Server's recorded ``lastSeen`` (None when absent or unreadable; UTC when it names
-    no zone)."""
+    """The Server's recorded ``lastSeen``, read as the models read it (None when absent or
+    unreadable)."""
     text = (obj.get("status") or {}).get("lastSeen")
     try:
-        seen = dt.datetime.fromisoformat(text) if isinstance(text, str) else None
-    except ValueError:
+        return _TIME.validate_python(text) if isinstance(text, str) else None
+    except ValidationError:
         return None
-    return seen.replace(tzinfo=dt.UTC) if seen is not None and seen.tzinfo is None else seen
 
 
 def _now() -> str:

@@ -4,6 +4,7 @@ import pytest
 
 from arges.api.base import Condition
 from arges.api.binding import ServerBinding
+from arges.api.server import Server
 from arges.metal.power import PowerIntent, Reading, intent, read_again_in
 from tests.unit.metal.conftest import server
 
@@ -229,3 +230,30 @@ def test_the_bmc_is_read_again_only_for_what_its_last_reading_did_not_show(
     last: Reading | None, plan: PowerIntent, bmc: str, now: float, wait: float
 ) -> None:
     assert read_again_in(last, plan, bmc, now=now, refresh=60.0) == pytest.approx(wait)
+
+
+def test_times_stored_without_a_zone_are_utc() -> None:
+    # The API server stores a date-time without a zone (OpenAPI's format allows it): the
+    # decision compares it with aware times, and takes it as UTC.
+    s = Server.from_json(
+        {
+            "metadata": {"name": "s"},
+            "spec": {"accepted": True},
+            "status": {
+                "isClean": False,
+                "lastSeen": "2026-11-24T11:58:00",
+                "conditions": [
+                    {
+                        "type": "PowerCycle",
+                        "status": "True",
+                        "lastTransitionTime": "2026-11-24T11:00:00",
+                        "reason": "Requested",
+                        "message": "",
+                    }
+                ],
+            },
+        }
+    )
+    assert s.status.last_seen == NOW - dt.timedelta(minutes=2)
+    plan = intent(s, None, now=NOW, reboot_timeout=TIMEOUT, reset_timeout=TIMEOUT)
+    assert plan.reason == "the agent is running; waiting for its wipe"
