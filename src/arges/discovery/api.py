@@ -282,7 +282,10 @@ class DiscoveryApi:
             "config" if phase in ("installed", "install-failed") else "agent"
         )
         verified = await self.guard.verify(uuid, token, (purpose,), remote)
-        binding_body = await self._binding(uuid)
+        # Until a person accepts the server its agent only waits (arges.metal.agent), and a
+        # wipe makes nothing clean: its binding, if any, changes nothing, and is not read.
+        looked = purpose == "config" or _accepted(verified.server)
+        binding_body = await self._binding(uuid) if looked else None
         binding = _parsed(binding_body)
         now = dt.datetime.now(dt.UTC)
         wipe: tuple[ConditionStatus, str, str] | None = None
@@ -306,7 +309,9 @@ class DiscoveryApi:
             if wipe is not None:
                 status |= condition_patch(obj, WIPE, *wipe, now=now) or {}
             accepted = bool((obj.get("spec") or {}).get("accepted"))
-            if phase == "wiped" and clean_after_wipe(accepted=accepted, bound=binding is not None):
+            # Accepted meanwhile (a 409 read it again), unlooked: taken as bound, not clean.
+            bound = binding is not None or not looked
+            if phase == "wiped" and clean_after_wipe(accepted=accepted, bound=bound):
                 status["isClean"] = True
             if status or seen_due(_seen(obj), now, self.config.seen_every):
                 return {"lastSeen": f"{now:%Y-%m-%dT%H:%M:%SZ}", **status}
@@ -327,6 +332,8 @@ class DiscoveryApi:
             await self.kube.event(updated, "WipeFailed", message, type="Warning")
         elif phase == "install-failed" and binding_body is not None:
             await self._installed(binding_body, False, message)
+        if not looked and _accepted(updated):
+            binding = _parsed(await self._binding(uuid))
         return self._instruction(updated, binding)
 
     async def _installed(self, binding: dict[str, Any], ok: bool, message: str) -> None:
@@ -500,6 +507,12 @@ def _summary(hw: HardwareInformation) -> str:
         f"{hw.system.manufacturer} {hw.system.product_name}, {hw.compute.total_core_count} "
         f"cores, {gib:.1f} GiB, {hw.storage.device_count} disk(s)"
     ).strip()
+
+
+def _accepted(server: dict[str, Any] | None) -> bool:
+    """Whether a Server (as the API returns it) is accepted; None (not created yet) counts
+    as accepted, so a report on it goes the way it always did."""
+    return server is None or bool((server.get("spec") or {}).get("accepted"))
 
 
 def _parsed(binding: dict[str, Any] | None) -> ServerBinding | None:

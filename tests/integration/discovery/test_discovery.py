@@ -181,6 +181,24 @@ async def test_reports_that_change_nothing_write_last_seen_once_a_minute(endpoin
     assert wipe["reason"] == "InProgress" and now["lastSeen"] > recent, "written with a change"
 
 
+async def test_an_unaccepted_servers_report_does_not_read_its_binding(endpoint) -> None:
+    # Until it is accepted its agent only waits: a binding would change nothing.
+    kube = endpoint.kube
+    await endpoint.post(REGISTER_PATH, registration())
+    await kube.patch(SERVERS, UUID, {"spec": {"accepted": False}})
+    await bind(kube, UUID)
+    with requests_of(kube) as sent:
+        status, answer = await endpoint.post(REPORT_PATH, {"uuid": UUID, "phase": "idle"})
+    assert (status, answer["action"]) == (200, "wait")
+    reads = [p for m, p in sent if m == "GET"]
+    assert reads == [f"/apis/metal.arges.dev/v1alpha1/servers/{UUID}"]
+    await kube.patch(SERVERS, UUID, {"spec": {"accepted": True}})
+    with requests_of(kube) as sent:
+        status, answer = await endpoint.post(REPORT_PATH, {"uuid": UUID, "phase": "idle"})
+    assert (status, answer["action"]) == (200, "reboot"), "accepted and bound"
+    assert [p.rsplit("/", 2)[-2] for m, p in sent if m == "GET"] == ["servers", "serverbindings"]
+
+
 async def test_wipe_report_makes_an_accepted_server_clean(endpoint) -> None:
     kube = endpoint.kube
     await endpoint.post(REGISTER_PATH, registration())
