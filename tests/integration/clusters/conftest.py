@@ -204,8 +204,9 @@ async def rack(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> AsyncIterato
 
 async def create_cluster(
     kube: KubeClient, name: str = "demo", *, control_planes: int = 1, workers: int = 1, **spec: Any
-) -> None:
-    await kube.create(
+) -> dict[str, Any]:
+    """Create TalosCluster ``name`` (one pool, ``workers``); returns it as stored."""
+    return await kube.create(
         TALOS_CLUSTERS,
         {
             "metadata": {"name": name},

@@ -31,6 +31,7 @@ from arges.kube.client import KubeClient
 from arges.kube.connection import from_kubeconfig
 from arges.kube.errors import NotFound
 from arges.kube.resources import SECRETS, SERVER_BINDINGS, SERVERS, TALOS_CLUSTERS
+from tests.integration.clusters.conftest import create_cluster
 from tests.integration.conftest import eventually, register, start_server
 from tests.integration.proxy import HoldingProxy
 
@@ -187,18 +188,7 @@ async def test_a_kill_at_each_step_of_a_scale_down_converges_with_no_stale_confi
                 kube, f"5a5a0000-0000-4000-8000-00000000000{i}", accepted=True, clean=True
             )
         await arges.start()
-        await kube.create(
-            TALOS_CLUSTERS,
-            {
-                "metadata": {"name": "demo"},
-                "spec": {
-                    "endpoint": "https://10.5.0.10:6443",
-                    "controlPlane": {"replicas": 1},
-                    "workers": [{"name": "workers", "replicas": 2}],
-                },
-            },
-            NS,
-        )
+        await create_cluster(kube, workers=2)
         before = await eventually(lambda: _settled(kube, 2), timeout=60, what="1+2 members")
 
         steps: list[str] = []

@@ -33,6 +33,7 @@ from arges.kube.connection import from_kubeconfig
 from arges.kube.errors import NotFound
 from arges.kube.resources import LEASES, SECRETS, SERVER_BINDINGS, SERVERS, TALOS_CLUSTERS
 from arges.wire import REPORT_PATH
+from tests.integration.clusters.conftest import create_cluster
 from tests.integration.clusters.test_kill_during_scale_down import HoldingProxy
 from tests.integration.conftest import eventually, register, start_server
 
@@ -185,18 +186,7 @@ async def test_the_other_replica_takes_over_a_killed_leader_and_finishes_provisi
                 return False
 
             proxy.hold = hold
-            await kube.create(
-                TALOS_CLUSTERS,
-                {
-                    "metadata": {"name": "demo"},
-                    "spec": {
-                        "endpoint": "https://10.5.0.10:6443",
-                        "controlPlane": {"replicas": 1},
-                        "workers": [{"name": "workers", "replicas": 5}],
-                    },
-                },
-                NS,
-            )
+            await create_cluster(kube, workers=5)
             await asyncio.wait_for(proxy.held.wait(), 60)
 
             async def two_bound() -> bool:

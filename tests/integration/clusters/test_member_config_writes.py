@@ -13,8 +13,9 @@ from arges.controllers.clusters import owned
 from arges.controllers.clusters.state import Round
 from arges.kube.client import KubeClient
 from arges.kube.connection import from_kubeconfig
-from arges.kube.resources import SECRETS, SERVER_BINDINGS, TALOS_CLUSTERS
+from arges.kube.resources import SECRETS, SERVER_BINDINGS
 from arges.metal.memberconfig import POOL_LABEL, record_of
+from tests.integration.clusters.conftest import create_cluster
 from tests.integration.conftest import requests_of, start_server
 
 NS = "default"
@@ -26,20 +27,7 @@ async def test_a_member_config_is_written_on_what_the_reconcile_listed(tmp_path:
     api = await start_server(tmp_path / "api", crds=all_crds())
     try:
         async with KubeClient(from_kubeconfig(api.kubeconfig_path)) as kube:
-            cluster = TalosCluster.from_json(
-                await kube.create(
-                    TALOS_CLUSTERS,
-                    {
-                        "metadata": {"name": "demo"},
-                        "spec": {
-                            "endpoint": "https://10.5.0.10:6443",
-                            "controlPlane": {"replicas": 1},
-                            "workers": [{"name": "workers", "replicas": 1}],
-                        },
-                    },
-                    NS,
-                )
-            )
+            cluster = TalosCluster.from_json(await create_cluster(kube))
             binding = ServerBinding.from_json(
                 await kube.create(
                     SERVER_BINDINGS,
