@@ -42,7 +42,8 @@ import aiohttp
 import yaml
 
 from arges.kube.client import KubeClient
-from arges.kube.resources import SECRETS, SERVER_BINDINGS
+from arges.kube.errors import Unavailable
+from arges.kube.resources import SECRETS, SERVER_BINDINGS, Resource
 from arges.power import fake
 from arges.power.base import BootDevice, PowerState
 from arges.talos.components import tag
@@ -307,7 +308,7 @@ class SimServer:
 
     async def _run_talos(self) -> None:
         if self.talos is None:
-            binding = await self.kube.get(SERVER_BINDINGS, self.uuid)
+            binding = await self._read(SERVER_BINDINGS, self.uuid)
             consumer = binding["spec"]["consumerRef"]
             namespace = consumer.get("namespace") or "default"
             if consumer["kind"] == "MetalMachine":
@@ -316,7 +317,7 @@ class SimServer:
                 name, key = f"{cluster}-talos", "bundle"
             else:
                 name, key = f"{consumer['name']}-secrets", "secrets.yaml"
-            secret = await self.kube.get(SECRETS, name, namespace)
+            secret = await self._read(SECRETS, name, namespace)
             bundle = SecretsBundle.from_yaml(base64.b64decode(secret["data"][key]).decode())
             hostname = f"sim-{self.index}"
             self.talos = FakeTalosNode(
@@ -336,6 +337,16 @@ class SimServer:
             self._serving = self.talos
             if self.downtime and self.downtime[-1][1] is None:
                 self.downtime[-1] = (self.downtime[-1][0], time.monotonic())
+
+    async def _read(self, res: Resource, name: str, namespace: str | None = None) -> Any:
+        """An object, read until the API answers, through the plane's client of the moment:
+        a test that restarts the plane gives its machines the new plane's client, and a read
+        that meets the restart is tried again, as a node's services retry (one that failed
+        once left the machine's boot dead, never to answer Talos' API)."""
+        while True:
+            with contextlib.suppress(Unavailable):
+                return await self.kube.get(res, name, namespace)
+            await asyncio.sleep(0.25)
 
     async def silence(self) -> None:
         """Its Talos API stops answering (until the machine boots again)."""
