@@ -10,6 +10,7 @@ import os
 import re
 import shutil
 import ssl
+import sys
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -404,13 +405,18 @@ async def bind(kube: KubeClient, name: str) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def requests_of(kube: KubeClient) -> Iterator[list[tuple[str, str]]]:
-    """Every request ``kube`` sends while the block runs: (method, path without query)."""
+def requests_of(kube: KubeClient, sender: str | None = None) -> Iterator[list[tuple[str, str]]]:
+    """Every request ``kube`` sends while the block runs: (method, path without query).
+
+    ``sender``: only those sent by code of that module (a frame of it awaiting the request),
+    leaving out the controllers that share ``kube`` and act on the same objects meanwhile.
+    """
     sent: list[tuple[str, str]] = []
     answered = kube.request
 
     async def request(method: str, path: str, body: Any = None, **kw: Any) -> Any:
-        sent.append((method, path.split("?")[0]))
+        if sender is None or _sent_by(sender):
+            sent.append((method, path.split("?")[0]))
         return await answered(method, path, body, **kw)
 
     kube.request = request  # type: ignore[method-assign]
@@ -418,6 +424,17 @@ def requests_of(kube: KubeClient) -> Iterator[list[tuple[str, str]]]:
         yield sent
     finally:
         del kube.request
+
+
+def _sent_by(module: str) -> bool:
+    """Whether a frame of ``module`` is on the stack: a coroutine awaiting another is, so
+    this names the code whose request is being sent."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        if frame.f_globals.get("__name__") == module:
+            return True
+        frame = frame.f_back  # type: ignore[assignment]
+    return False
 
 
 # A plane with its boot port, and machines that boot from it as real ones do.

@@ -161,7 +161,7 @@ async def test_reports_that_change_nothing_write_last_seen_once_a_minute(endpoin
     kube = endpoint.kube
     await endpoint.post(REGISTER_PATH, registration())
     seen = (await kube.get(SERVERS, UUID))["status"]["lastSeen"]
-    with requests_of(kube) as sent:
+    with requests_of(kube, "arges.discovery.api") as sent:
         for _ in range(3):
             status, _ = await endpoint.post(REPORT_PATH, {"uuid": UUID, "phase": "idle"})
             assert status == 200
@@ -187,13 +187,13 @@ async def test_an_unaccepted_servers_report_does_not_read_its_binding(endpoint) 
     await endpoint.post(REGISTER_PATH, registration())
     await kube.patch(SERVERS, UUID, {"spec": {"accepted": False}})
     await bind(kube, UUID)
-    with requests_of(kube) as sent:
+    with requests_of(kube, "arges.discovery.api") as sent:
         status, answer = await endpoint.post(REPORT_PATH, {"uuid": UUID, "phase": "idle"})
     assert (status, answer["action"]) == (200, "wait")
     reads = [p for m, p in sent if m == "GET"]
     assert reads == [f"/apis/metal.arges.dev/v1alpha1/servers/{UUID}"]
     await kube.patch(SERVERS, UUID, {"spec": {"accepted": True}})
-    with requests_of(kube) as sent:
+    with requests_of(kube, "arges.discovery.api") as sent:
         status, answer = await endpoint.post(REPORT_PATH, {"uuid": UUID, "phase": "idle"})
     assert (status, answer["action"]) == (200, "reboot"), "accepted and bound"
     assert [p.rsplit("/", 2)[-2] for m, p in sent if m == "GET"] == ["servers", "serverbindings"]
@@ -233,7 +233,7 @@ async def test_install_report_marks_the_binding_and_spends_the_credential(endpoi
     script = await endpoint.machine.boot(UUID, want="talos.config=")
     token = parse_qs(urlsplit(config_url(script, UUID)).query)["token"][0]
     installed_report = {"uuid": UUID, "phase": "installed"}
-    with requests_of(kube) as sent:
+    with requests_of(kube, "arges.discovery.api") as sent:
         status, answer = await endpoint.machine.post(REPORT_PATH, installed_report, token)
     assert status == 200 and answer["action"] == "reboot"
     on_binding = [m for m, p in sent if f"/serverbindings/{UUID}" in p]

@@ -168,7 +168,7 @@ async def test_a_delivery_reads_its_server_and_binding_once(metadata) -> None:
     machine, kube = metadata
     await bound_server(kube)
     script = await machine.boot(UUID, want="talos.config=")
-    with requests_of(kube) as sent:
+    with requests_of(kube, "arges.metadata.service") as sent:
         async with machine.session.get(config_url(script, UUID)) as resp:
             assert resp.status == 200, await resp.text()
     for resource in ("servers", "serverbindings"):
