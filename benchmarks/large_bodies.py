@@ -4,12 +4,14 @@ Two parts:
 
 1. In this process, the time to decode a body of about 3 MiB (kube-apiserver's request
    limit) as JSON and as YAML, and to check it as the API server checks every body before
-   validation (Go's typed decoding, depth): median of ``--repeat`` runs, with a same-run
+   validation (Go's typed decoding, depth), and to encode the result, as the answer to a
+   create is encoded on the event loop: median of ``--repeat`` runs, with a same-run
    reference (``orjson.loads`` of the same JSON, the floor of any decoder).
 2. Against ``arges up`` (a child process, API server only), ``--posts`` dry-run creates of such
-   a body (JSON, then YAML) posted back to back by ``--posters`` clients, while a probe asks
-   ``/readyz`` every 5 ms: the probe's latency (median, p99, max) is how long other requests
-   wait behind a large body. The reference is the same probe with no bodies in flight.
+   a body (JSON, then YAML) posted back to back by ``--posters`` clients, while a probe (a
+   process of its own) asks ``/readyz`` every 5 ms: the probe's latency (median, p99, max) is
+   how long other requests wait behind a large body. The reference is the same probe with no
+   bodies in flight.
 
 Figures, not assertions: this machine is shared and noisy.
 
@@ -25,7 +27,9 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -102,13 +106,15 @@ def in_process(as_json: bytes, as_yaml: bytes, repeat: int) -> None:
         check = median_ms(
             lambda o=decoded: (decode_error(o, "Server", None), codec.depth(o)), repeat
         )
+        # On the event loop: the answer to a create is the decoded object, encoded.
+        encode = median_ms(lambda o=decoded: codec.dumps(o), repeat)
         print(
             f"  decode {label}: {spent:8.1f} ms ({spent / ref:5.1f}x ref)"
-            f"   typed check + depth: {check:6.1f} ms"
+            f"   typed check + depth: {check:6.1f} ms   encode the result: {encode:5.1f} ms"
         )
 
 
-async def probe(session: aiohttp.ClientSession, base: str, stop: asyncio.Event) -> list[float]:
+async def probe(session: aiohttp.ClientSession, base: str, stop: threading.Event) -> list[float]:
     """``/readyz`` every 5 ms until ``stop``: each answer's latency in ms."""
     latencies = []
     while not stop.is_set():
@@ -116,8 +122,54 @@ async def probe(session: aiohttp.ClientSession, base: str, stop: asyncio.Event) 
         async with session.get(f"{base}/readyz") as resp:
             await resp.read()
         latencies.append((time.perf_counter() - start) * 1000)
+        if len(latencies) == 1:
+            print("probing", flush=True)
         await asyncio.sleep(0.005)
     return latencies
+
+
+def probe_process(base: str, cafile: str) -> None:
+    """The probe as a process of its own (``--probe``): the admin token on the first line of
+    standard input, then probing until standard input closes; prints the latencies as JSON.
+
+    Its own process, so what it measures is the API server: the posters' client spends
+    milliseconds at a time encrypting 3 MiB, and a probe sharing their event loop would wait
+    for that too."""
+    token = sys.stdin.readline().strip()
+    stop = threading.Event()
+    threading.Thread(target=lambda: (sys.stdin.read(), stop.set()), daemon=True).start()
+
+    async def run() -> list[float]:
+        tls = ssl.create_default_context(cafile=cafile)
+        headers = {"Authorization": f"Bearer {token}"}
+        connector = aiohttp.TCPConnector(ssl=tls)
+        async with aiohttp.ClientSession(connector=connector, headers=headers) as session:
+            return await probe(session, base, stop)
+
+    print(orjson.dumps(asyncio.run(run())).decode(), flush=True)
+
+
+async def probed(base: str, cafile: str, token: str) -> Callable[[], Awaitable[list[float]]]:
+    """Start a :func:`probe_process` and wait for its first answer; returns the coroutine
+    function that stops it and returns its latencies."""
+    proc = await asyncio.create_subprocess_exec(
+        *(sys.executable, __file__, "--probe", base, cafile),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    proc.stdin.write(token.encode() + b"\n")
+    await proc.stdin.drain()
+    assert await proc.stdout.readline() == b"probing\n"
+
+    async def stop() -> list[float]:
+        assert proc.stdin is not None and proc.stdout is not None
+        proc.stdin.close()
+        latencies: list[float] = orjson.loads(await proc.stdout.read())
+        await proc.wait()
+        return latencies
+
+    return stop
 
 
 async def under_load(
@@ -129,8 +181,7 @@ async def under_load(
 ) -> tuple[list[float], list[float]]:
     """Probe latencies while ``--posts`` dry-run creates of ``body`` run (None: for 2 s idle),
     and each create's own latency."""
-    stop = asyncio.Event()
-    prober = asyncio.create_task(probe(session, base, stop))
+    stop = await probed(base, args.cafile, args.token)
     posts: list[float] = []
     if body is None:
         await asyncio.sleep(2)
@@ -150,8 +201,7 @@ async def under_load(
                 posts.append((time.perf_counter() - start) * 1000)
 
         await asyncio.gather(*(poster() for _ in range(args.posters)))
-    stop.set()
-    return await prober, posts
+    return await stop(), posts
 
 
 async def against_server(as_json: bytes, as_yaml: bytes, args: argparse.Namespace) -> None:
@@ -171,6 +221,7 @@ async def against_server(as_json: bytes, as_yaml: bytes, args: argparse.Namespac
             await asyncio.sleep(0.05)
         tls = ssl.create_default_context(cafile=str(data / "pki" / "ca.crt"))
         token = (data / "pki" / "admin.token").read_text().strip()
+        args.cafile, args.token = str(data / "pki" / "ca.crt"), token
         base = f"https://127.0.0.1:{port}"
         connector = aiohttp.TCPConnector(ssl=tls, limit=0)
         headers = {"Authorization": f"Bearer {token}"}
@@ -209,7 +260,11 @@ def main() -> None:
     parser.add_argument("--posts", type=int, default=20)
     parser.add_argument("--posters", type=int, default=2)
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--probe", nargs=2, metavar=("BASE", "CAFILE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.probe:
+        probe_process(*args.probe)
+        return
     as_json, as_yaml = bodies()
     in_process(as_json, as_yaml, args.repeat)
     asyncio.run(against_server(as_json, as_yaml, args))
