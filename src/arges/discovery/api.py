@@ -308,10 +308,9 @@ class DiscoveryApi:
                 }
             if wipe is not None:
                 status |= condition_patch(obj, WIPE, *wipe, now=now) or {}
-            accepted = bool((obj.get("spec") or {}).get("accepted"))
             # Accepted meanwhile (a 409 read it again), unlooked: taken as bound, not clean.
             bound = binding is not None or not looked
-            if phase == "wiped" and clean_after_wipe(accepted=accepted, bound=bound):
+            if phase == "wiped" and clean_after_wipe(accepted=_accepted(obj), bound=bound):
                 status["isClean"] = True
             if status or seen_due(_seen(obj), now, self.config.seen_every):
                 return {"lastSeen": f"{now:%Y-%m-%dT%H:%M:%SZ}", **status}
