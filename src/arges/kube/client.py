@@ -2,8 +2,8 @@
 
 Thin by design: JSON objects in and out (controllers parse them into :mod:`arges.api`
 models), one method per verb, one error tree (:mod:`arges.kube.errors`). It works unchanged
-against the embedded API server and a real one. Watching is kopf's job (see
-:mod:`arges.controllers.runtime`); this client does reads and writes.
+against the embedded API server and a real one. :meth:`KubeClient.watch` streams one watch;
+:mod:`arges.kube.reflector` keeps a resource's objects in step with it.
 
     async with KubeClient(connection) as kube:
         server = await kube.get(SERVERS, "4c4c4544-...")
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncGenerator, Callable
 from typing import Any, Self
 
 import aiohttp
@@ -135,6 +135,69 @@ class KubeClient:
         body = await self.request("GET", res.path(namespace), params=params)
         items: list[dict[str, Any]] = body.get("items") or []
         return items
+
+    async def watch(
+        self, res: Resource, resource_version: str, *, timeout_seconds: int = 300
+    ) -> AsyncGenerator[dict[str, Any], None]:
+        """The events of a watch of ``res`` (across namespaces) from ``resource_version``, as
+        the server sends them: ``{"type": "ADDED" | "MODIFIED" | "DELETED" | "BOOKMARK" |
+        "ERROR", "object": ...}``, bookmarks asked for, until the server ends the watch after
+        about ``timeout_seconds`` (the Kubernetes API's watch, as client-go's reflector asks
+        for it: ``watch=1&allowWatchBookmarks=true&timeoutSeconds=N``).
+
+        Events are read off the stream as they come, whatever their size (one JSON document
+        per line).
+
+        Raises:
+            KubeError: the watch was refused (410 when ``resource_version`` is too old), or
+                broke off (:class:`Unavailable`).
+        """
+        self.open()
+        assert self._session is not None
+        headers = {"Accept": "application/json"}
+        token = self.connection.bearer()
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        params = {
+            "watch": "1",
+            "resourceVersion": resource_version,
+            "allowWatchBookmarks": "true",
+            "timeoutSeconds": str(timeout_seconds),
+        }
+        # No total: a watch lasts its timeout; a silent stream is one that broke.
+        timeout = aiohttp.ClientTimeout(
+            total=None, connect=TIMEOUT.connect, sock_read=timeout_seconds + 30
+        )
+        what = f"WATCH {res.path()}"
+        try:
+            async with self._session.get(
+                self._base + res.path(), params=params, headers=headers, timeout=timeout
+            ) as resp:
+                if resp.status >= 400:
+                    raw = await resp.read()
+                    try:
+                        decoded = orjson.loads(raw) if raw else None
+                    except ValueError:
+                        decoded = raw.decode(errors="replace")
+                    raise from_status(resp.status, decoded, what)
+                parts: list[bytes] = []
+                async for chunk in resp.content.iter_any():
+                    start = 0
+                    while (end := chunk.find(b"\n", start)) >= 0:
+                        parts.append(chunk[start:end])
+                        line = b"".join(parts)
+                        parts.clear()
+                        start = end + 1
+                        if line.strip():
+                            yield orjson.loads(line)
+                    if start < len(chunk):
+                        parts.append(chunk[start:])
+        except KubeError:
+            raise
+        except ValueError as exc:
+            raise Unavailable(f"{what}: an event that is not JSON: {exc}") from exc
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            raise Unavailable(f"{what}: {exc or type(exc).__name__}") from exc
 
     async def preferred_version(self, group: str) -> str | None:
         """The version of ``group`` the API server prefers (discovery), or None when it

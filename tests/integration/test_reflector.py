@@ -1,0 +1,140 @@
+"""The reflector (list, then watch) against the embedded API server, as the controllers use it:
+what it hands over, in what order, across a 410 Gone, and for a kind installed later."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from arges.apiserver.server import ApiServer
+from arges.kube.client import KubeClient
+from arges.kube.connection import from_kubeconfig
+from arges.kube.reflector import Reflector
+from arges.kube.resources import Resource
+from tests.integration.conftest import WIDGET_CRD, eventually, start_server, widget
+from tests.integration.proxy import HoldingProxy
+
+WIDGETS = Resource("example.arges.dev", "v1", "widgets", "Widget", namespaced=True)
+CRDS = Resource("apiextensions.k8s.io", "v1", "customresourcedefinitions", "", False)
+
+
+class Seen:
+    """What a reflector hands over: (event type, widget name, its size)."""
+
+    def __init__(self, fail_on: str = "") -> None:
+        self.events: list[tuple[str | None, str, int]] = []
+        self.fail_on = fail_on
+
+    def __call__(self, kind: str | None, obj: dict[str, Any]) -> None:
+        name = obj["metadata"]["name"]
+        if name == self.fail_on:
+            raise KeyError("a callback's bug")
+        self.events.append((kind, name, obj["spec"]["size"]))
+
+
+@contextlib.asynccontextmanager
+async def reflecting(reflector: Reflector) -> AsyncIterator[Reflector]:
+    task = asyncio.create_task(reflector.run())
+    try:
+        yield reflector
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+@pytest.fixture
+async def server(tmp_path: Path) -> AsyncIterator[ApiServer]:
+    # Short history: a watch that was away for a few seconds is too old to resume.
+    api = await start_server(tmp_path / "data", history_seconds=0.2, bookmark_interval=0.5)
+    yield api
+    await api.stop()
+
+
+@pytest.fixture
+async def kube(server: ApiServer) -> AsyncIterator[KubeClient]:
+    async with KubeClient(from_kubeconfig(server.kubeconfig_path)) as client:
+        yield client
+
+
+async def install_widgets(kube: KubeClient) -> None:
+    await kube.create(CRDS, WIDGET_CRD)
+    await eventually(lambda: kube.preferred_version(WIDGETS.group), what="widgets served")
+
+
+async def test_lists_then_hands_over_every_change_in_order(kube: KubeClient) -> None:
+    await install_widgets(kube)
+    for name in ("a", "bad", "b"):
+        await kube.create(WIDGETS, widget(name), "default")
+    seen = Seen(fail_on="bad")
+    async with reflecting(Reflector(kube, WIDGETS, seen)) as reflector:
+        await asyncio.wait_for(reflector.synced.wait(), 5)
+        assert seen.events == [(None, "a", 1), (None, "b", 1)], "the listing, past a failure"
+        await kube.create(WIDGETS, widget("c"), "default")
+        await kube.patch(WIDGETS, "a", {"spec": {"size": 2}}, "default")
+        await kube.delete(WIDGETS, "b", "default")
+        await kube.patch(WIDGETS, "a", {"spec": {"size": 3}}, "default")
+        await eventually(lambda: len(seen.events) == 6)
+    assert seen.events[2:] == [
+        ("ADDED", "c", 1),
+        ("MODIFIED", "a", 2),
+        ("DELETED", "b", 1),
+        ("MODIFIED", "a", 3),
+    ]
+
+
+async def test_a_watch_too_old_to_resume_lists_again_and_loses_no_deletion(
+    server: ApiServer, kube: KubeClient, tmp_path: Path
+) -> None:
+    await install_widgets(kube)
+    for name in ("a", "b"):
+        await kube.create(WIDGETS, widget(name), "default")
+    proxy = HoldingProxy(server)
+    await proxy.start()
+    away = False
+    proxy.delay = lambda _method, path: 3.0 if away and "watch=1" in path else 0.0
+    token = (server.config.data_dir / "pki" / "admin.token").read_text().strip()
+    connection = from_kubeconfig(proxy.kubeconfig(tmp_path / "proxy.kubeconfig", token))
+    seen = Seen()
+    try:
+        async with (
+            KubeClient(connection) as through_proxy,
+            reflecting(Reflector(through_proxy, WIDGETS, seen, timeout_seconds=1)) as reflector,
+        ):
+            await asyncio.wait_for(reflector.synced.wait(), 5)
+            away = True
+            # The watch in progress ends within a second; its successor waits in the proxy
+            # while b goes, c comes, and the history that would have told of it is compacted.
+            await asyncio.sleep(1.5)
+            await kube.delete(WIDGETS, "b", "default")
+            await kube.create(WIDGETS, widget("c"), "default")
+            await asyncio.sleep(1.5)
+            away = False
+            await eventually(lambda: ("DELETED", "b", 1) in seen.events, timeout=15)
+            await eventually(lambda: (None, "c", 1) in seen.events)
+    finally:
+        await proxy.stop()
+    lists = [path for method, path in proxy.seen if method == "GET" and "watch=1" not in path]
+    assert len([p for p in lists if p.startswith("/apis/example.arges.dev/v1/widgets")]) == 2
+    assert seen.events[:2] == [(None, "a", 1), (None, "b", 1)]
+    assert ("DELETED", "b", 1) in seen.events and (None, "a", 1) in seen.events[2:]
+
+
+async def test_a_kind_installed_later_is_found_at_its_preferred_version(
+    kube: KubeClient,
+) -> None:
+    seen = Seen()
+    unversioned = replace(WIDGETS, version="")
+    async with reflecting(Reflector(kube, unversioned, seen, absent_poll=0.1)) as reflector:
+        await asyncio.sleep(0.5)
+        assert not reflector.synced.is_set(), "nothing to list before the kind exists"
+        await install_widgets(kube)
+        await kube.create(WIDGETS, widget("a"), "default")
+        await eventually(lambda: bool(seen.events), timeout=10)
+    assert seen.events[0][1:] == ("a", 1) and seen.events[0][0] in (None, "ADDED")
