@@ -6,6 +6,7 @@ import asyncio
 import base64
 import contextlib
 import logging
+import random
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -33,12 +34,22 @@ from tests.integration.clusters.sim import SimServer
 from tests.integration.conftest import eventually, make_assets, sha512
 
 NS = "default"
+_PORTS = random.Random()
+"""Port picks, off the shared ``random`` state (Hypothesis watches that one during draws)."""
 
 
 def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A port free now, below Linux's ephemeral range (32768 on): a port kept for a restarted
+    plane must not be taken meanwhile as the local end of some outgoing connection (a CI run
+    once found its boot HTTP port so taken, between this pick and the plane's start)."""
+    while True:
+        port = _PORTS.randrange(10_000, 32_768)
+        with socket.socket(socket.AF_INET, kind) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
 
 
 def environment(directory: Path, args: list[str]) -> EnvironmentSpec:
