@@ -173,14 +173,15 @@ class ManagementPlane:
         if self.api is not None:
             await self.api.start()
             self.api.mounts["/metrics"] = exposition(self.metrics, self.api.token)
-            connection = from_kubeconfig(self.api.kubeconfig_path)
-            # The controllers' requests skip TLS through the server's local socket (a tenth
-            # of a request's CPU); kopf's watches, which cannot, keep HTTPS.
-            local = replace(connection, unix_socket=self.api.socket_path)
+            # The controllers' requests and watches skip TLS through the server's local
+            # socket (a tenth of a request's CPU).
+            connection = replace(
+                from_kubeconfig(self.api.kubeconfig_path), unix_socket=self.api.socket_path
+            )
         else:
             assert self.config.external_api is not None
-            connection = local = self.config.external_api
-        self.kube = KubeClient(local, component="arges")
+            connection = self.config.external_api
+        self.kube = KubeClient(connection, component="arges")
         await self._check_installed(self.kube)
         sightings = None
         if self.config.boot is not None:

@@ -33,15 +33,6 @@ from arges.wire import REGISTER_PATH, REPORT_PATH
 from tests.integration.conftest import WIDGETS, Cluster
 from tests.integration.discovery.test_discovery import registration
 
-# Hypothesis warns when the `random` module's state moves while it draws, taking it for a
-# strategy using `random`. Here it is kopf's thread (the plane's watches), which picks a
-# credential with random.choice for each of its requests, concurrently with the draws; the
-# strategies use no `random`, and the runs stay derandomized.
-pytestmark = pytest.mark.filterwarnings(
-    "ignore:Do not use the `random` module inside strategies"
-    ":hypothesis.errors.HypothesisDeprecationWarning"
-)
-
 API_EXAMPLES = 300
 AGENT_EXAMPLES = 200
 BOOT_EXAMPLES = 300

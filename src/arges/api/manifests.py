@@ -75,7 +75,8 @@ RULES: list[dict[str, Any]] = [
         "verbs": ["get", "update", "patch"],
     },
     # The Cluster API infrastructure provider: its own kinds, and Cluster API's Clusters and
-    # Machines, read and watched once their CRDs exist (kopf learns that by watching CRDs).
+    # Machines, read and watched once they are served (discovery, which every authenticated
+    # user may read, says when).
     {
         "apiGroups": [INFRASTRUCTURE_GROUP],
         "resources": ["metalclusters", "metalmachines", "metalmachinetemplates"],
@@ -89,11 +90,6 @@ RULES: list[dict[str, Any]] = [
     {
         "apiGroups": ["cluster.x-k8s.io"],
         "resources": ["clusters", "machines"],
-        "verbs": ["get", "list", "watch"],
-    },
-    {
-        "apiGroups": ["apiextensions.k8s.io"],
-        "resources": ["customresourcedefinitions"],
         "verbs": ["get", "list", "watch"],
     },
     # BMC credentials (read), cluster secrets bundles, machine configs, talosconfigs,

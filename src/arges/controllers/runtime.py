@@ -1,10 +1,11 @@
-"""The controller runtime: kopf watches, a cache mirrors, work queues reconcile.
+"""The controller runtime: reflectors watch, a cache mirrors, work queues reconcile.
 
-kopf does what is hard to get right about watching Kubernetes (list then watch, resuming,
-relisting on 410 Gone, bookmarks, timeouts, credentials). Each watch event updates an
-in-memory :class:`Cache` (the informer pattern) and is mapped to the keys of the objects
-whose state it affects, e.g. a ServerBinding change enqueues its Server and every
-ServerClass. Each :class:`Controller` then reconciles keys from its own :class:`WorkQueue`:
+One :class:`~arges.kube.reflector.Reflector` per watched resource lists it, then watches it
+(resuming, relisting on 410 Gone, bookmarks, timeouts), through Arges' own API client. Each
+event updates an in-memory :class:`Cache` (the informer pattern) and is mapped to the keys
+of the objects whose state it affects, e.g. a ServerBinding change enqueues its Server and
+every ServerClass. Each :class:`Controller` then reconciles keys from its own
+:class:`WorkQueue`:
 
 - level-triggered: ``reconcile(key)`` reads the current state and makes the world match it,
   so it is idempotent and a restart at any point converges (the initial listing enqueues
@@ -13,40 +14,30 @@ ServerClass. Each :class:`Controller` then reconciles keys from its own :class:`
 - a failure is retried with capped exponential backoff (never a hot loop); a reconcile may
   ask to be called again after a delay.
 
-kopf's own bookkeeping is switched off: no annotations, finalizers or events of its own, and
-no change detection (only event handlers are registered). kopf runs on a thread of its own
-and hands events to the main loop in batches (one wake of the loop per batch). Workers start
-once the first listing of each watched resource is in the cache; a stop never waits without
-bound on kopf.
+Everything runs on the caller's event loop. Workers start once the first listing of each
+watched resource is in the cache; a stop cancels the workers, then the watches.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import contextlib
 import functools
 import logging
-import threading
 import time
+from asyncio import FIRST_COMPLETED
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import kopf
-
 from arges.errors import ArgesError
 from arges.kube.client import KubeClient
 from arges.kube.connection import Connection
-from arges.kube.errors import KubeError
+from arges.kube.reflector import Reflector
 from arges.kube.resources import Resource
 from arges.metrics import Metrics
 from arges.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
-
-KOPF_STOP_SECONDS = 15.0
-"""How long a stop waits for kopf's own shutdown before cancelling what it runs."""
 
 Body = dict[str, Any]
 Key = str
@@ -191,6 +182,9 @@ class Watch:
     """Seconds the keys wait before their reconcile: every event of the watch meanwhile is
     folded into that one (for a key that summarises many objects, which a fleet changes
     hundreds of times a second)."""
+    label_selector: str | None = None
+    """Only the objects it selects are watched and cached (every watch of a resource must
+    name the same one: the cache holds one view of each resource)."""
 
 
 class Controller:
@@ -246,35 +240,17 @@ class Controller:
                     gate.leave()
 
 
-def kopf_connection(connection: Connection) -> kopf.ConnectionInfo:
-    """The same credentials for kopf's watches as for Arges' own client."""
-    return kopf.ConnectionInfo(
-        server=connection.server,
-        ca_data=base64.b64encode(connection.ca_data).decode() if connection.ca_data else None,
-        insecure=connection.insecure,
-        token=connection.bearer(),
-        certificate_data=(
-            base64.b64encode(connection.cert_data).decode() if connection.cert_data else None
-        ),
-        private_key_data=(
-            base64.b64encode(connection.key_data).decode() if connection.key_data else None
-        ),
-        default_namespace=connection.namespace,
-    )
-
-
 CACHE_SYNC_SECONDS = 30.0
 """How long workers wait for a watched resource's initial listing (see ``Manager``)."""
 
 
 class Manager:
-    """Runs controllers: kopf in a thread of its own, the cache and workers in the caller's loop.
+    """Runs controllers: one :class:`~arges.kube.reflector.Reflector` per watched resource
+    feeds the cache and the work queues, and each controller's workers reconcile, all on the
+    caller's event loop.
 
-    kopf treats every task created in its event loop after it started as its own, and at
-    exit waits for and cancels them all; embedded beside the API server that would reach
-    into unrelated request handlers. So kopf runs its own loop on a thread, and its event
-    handler hands each event to the main loop (``call_soon_threadsafe``), where the cache
-    and the queues live.
+    The watches have a client of their own (each holds a connection for as long as it lasts),
+    so they never take the connections the controllers' requests need.
     """
 
     def __init__(
@@ -289,88 +265,53 @@ class Manager:
         self.cache = cache
         self.metrics = metrics if metrics is not None else Metrics()
         self.metrics.queues = lambda: {n: c.queue.depth() for n, c in self.controllers.items()}
-        self._watched: list[Resource] = []
-        self._inbox: list[tuple[Resource, list[Watch], str | None, Body]] = []
-        self._inbox_lock = threading.Lock()
 
-    def _registry(self, loop: asyncio.AbstractEventLoop) -> kopf.OperatorRegistry:
-        registry = kopf.OperatorRegistry()
+    def routes(self) -> dict[Resource, list[Watch]]:
+        """Each watched resource with the watches of every controller on it.
 
-        # Async: kopf runs a sync handler in an executor and shields it from cancellation.
-        @kopf.on.login(registry=registry)
-        async def login(**_: Any) -> kopf.ConnectionInfo:
-            return kopf_connection(self.connection)
-
+        Raises:
+            ValueError: two watches of one resource select different objects.
+        """
         routes: dict[Resource, list[Watch]] = {}
         for controller in self.controllers.values():
             for watch in controller.watches():
                 routes.setdefault(watch.resource, []).append(watch)
-        self._watched = list(routes)
         for resource, watches in routes.items():
-            forward = functools.partial(self._forward, loop, resource, watches)
-            register_watch(registry, resource, forward)
-        return registry
+            if len({w.label_selector for w in watches}) > 1:
+                raise ValueError(f"the watches of {resource.plural} select different objects")
+        return routes
 
-    async def _wait_for_cache(self, stop: asyncio.Event) -> None:
-        """Return once kopf's initial listing has brought every object that existed a moment
-        ago into the cache, for each watched resource of a fixed version (controller-runtime's
-        ``WaitForCacheSync``), or after ``CACHE_SYNC_SECONDS`` per resource, or at ``stop``.
+    async def _wait_for_cache(self, reflectors: list[Reflector], stop: asyncio.Event) -> None:
+        """Return once the first listing of each watched resource of a fixed version is in the
+        cache (controller-runtime's ``WaitForCacheSync``), or after ``CACHE_SYNC_SECONDS`` per
+        resource, or at ``stop``.
 
         Workers start only then. Before, a restarted plane's power controller reconciled a
         Server before its ServerBinding was in the cache, took the bound, installed server
-        for an unbound one to wipe, and power-cycled it. A resource whose version kopf
-        resolves later (Cluster API's, installed after Arges perhaps) is not waited for; an
-        API error is logged and that resource not waited for.
+        for an unbound one to wipe, and power-cycled it. A resource read at whichever version
+        the API server prefers (Cluster API's, installed after Arges perhaps) is not waited
+        for.
         """
-        async with KubeClient(self.connection, component="arges-cache-sync") as kube:
-            for resource in self._watched:
-                if not resource.version:
+        stopped = asyncio.ensure_future(stop.wait())
+        try:
+            for reflector in reflectors:
+                if not reflector.resource.version:
                     continue
-                try:
-                    wanted = {key_of(b) for b in await kube.list(resource)}
-                except KubeError as exc:
-                    log.warning("not waiting for the cache of %s: %s", resource.plural, exc)
-                    continue
-                deadline = time.monotonic() + CACHE_SYNC_SECONDS
-                while not wanted <= set(self.cache.names(resource)) and not stop.is_set():
-                    if time.monotonic() > deadline:
-                        log.warning(
-                            "the cache of %s lacks %d of %d objects after %.0f s; starting",
-                            resource.plural,
-                            len(wanted - set(self.cache.names(resource))),
-                            len(wanted),
-                            CACHE_SYNC_SECONDS,
-                        )
-                        break
-                    await asyncio.sleep(0.05)
-
-    def _forward(
-        self,
-        loop: asyncio.AbstractEventLoop,
-        resource: Resource,
-        watches: list[Watch],
-        event_type: str | None,
-        body: Body,
-    ) -> None:
-        # On kopf's thread. Events are handed over in batches: the main loop is woken (a
-        # write to its self-pipe, then a wait for the GIL) once per batch, not per event.
-        with self._inbox_lock:
-            self._inbox.append((resource, watches, event_type, body))
-            wake = len(self._inbox) == 1
-        if wake:
-            with contextlib.suppress(RuntimeError):  # the loop closed: nothing to tell
-                loop.call_soon_threadsafe(self._drain)
-
-    def _drain(self) -> None:
-        with self._inbox_lock:
-            batch, self._inbox = self._inbox, []
-        for resource, watches, event_type, body in batch:
-            # One event's failure must not lose the rest of its batch (each was a callback
-            # of its own before, which the loop's exception handler logged alone).
-            try:
-                self._dispatch(resource, watches, event_type, body)
-            except Exception:
-                log.exception("routing a %s event failed", resource.plural)
+                synced = asyncio.ensure_future(reflector.synced.wait())
+                done, _ = await asyncio.wait(
+                    [synced, stopped], timeout=CACHE_SYNC_SECONDS, return_when=FIRST_COMPLETED
+                )
+                synced.cancel()
+                if stopped in done:
+                    return
+                if not done:
+                    log.warning(
+                        "the cache of %s is not filled after %.0f s; starting",
+                        reflector.resource.plural,
+                        CACHE_SYNC_SECONDS,
+                    )
+        finally:
+            stopped.cancel()
 
     def _dispatch(
         self, resource: Resource, watches: list[Watch], event_type: str | None, body: Body
@@ -384,183 +325,56 @@ class Manager:
         """Run until ``stop`` is set; ``ready`` is set once every controller has started.
 
         Raises:
-            RuntimeError: kopf stopped on its own (its log says why).
+            RuntimeError: a watch ended on its own (a bug: the log says which).
         """
-        # kopf reports every handled event at INFO; Arges' own logs say what matters.
-        logging.getLogger("kopf").setLevel(max(logging.WARNING, log.getEffectiveLevel()))
-        loop = asyncio.get_running_loop()
-        ended: asyncio.Future[None] = loop.create_future()
-
-        def on_exit() -> None:
-            if not ended.done():
-                ended.set_result(None)
-
-        kopf_thread = _KopfThread(self._registry(loop), lambda: loop.call_soon_threadsafe(on_exit))
-        kopf_thread.start()
         tasks: list[asyncio.Task[None]] = []
-        try:
-            await self._wait_for_cache(stop)
-            for controller in self.controllers.values():
-                await controller.start()
-                for i in range(controller.workers):
-                    tasks.append(
-                        asyncio.create_task(
-                            controller.run_worker(self.metrics), name=f"{controller.name}-{i}"
-                        )
-                    )
-            if ready is not None:
-                ready.set()
-            stopped: asyncio.Future[Any] = asyncio.ensure_future(stop.wait())
-            await asyncio.wait([ended, stopped], return_when=asyncio.FIRST_COMPLETED)
-            stopped.cancel()
-            if ended.done():
-                raise RuntimeError("the controllers' watches stopped unexpectedly")
-        finally:
-            kopf_thread.stop()
-            # The workers end before kopf is waited for: they need nothing from it, and a
-            # stop cut short while kopf is waited for must not leave them reconciling.
+        async with KubeClient(self.connection, component="arges-watch") as kube:
+            reflectors = [
+                Reflector(
+                    kube,
+                    resource,
+                    functools.partial(self._dispatch, resource, watches),
+                    label_selector=watches[0].label_selector,
+                )
+                for resource, watches in self.routes().items()
+            ]
+            watching = [
+                asyncio.create_task(r.run(), name=f"watch-{r.resource.plural}") for r in reflectors
+            ]
             try:
-                await cancel_and_wait(*tasks)
-            finally:
+                await self._wait_for_cache(reflectors, stop)
                 for controller in self.controllers.values():
-                    controller.queue.close()
-            await _wait_for_kopf(kopf_thread, ended)
+                    await controller.start()
+                    for i in range(controller.workers):
+                        tasks.append(
+                            asyncio.create_task(
+                                controller.run_worker(self.metrics), name=f"{controller.name}-{i}"
+                            )
+                        )
+                if ready is not None:
+                    ready.set()
+                stopped: asyncio.Future[Any] = asyncio.ensure_future(stop.wait())
+                done, _ = await asyncio.wait([stopped, *watching], return_when=FIRST_COMPLETED)
+                stopped.cancel()
+                if stopped not in done:
+                    ended = [t for t in watching if t.done()]
+                    for task in ended:
+                        if not task.cancelled() and task.exception() is not None:
+                            log.error("%s ended", task.get_name(), exc_info=task.exception())
+                    raise RuntimeError("the controllers' watches stopped unexpectedly")
+            finally:
+                # The workers end before the watches: a stop must not leave them reconciling
+                # on a cache that no longer follows the API.
+                try:
+                    await cancel_and_wait(*tasks)
+                finally:
+                    for controller in self.controllers.values():
+                        controller.queue.close()
+                    await _cancel_quietly(watching)
 
 
-async def _wait_for_kopf(kopf_thread: _KopfThread, ended: asyncio.Future[None]) -> None:
-    """Wait for a kopf asked to stop; cancel its tasks if it has not ended after
-    ``KOPF_STOP_SECONDS``; give up on it (a daemon thread) after as long again. Never waits
-    without bound: kopf's watchers wait, shielded from cancellation, for their per-object
-    workers to drain (kopf's ``queueing.watcher``), and a stop of the plane must not hang
-    on that."""
-    await asyncio.wait([ended], timeout=KOPF_STOP_SECONDS)
-    if ended.done():
-        return
-    log.warning("kopf did not stop in %.0f s; cancelling its tasks", KOPF_STOP_SECONDS)
-    kopf_thread.cancel()
-    await asyncio.wait([ended], timeout=KOPF_STOP_SECONDS)
-    if not ended.done():
-        log.error("kopf did not stop once its tasks were cancelled; leaving its thread behind")
-
-
-class _SignalsHandledElsewhere(logging.Filter):
-    """kopf warns that it ignores OS signals off the main thread; the process handles them."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "OS signals are ignored" not in record.getMessage()
-
-
-logging.getLogger("kopf._core.reactor.running").addFilter(_SignalsHandledElsewhere())
-
-
-class _OptionalResources(logging.Filter):
-    """kopf warns, at every change of the cluster's CRDs, about watched resources whose CRDs
-    are absent; Cluster API's are optional (the provider waits for them), so that is no news."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "Unresolved resources cannot be served" not in record.getMessage()
-
-
-logging.getLogger("kopf._core.reactor.observation").addFilter(_OptionalResources())
-
-
-class _NoDiffBase(kopf.DiffBaseStorage):
-    """kopf's change detection switched off: Arges registers only event handlers, which get
-    no diff. kopf's default storage builds an "essence" of every event's object for one, a
-    deep copy of the whole object (a Server's inventory too) that is then thrown away: a
-    quarter of kopf's thread's time in a 300-server fleet. kopf documents this setting
-    (``settings.persistence.diffbase_storage``) for custom storages."""
-
-    def build(
-        self, *, body: kopf.Body, extra_fields: Iterable[Any] | None = None
-    ) -> kopf.BodyEssence:
-        return kopf.BodyEssence()
-
-    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
-        return None
-
-    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
-        return None
-
-
-class _KopfThread(threading.Thread):
-    """kopf's operator on its own event loop."""
-
-    def __init__(self, registry: kopf.OperatorRegistry, on_exit: Callable[[], object]) -> None:
-        super().__init__(name="arges-kopf", daemon=True)
-        self.registry = registry
-        self._on_exit = on_exit
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop_flag: asyncio.Event | None = None
-        self._started = threading.Event()
-
-    def run(self) -> None:
-        try:
-            with contextlib.suppress(asyncio.CancelledError):
-                asyncio.run(self._main())
-        finally:
-            # The caller's loop may be closed already if it gave up on this thread.
-            with contextlib.suppress(RuntimeError):
-                self._on_exit()
-
-    async def _main(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._stop_flag = asyncio.Event()
-        self._started.set()
-        settings = kopf.OperatorSettings()
-        settings.peering.standalone = True
-        settings.posting.enabled = False
-        settings.persistence.diffbase_storage = _NoDiffBase()
-        settings.watching.server_timeout = 300
-        settings.watching.client_timeout = 330
-        settings.networking.request_timeout = 30
-        try:
-            await kopf.operator(
-                registry=self.registry,
-                settings=settings,
-                clusterwide=True,
-                standalone=True,
-                stop_flag=self._stop_flag,
-            )
-        except Exception:
-            log.exception("kopf stopped")
-
-    def stop(self) -> None:
-        """Ask kopf to stop (its stop flag)."""
-        self._started.wait(10)
-        if self._loop is not None and self._stop_flag is not None and not self._loop.is_closed():
-            with contextlib.suppress(RuntimeError):
-                self._loop.call_soon_threadsafe(self._stop_flag.set)
-
-    def cancel(self) -> None:
-        """Cancel every task on kopf's loop, for a kopf that did not heed :meth:`stop`."""
-        loop = self._loop
-        if loop is None or loop.is_closed():
-            return
-
-        def cancel_all() -> None:
-            for task in asyncio.all_tasks(loop):
-                task.cancel()
-
-        with contextlib.suppress(RuntimeError):
-            loop.call_soon_threadsafe(cancel_all)
-
-
-def register_watch(
-    registry: kopf.OperatorRegistry,
-    resource: Resource,
-    forward: Callable[[str | None, Body], object],
-) -> None:
-    """Register one kopf event handler for ``resource`` that forwards every event."""
-
-    async def on_event(*, event: kopf.RawEvent, **_: Any) -> None:
-        forward(event.get("type"), dict(event["object"]))
-
-    # An empty version watches whichever version the API server prefers (kopf resolves it
-    # when the resource appears: Cluster API's kinds may be installed after Arges starts).
-    kopf.on.event(
-        group=resource.group,
-        version=resource.version or None,
-        plural=resource.plural,
-        registry=registry,
-    )(on_event)
+async def _cancel_quietly(tasks: list[asyncio.Task[None]]) -> None:
+    """Cancel ``tasks`` and wait for them; what they ended with was reported already."""
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)

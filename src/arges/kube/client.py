@@ -137,13 +137,19 @@ class KubeClient:
         return items
 
     async def watch(
-        self, res: Resource, resource_version: str, *, timeout_seconds: int = 300
+        self,
+        res: Resource,
+        resource_version: str,
+        *,
+        timeout_seconds: int = 300,
+        label_selector: str | None = None,
     ) -> AsyncGenerator[dict[str, Any], None]:
         """The events of a watch of ``res`` (across namespaces) from ``resource_version``, as
         the server sends them: ``{"type": "ADDED" | "MODIFIED" | "DELETED" | "BOOKMARK" |
         "ERROR", "object": ...}``, bookmarks asked for, until the server ends the watch after
         about ``timeout_seconds`` (the Kubernetes API's watch, as client-go's reflector asks
-        for it: ``watch=1&allowWatchBookmarks=true&timeoutSeconds=N``).
+        for it: ``watch=1&allowWatchBookmarks=true&timeoutSeconds=N``), of the objects
+        ``label_selector`` selects when given (one that stops matching arrives as DELETED).
 
         Events are read off the stream as they come, whatever their size (one JSON document
         per line).
@@ -164,6 +170,8 @@ class KubeClient:
             "allowWatchBookmarks": "true",
             "timeoutSeconds": str(timeout_seconds),
         }
+        if label_selector:
+            params["labelSelector"] = label_selector
         # No total: a watch lasts its timeout; a silent stream is one that broke.
         timeout = aiohttp.ClientTimeout(
             total=None, connect=TIMEOUT.connect, sock_read=timeout_seconds + 30

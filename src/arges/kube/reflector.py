@@ -46,7 +46,8 @@ class Expired(KubeError):
 
 
 class Reflector:
-    """Keeps ``deliver`` in step with ``resource`` (see the module docstring).
+    """Keeps ``deliver`` in step with ``resource`` (see the module docstring), or with the
+    objects of it ``label_selector`` selects.
 
     ``timeout_seconds``: the server-side length of each watch; ``absent_poll``: seconds between
     looks for a resource the API server does not serve; ``max_backoff``: the longest wait
@@ -59,6 +60,7 @@ class Reflector:
         resource: Resource,
         deliver: Deliver,
         *,
+        label_selector: str | None = None,
         timeout_seconds: int = 300,
         absent_poll: float = 2.0,
         max_backoff: float = 30.0,
@@ -66,6 +68,7 @@ class Reflector:
         self.kube = kube
         self.resource = resource
         self.deliver = deliver
+        self.label_selector = label_selector
         self.timeout_seconds = timeout_seconds
         self.absent_poll = absent_poll
         self.max_backoff = max_backoff
@@ -121,7 +124,8 @@ class Reflector:
 
     async def _relist(self, served: Resource) -> str:
         """List, hand over the listing (and the deletions it reveals); returns its version."""
-        body = await self.kube.request("GET", served.path())
+        params = {"labelSelector": self.label_selector} if self.label_selector else None
+        body = await self.kube.request("GET", served.path(), params=params)
         items: list[dict[str, Any]] = body.get("items") or []
         listed = {_key(obj): obj for obj in items}
         gone = [obj for key, obj in self._known.items() if key not in listed]
@@ -142,7 +146,12 @@ class Reflector:
         Raises:
             Expired: the version is too old; KubeError: the watch failed.
         """
-        events = self.kube.watch(served, version, timeout_seconds=self.timeout_seconds)
+        events = self.kube.watch(
+            served,
+            version,
+            timeout_seconds=self.timeout_seconds,
+            label_selector=self.label_selector,
+        )
         async with contextlib.aclosing(events):
             try:
                 async for event in events:
