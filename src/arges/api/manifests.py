@@ -92,13 +92,13 @@ RULES: list[dict[str, Any]] = [
         "resources": ["clusters", "machines"],
         "verbs": ["get", "list", "watch"],
     },
-    # BMC credentials (read), cluster secrets bundles, machine configs, talosconfigs,
-    # kubeconfigs (written and removed with their clusters) and Cluster API bootstrap data
-    # (read).
+    # BMC credentials (read, labelled and watched: only the labelled ones), cluster secrets
+    # bundles, machine configs, talosconfigs, kubeconfigs (written and removed with their
+    # clusters) and Cluster API bootstrap data (read).
     {
         "apiGroups": [""],
         "resources": ["secrets"],
-        "verbs": ["get", "list", "create", "update", "patch", "delete"],
+        "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"],
     },
     {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"]},
     # The replicas' leader election (Lease "arges" in Arges' namespace).

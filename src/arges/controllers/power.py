@@ -23,6 +23,7 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
+import hashlib
 import json
 import logging
 import time
@@ -39,7 +40,7 @@ from arges.controllers.relevance import ClassBoot, Facts, boot_affected, power_f
 from arges.controllers.runtime import Body, Cache, Controller, Key, RetryLater, Watch, key_of
 from arges.errors import ArgesError
 from arges.kube.client import KubeClient
-from arges.kube.errors import NotFound
+from arges.kube.errors import KubeError, NotFound
 from arges.kube.resources import SECRETS, SERVER_BINDINGS, SERVER_CLASSES, SERVERS
 from arges.metal.conditions import condition_patch
 from arges.metal.media import MediaUnavailable
@@ -67,6 +68,11 @@ OWN_CONDITIONS = frozenset({POWER_MANAGEMENT, CERTIFICATE_VERIFIED})
 ACTIONS = {"on": PowerAction.ON, "off": PowerAction.OFF, "cycle": PowerAction.CYCLE}
 DONE = {"on": "PoweredOn", "off": "PoweredOff", "cycle": "PowerCycled"}
 """The reason of the Event recording each action the BMC carried out."""
+BMC_CREDENTIALS_LABEL = "metal.arges.dev/bmc-credentials"
+"""Set to ``"true"`` on each Secret a Server's BMC names, when the controller first reads it:
+the controller watches only the Secrets so labelled and reads them from its cache after, as
+Metal3's baremetal-operator labels the BMC Secrets it uses
+(``environment.metal3.io=baremetal``). A change to one reaches the BMC at once."""
 
 
 def certificate_verification(info: BmcInfo) -> tuple[ConditionStatus, str, str]:
@@ -123,6 +129,8 @@ class PowerController(Controller):
         """Per Server, the BMC reading its last reconcile carried out its plan on, kept only
         while that reconcile is the last (a failure or a restart reads the BMC again; see
         :func:`arges.metal.power.read_again_in`)."""
+        self._secrets: dict[tuple[str, str], str] = {}
+        """Per BMC credentials Secret watched, a digest of what it holds (see ``watches``)."""
         self._own = OwnWrites()
         """Per Server, this controller's last write, for the next write of the same
         reconcile (a cycle's record, then the BMC's answer) before the watch brings it."""
@@ -156,7 +164,29 @@ class PowerController(Controller):
             affected = boot_affected(old, new)
             return [(self.name, name) for name in sorted(affected)]
 
-        return [Watch(SERVERS, own), Watch(SERVER_BINDINGS, bound), Watch(SERVER_CLASSES, members)]
+        def credentials(event_type: str | None, body: Body) -> list[tuple[str, Key]]:
+            # Only a change of what the Secret holds concerns the Servers naming it (not the
+            # label this controller adds); the listing enqueues every Server anyway.
+            meta = body.get("metadata") or {}
+            secret = (meta.get("namespace") or "", meta.get("name") or "")
+            held = _digest(body) if event_type != "DELETED" else None
+            before = self._secrets.pop(secret, None)
+            if held is not None:
+                self._secrets[secret] = held
+            if event_type is None or held == before:
+                return []
+            return [
+                (self.name, key_of(server))
+                for server in self.cache.objects(SERVERS)
+                if _secret_of(server) == secret
+            ]
+
+        return [
+            Watch(SERVERS, own),
+            Watch(SERVER_BINDINGS, bound),
+            Watch(SERVER_CLASSES, members),
+            Watch(SECRETS, credentials, label_selector=f"{BMC_CREDENTIALS_LABEL}=true"),
+        ]
 
     async def reconcile(self, key: Key) -> float | None:
         body = self.cache.get(SERVERS, key)
@@ -187,7 +217,10 @@ class PowerController(Controller):
             reset_timeout=self.reset_timeout,
             boot_method=self._boot_method(server),
         )
-        bmc = json.dumps(body["spec"].get("bmc"), sort_keys=True)
+        # Changed credentials are a new BMC setting too: the BMC is read again at once.
+        secret = _secret_of(body)
+        holds = self._secrets.get(secret) if secret else None
+        bmc = json.dumps([body["spec"].get("bmc"), holds], sort_keys=True)
         last = self._readings.get(key)
         wait = read_again_in(last, plan, bmc, now=time.monotonic(), refresh=self.refresh)
         if wait > 0:
@@ -293,12 +326,15 @@ class PowerController(Controller):
         username = password = ca = ""
         ref = bmc.credentials_secret_ref
         if ref is not None:
-            try:
-                secret = await self.kube.get(SECRETS, ref.name, ref.namespace)
-            except NotFound as exc:
-                raise CredentialsProblem(
-                    f"the BMC credentials Secret {ref.namespace}/{ref.name} does not exist"
-                ) from exc
+            secret = self.cache.get(SECRETS, f"{ref.namespace}/{ref.name}")
+            if secret is None:
+                try:
+                    secret = await self.kube.get(SECRETS, ref.name, ref.namespace)
+                except NotFound as exc:
+                    raise CredentialsProblem(
+                        f"the BMC credentials Secret {ref.namespace}/{ref.name} does not exist"
+                    ) from exc
+                await self._follow(secret)
             data = secret.get("data") or {}
             try:
                 username = base64.b64decode(data.get("username", "")).decode()
@@ -321,6 +357,24 @@ class PowerController(Controller):
             ca=ca,
             insecure=bool(bmc.insecure),
         )
+
+    async def _follow(self, secret: dict[str, Any]) -> None:
+        """Label a BMC credentials Secret read from the API, so the watch brings it (and its
+        changes) from now on. Without the right to, it is read on each use instead."""
+        meta = secret.get("metadata") or {}
+        if (meta.get("labels") or {}).get(BMC_CREDENTIALS_LABEL) == "true":
+            return
+        try:
+            await self.kube.patch(
+                SECRETS,
+                meta["name"],
+                {"metadata": {"labels": {BMC_CREDENTIALS_LABEL: "true"}}},
+                meta.get("namespace"),
+            )
+        except KubeError as exc:
+            log.info(
+                "Secret %s/%s is read on each use: %s", meta.get("namespace"), meta["name"], exc
+            )
 
     async def _set(
         self, server: Server, kind: str, status: ConditionStatus, reason: str, message: str
@@ -361,3 +415,17 @@ class PowerController(Controller):
         updated = await self.kube.update_status(SERVERS, name, change, current=current)
         self._own.wrote(name, current, updated)
         return updated
+
+
+def _secret_of(server: Body) -> tuple[str, str] | None:
+    """(namespace, name) of the credentials Secret a Server's BMC names, if any."""
+    bmc = (server.get("spec") or {}).get("bmc") or {}
+    ref = bmc.get("credentialsSecretRef") or {}
+    return (ref.get("namespace") or "default", ref["name"]) if ref.get("name") else None
+
+
+def _digest(secret: Body) -> str:
+    """A digest of what a Secret holds (its data, not its metadata): kept instead of the
+    credentials themselves."""
+    data = json.dumps(secret.get("data") or {}, sort_keys=True)
+    return hashlib.sha256(data.encode()).hexdigest()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from arges.api.crds import all_crds
-from arges.controllers.power import PowerController
+from arges.controllers.power import BMC_CREDENTIALS_LABEL, PowerController
 from arges.controllers.runtime import Cache
 from arges.kube.client import KubeClient
 from arges.kube.connection import from_kubeconfig
@@ -237,6 +238,35 @@ async def test_bad_credentials_and_missing_bmcs_are_conditions(plane: Management
         return bool(c and c["reason"] == "NoBMC")
 
     await eventually(no_bmc)
+
+
+async def test_the_bmc_secret_is_read_once_then_followed_through_its_watch(
+    plane: ManagementPlane,
+) -> None:
+    kube = plane.kube
+    assert kube is not None
+    await with_bmc(kube, accepted=True, clean=True)
+    await eventually(lambda: bmc_answers(kube))
+
+    async def labelled() -> bool:
+        meta = (await kube.get(SECRETS, "bmc-creds", "default"))["metadata"]
+        return (meta.get("labels") or {}).get(BMC_CREDENTIALS_LABEL) == "true"
+
+    await eventually(labelled, what="the Secret labelled for the watch")
+
+    async def invalid() -> bool:
+        c = await condition(kube, "PowerManagement")
+        return bool(c and c["reason"] == "InvalidBMC" and "username and password" in c["message"])
+
+    with requests_of(kube, "arges.controllers.power") as sent:
+        await kube.patch(SECRETS, "bmc-creds", {"data": {"password": None}}, "default")
+        await eventually(invalid, what="the broken Secret noticed")
+        again = base64.b64encode(b"secret").decode()
+        await kube.patch(SECRETS, "bmc-creds", {"data": {"password": again}}, "default")
+        await eventually(lambda: bmc_answers(kube), what="the mended Secret noticed")
+    reads = [r for r in sent if r == ("GET", SECRETS.path("default", "bmc-creds"))]
+    assert reads == [], "the Secret came from the watch"
+    assert any(method == "PATCH" and "/servers/" in path for method, path in sent)
 
 
 async def test_restarts_in_the_middle_of_a_cycle_converge(tmp_path: Path) -> None:
