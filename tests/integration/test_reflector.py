@@ -11,10 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
 
 from arges.apiserver.server import ApiServer
 from arges.kube.client import KubeClient
-from arges.kube.connection import from_kubeconfig
+from arges.kube.connection import Connection, from_kubeconfig
 from arges.kube.reflector import Reflector
 from arges.kube.resources import Resource
 from tests.integration.conftest import WIDGET_CRD, eventually, start_server, widget
@@ -138,3 +139,35 @@ async def test_a_kind_installed_later_is_found_at_its_preferred_version(
         await kube.create(WIDGETS, widget("a"), "default")
         await eventually(lambda: bool(seen.events), timeout=10)
     assert seen.events[0][1:] == ("a", 1) and seen.events[0][0] in (None, "ADDED")
+
+
+async def test_watches_cut_short_are_backed_off_not_spun() -> None:
+    """An API (a proxy, say) that ends every watch at once with nothing in it: Arges' real
+    server never does, so a few lines of aiohttp stand in for one."""
+    watches = 0
+
+    async def answer(request: web.Request) -> web.Response:
+        nonlocal watches
+        if request.query.get("watch") == "1":
+            watches += 1
+            return web.Response(content_type="application/json")
+        return web.json_response({"items": [], "metadata": {"resourceVersion": "7"}})
+
+    app = web.Application()
+    app.router.add_get(WIDGETS.path(), answer)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        async with (
+            KubeClient(Connection(server=f"http://127.0.0.1:{port}")) as kube,
+            reflecting(Reflector(kube, WIDGETS, Seen(), max_backoff=1.0)) as reflector,
+        ):
+            await asyncio.wait_for(reflector.synced.wait(), 5)
+            await asyncio.sleep(2.0)
+    finally:
+        await runner.cleanup()
+    # Backed off 0.5 s, then 1 s: a spinning reflector would have asked hundreds of times.
+    assert 2 <= watches <= 5, watches

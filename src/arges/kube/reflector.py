@@ -12,7 +12,8 @@ The informer pattern's first half (controller-runtime's informers rest on client
    seen (bookmarks move it too);
 3. when the server ends the watch (its ``timeoutSeconds``), watch again from there; when the
    version is too old (410 Gone, as an ``ERROR`` event or an answer), list again; when the
-   API cannot be reached, retry after a capped exponential backoff, from where it was.
+   API cannot be reached, or ends a watch at once with nothing in it, retry after a capped
+   exponential backoff, from where it was.
 
 A resource given without a version (Cluster API's kinds, which may be installed after Arges
 starts) is read at the version the API server prefers (discovery), looked for again every
@@ -25,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
@@ -39,6 +41,8 @@ Deliver = Callable[[str | None, dict[str, Any]], None]
 """Called with (event type, object): ``None`` for the listing, else the watch event's type."""
 
 GONE = 410
+SHORT_WATCH = 1.0
+"""Seconds under which a watch that ended with no event counts as a failure (backed off)."""
 
 
 class Expired(KubeError):
@@ -75,6 +79,8 @@ class Reflector:
         self.synced = asyncio.Event()
         """Set once the first listing has been handed over."""
         self._known: dict[tuple[str, str], dict[str, Any]] = {}
+        self._handed = 0
+        """Events handed over so far (a watch that hands none and ends at once is a failure)."""
 
     async def run(self) -> None:
         """List and watch until cancelled; never returns otherwise, and raises nothing but
@@ -92,7 +98,12 @@ class Reflector:
                 if version is None:
                     version = await self._relist(served)
                     self.synced.set()
+                began, handed = time.monotonic(), self._handed
                 version = await self._watch(served, version)
+                if self._handed == handed and time.monotonic() - began < SHORT_WATCH:
+                    # Ended at once with nothing in it (a proxy cutting watches short, say):
+                    # watching again at once would spin.
+                    raise Unavailable(f"the watch of {served.plural} ended at once")
                 failures = 0
                 if not self.resource.version:
                     # The watch ended as planned: a good moment to see whether the preferred
@@ -178,6 +189,7 @@ class Reflector:
         return version
 
     def _hand(self, kind: str | None, obj: dict[str, Any]) -> None:
+        self._handed += 1
         # A callback's failure is the callback's: it must not stop the watch or lose the
         # events after it.
         try:
