@@ -68,6 +68,7 @@ OWN_CONDITIONS = frozenset({POWER_MANAGEMENT, CERTIFICATE_VERIFIED})
 ACTIONS = {"on": PowerAction.ON, "off": PowerAction.OFF, "cycle": PowerAction.CYCLE}
 DONE = {"on": "PoweredOn", "off": "PoweredOff", "cycle": "PowerCycled"}
 """The reason of the Event recording each action the BMC carried out."""
+_NO_CLASS: ClassBoot = (None, frozenset())
 BMC_CREDENTIALS_LABEL = "metal.arges.dev/bmc-credentials"
 """Set to ``"true"`` on each Secret a Server's BMC names, when the controller first reads it:
 the controller watches only the Secrets so labelled and reads them from its cache after, as
@@ -257,13 +258,12 @@ class PowerController(Controller):
         if server.spec.boot_method is not None:
             return server.spec.boot_method
         classes = parsed(self.cache, SERVER_CLASSES, ServerClass).all()
-        for _, server_class in sorted(classes.items()):
-            members = [
-                *(server_class.status.servers_available or []),
-                *(server_class.status.servers_in_use or []),
-            ]
-            if server.name in members and server_class.spec.boot_method is not None:
-                return server_class.spec.boot_method
+        for name, server_class in sorted(classes.items()):
+            method = server_class.spec.boot_method
+            # The members as a set (kept by the watch): a class's lists grow with the fleet,
+            # and every reconcile asks.
+            if method is not None and server.name in self._class_boot.get(name, _NO_CLASS)[1]:
+                return method
         return "network"
 
     async def _apply(
