@@ -70,6 +70,14 @@ class KubeClient:
             await self._session.close()
             self._session = None
 
+    def _headers(self) -> dict[str, str]:
+        """JSON asked for, with the current bearer token when there is one."""
+        headers = {"Accept": "application/json"}
+        token = self.connection.bearer()
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        return headers
+
     async def request(
         self,
         method: str,
@@ -82,10 +90,7 @@ class KubeClient:
         """One API call; returns the decoded JSON answer."""
         self.open()
         assert self._session is not None
-        headers = {"Accept": "application/json"}
-        token = self.connection.bearer()
-        if token:
-            headers["Authorization"] = f"Bearer {token}"
+        headers = self._headers()
         data = None
         if body is not None:
             headers["Content-Type"] = content_type
@@ -96,11 +101,7 @@ class KubeClient:
             async with self._session.request(
                 method, self._base + path, data=data, headers=headers, params=params
             ) as resp:
-                raw = await resp.read()
-                try:
-                    decoded = orjson.loads(raw) if raw else None
-                except ValueError:
-                    decoded = raw.decode(errors="replace")
+                decoded = _decoded(await resp.read())
                 if resp.status >= 400:
                     raise from_status(resp.status, decoded, what)
                 return decoded
@@ -160,10 +161,7 @@ class KubeClient:
         """
         self.open()
         assert self._session is not None
-        headers = {"Accept": "application/json"}
-        token = self.connection.bearer()
-        if token:
-            headers["Authorization"] = f"Bearer {token}"
+        headers = self._headers()
         params = {
             "watch": "1",
             "resourceVersion": resource_version,
@@ -182,12 +180,7 @@ class KubeClient:
                 self._base + res.path(), params=params, headers=headers, timeout=timeout
             ) as resp:
                 if resp.status >= 400:
-                    raw = await resp.read()
-                    try:
-                        decoded = orjson.loads(raw) if raw else None
-                    except ValueError:
-                        decoded = raw.decode(errors="replace")
-                    raise from_status(resp.status, decoded, what)
+                    raise from_status(resp.status, _decoded(await resp.read()), what)
                 parts: list[bytes] = []
                 async for chunk in resp.content.iter_any():
                     start = 0
@@ -356,3 +349,11 @@ class KubeClient:
         Failures are logged, never raised: an event is a courtesy, not part of the change.
         """
         await self._events.record(regarding, reason, message, type)
+
+
+def _decoded(raw: bytes) -> Any:
+    """An answer's body: its JSON, else its text (a proxy's error page, say), else None."""
+    try:
+        return orjson.loads(raw) if raw else None
+    except ValueError:
+        return raw.decode(errors="replace")
