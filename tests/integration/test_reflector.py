@@ -1,5 +1,6 @@
-"""The reflector (list, then watch) against the embedded API server, as the controllers use it:
-what it hands over, in what order, across a 410 Gone, and for a kind installed later."""
+"""The reflector (list, then watch) against the embedded API server, as the controllers and the
+dashboard's informers use it: what it hands over, in what order, across a 410 Gone, for a kind
+installed later and for one no longer served."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from arges.kube.client import KubeClient
 from arges.kube.connection import Connection, from_kubeconfig
 from arges.kube.reflector import Reflector
 from arges.kube.resources import Resource
+from arges.ui.informer import Informer
 from tests.integration.conftest import WIDGET_CRD, eventually, start_server, widget
 from tests.integration.proxy import HoldingProxy
 
@@ -171,3 +173,73 @@ async def test_watches_cut_short_are_backed_off_not_spun() -> None:
         await runner.cleanup()
     # Backed off 0.5 s, then 1 s: a spinning reflector would have asked hundreds of times.
     assert 2 <= watches <= 5, watches
+
+
+async def test_a_kind_no_longer_served_hands_its_objects_over_as_deleted(
+    server: ApiServer, kube: KubeClient, tmp_path: Path
+) -> None:
+    """The CRD goes while the reflector is away, so no watch tells of its objects' deletion:
+    the 404 that follows does (the dashboard would otherwise show them for ever)."""
+    await install_widgets(kube)
+    for name in ("a", "b"):
+        await kube.create(WIDGETS, widget(name), "default")
+    proxy = HoldingProxy(server)
+    await proxy.start()
+    away = False
+    proxy.delay = lambda _method, path: 3.0 if away and "watch=1" in path else 0.0
+    token = (server.config.data_dir / "pki" / "admin.token").read_text().strip()
+    connection = from_kubeconfig(proxy.kubeconfig(tmp_path / "proxy.kubeconfig", token))
+    seen = Seen()
+    try:
+        async with (
+            KubeClient(connection) as through_proxy,
+            reflecting(
+                Reflector(through_proxy, WIDGETS, seen, timeout_seconds=1, absent_poll=0.2)
+            ) as reflector,
+        ):
+            await asyncio.wait_for(reflector.synced.wait(), 5)
+            away = True
+            await asyncio.sleep(1.5)
+            await kube.delete(CRDS, WIDGET_CRD["metadata"]["name"])
+
+            async def unserved() -> bool:
+                return await kube.preferred_version(WIDGETS.group) is None
+
+            await eventually(unserved, what="widgets no longer served")
+            away = False
+            await eventually(lambda: len(seen.events) == 4, timeout=15)
+    finally:
+        await proxy.stop()
+    assert seen.events[:2] == [(None, "a", 1), (None, "b", 1)]
+    assert sorted(seen.events[2:]) == [("DELETED", "a", 1), ("DELETED", "b", 1)]
+
+
+async def test_the_dashboards_informer_mirrors_trims_and_empties_with_the_kind(
+    kube: KubeClient,
+) -> None:
+    await install_widgets(kube)
+    for name in ("a", "b", "c", "d"):
+        await kube.create(WIDGETS, widget(name), "default")
+    changes: list[str] = []
+
+    def newest_two(objects: dict[str, Any]) -> list[str]:
+        return sorted(objects)[:-2]
+
+    informer = Informer(kube, WIDGETS, lambda res: changes.append(res.plural), newest_two)
+    informer.reflector.absent_poll = 0.1
+    task = asyncio.create_task(informer.run())
+    try:
+        await asyncio.wait_for(informer.reflector.synced.wait(), 5)
+        assert sorted(informer.objects) == ["default/c", "default/d"]
+        assert informer.objects["default/d"]["kind"] == "Widget", "list items get their kind"
+        await kube.create(WIDGETS, widget("e"), "default")
+        await kube.delete(WIDGETS, "d", "default")
+        # c made way for e; d went: a forgotten object does not come back on its own.
+        await eventually(lambda: sorted(informer.objects) == ["default/e"])
+        await kube.delete(CRDS, WIDGET_CRD["metadata"]["name"])
+        await eventually(lambda: not informer.objects, what="the mirror emptied")
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    assert set(changes) == {"widgets"} and len(changes) >= 8

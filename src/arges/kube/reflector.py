@@ -13,7 +13,8 @@ The informer pattern's first half (controller-runtime's informers rest on client
 3. when the server ends the watch (its ``timeoutSeconds``), watch again from there; when the
    version is too old (410 Gone, as an ``ERROR`` event or an answer), list again; when the
    API cannot be reached, or ends a watch at once with nothing in it, retry after a capped
-   exponential backoff, from where it was.
+   exponential backoff, from where it was; when the resource is no longer served (404, its
+   CRD deleted), hand every object known over as ``DELETED`` and look for it again.
 
 A resource given without a version (Cluster API's kinds, which may be installed after Arges
 starts) is read at the version the API server prefers (discovery), looked for again every
@@ -115,9 +116,11 @@ class Reflector:
                 log.debug("%s: watch expired; listing again", self.resource.plural)
                 version = None
             except NotFound:
-                # The resource is no longer served (its CRD deleted): look for it again.
+                # The resource is no longer served (its CRD deleted): its objects went with
+                # it, whether or not their deletions were watched. Look for it again.
                 log.info("%s is not served; waiting for it", self.resource.plural)
                 served, version = None, None
+                self._forget_all()
                 await asyncio.sleep(self.absent_poll)
             except KubeError as exc:
                 failures += 1
@@ -187,6 +190,18 @@ class Reflector:
                     raise Expired(exc.message, code=GONE) from exc
                 raise
         return version
+
+    def forget(self, obj: dict[str, Any]) -> None:
+        """Stop holding ``obj`` (its namespace and name): for a consumer that keeps only some
+        objects (the dashboard keeps the newest Events), so the rest can be freed. A later
+        listing hands it over again if it is still there; its deletion is not handed over."""
+        self._known.pop(_key(obj), None)
+
+    def _forget_all(self) -> None:
+        """Hand every object known over as ``DELETED`` and hold none."""
+        gone, self._known = list(self._known.values()), {}
+        for obj in gone:
+            self._hand("DELETED", obj)
 
     def _hand(self, kind: str | None, obj: dict[str, Any]) -> None:
         self._handed += 1

@@ -1,4 +1,4 @@
-"""The clusters page's rows: members with their versions and roll-out, the cluster's line."""
+"""The dashboard's views: the clusters page's rows and versions line, which Events it keeps."""
 
 from arges.ui import views
 
@@ -43,3 +43,15 @@ def test_the_clusters_versions_line() -> None:
     assert views.versions(CLUSTER) == "Talos v1.11.7 · Kubernetes 1.34.1 · updated 1/2"
     assert views.versions({"status": {"kubernetesVersion": "1.34.1"}}) == "Kubernetes 1.34.1"
     assert views.versions({}) == ""
+
+
+def test_the_dashboard_forgets_all_but_the_newest_events_in_batches() -> None:
+    def event(minute: int) -> dict[str, object]:
+        return {"lastTimestamp": f"2026-12-05T10:{minute:02d}:00Z"}
+
+    held = {f"e{m}": event(m) for m in range(5)}
+    assert views.newest_events(held, 4) == [], "up to a quarter more are kept"
+    held["e5"] = event(5)
+    assert views.newest_events(held, 4) == ["e0", "e1"]
+    held = {"late": event(30), "first": {"metadata": {"creationTimestamp": "2026-12-05T09:00Z"}}}
+    assert views.newest_events(held | {f"x{m}": event(m) for m in range(4)}, 4) == ["first", "x0"]
