@@ -6,8 +6,8 @@ that holds the GIL for about 15 ms, and the event loop, on the other thread, wai
 for it (``benchmarks/large_bodies.py``: ``/readyz`` p50 12-17 ms with such bodies in
 flight). The standard library's pure-Python scanner (``json.scanner.py_make_scanner``)
 decodes in Python bytecode, so the interpreter hands the GIL to a waiting thread every
-switch interval (5 ms); it costs about eight times orjson's CPU, spent on a thread that
-holds no one up.
+switch interval (0.1 ms while a body decodes, see :mod:`arges.apiserver.http.params`); it
+costs about eight times orjson's CPU, spent on a thread that holds no one up.
 
 :func:`loads` accepts and refuses exactly what ``orjson.loads`` does and returns the same
 values (a property test holds it to that): UTF-8 only, no byte order mark, no ``NaN`` or
