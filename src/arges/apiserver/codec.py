@@ -125,6 +125,10 @@ def _unrecognized(kind: str, data: bytes, why: str) -> BadRequest:
 
 def _decode_yaml(data: bytes, kind: str, expanded_limit: int) -> Any:
     loader = _LOADER(data)
+    # The loader's table of what each node became: kept, so it is not freed all at once when
+    # the document is built (see _release).
+    constructed = loader.constructed_objects
+    node = None
     try:
         node = loader.get_single_node()
         if node is None:
@@ -139,7 +143,33 @@ def _decode_yaml(data: bytes, kind: str, expanded_limit: int) -> Any:
     except RecursionError as exc:
         raise _unrecognized(kind, data, f"yaml: exceeded max depth of {MAX_DEPTH}") from exc
     finally:
+        _release(constructed, node)
         loader.dispose()
+
+
+def _release(constructed: dict[Any, Any], root: yaml.Node | None) -> None:
+    """Free what decoding a YAML body built, a piece at a time: the loader's table of what
+    each node became, and the node graph under ``root``.
+
+    This runs on a decoding thread. Left to reference counting, a 3 MiB body's hundreds of
+    thousands of nodes are freed in one deallocation cascade: one C call that holds the GIL,
+    and the event loop with it, for 10-40 ms. Freed here, each piece is let go by its own
+    bytecode, and the interpreter can hand the GIL over between any two of them.
+    """
+    while constructed:
+        constructed.popitem()
+    todo = [root] if root is not None else []
+    while todo:
+        node = todo.pop()
+        # Each node's children leave its value for the list of what is still to free; a
+        # node met again (an alias) has nothing left to give.
+        value, node.value = node.value, None
+        if type(value) is list:
+            for item in value:
+                if type(item) is tuple:
+                    todo.extend(item)
+                else:
+                    todo.append(item)
 
 
 def _allowed_alias_ratio(count: int) -> float:
@@ -151,6 +181,13 @@ def _allowed_alias_ratio(count: int) -> float:
     return 0.99 - 0.89 * (count - _ALIAS_RATIO_LOW) / span
 
 
+_SHARDS = 64
+"""Parts a table by node is split in while :func:`_check_expansion` measures a document: one
+table of a 3 MiB body's hundreds of thousands of nodes held the GIL for up to 13 ms at each of
+its resizes and again when freed, on the decoding thread, and the event loop waited as long."""
+_MASK = _SHARDS - 1
+
+
 def _check_expansion(root: yaml.Node, kind: str, data: bytes, expanded_limit: int) -> None:
     """Measure the composed document as go-yaml would decode it, aliases expanded, without
     expanding it: nodes, JSON bytes and depth per distinct node in one depth-first pass (a
@@ -159,7 +196,27 @@ def _check_expansion(root: yaml.Node, kind: str, data: bytes, expanded_limit: in
     go-yaml counts every node it decodes (an alias node too) and those decoded inside an
     alias; the second count may not exceed a share of the first (:func:`_allowed_alias_ratio`).
     """
-    nodes: dict[int, tuple[int, int, int]] = {}
+    # By id(node), split in _SHARDS tables (see _SHARDS); ids are 16-byte aligned.
+    shards: list[dict[int, tuple[int, int, int]]] = [{} for _ in range(_SHARDS)]
+    times: list[dict[int, int]] = [{} for _ in range(_SHARDS)]
+    try:
+        _measure(root, kind, data, expanded_limit, shards, times)
+    finally:
+        # One table at a time: all of them at once is one deallocation holding the GIL.
+        while shards:
+            shards.pop()
+        while times:
+            times.pop()
+
+
+def _measure(
+    root: yaml.Node,
+    kind: str,
+    data: bytes,
+    expanded_limit: int,
+    shards: list[dict[int, tuple[int, int, int]]],
+    times: list[dict[int, int]],
+) -> None:
     order: list[yaml.Node] = []
     alias_parents: list[int] = []
     todo: list[tuple[yaml.Node, bool, int]] = [(root, False, 0)]
@@ -170,19 +227,20 @@ def _check_expansion(root: yaml.Node, kind: str, data: bytes, expanded_limit: in
         if done:
             on_path.discard(key)
             children = _children(node)
-            count = 1 + sum(nodes[id(c)][0] for c in children)
-            size = 2 + sum(nodes[id(c)][1] + 1 for c in children)
-            deep = 1 + max((nodes[id(c)][2] for c in children), default=0)
-            nodes[key] = (count, size, deep)
+            measures = [shards[id(c) >> 4 & _MASK][id(c)] for c in children]
+            count = 1 + sum(m[0] for m in measures)
+            size = 2 + sum(m[1] + 1 for m in measures)
+            deep = 1 + max((m[2] for m in measures), default=0)
+            shards[key >> 4 & _MASK][key] = (count, size, deep)
             order.append(node)
             continue
         if key in on_path:
             raise BadRequest("the request body is not valid YAML: an anchor contains itself")
-        if key in nodes:
+        if key in shards[key >> 4 & _MASK]:
             alias_parents.append(parent)
             continue
         if isinstance(node, yaml.ScalarNode):
-            nodes[key] = (1, len(node.value) + 2, 0)
+            shards[key >> 4 & _MASK][key] = (1, len(node.value) + 2, 0)
             order.append(node)
             continue
         on_path.add(key)
@@ -190,15 +248,18 @@ def _check_expansion(root: yaml.Node, kind: str, data: bytes, expanded_limit: in
         todo.extend((c, False, key) for c in reversed(_children(node)))
         if len(on_path) > MAX_DEPTH:
             raise _unrecognized(kind, data, f"yaml: exceeded max depth of {MAX_DEPTH}")
-    count, size, deep = nodes[id(root)]
+    count, size, deep = shards[id(root) >> 4 & _MASK][id(root)]
     if alias_parents:
-        times: dict[int, int] = {id(root): 1}
+        times[id(root) >> 4 & _MASK][id(root)] = 1
         for node in reversed(order):
+            here = times[id(node) >> 4 & _MASK][id(node)]
             for child in _children(node):
-                times[id(child)] = times.get(id(child), 0) + times[id(node)]
-        alias_nodes = sum(times[p] for p in alias_parents)
+                part = times[id(child) >> 4 & _MASK]
+                part[id(child)] = part.get(id(child), 0) + here
+        alias_nodes = sum(times[p >> 4 & _MASK][p] for p in alias_parents)
         decoded = count + alias_nodes
-        aliased = count - len(nodes) + alias_nodes - len(alias_parents)
+        distinct = sum(len(part) for part in shards)
+        aliased = count - distinct + alias_nodes - len(alias_parents)
         if aliased > 100 and decoded > 1000 and aliased / decoded > _allowed_alias_ratio(decoded):
             raise _unrecognized(kind, data, "yaml: document contains excessive aliasing")
     if deep > MAX_DEPTH:
