@@ -175,11 +175,13 @@ async def test_watches_cut_short_are_backed_off_not_spun() -> None:
     assert 2 <= watches <= 5, watches
 
 
-async def test_a_kind_no_longer_served_hands_its_objects_over_as_deleted(
-    server: ApiServer, kube: KubeClient, tmp_path: Path
+@pytest.mark.parametrize("forget", [True, False], ids=["dashboard", "controllers"])
+async def test_a_kind_no_longer_served_hands_its_objects_over_as_deleted_if_asked(
+    server: ApiServer, kube: KubeClient, tmp_path: Path, forget: bool
 ) -> None:
     """The CRD goes while the reflector is away, so no watch tells of its objects' deletion:
-    the 404 that follows does (the dashboard would otherwise show them for ever)."""
+    the 404 that follows does, for the dashboard (which would otherwise show them for ever);
+    the controllers' reflectors keep them, as client-go's do."""
     await install_widgets(kube)
     for name in ("a", "b"):
         await kube.create(WIDGETS, widget(name), "default")
@@ -194,7 +196,14 @@ async def test_a_kind_no_longer_served_hands_its_objects_over_as_deleted(
         async with (
             KubeClient(connection) as through_proxy,
             reflecting(
-                Reflector(through_proxy, WIDGETS, seen, timeout_seconds=1, absent_poll=0.2)
+                Reflector(
+                    through_proxy,
+                    WIDGETS,
+                    seen,
+                    timeout_seconds=1,
+                    absent_poll=0.2,
+                    forget_unserved=forget,
+                )
             ) as reflector,
         ):
             await asyncio.wait_for(reflector.synced.wait(), 5)
@@ -207,11 +216,29 @@ async def test_a_kind_no_longer_served_hands_its_objects_over_as_deleted(
 
             await eventually(unserved, what="widgets no longer served")
             away = False
-            await eventually(lambda: len(seen.events) == 4, timeout=15)
+
+            def listings() -> int:
+                return len(
+                    [
+                        path
+                        for method, path in proxy.seen
+                        if method == "GET"
+                        and "watch=1" not in path
+                        and path.startswith(WIDGETS.path())
+                    ]
+                )
+
+            # The first listing, then at least two more answered 404 (the watch's 404 first).
+            await eventually(lambda: listings() >= 3, timeout=15, what="listings after the 404")
+            if forget:
+                await eventually(lambda: len(seen.events) == 4)
     finally:
         await proxy.stop()
     assert seen.events[:2] == [(None, "a", 1), (None, "b", 1)]
-    assert sorted(seen.events[2:]) == [("DELETED", "a", 1), ("DELETED", "b", 1)]
+    if forget:
+        assert sorted(seen.events[2:]) == [("DELETED", "a", 1), ("DELETED", "b", 1)]
+    else:
+        assert seen.events[2:] == []
 
 
 async def test_the_dashboards_informer_mirrors_trims_and_empties_with_the_kind(

@@ -14,7 +14,11 @@ The informer pattern's first half (controller-runtime's informers rest on client
    version is too old (410 Gone, as an ``ERROR`` event or an answer), list again; when the
    API cannot be reached, or ends a watch at once with nothing in it, retry after a capped
    exponential backoff, from where it was; when the resource is no longer served (404, its
-   CRD deleted), hand every object known over as ``DELETED`` and look for it again.
+   CRD deleted), look for it again. What it knew stays known, as in client-go, until a
+   listing says otherwise: a kube-apiserver that has just started answers 404 for custom
+   resources until it has read their definitions, and the controllers must not take that
+   for the deletion of every object. A reflector made with ``forget_unserved`` (the
+   dashboard's) hands every object known over as ``DELETED`` instead.
 
 A resource given without a version (Cluster API's kinds, which may be installed after Arges
 starts) is read at the version the API server prefers (discovery), looked for again every
@@ -56,7 +60,8 @@ class Reflector:
 
     ``timeout_seconds``: the server-side length of each watch; ``absent_poll``: seconds between
     looks for a resource the API server does not serve; ``max_backoff``: the longest wait
-    between retries after failures (seconds).
+    between retries after failures (seconds); ``forget_unserved``: hand the objects known over
+    as ``DELETED`` when the resource stops being served.
     """
 
     def __init__(
@@ -69,6 +74,7 @@ class Reflector:
         timeout_seconds: int = 300,
         absent_poll: float = 2.0,
         max_backoff: float = 30.0,
+        forget_unserved: bool = False,
     ) -> None:
         self.kube = kube
         self.resource = resource
@@ -77,6 +83,7 @@ class Reflector:
         self.timeout_seconds = timeout_seconds
         self.absent_poll = absent_poll
         self.max_backoff = max_backoff
+        self.forget_unserved = forget_unserved
         self.synced = asyncio.Event()
         """Set once the first listing has been handed over."""
         self._known: dict[tuple[str, str], dict[str, Any]] = {}
@@ -116,11 +123,12 @@ class Reflector:
                 log.debug("%s: watch expired; listing again", self.resource.plural)
                 version = None
             except NotFound:
-                # The resource is no longer served (its CRD deleted): its objects went with
-                # it, whether or not their deletions were watched. Look for it again.
+                # The resource is no longer served (its CRD deleted, or not yet read by an API
+                # server just started): look for it again.
                 log.info("%s is not served; waiting for it", self.resource.plural)
                 served, version = None, None
-                self._forget_all()
+                if self.forget_unserved:
+                    self._forget_all()
                 await asyncio.sleep(self.absent_poll)
             except KubeError as exc:
                 failures += 1

@@ -3,10 +3,10 @@
 The dashboard renders from these mirrors, so a page costs no API call, and every watch event
 wakes the browsers' live streams. Each :class:`Informer` is the second half of client-go's
 informer: :class:`arges.kube.reflector.Reflector` lists and watches its resource (resuming,
-listing again after 410 Gone, retrying with capped backoff, and telling of every object as
-deleted when the kind stops being served); the informer keeps the objects it hands over, by
-``namespace/name``, and says when they changed. Errors are never raised: the dashboard shows
-what it last saw.
+listing again after 410 Gone, retrying with capped backoff, and, for the dashboard, telling
+of every object as deleted when the kind stops being served); the informer keeps the
+objects it hands over, by ``namespace/name``, and says when they changed. Errors are never
+raised: the dashboard shows what it last saw.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ class Informer:
         self.changed = changed
         self.keep = keep
         self.objects: dict[str, Body] = {}
-        self.reflector = Reflector(kube, resource, self._apply)
+        self.reflector = Reflector(kube, resource, self._apply, forget_unserved=True)
 
     async def run(self) -> None:
         """Mirror the resource until cancelled."""
