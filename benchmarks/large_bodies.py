@@ -5,8 +5,9 @@ Two parts:
 1. In this process, the time to decode a body of about 3 MiB (kube-apiserver's request
    limit) as JSON and as YAML, and to check it as the API server checks every body before
    validation (Go's typed decoding, depth), and to encode the result, as the answer to a
-   create is encoded on the event loop: median of ``--repeat`` runs, with a same-run
-   reference (``orjson.loads`` of the same JSON, the floor of any decoder).
+   create is encoded on the event loop, and the longest an event loop waits for the GIL while
+   the body decodes on the API server's decoding thread: median of ``--repeat`` runs, with a
+   same-run reference (``orjson.loads`` of the same JSON, the floor of any decoder).
 2. Against ``arges up`` (a child process, API server only), ``--posts`` dry-run creates of such
    a body (JSON, then YAML) posted back to back by ``--posters`` clients, while a probe (a
    process of its own) asks ``/readyz`` every 5 ms: the probe's latency (median, p99, max) is
@@ -40,6 +41,8 @@ import yaml
 from apiserver import CRD, GROUP, PATH, free_port, percentile
 from arges.apiserver import codec
 from arges.apiserver.decoding import decode_error
+from arges.apiserver.http import params
+from arges.cli.up import SWITCH_INTERVAL
 
 TARGET_BYTES = 3 * 1024 * 1024 - 64 * 1024
 """A little under kube-apiserver's 3 MiB limit, leaving room for the YAML spelling."""
@@ -108,10 +111,40 @@ def in_process(as_json: bytes, as_yaml: bytes, repeat: int) -> None:
         )
         # On the event loop: the answer to a create is the decoded object, encoded.
         encode = median_ms(lambda o=decoded: codec.dumps(o), repeat)
+        held = statistics.median(
+            asyncio.run(loop_wait_while_decoding(data, media)) for _ in range(repeat)
+        )
         print(
             f"  decode {label}: {spent:8.1f} ms ({spent / ref:5.1f}x ref)"
             f"   typed check + depth: {check:6.1f} ms   encode the result: {encode:5.1f} ms"
+            f"   loop's longest wait while it decodes on its thread: {held:5.1f} ms"
         )
+
+
+async def loop_wait_while_decoding(data: bytes, media: str) -> float:
+    """The longest an event loop waited (ms past a 0.2 ms sleep) while ``data`` decoded as a
+    request body does (``params.decode``: on the API server's decoding thread), at ``arges
+    up``'s GIL switch interval: how long the decoding thread held the GIL at a stretch."""
+    longest = 0.0
+    decoding = True
+
+    async def tick() -> None:
+        nonlocal longest
+        while decoding:
+            start = time.perf_counter()
+            await asyncio.sleep(0.0002)
+            longest = max(longest, (time.perf_counter() - start) * 1000 - 0.2)
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(SWITCH_INTERVAL)
+    ticker = asyncio.create_task(tick())
+    try:
+        await params.decode(data, media, kind="Server")
+    finally:
+        decoding = False
+        await ticker
+        sys.setswitchinterval(interval)
+    return longest
 
 
 async def probe(session: aiohttp.ClientSession, base: str, stop: threading.Event) -> list[float]:
