@@ -66,6 +66,40 @@ async def kube(server: ApiServer) -> AsyncIterator[KubeClient]:
         yield client
 
 
+class Away:
+    """A proxy in front of the API server: while ``away`` is set, each watch waits 3 s in it
+    before it is forwarded, so a reflector behind it misses what happens meanwhile."""
+
+    def __init__(self, proxy: HoldingProxy) -> None:
+        self.proxy = proxy
+        self.away = False
+        proxy.delay = lambda _method, path: 3.0 if self.away and "watch=1" in path else 0.0
+
+    def widget_listings(self) -> int:
+        """How many listings (not watches) of widgets went through."""
+        return len(
+            [
+                path
+                for method, path in self.proxy.seen
+                if method == "GET" and "watch=1" not in path and path.startswith(WIDGETS.path())
+            ]
+        )
+
+
+@contextlib.asynccontextmanager
+async def behind_proxy(server: ApiServer, tmp_path: Path) -> AsyncIterator[tuple[Away, KubeClient]]:
+    """An :class:`Away` proxy and a client that goes through it."""
+    proxy = HoldingProxy(server)
+    await proxy.start()
+    token = (server.config.data_dir / "pki" / "admin.token").read_text().strip()
+    connection = from_kubeconfig(proxy.kubeconfig(tmp_path / "proxy.kubeconfig", token))
+    try:
+        async with KubeClient(connection) as client:
+            yield Away(proxy), client
+    finally:
+        await proxy.stop()
+
+
 async def install_widgets(kube: KubeClient) -> None:
     await kube.create(CRDS, WIDGET_CRD)
     await eventually(lambda: kube.preferred_version(WIDGETS.group), what="widgets served")
@@ -98,33 +132,23 @@ async def test_a_watch_too_old_to_resume_lists_again_and_loses_no_deletion(
     await install_widgets(kube)
     for name in ("a", "b"):
         await kube.create(WIDGETS, widget(name), "default")
-    proxy = HoldingProxy(server)
-    await proxy.start()
-    away = False
-    proxy.delay = lambda _method, path: 3.0 if away and "watch=1" in path else 0.0
-    token = (server.config.data_dir / "pki" / "admin.token").read_text().strip()
-    connection = from_kubeconfig(proxy.kubeconfig(tmp_path / "proxy.kubeconfig", token))
     seen = Seen()
-    try:
-        async with (
-            KubeClient(connection) as through_proxy,
-            reflecting(Reflector(through_proxy, WIDGETS, seen, timeout_seconds=1)) as reflector,
-        ):
-            await asyncio.wait_for(reflector.synced.wait(), 5)
-            away = True
-            # The watch in progress ends within a second; its successor waits in the proxy
-            # while b goes, c comes, and the history that would have told of it is compacted.
-            await asyncio.sleep(1.5)
-            await kube.delete(WIDGETS, "b", "default")
-            await kube.create(WIDGETS, widget("c"), "default")
-            await asyncio.sleep(1.5)
-            away = False
-            await eventually(lambda: ("DELETED", "b", 1) in seen.events, timeout=15)
-            await eventually(lambda: (None, "c", 1) in seen.events)
-    finally:
-        await proxy.stop()
-    lists = [path for method, path in proxy.seen if method == "GET" and "watch=1" not in path]
-    assert len([p for p in lists if p.startswith("/apis/example.arges.dev/v1/widgets")]) == 2
+    async with (
+        behind_proxy(server, tmp_path) as (proxy, through_proxy),
+        reflecting(Reflector(through_proxy, WIDGETS, seen, timeout_seconds=1)) as reflector,
+    ):
+        await asyncio.wait_for(reflector.synced.wait(), 5)
+        proxy.away = True
+        # The watch in progress ends within a second; its successor waits in the proxy
+        # while b goes, c comes, and the history that would have told of it is compacted.
+        await asyncio.sleep(1.5)
+        await kube.delete(WIDGETS, "b", "default")
+        await kube.create(WIDGETS, widget("c"), "default")
+        await asyncio.sleep(1.5)
+        proxy.away = False
+        await eventually(lambda: ("DELETED", "b", 1) in seen.events, timeout=15)
+        await eventually(lambda: (None, "c", 1) in seen.events)
+    assert proxy.widget_listings() == 2
     assert seen.events[:2] == [(None, "a", 1), (None, "b", 1)]
     assert ("DELETED", "b", 1) in seen.events and (None, "a", 1) in seen.events[2:]
 
@@ -185,55 +209,36 @@ async def test_a_kind_no_longer_served_hands_its_objects_over_as_deleted_if_aske
     await install_widgets(kube)
     for name in ("a", "b"):
         await kube.create(WIDGETS, widget(name), "default")
-    proxy = HoldingProxy(server)
-    await proxy.start()
-    away = False
-    proxy.delay = lambda _method, path: 3.0 if away and "watch=1" in path else 0.0
-    token = (server.config.data_dir / "pki" / "admin.token").read_text().strip()
-    connection = from_kubeconfig(proxy.kubeconfig(tmp_path / "proxy.kubeconfig", token))
     seen = Seen()
-    try:
-        async with (
-            KubeClient(connection) as through_proxy,
-            reflecting(
-                Reflector(
-                    through_proxy,
-                    WIDGETS,
-                    seen,
-                    timeout_seconds=1,
-                    absent_poll=0.2,
-                    forget_unserved=forget,
-                )
-            ) as reflector,
-        ):
-            await asyncio.wait_for(reflector.synced.wait(), 5)
-            away = True
-            await asyncio.sleep(1.5)
-            await kube.delete(CRDS, WIDGET_CRD["metadata"]["name"])
+    async with (
+        behind_proxy(server, tmp_path) as (proxy, through_proxy),
+        reflecting(
+            Reflector(
+                through_proxy,
+                WIDGETS,
+                seen,
+                timeout_seconds=1,
+                absent_poll=0.2,
+                forget_unserved=forget,
+            )
+        ) as reflector,
+    ):
+        await asyncio.wait_for(reflector.synced.wait(), 5)
+        proxy.away = True
+        await asyncio.sleep(1.5)
+        await kube.delete(CRDS, WIDGET_CRD["metadata"]["name"])
 
-            async def unserved() -> bool:
-                return await kube.preferred_version(WIDGETS.group) is None
+        async def unserved() -> bool:
+            return await kube.preferred_version(WIDGETS.group) is None
 
-            await eventually(unserved, what="widgets no longer served")
-            away = False
-
-            def listings() -> int:
-                return len(
-                    [
-                        path
-                        for method, path in proxy.seen
-                        if method == "GET"
-                        and "watch=1" not in path
-                        and path.startswith(WIDGETS.path())
-                    ]
-                )
-
-            # The first listing, then at least two more answered 404 (the watch's 404 first).
-            await eventually(lambda: listings() >= 3, timeout=15, what="listings after the 404")
-            if forget:
-                await eventually(lambda: len(seen.events) == 4)
-    finally:
-        await proxy.stop()
+        await eventually(unserved, what="widgets no longer served")
+        proxy.away = False
+        # The first listing, then at least two more answered 404 (the watch's 404 first).
+        await eventually(
+            lambda: proxy.widget_listings() >= 3, timeout=15, what="listings after the 404"
+        )
+        if forget:
+            await eventually(lambda: len(seen.events) == 4)
     assert seen.events[:2] == [(None, "a", 1), (None, "b", 1)]
     if forget:
         assert sorted(seen.events[2:]) == [("DELETED", "a", 1), ("DELETED", "b", 1)]
