@@ -10,9 +10,11 @@ Given an external API server (``arges up --in-cluster`` or ``--kubeconfig``: a r
 Kubernetes cluster with Arges' CRDs from ``deploy/``), there is no embedded one and the rest
 runs unchanged against it. There, several replicas may run with leader election
 (:mod:`arges.kube.leaderelection`): every replica serves boot HTTP and TFTP, which only read
-state or make request-driven writes that the API serialises, while only the leader runs the
-controllers and DHCP (two DHCP servers would both answer). A replica that loses the lease
-stops its controllers at once and sets :attr:`ManagementPlane.lost`.
+state (Environments and ServerClasses from mirrors of their own,
+:attr:`ManagementPlane.boot_reads`) or make request-driven writes that the API serialises,
+while only the leader runs the controllers and DHCP (two DHCP servers would both answer). A
+replica that loses the lease stops its controllers at once and sets
+:attr:`ManagementPlane.lost`.
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ from arges.errors import ArgesError
 from arges.kube.client import KubeClient
 from arges.kube.connection import Connection, from_kubeconfig
 from arges.kube.errors import NotFound
+from arges.kube.informer import Informers
 from arges.kube.leaderelection import ElectionConfig, LeaderElector, new_identity
 from arges.kube.resources import (
     CONSTELLATIONS,
@@ -150,6 +153,8 @@ class ManagementPlane:
         self.guard: BootGuard | None = None
         self.media: AgentMedia | None = None
         self.dashboard: Dashboard | None = None
+        self.boot_reads: Informers | None = None
+        """The boot port's mirrors of Environments and ServerClasses (every replica's)."""
         self._stop = asyncio.Event()
         self._controllers: asyncio.Task[None] | None = None
         self._manager: Manager | None = None
@@ -251,14 +256,30 @@ class ManagementPlane:
             await self._run_controllers()
         if self.config.boot is not None:
             assert self.guard is not None and self.media is not None
+            self.boot_reads = Informers(
+                connection, [ENVIRONMENTS, SERVER_CLASSES], component="arges-boot"
+            )
+            self.boot_reads.start()
+            environments = self.boot_reads.informer(ENVIRONMENTS)
+            server_classes = self.boot_reads.informer(SERVER_CLASSES)
             routes = [
-                *MetadataService(self.kube, talos_patcher, self.guard).routes(),
+                *MetadataService(
+                    self.kube, talos_patcher, self.guard, server_classes=server_classes
+                ).routes(),
                 *DiscoveryApi(self.kube, self._discovery(), self.guard).routes(),
                 *self.media.routes(),
             ]
             self.boot = BootServices(
                 self.config.boot,
-                GatedDecider(KubeBootDecider(self.kube, self.guard), self.gate.refusal),
+                GatedDecider(
+                    KubeBootDecider(
+                        self.kube,
+                        self.guard,
+                        environments=environments,
+                        server_classes=server_classes,
+                    ),
+                    self.gate.refusal,
+                ),
                 self.assets,
                 self.config.data_dir,
                 gated(routes, self.gate.refusal),
@@ -370,6 +391,8 @@ class ManagementPlane:
             await self.metrics_port.stop()
         if self.boot is not None:
             await self.boot.stop()
+        if self.boot_reads is not None:
+            await self.boot_reads.stop()
         if self.guard is not None:
             self.guard.refusals.flush()
         self._stop.set()

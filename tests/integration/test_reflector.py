@@ -17,9 +17,9 @@ from aiohttp import web
 from arges.apiserver.server import ApiServer
 from arges.kube.client import KubeClient
 from arges.kube.connection import Connection, from_kubeconfig
+from arges.kube.informer import Informer
 from arges.kube.reflector import Reflector
 from arges.kube.resources import Resource
-from arges.ui.informer import Informer
 from tests.integration.conftest import WIDGET_CRD, eventually, start_server, widget
 from tests.integration.proxy import HoldingProxy
 
@@ -257,7 +257,9 @@ async def test_the_dashboards_informer_mirrors_trims_and_empties_with_the_kind(
     def newest_two(objects: dict[str, Any]) -> list[str]:
         return sorted(objects)[:-2]
 
-    informer = Informer(kube, WIDGETS, lambda res: changes.append(res.plural), newest_two)
+    informer = Informer(
+        kube, WIDGETS, lambda res: changes.append(res.plural), newest_two, forget_unserved=True
+    )
     informer.reflector.absent_poll = 0.1
     task = asyncio.create_task(informer.run())
     try:

@@ -1,7 +1,10 @@
 """The ``/ipxe`` decision made from cluster state, and the record that a server network-booted.
 
-Reads the Server (by the UUID iPXE reports), its ServerBinding and ServerClass, and the
-Environments, then applies :func:`arges.metal.boot.decide`. The requester is vetted first
+Reads the Server (by the UUID iPXE reports) and its ServerBinding from the API, its
+ServerClass and the Environments from the boot port's mirrors (:mod:`arges.kube.informer`;
+an answer of "not ready" is checked against the API's copy of the Environment first, so a
+mirror a moment behind never makes a server wait), then applies
+:func:`arges.metal.boot.decide`. The requester is vetted first
 (:meth:`arges.access.guard.BootGuard.vet`): one that is not plausibly that server's firmware
 gets a refusal (403) and changes nothing. An Environment to boot comes with a credential
 minted for this boot (``agent`` or ``config``); any other answer spends the previous boot's.
@@ -17,7 +20,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from typing import Any, TypeVar
+from typing import Any
 
 from arges.access import credentials
 from arges.access.guard import BootGuard, Refused
@@ -30,6 +33,7 @@ from arges.boot.announce import announce_decision
 from arges.boot.ipxe import BootAnswer
 from arges.kube.client import KubeClient
 from arges.kube.errors import KubeError, NotFound
+from arges.kube.informer import Body, Informer
 from arges.kube.resources import (
     ENVIRONMENTS,
     SERVER_BINDINGS,
@@ -42,21 +46,31 @@ from arges.metal.conditions import condition_patch
 from arges.metal.stage import PXE_BOOTED
 
 log = logging.getLogger(__name__)
-_T = TypeVar("_T", Server, ServerBinding, ServerClass)
 
 
 class KubeBootDecider:
-    """Decides from the Kubernetes API (the embedded one or a real one)."""
+    r"""Decides from the Kubernetes API (the embedded one or a real one).
+
+    ``environments`` and ``server_classes``: the boot port's mirrors of those resources
+    (running :class:`~arges.kube.informer.Informer`\ s); by default informers that are never
+    run, which read every time from the API.
+    """
 
     def __init__(
         self,
         kube: KubeClient,
         guard: BootGuard,
         default_disk_method: BootFromDiskMethod = "ipxe-exit",
+        *,
+        environments: Informer | None = None,
+        server_classes: Informer | None = None,
     ):
         self.kube = kube
         self.guard = guard
         self.default_disk_method = default_disk_method
+        self.environments = environments or Informer(kube, ENVIRONMENTS)
+        self.server_classes = server_classes or Informer(kube, SERVER_CLASSES)
+        self._parsed: dict[str, tuple[str, Environment]] = {}
 
     async def decide(self, uuid: str, client: str, mac: str) -> BootAnswer:
         """The answer for the server ``uuid`` booting from NIC ``mac`` at address ``client``.
@@ -70,20 +84,27 @@ class KubeBootDecider:
         binding = await self._binding(uuid) if server else None
         server_class = None
         if binding is not None and binding.spec.server_class_ref is not None:
-            server_class = await self._get(
-                ServerClass, SERVER_CLASSES, binding.spec.server_class_ref.name
+            class_body = await self.server_classes.read(binding.spec.server_class_ref.name)
+            server_class = ServerClass.from_json(class_body) if class_body is not None else None
+        environments = self._parse(await self.environments.list())
+
+        def decided() -> BootDecision:
+            return decide(
+                server,
+                binding,
+                server_class,
+                environments,
+                default_disk_method=self.default_disk_method,
             )
-        environments = {
-            e["metadata"]["name"]: Environment.from_json(e)
-            for e in await self.kube.list(ENVIRONMENTS)
-        }
-        decision = decide(
-            server,
-            binding,
-            server_class,
-            environments,
-            default_disk_method=self.default_disk_method,
-        )
+
+        decision = decided()
+        if decision.kind == "not-ready" and decision.environment and self.environments.synced:
+            # The mirror may not have the Environment's creation or its Ready condition yet:
+            # the API's copy decides before a server is told to wait.
+            fresh = await self._body(ENVIRONMENTS, decision.environment)
+            if fresh is not None:
+                environments[decision.environment] = Environment.from_json(fresh)
+                decision = decided()
         env = environments.get(decision.environment or "")
         refused, seen = self.guard.vet(server, uuid, mac, client)
         if refused is not None:
@@ -113,9 +134,18 @@ class KubeBootDecider:
         except NotFound:
             return None
 
-    async def _get(self, model: type[_T], resource: Resource, name: str) -> _T | None:
-        body = await self._body(resource, name)
-        return model.from_json(body) if body is not None else None
+    def _parse(self, bodies: list[Body]) -> dict[str, Environment]:
+        """The Environments by name, each parsed once per resourceVersion (a mirror hands the
+        same objects to every request)."""
+        parsed: dict[str, tuple[str, Environment]] = {}
+        for body in bodies:
+            meta = body["metadata"]
+            name, version = meta["name"], str(meta.get("resourceVersion", ""))
+            held = self._parsed.get(name)
+            env = held[1] if held is not None and held[0] == version else None
+            parsed[name] = (version, env or Environment.from_json(body))
+        self._parsed = parsed
+        return {name: env for name, (_, env) in parsed.items()}
 
     async def _record(
         self,

@@ -2,7 +2,8 @@
 
 Talos' metal platform fetches the URL given as ``talos.config=`` (Arges passes
 ``.../configdata?uuid=``; Talos fills in the SMBIOS UUID) and retries until it gets a 200.
-The answer is assembled from the cluster's state at request time:
+The answer is assembled from the cluster's state at request time (the ServerClass from the
+boot port's mirror, :mod:`arges.kube.informer`; everything else read from the API):
 
     Server (by UUID, case-insensitive) -> ServerBinding (same name)
       -> a TalosCluster member: the config Secret it names (key ``config``, rendered by the
@@ -52,6 +53,7 @@ from arges.errors import ArgesError
 from arges.kube.capi import ClusterApi
 from arges.kube.client import KubeClient
 from arges.kube.errors import KubeError, NotFound
+from arges.kube.informer import Informer
 from arges.kube.resources import METAL_MACHINES, SECRETS, SERVER_BINDINGS, SERVER_CLASSES, SERVERS
 from arges.metal.capi import data_secret_name, node_patch, owner, provider_id
 from arges.metal.conditions import condition_patch, is_true
@@ -141,11 +143,21 @@ class _Found:
 class MetadataService:
     """The ``/configdata`` handler (see the module docstring); mount with :meth:`routes`."""
 
-    def __init__(self, kube: KubeClient, patcher: Patcher, guard: BootGuard) -> None:
+    def __init__(
+        self,
+        kube: KubeClient,
+        patcher: Patcher,
+        guard: BootGuard,
+        *,
+        server_classes: Informer | None = None,
+    ) -> None:
+        """``server_classes``: the boot port's mirror of the ServerClasses (by default an
+        informer that is never run: every read goes to the API)."""
         self.kube = kube
         self.patcher = patcher
         self.guard = guard
         self.capi = ClusterApi(kube)
+        self.server_classes = server_classes or Informer(kube, SERVER_CLASSES)
 
     def routes(self) -> list[web.RouteDef]:
         return [web.get("/configdata", self.configdata)]
@@ -276,10 +288,10 @@ class MetadataService:
         ref = binding.spec.server_class_ref
         if ref is None:
             return None
-        try:
-            return ServerClass.from_json(await self.kube.get(SERVER_CLASSES, ref.name))
-        except NotFound as exc:
-            raise NotServed(500, f"the ServerClass {ref.name} of this server is missing") from exc
+        body = await self.server_classes.read(ref.name)
+        if body is None:
+            raise NotServed(500, f"the ServerClass {ref.name} of this server is missing")
+        return ServerClass.from_json(body)
 
     async def _record(self, found: _Found, remote: str) -> None:
         # Server, binding, Event: a kill between them loses records only; the binding's

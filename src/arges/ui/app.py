@@ -1,7 +1,7 @@
 """The dashboard: HTML pages of the fleet under ``/ui`` on the API port, updated live.
 
 Pages are rendered on the server (Jinja2, autoescaped) from in-memory mirrors of the API
-(:mod:`arges.ui.informer`), so they cost no API call and stay fast with many servers. A page
+(:mod:`arges.kube.informer`), so they cost no API call and stay fast with many servers. A page
 opens ``/ui/stream`` (server-sent events); whenever a watched object changes the stream says
 so, and the page's script fetches the page again as a fragment and swaps it in. Nothing is
 fetched from anywhere but this server: the script and the style sheet are served from the
@@ -44,6 +44,7 @@ from aiohttp import web
 from arges.errors import ArgesError
 from arges.kube.client import KubeClient
 from arges.kube.errors import KubeError, NotFound
+from arges.kube.informer import Informers, key_of
 from arges.kube.resources import (
     ENVIRONMENTS,
     EVENTS,
@@ -58,7 +59,6 @@ from arges.metrics import Metrics
 from arges.selectors import SelectorError, parse_label_selector
 from arges.ui import views
 from arges.ui.auth import COOKIE, Session, Sessions
-from arges.ui.informer import Informers, key_of
 
 log = logging.getLogger(__name__)
 
@@ -152,7 +152,11 @@ class Dashboard:
         self.informers = Informers(
             kube.connection,
             [SERVERS, SERVER_CLASSES, SERVER_BINDINGS, ENVIRONMENTS, TALOS_CLUSTERS, EVENTS],
-            self._changed,
+            component="arges-dashboard",
+            changed=self._changed,
+            keep={EVENTS.plural: lambda objs: views.newest_events(objs, MAX_EVENTS)},
+            # A kind no longer served is shown empty, not as it last was.
+            forget_unserved=True,
         )
         self.templates = jinja2.Environment(
             loader=jinja2.PackageLoader("arges.ui", "templates"),
@@ -168,7 +172,7 @@ class Dashboard:
 
     async def start(self) -> None:
         """Start mirroring the API (returns at once; pages fill in as the lists arrive)."""
-        self.informers.start({EVENTS.plural: lambda objs: views.newest_events(objs, MAX_EVENTS)})
+        self.informers.start()
 
     async def stop(self) -> None:
         """End the live streams and the watches."""

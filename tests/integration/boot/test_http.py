@@ -15,9 +15,11 @@ import pytest
 from arges.access.guard import BootGuard
 from arges.boot.decider import KubeBootDecider
 from arges.boot.http import BootHttp, HttpConfig
-from arges.kube.resources import ENVIRONMENTS, SERVER_BINDINGS, SERVERS
+from arges.kube.informer import Informer
+from arges.kube.resources import ENVIRONMENTS, SERVER_BINDINGS, SERVER_CLASSES, SERVERS
 from arges.plane import ManagementPlane
-from tests.integration.conftest import bind, eventually, make_assets, register
+from arges.tasks import cancel_and_wait
+from tests.integration.conftest import bind, eventually, make_assets, register, requests_of
 
 UUID = "8b2c7a12-5f3e-4d61-9a0b-1c2d3e4f5a6b"
 
@@ -47,13 +49,14 @@ async def get(url: str, headers: dict[str, str] | None = None) -> tuple[int, byt
         return r.status, await r.read(), dict(r.headers)
 
 
-async def agent_environment(plane: ManagementPlane, tmp_path: Path) -> None:
+async def agent_environment(plane: ManagementPlane, tmp_path: Path, name: str = "agent") -> None:
+    """Environment ``name`` (kernel argument ``console=ttyS0``), created and Ready."""
     assert plane.kube is not None
-    kernel, initrd = make_assets(tmp_path / "assets" / "agent")
+    kernel, initrd = make_assets(tmp_path / "assets" / name)
     await plane.kube.create(
         ENVIRONMENTS,
         {
-            "metadata": {"name": "agent"},
+            "metadata": {"name": name},
             "spec": {
                 "kernel": {"url": kernel.as_uri(), "args": ["console=ttyS0"]},
                 "initrd": {"url": initrd.as_uri()},
@@ -62,7 +65,7 @@ async def agent_environment(plane: ManagementPlane, tmp_path: Path) -> None:
     )
 
     async def ready() -> bool:
-        env = await plane.kube.get(ENVIRONMENTS, "agent")
+        env = await plane.kube.get(ENVIRONMENTS, name)
         return any(c["status"] == "True" for c in (env.get("status") or {}).get("conditions", []))
 
     await eventually(ready)
@@ -162,3 +165,84 @@ async def test_curl_fetches_the_scripts(boot) -> None:
     )
     out, _ = await proc.communicate()
     assert proc.returncode == 0 and out.startswith(b"#!ipxe")
+
+
+@pytest.fixture
+async def mirrored(
+    plane: ManagementPlane, tmp_path: Path
+) -> AsyncIterator[tuple[str, ManagementPlane, list[asyncio.Task[None]]]]:
+    """The boot port as ``arges up`` runs it: Environments and ServerClasses read from
+    running informers (their tasks given, for a test to stop them)."""
+    assert plane.kube is not None
+    environments = Informer(plane.kube, ENVIRONMENTS)
+    classes = Informer(plane.kube, SERVER_CLASSES)
+    tasks = [asyncio.create_task(environments.run()), asyncio.create_task(classes.run())]
+    await eventually(lambda: environments.synced and classes.synced, what="the first listings")
+    guard = BootGuard(plane.kube)
+    decider = KubeBootDecider(plane.kube, guard, environments=environments, server_classes=classes)
+    http = BootHttp(
+        HttpConfig("127.0.0.1", 0, tftp_root=tmp_path), decider, plane.assets, admission=guard
+    )
+    await http.start()
+    yield f"http://127.0.0.1:{http.port}", plane, tasks
+    await http.stop()
+    await cancel_and_wait(*tasks)
+
+
+async def bind_in_class(plane: ManagementPlane, server_class: str) -> None:
+    """A clean, accepted Server UUID bound through ``server_class``, whose Environment is
+    ``custom``."""
+    assert plane.kube is not None
+    await plane.kube.create(
+        SERVER_CLASSES,
+        {"metadata": {"name": server_class}, "spec": {"environmentRef": {"name": "custom"}}},
+    )
+    await register(plane.kube, UUID, accepted=True, clean=True)
+    await plane.kube.create(
+        SERVER_BINDINGS,
+        {
+            "metadata": {"name": UUID},
+            "spec": {
+                "serverRef": {"name": UUID},
+                "serverClassRef": {"name": server_class},
+                "consumerRef": {"apiVersion": "v1", "kind": "X", "name": "x"},
+            },
+        },
+    )
+
+
+def api_reads_of(sent: list[tuple[str, str]], plural: str) -> list[tuple[str, str]]:
+    return [(method, path) for method, path in sent if f"/{plural}" in path]
+
+
+async def test_the_boot_port_reads_classes_and_environments_from_its_mirrors(
+    mirrored, tmp_path: Path
+) -> None:
+    base, plane, _ = mirrored
+    await agent_environment(plane, tmp_path, "custom")
+    await bind_in_class(plane, "tiny")
+    ipxe = f"{base}/ipxe?uuid={UUID}&mac=52-54-00-12-34-56"
+    # Until the watches bring the class, it is read from the API; then from the mirror.
+    for _ in range(50):
+        with requests_of(plane.kube, "arges.boot.decider") as sent:
+            status, body, _ = await get(ipxe)
+        assert status == 200 and f"{base}/env/custom/kernel console=ttyS0" in body.decode()
+        if not api_reads_of(sent, "serverclasses"):
+            break
+        await asyncio.sleep(0.1)
+    assert not api_reads_of(sent, "serverclasses") and not api_reads_of(sent, "environments")
+    assert ("GET", SERVERS.path(None, UUID)) in sent, (
+        "the Server itself is read from the API at every boot"
+    )
+
+
+async def test_a_mirror_behind_the_api_never_makes_a_server_wait(mirrored, tmp_path: Path) -> None:
+    base, plane, tasks = mirrored
+    # The mirrors stop following the API: they hold their first listings only.
+    await cancel_and_wait(*tasks)
+    await agent_environment(plane, tmp_path, "custom")
+    await bind_in_class(plane, "late")
+    with requests_of(plane.kube, "arges.boot.decider") as sent:
+        status, body, _ = await get(f"{base}/ipxe?uuid={UUID}&mac=52-54-00-12-34-56")
+    assert status == 200 and f"{base}/env/custom/kernel console=ttyS0" in body.decode(), body
+    assert api_reads_of(sent, "serverclasses/late") and api_reads_of(sent, "environments/custom")
