@@ -246,7 +246,7 @@ class Handler:
                 body = await read_body(request, rt)
                 obj = await self.rest.create(rt, version, route.namespace or "", body, wopts)
                 audit.current().created = obj["metadata"].get("name")
-                return object_response(request, rt, version, obj, wopts.warnings, 201)
+                return await object_response(request, rt, version, obj, wopts.warnings, 201)
             if method == "DELETE":
                 dopts = await delete_options(request)
                 list_opts = list_options(query, rt, version)
@@ -270,14 +270,14 @@ class Handler:
         name = route.name
         if method == "GET":
             entry = await self.rest.read(rt, version, namespace, name)
-            return entry_response(request, self.rest, rt, version, entry)
+            return await entry_response(request, self.rest, rt, version, entry)
         if method == "PUT":
             wopts = write_options(request)
             body = await read_body(request, rt)
             obj = await self.rest.update(
                 rt, version, namespace, name, body, wopts, subresource=route.subresource
             )
-            return object_response(request, rt, version, obj, wopts.warnings, 200)
+            return await object_response(request, rt, version, obj, wopts.warnings, 200)
         if method == "PATCH":
             wopts = write_options(request)
             content_type = request.content_type
@@ -297,7 +297,7 @@ class Handler:
                 subresource=route.subresource,
             )
             status = 201 if wopts.created else 200
-            return object_response(request, rt, version, obj, wopts.warnings, status)
+            return await object_response(request, rt, version, obj, wopts.warnings, status)
         if method == "DELETE" and route.subresource is None:
             dopts = await delete_options(request)
             obj, gone = await self.rest.delete(rt, version, namespace, name, dopts)
@@ -305,5 +305,5 @@ class Handler:
                 resp = json_response(deleted_status(rt, name, obj["metadata"].get("uid", "")))
                 warned(resp, dopts.warnings)
                 return resp
-            return object_response(request, rt, version, obj, dopts.warnings, 200)
+            return await object_response(request, rt, version, obj, dopts.warnings, 200)
         raise MethodNotAllowed(f"{method} is not supported here")

@@ -54,6 +54,24 @@ async def decode(
     )
 
 
+async def encode(obj: Any, *, large: bool) -> bytes:
+    """JSON bytes for an answer: inline, or when ``large`` on a decoding thread in pieces
+    (:func:`codec.dumps_in_pieces`), so the event loop waits for no single long orjson call
+    (2-8 ms for a 3 MiB object, the GIL held throughout).
+
+    Raises:
+        orjson.JSONEncodeError: a value JSON cannot hold.
+    """
+    if not large:
+        return codec.dumps(obj)
+    return await asyncio.get_running_loop().run_in_executor(_DECODERS, _encode_large, obj)
+
+
+def _encode_large(obj: Any) -> bytes:
+    with _WHILE_DECODING:
+        return codec.dumps_in_pieces(obj)
+
+
 def _decode_large_proto(raw: bytes) -> Any:
     with _WHILE_DECODING:
         return kubeproto.decode(raw)
@@ -69,8 +87,9 @@ DECODING_SWITCH_INTERVAL = 0.0001
 
 
 class _WhileDecoding:
-    """What the process runs with while any thread decodes a large body: the cyclic garbage
-    collector off, and a short GIL switch interval (:data:`DECODING_SWITCH_INTERVAL`).
+    """What the process runs with while any thread decodes a large body (or encodes the
+    answer to one): the cyclic garbage collector off, and a short GIL switch interval
+    (:data:`DECODING_SWITCH_INTERVAL`).
 
     Decoding allocates objects by the million (a 3 MiB YAML body composes about four million
     nodes and marks before it is built); each full collection they trigger walks the whole

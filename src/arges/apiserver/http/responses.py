@@ -17,6 +17,7 @@ from aiohttp import web
 from arges.apiserver import codec
 from arges.apiserver.errors import StatusError
 from arges.apiserver.http.negotiation import JSON, negotiate
+from arges.apiserver.http.params import encode
 from arges.apiserver.resources import ResourceType, Version
 from arges.apiserver.rest import Rest
 from arges.apiserver.rest.options import ListOptions
@@ -67,17 +68,17 @@ def warned(resp: web.StreamResponse, warnings: list[str]) -> None:
         resp.headers.add("Warning", _warning(text))
 
 
-def entry_response(
+async def entry_response(
     request: web.Request, rest: Rest, rt: ResourceType, version: Version, entry: Entry
 ) -> web.Response:
     """A stored object at ``version``, in the representation the client asked for."""
     neg = negotiate(request.headers.get("Accept", ""))
     if neg.form == "json":
         return web.Response(body=rest.render(entry, rt, version), content_type=JSON)
-    return object_response(request, rt, version, rest.view(entry, rt, version), [], 200)
+    return await object_response(request, rt, version, rest.view(entry, rt, version), [], 200)
 
 
-def object_response(
+async def object_response(
     request: web.Request,
     rt: ResourceType,
     version: Version,
@@ -85,7 +86,11 @@ def object_response(
     warnings: list[str],
     status: int,
 ) -> web.Response:
-    """``obj`` in the representation the client asked for, with the ``Warning`` headers."""
+    """``obj`` in the representation the client asked for, with the ``Warning`` headers.
+
+    The answer to a large body (over :data:`codec.YIELDING_BYTES`) is encoded as JSON on a
+    decoding thread (:func:`arges.apiserver.http.params.encode`): the object is as large.
+    """
     neg = negotiate(request.headers.get("Accept", ""))
     if neg.form == "table":
         out: Any = build_table(
@@ -109,7 +114,8 @@ def object_response(
             content_type="application/yaml",
         )
     else:
-        resp = web.Response(status=status, body=codec.dumps(out), content_type=JSON)
+        large = (request.content_length or 0) > codec.YIELDING_BYTES
+        resp = web.Response(status=status, body=await encode(out, large=large), content_type=JSON)
     warned(resp, warnings)
     return resp
 
