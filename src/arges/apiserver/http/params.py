@@ -2,7 +2,9 @@
 
 The options of writes, deletes (from the query and a ``DeleteOptions`` body, as
 kube-apiserver merges them) and lists, and request bodies in JSON, YAML or Kubernetes
-protobuf, within kube-apiserver's size limit. Bad values are 400 with kube's wording.
+protobuf, within kube-apiserver's size limit. Bad values are 400 with kube's wording. The
+answer to a large body is encoded here too (:func:`encode`), on the threads that decode
+large bodies and under the same settings.
 """
 
 from __future__ import annotations
