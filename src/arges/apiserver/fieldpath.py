@@ -25,6 +25,8 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
+import orjson
+
 Path = tuple[str, ...]
 
 _HTML_ESCAPES = str.maketrans(
@@ -153,16 +155,18 @@ class FieldSet:
     """A set of paths: ``members`` here and ``children`` sets below path elements.
 
     Children are never empty, so an empty set is one with neither. Operations return new
-    sets that may share parts with their operands: a set is not changed once built.
+    sets that may share parts with their operands: a set is not changed once built, so its
+    FieldsV1 encoding is made once (:meth:`to_fields_v1`).
     """
 
-    __slots__ = ("children", "members")
+    __slots__ = ("_v1", "children", "members")
 
     def __init__(
         self, members: set[str] | None = None, children: dict[str, FieldSet] | None = None
     ) -> None:
         self.members: set[str] = members if members is not None else set()
         self.children: dict[str, FieldSet] = children if children is not None else {}
+        self._v1: bytes | None = None
 
     @classmethod
     def of(cls, *paths: Path) -> FieldSet:
@@ -184,13 +188,15 @@ class FieldSet:
         return not self.members and not self.children
 
     def insert(self, path: Path) -> None:
-        """Add ``path`` (in place)."""
+        """Add ``path`` (in place, while the set is built)."""
         node = self
         for pe in path[:-1]:
+            node._v1 = None
             child = node.children.get(pe)
             if child is None:
                 child = node.children[pe] = FieldSet()
             node = child
+        node._v1 = None
         if path:
             node.members.add(path[-1])
 
@@ -259,19 +265,32 @@ class FieldSet:
             yield from self.children[pe].paths((*prefix, pe))
 
     def to_fields_v1(self) -> dict[str, Any]:
-        """The FieldsV1 object of this set."""
-        out: dict[str, Any] = {}
+        """The FieldsV1 object of this set: a new object at each call."""
+        data: dict[str, Any] = orjson.loads(self._encoded())
+        return data
+
+    def _encoded(self) -> bytes:
+        # Every write re-encodes the managedFields of every manager, and most of their sets
+        # (and the parts a union shares) are the ones the last write decoded or built: each
+        # set's JSON is made once and spliced into its parents'.
+        if self._v1 is not None:
+            return self._v1
         keys = self.members | self.children.keys()
         # Field names alone sort as plain strings; keys and values need SMD's value order.
         fields_only = all(pe[0] == "f" for pe in keys)
+        parts = []
         for pe in sorted(keys) if fields_only else sorted(keys, key=pe_order):
             child = self.children.get(pe)
             if child is None:
-                out[pe] = {}
+                value = b"{}"
+            elif pe in self.members:
+                inner = child._encoded()
+                value = b'{".":{}}' if inner == b"{}" else b'{".":{},' + inner[1:]
             else:
-                inner = child.to_fields_v1()
-                out[pe] = {".": {}, **inner} if pe in self.members else inner
-        return out
+                value = child._encoded()
+            parts.append(orjson.dumps(pe) + b":" + value)
+        self._v1 = b"{" + b",".join(parts) + b"}"
+        return self._v1
 
     @classmethod
     def from_fields_v1(cls, data: Any) -> FieldSet:

@@ -27,7 +27,9 @@ apiVersion, subresource), each with its FieldsV1 (see :mod:`arges.apiserver.fiel
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
+import time as clock
 import unicodedata
 from dataclasses import dataclass
 from typing import Any
@@ -124,6 +126,7 @@ Managed = dict[str, Entry]
 """Entries by manager identifier (:func:`identifier`)."""
 
 
+@functools.lru_cache(maxsize=1024)
 def identifier(manager: str, operation: str, api_version: str, subresource: str) -> str:
     """The manager identifier kube-apiserver keys entries by (``BuildManagerIdentifier``):
     the entry's JSON without time and fields, and without apiVersion for appliers."""
@@ -135,9 +138,18 @@ def identifier(manager: str, operation: str, api_version: str, subresource: str)
     return json.dumps(out, separators=(",", ":"))
 
 
+_TIME = "%Y-%m-%dT%H:%M:%SZ"
+_NOW: list[tuple[int, str]] = [(0, "")]
+
+
 def now() -> str:
-    """The current time as ``metav1.Time`` writes it."""
-    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """The current time as ``metav1.Time`` writes it (whole seconds)."""
+    second = int(clock.time())
+    # Every write stamps its managers' entries: the text is made once per second.
+    cached = _NOW[0]
+    if cached[0] != second:
+        cached = _NOW[0] = (second, dt.datetime.fromtimestamp(second, dt.UTC).strftime(_TIME))
+    return cached[1]
 
 
 # Managers and their names.

@@ -89,3 +89,17 @@ def test_set_operations() -> None:
         ("f:b", "f:d"),
     ], "members before children, as SMD iterates"
     assert a.has(("f:b", "f:c")) and not a.has(("f:b",))
+
+
+def test_each_encoding_is_a_new_object_and_follows_the_set_while_it_is_built() -> None:
+    built = FieldSet.of(("f:spec", "f:a"))
+    first = built.to_fields_v1()
+    first["f:spec"]["f:b"] = {}
+    assert built.to_fields_v1() == {"f:spec": {"f:a": {}}}, "the caller's copy is its own"
+    built.insert(("f:spec", "f:c"))
+    built.insert(("f:spec",))
+    assert built.to_fields_v1() == {"f:spec": {".": {}, "f:a": {}, "f:c": {}}}
+    # A union shares its operands' parts, encoded once, and encodes as a fresh set would.
+    both = built.union(FieldSet.of(("f:status", 'k:{"type":"Ready"}', "f:status")))
+    assert both.to_fields_v1() == FieldSet.from_fields_v1(both.to_fields_v1()).to_fields_v1()
+    assert both.to_fields_v1()["f:status"] == {'k:{"type":"Ready"}': {"f:status": {}}}
