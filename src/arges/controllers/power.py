@@ -42,7 +42,7 @@ from arges.errors import ArgesError
 from arges.kube.client import KubeClient
 from arges.kube.errors import KubeError, NotFound
 from arges.kube.resources import SECRETS, SERVER_BINDINGS, SERVER_CLASSES, SERVERS
-from arges.metal.conditions import condition_patch
+from arges.metal.conditions import condition_patch, find
 from arges.metal.media import MediaUnavailable
 from arges.metal.power import (
     AGENT_MEDIA,
@@ -197,6 +197,11 @@ class PowerController(Controller):
         server = parsed(self.cache, SERVERS, Server).get(key)
         assert server is not None
         if server.spec.bmc is None:
+            # A server never given a BMC has no reading to report: it gets no condition (and
+            # no write racing its registration, which discovered servers all are). One whose
+            # BMC was taken away says why it is no longer read.
+            if find(server.status.conditions, POWER_MANAGEMENT) is None:
+                return None
             await self._record(
                 server,
                 PowerState.UNKNOWN,

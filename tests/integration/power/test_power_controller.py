@@ -220,6 +220,38 @@ async def test_a_failing_bmc_is_reported_then_recovers(plane: ManagementPlane) -
     assert fake.MACHINES["bmc.lab:623"].faults.fail == 0
 
 
+async def test_a_server_never_given_a_bmc_gets_no_power_condition(
+    plane: ManagementPlane,
+) -> None:
+    kube = plane.kube
+    assert kube is not None
+    with requests_of(kube, "arges.controllers.power") as sent:
+        await register(kube, UUID, accepted=True, clean=True)
+
+        async def in_use_recorded() -> bool:
+            return (await kube.get(SERVERS, UUID))["status"].get("inUse") is False
+
+        await eventually(in_use_recorded, what="the servers controller has seen the server")
+        await asyncio.sleep(1.0)  # five of the power controller's refresh periods
+        status = (await kube.get(SERVERS, UUID))["status"]
+        assert "power" not in status and await condition(kube, "PowerManagement") is None
+        assert sent == [], "nothing to record, so nothing written (no race with registration)"
+    # Given a BMC later, the server is read and recorded as any other.
+    await kube.create(
+        SECRETS,
+        {
+            "metadata": {"name": "bmc-creds"},
+            "stringData": {"username": "admin", "password": "secret"},
+        },
+        "default",
+    )
+    fake.MACHINES["bmc.lab:623"] = fake.FakeMachine()
+    ref = {"name": "bmc-creds", "namespace": "default"}
+    bmc = {"address": "bmc.lab", "protocol": "fake", "credentialsSecretRef": ref}
+    await kube.patch(SERVERS, UUID, {"spec": {"bmc": bmc}})
+    await eventually(lambda: bmc_answers(kube))
+
+
 async def test_bad_credentials_and_missing_bmcs_are_conditions(plane: ManagementPlane) -> None:
     kube = plane.kube
     assert kube is not None
