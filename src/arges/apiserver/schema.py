@@ -88,7 +88,7 @@ class Schema:
     _defaults: dict[str, Any] = field(default_factory=dict, compare=False)
     _formats: dict[str, Any] = field(default_factory=dict, compare=False)
     _lists: dict[str, Any] = field(default_factory=dict, compare=False)
-    _numbers: dict[str, Any] = field(default_factory=dict, compare=False)
+    _numbers: _Numbers | None = field(default=None, compare=False)
 
     @classmethod
     def compile(cls, raw: dict[str, Any]) -> Schema:
@@ -105,7 +105,7 @@ class Schema:
             _defaults=_reduce(raw, lambda node: "default" in node) or {},
             _formats=_reduce(raw, lambda node: node.get("format") == "date-time") or {},
             _lists=_reduce(raw, lambda node: bool(node.get("x-kubernetes-list-type"))) or {},
-            _numbers=_reduce(raw, _float_sensitive) or {},
+            _numbers=_numbers(_reduce(raw, _float_sensitive) or {}),
         )
 
     @functools.cached_property
@@ -205,33 +205,68 @@ def _float_sensitive(node: dict[str, Any]) -> bool:
     )
 
 
-def _float_where_sensitive(value: Any, schema: dict[str, Any]) -> bool:
-    """Whether ``value`` holds a float at a place ``schema`` (reduced to
-    :func:`_float_sensitive` nodes) makes sensitive to it: the fast check is then not asked.
-    A 3 MiB inventory under ``x-kubernetes-preserve-unknown-fields`` is not walked at all,
-    where a walk of every value held the event loop for 15-40 ms."""
+@dataclass(frozen=True, slots=True)
+class _Numbers:
+    """A node of the schema reduced to :func:`_float_sensitive` places, as the walk of every
+    write reads it: what a float here means, and the nodes below (None: nothing to look for).
+    """
+
+    whole: bool
+    """A composition or a tuple: a float anywhere below counts."""
+    leaf: bool
+    """A float here counts."""
+    props: dict[str, _Numbers | None]
+    """The declared fields (an undeclared one goes to ``additional``)."""
+    additional: _Numbers | None
+    items: _Numbers | None
+
+
+def _numbers(node: dict[str, Any]) -> _Numbers | None:
+    """``node`` (reduced by :func:`_reduce`) compiled for :func:`_float_where_sensitive`."""
+    if not node:
+        return None
+    additional, items = node.get("additionalProperties"), node.get("items")
+    return _Numbers(
+        whole=any(key in node for key in _COMPOSED) or isinstance(items, list),
+        leaf=_float_sensitive(node),
+        props={k: _numbers(v) for k, v in (node.get("properties") or {}).items()},
+        additional=_numbers(additional) if isinstance(additional, dict) else None,
+        items=_numbers(items) if isinstance(items, dict) else None,
+    )
+
+
+def _float_where_sensitive(value: Any, schema: _Numbers | None) -> bool:
+    """Whether ``value`` holds a float at a place ``schema`` makes sensitive to it: the fast
+    check is then not asked. A 3 MiB inventory under ``x-kubernetes-preserve-unknown-fields``
+    is not walked at all, where a walk of every value held the event loop for 15-40 ms; every
+    write walks the rest, so the schema is compiled for it and scalars are judged in place."""
+    if schema is None:
+        return False
     stack = [(value, schema)]
     while stack:
         item, node = stack.pop()
-        if _float_sensitive(node):
-            if any(key in node for key in _COMPOSED) or isinstance(node.get("items"), list):
-                if _has_float(item):
-                    return True
-                continue
-            if type(item) is float:
+        if node.whole:
+            if _has_float(item):
                 return True
+            continue
         kind = type(item)
         if kind is dict:
-            props = node.get("properties") or {}
-            additional = node.get("additionalProperties")
+            props, additional = node.props, node.additional
             for key, sub_value in item.items():
                 sub = props.get(key, additional)
-                if isinstance(sub, dict) and sub:
+                if sub is None:
+                    continue
+                sub_kind = type(sub_value)
+                if sub_kind is dict or sub_kind is list or sub.whole:
                     stack.append((sub_value, sub))
+                elif sub_kind is float and sub.leaf:
+                    return True
         elif kind is list:
-            items = node.get("items")
-            if isinstance(items, dict) and items:
-                stack.extend((sub_value, items) for sub_value in item)
+            sub = node.items
+            if sub is not None:
+                stack.extend((sub_value, sub) for sub_value in item)
+        elif kind is float and node.leaf:
+            return True
     return False
 
 

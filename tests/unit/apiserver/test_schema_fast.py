@@ -19,7 +19,16 @@ import yaml
 
 from arges.api.crds import all_crds
 from arges.apiserver.listtypes import duplicates
-from arges.apiserver.schema import Schema, _default, _format_causes, to_json_schema
+from arges.apiserver.schema import (
+    _COMPOSED,
+    Schema,
+    _default,
+    _float_sensitive,
+    _float_where_sensitive,
+    _format_causes,
+    _has_float,
+    to_json_schema,
+)
 
 SHARED = Path(__file__).resolve().parents[4] / "shared" / "capi"
 WRONG: list[Any] = [
@@ -130,10 +139,28 @@ def test_the_fast_check_accepts_only_what_jsonschema_accepts(
     assert refused, f"{name}: the samples never tried anything invalid"
 
 
+def float_where_sensitive(value: Any, node: Any) -> bool:
+    """The float check's meaning, along the whole schema: a float where fastjsonschema may
+    judge it otherwise than Draft 4 (anywhere under a composition or a tuple)."""
+    if not isinstance(node, dict):
+        return False
+    if _float_sensitive(node):
+        if any(key in node for key in _COMPOSED) or isinstance(node.get("items"), list):
+            return _has_float(value)
+        if type(value) is float:
+            return True
+    if isinstance(value, dict):
+        props, additional = node.get("properties") or {}, node.get("additionalProperties")
+        return any(float_where_sensitive(v, props.get(k, additional)) for k, v in value.items())
+    if isinstance(value, list):
+        return any(float_where_sensitive(v, node.get("items")) for v in value)
+    return False
+
+
 @pytest.mark.parametrize(("name", "raw"), schemas(), ids=[n for n, _ in schemas()])
 def test_the_reduced_walks_find_what_the_whole_schema_finds(name: str, raw: dict[str, Any]) -> None:
-    """Defaults, date-time formats and set/map list duplicates, looked for along the reduced
-    schemas, come out as along the whole one (on objects sampled from the whole schema)."""
+    """Defaults, date-time formats, set/map list duplicates and floats the fast check may
+    misjudge, looked for along the reduced schemas, come out as along the whole one (on objects sampled from the whole schema)."""
     schema = Schema.compile(raw)
     rng = random.Random(f"walks {name}")
     for _ in range(200):
@@ -141,6 +168,7 @@ def test_the_reduced_walks_find_what_the_whole_schema_finds(name: str, raw: dict
         if not isinstance(obj, dict):
             continue
         assert duplicates(obj, schema._lists) == duplicates(obj, raw)
+        assert _float_where_sensitive(obj, schema._numbers) == float_where_sensitive(obj, raw)
         assert _format_causes(obj, schema._formats, "") == _format_causes(obj, raw, "")
         whole, reduced = copy.deepcopy(obj), copy.deepcopy(obj)
         _default(whole, raw)
@@ -183,6 +211,7 @@ FLOATS = {
         "byName": {"type": "object", "additionalProperties": {"type": "number", "multipleOf": 0.1}},
         "ratio": {"type": "number", "maximum": 1},
         "inventory": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
+        "choice": {"anyOf": [{"type": "object", "properties": {"x": {"type": "number"}}}]},
     },
 }
 
@@ -201,6 +230,9 @@ FLOATS = {
         ({"ratio": 1.5}, False, False),
         ({"inventory": {"disks": [{"size": 1.5}] * 1000, "load": 0.3}}, True, True),
         ({"steps": [{"step": 1}], "inventory": {"load": 0.3}}, True, True),
+        # under a composition, any float below sends the object to Draft 4
+        ({"choice": {"x": 0.5}}, True, False),
+        ({"choice": {"x": 1}}, True, True),
     ],
 )
 def test_floats_go_to_draft_4_only_where_the_fast_check_may_judge_them_otherwise(
