@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import stat
 from pathlib import Path
+
+import pytest
 
 from arges.apiserver.audit import AuditLog, ObjectRef
 
@@ -36,3 +39,34 @@ def test_the_log_rotates_keeping_a_bounded_number_of_private_files(tmp_path: Pat
     assert last["requestURI"].endswith("/s49/status")
     first = json.loads((tmp_path / "audit" / "audit.log.2").read_text().splitlines()[0])
     assert first["verb"] in ("patch", "deletecollection")
+
+
+def test_a_line_that_cannot_be_written_is_logged_and_the_next_is_written(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    log = AuditLog(tmp_path / "audit" / "audit.log")
+    ref = ObjectRef("servers", None, "s", "metal.arges.dev", "v1alpha1", None)
+    event = {
+        "method": "PATCH",
+        "uri": "/apis/metal.arges.dev/v1alpha1/servers/s",
+        "ref": ref,
+        "authenticated": True,
+        "user_agent": "arges/é",
+        "source": "127.0.0.1",
+        "code": 200,
+        "received": dt.datetime.now(dt.UTC),
+    }
+    log.record(**event)
+    written = log._file.stream
+    # Every write fails on /dev/full, as on a full disk.
+    full = Path("/dev/full").open("w")  # noqa: SIM115
+    log._file.stream = full
+    log.record(**event)
+    assert "cannot write the audit log" in caplog.text and "No space left" in caplog.text
+    log._file.stream = written
+    with contextlib.suppress(OSError):  # what it still holds cannot be written either
+        full.close()
+    log.record(**event)
+    log.close()
+    lines = (tmp_path / "audit" / "audit.log").read_text(encoding="utf-8").splitlines()
+    assert len(lines) == 2 and json.loads(lines[1])["userAgent"] == "arges/é"
