@@ -283,11 +283,16 @@ FULL_COLLECTION_EVERY = 100
 """Collections of the garbage collector's middle generation per collection of the oldest,
 a full one (the default is 10)."""
 
+YOUNG_COLLECTION_AFTER = 50_000
+"""Container objects allocated (net of those freed) between two collections of the
+garbage collector's youngest generation (the default is 700)."""
+
 
 def settle_process() -> None:
     """Tune the interpreter for a long-running ``arges up`` once everything has started
     (``benchmarks/fleet.py`` calls it at the same point, so it measures the process as it
-    runs): the objects built so far are frozen out of the garbage collector's sight, full
+    runs): the objects built so far are frozen out of the garbage collector's sight, the
+    youngest generation is collected after :data:`YOUNG_COLLECTION_AFTER` allocations, full
     collections are made once per :data:`FULL_COLLECTION_EVERY` middle-generation ones, and
     the GIL switch interval is shortened to :data:`SWITCH_INTERVAL`. Process-wide; not for a
     process that starts and stops planes repeatedly (tests)."""
@@ -302,8 +307,14 @@ def settle_process() -> None:
     # with every server), run every 10 middle-generation ones: in benchmarks/fleet.py at
     # 1,000 servers the plane's process made 52 of them, 11.3 s of CPU. One in 100: 5, 1.2 s;
     # its peak RSS 307 -> 313 MiB (reference cycles wait longer to be found).
-    gen0, gen1, _ = gc.get_threshold()
-    gc.set_threshold(gen0, gen1, FULL_COLLECTION_EVERY)
+    # Nearly all of what a request or a watch event allocates (decoded JSON, models) is
+    # freed by its reference count within the request; a collection of the youngest
+    # generation every 700 allocations still walked what was alive at that moment, 2,000
+    # times per 300 servers in benchmarks/fleet.py: 1.4 s of the plane's CPU and 0.45 s of
+    # the API server's went to young collections (after 50,000: 0.17 and 0.1 s, with no
+    # longer pauses: 0.4 ms a collection either way; RSS +5 MiB).
+    _, gen1, _ = gc.get_threshold()
+    gc.set_threshold(YOUNG_COLLECTION_AFTER, gen1, FULL_COLLECTION_EVERY)
     # The store's writer thread takes the GIL back after each SQLite call of a commit; with
     # the default 5 ms switch interval a busy event loop keeps it that long each time, which
     # delays every commit and so every watch event (commit p90 5-9 ms under load, 2-4 at 0.5).
