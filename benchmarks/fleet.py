@@ -23,7 +23,10 @@ transition, by controller (p50/p99 seconds from the watch event of an API write 
 of the reconcile that decided on it); CPU seconds per server (API server process + the
 controllers' thread, without the simulated servers), the API server's RSS (peak and at the
 end), each work queue's peak depth, and the API requests per server by verb and resource
-(the API server's ``arges_apiserver_requests_total``; the ten largest). Goals (issue #20):
+(the API server's ``arges_apiserver_requests_total``; the ten largest). The reference, measured
+in the same run once the fleet is done: the CPU of one GET of a Server by the plane's client
+(both ends); CPU per server is also printed in such GETs, a figure the host's drifting speed
+does not move. Goals (issue #20):
 per-server cost flat from 500 to 2,000, <= 50 ms CPU per server for its whole life, RSS
 <= 500 MiB at 2,000. Figures, not assertions.
 
@@ -383,6 +386,7 @@ async def run_size(n: int, args: argparse.Namespace, work: Path) -> dict[str, An
                 await sim.close()
         requests = request_counts(await kube.request("GET", "/metrics"))
     total = time.perf_counter() - start
+    baseline = await baseline_get(plane_connection, api.pid, sims[0].uuid)
     process_cpu = sum(resource.getrusage(resource.RUSAGE_SELF)[:2]) - process_cpu0
     plane_cpu = process_cpu - (time.thread_time() - main_cpu0)
     api_cpu = proc_cpu(api.pid) - api_cpu0
@@ -414,7 +418,24 @@ async def run_size(n: int, args: argparse.Namespace, work: Path) -> dict[str, An
         "latency": {names.get(q, str(q)): v for q, v in probe.latencies.items()},
         "peaks": {names.get(q, str(q)): v for q, v in probe.peaks.items()},
         "requests": requests,
+        "baseline": baseline,
     }
+
+
+BASELINE_GETS = 3000
+
+
+async def baseline_get(connection: Any, api_pid: int, name: str) -> float:
+    """The reference of the run: CPU seconds of one GET of a Server by the plane's client
+    over the plane's transport, both ends counted (the API server's process, this thread),
+    with the fleet at rest. Machine speed on this shared host drifts by a quarter between
+    runs; CPU per server in GETs does not drift with it."""
+    async with KubeClient(connection, component="fleet-baseline") as kube:
+        await kube.get(SERVERS, name)
+        api0, here0 = proc_cpu(api_pid), time.thread_time()
+        for _ in range(BASELINE_GETS):
+            await kube.get(SERVERS, name)
+        return (proc_cpu(api_pid) - api0 + time.thread_time() - here0) / BASELINE_GETS
 
 
 def request_counts(exposition_text: str) -> dict[str, float]:
@@ -434,10 +455,16 @@ def report(r: dict[str, Any]) -> None:
     n = r["n"]
     phases = "  ".join(f"{k} {v:.1f} s" for k, v in r["phases"].items())
     cpu = r["api_cpu"] + r["plane_cpu"]
+    get = r["baseline"]
     print(f"{n} servers: total {r['total']:.1f} s ({phases})")
     print(
         f"  CPU per server: {cpu / n * 1000:.1f} ms (API server {r['api_cpu'] / n * 1000:.1f} ms, "
         f"controllers and boot HTTP {r['plane_cpu'] / n * 1000:.1f} ms)  goal <= 50 ms"
+    )
+    print(
+        f"  reference: a GET of a Server, both ends, {get * 1000:.3f} ms of CPU; CPU per server "
+        f"= {cpu / n / get:.0f} GETs (API server {r['api_cpu'] / n / get:.0f}, "
+        f"controllers and boot HTTP {r['plane_cpu'] / n / get:.0f})"
     )
     print(
         f"  API server RSS: {r['api_rss']:.0f} MiB at the end, peak {r['api_peak']:.0f} MiB"
