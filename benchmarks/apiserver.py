@@ -35,6 +35,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import socket
 import ssl
 import statistics
@@ -227,6 +228,7 @@ async def run(args: argparse.Namespace) -> None:
         proc.terminate()
         proc.wait()
         log.close()
+        shutil.rmtree(data, ignore_errors=True)
 
 
 async def timed_requests(

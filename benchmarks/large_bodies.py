@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import shutil
 import ssl
 import statistics
 import subprocess
@@ -286,6 +287,7 @@ async def against_server(as_json: bytes, as_yaml: bytes, args: argparse.Namespac
         proc.terminate()
         proc.wait()
         log.close()
+        shutil.rmtree(data, ignore_errors=True)
 
 
 def main() -> None:
