@@ -7,6 +7,8 @@ boot's time.
 
 from __future__ import annotations
 
+from typing import Any
+
 from arges.api.server import Server
 from arges.kube.client import KubeClient
 from arges.metal.conditions import find
@@ -22,13 +24,20 @@ REASONS = {
 
 
 async def announce_decision(
-    kube: KubeClient, server: Server, reason: BootReason, what: str, why: str, client: str
+    kube: KubeClient,
+    server: Server,
+    body: dict[str, Any],
+    reason: BootReason,
+    what: str,
+    why: str,
+    client: str,
 ) -> None:
-    """Record an Event on ``server`` (as read before this boot) when its boot decision
-    ``reason`` (a ``PXEBooted`` reason) differs from its previous one."""
+    """Record an Event on ``server`` (as read before this boot; ``body``: its JSON, which the
+    Event names) when its boot decision ``reason`` (a ``PXEBooted`` reason) differs from its
+    previous one."""
     previous = find(server.status.conditions, PXE_BOOTED)
     if previous is not None and previous.reason == reason:
         return
     kind = "Warning" if reason is BootReason.NOT_READY else "Normal"
     message = f"{client or 'an unknown address'} was given {what}: {why}"
-    await kube.event(server.to_json(), REASONS.get(reason, reason), message, type=kind)
+    await kube.event(body, REASONS.get(reason, reason), message, type=kind)

@@ -181,4 +181,4 @@ class KubeBootDecider:
             if credential is not None:
                 raise
             log.info("could not record the network boot of %s: %s", server.name, exc)
-        await announce_decision(self.kube, server, reason, what, decision.reason, client)
+        await announce_decision(self.kube, server, body, reason, what, decision.reason, client)

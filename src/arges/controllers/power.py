@@ -213,7 +213,7 @@ class PowerController(Controller):
         binding_body = self.cache.get(SERVER_BINDINGS, key)
         # A binding being deleted holds nothing any more: its server goes to the agent.
         held = binding_body is not None and not releasing(binding_body)
-        binding = ServerBinding.from_json(binding_body) if held else None
+        binding = parsed(self.cache, SERVER_BINDINGS, ServerBinding).get(key) if held else None
         now = dt.datetime.now(dt.UTC)
         plan = intent(
             server,
@@ -243,7 +243,7 @@ class PowerController(Controller):
             await self._set(server, CERTIFICATE_VERIFIED, *certificate_verification(info))
         read_at = time.monotonic()
         try:
-            state = await self._apply(server, driver, plan, now)
+            state = await self._apply(server, body, driver, plan, now)
         except PowerError as exc:
             await self._record(server, PowerState.UNKNOWN, "False", type(exc).__name__, str(exc))
             await self.kube.event(body, "PowerFailed", str(exc), type="Warning")
@@ -272,7 +272,12 @@ class PowerController(Controller):
         return "network"
 
     async def _apply(
-        self, server: Server, driver: PowerDriver, plan: PowerIntent, now: dt.datetime
+        self,
+        server: Server,
+        body: Body,
+        driver: PowerDriver,
+        plan: PowerIntent,
+        now: dt.datetime,
     ) -> PowerState:
         state = await driver.get_power_state()
         if plan.eject:
@@ -304,7 +309,7 @@ class PowerController(Controller):
         with self.metrics.power_operation(driver.info.protocol, action):
             state = await driver.power(ACTIONS[action], self.action_wait)
         message = f"{plan.reason}{how}; the BMC reports power {state.value}"
-        await self.kube.event(server.to_json(), DONE[action], message)
+        await self.kube.event(body, DONE[action], message)
         return state
 
     async def _cycle_requested(self, server: Server, now: dt.datetime, why: str) -> None:

@@ -314,7 +314,7 @@ class MetadataService:
                     ),
                     current=body,
                 )
-            await self.kube.event(server.to_json(), "ConfigDelivered", message)
+            await self.kube.event(found.server_body, "ConfigDelivered", message)
         except KubeError as exc:
             log.warning("could not record the delivery to %s: %s", server.name, exc)
 
