@@ -397,7 +397,7 @@ async def run_size(n: int, args: argparse.Namespace, work: Path) -> dict[str, An
     thread.loop.call_soon_threadsafe(thread.loop.stop)
     thread.join(30)
     # With the plane stopped, nothing else asks the API server meanwhile (its controllers
-    # keep reading BMCs and writing what they read, more of it the larger the fleet).
+    # keep reconciling, the BMC readings every refresh period: more the larger the fleet).
     baseline = await baseline_get(plane_connection, api.pid, sims[0].uuid)
     gc.unfreeze()  # the next size starts its plane afresh
     uninstall()
