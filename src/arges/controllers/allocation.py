@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from arges.api.base import LocalObjectReference, ObjectReference, SecretReference
@@ -44,7 +44,7 @@ ALLOCATING_AT_ONCE = 16
 async def allocate(
     kube: KubeClient,
     server_class: ServerClass,
-    servers: list[Server],
+    servers: Mapping[str, Server],
     bound: set[str],
     *,
     consumer: ObjectReference,
@@ -76,7 +76,7 @@ async def allocate(
 async def allocate_many(
     kube: KubeClient,
     server_class: ServerClass,
-    servers: list[Server],
+    servers: Mapping[str, Server],
     bound: set[str],
     count: int,
     *,

@@ -126,7 +126,7 @@ async def test_concurrent_allocations_for_one_server_exactly_one_wins(
     await register(kube, UUID_A, accepted=True, clean=True)
     await eventually(lambda: _class_has(kube, available=[UUID_A], in_use=[]))
     any_class = ServerClass.from_json(await kube.get(SERVER_CLASSES, "any"))
-    servers = [Server.from_json(await kube.get(SERVERS, UUID_A))]
+    servers = {UUID_A: Server.from_json(await kube.get(SERVERS, UUID_A))}
     results = await asyncio.gather(
         *(
             allocate(
@@ -151,7 +151,7 @@ async def test_allocation_skips_dirty_and_unqualified_servers(kube: KubeClient) 
     await register(kube, UUID_B, accepted=True, clean=True)
     any_class = ServerClass.from_json(await kube.get(SERVER_CLASSES, "any"))
     await eventually(lambda: _status_is(kube, UUID_B, isClean=True))
-    servers = [Server.from_json(b) for b in await kube.list(SERVERS)]
+    servers = {b["metadata"]["name"]: Server.from_json(b) for b in await kube.list(SERVERS)}
     got = await allocate(
         kube,
         any_class,
@@ -179,13 +179,13 @@ async def allocator(plane: ManagementPlane) -> AsyncIterator[KubeClient]:
         yield client
 
 
-async def three_clean_servers(kube: KubeClient) -> list[Server]:
+async def three_clean_servers(kube: KubeClient) -> dict[str, Server]:
     """Servers A, B and C registered, accepted and clean: an allocator's view of them."""
     for uuid in (UUID_A, UUID_B, UUID_C):
         await register(kube, uuid, accepted=True, clean=True)
     for uuid in (UUID_A, UUID_B, UUID_C):
         await eventually(lambda u=uuid: _status_is(kube, u, isClean=True))
-    return [Server.from_json(b) for b in await kube.list(SERVERS)]
+    return {b["metadata"]["name"]: Server.from_json(b) for b in await kube.list(SERVERS)}
 
 
 async def test_servers_found_taken_are_asked_for_once_by_a_caller_binding_several(
@@ -273,7 +273,7 @@ async def test_a_caller_binding_several_moves_past_servers_taken_since_its_view(
 async def test_a_server_dirty_since_the_callers_view_is_not_bound(kube: KubeClient) -> None:
     await register(kube, UUID_A, accepted=True, clean=True)
     await eventually(lambda: _status_is(kube, UUID_A, isClean=True))
-    servers = [Server.from_json(await kube.get(SERVERS, UUID_A))]
+    servers = {UUID_A: Server.from_json(await kube.get(SERVERS, UUID_A))}
     # Re-inspected, say: the caller's view (its cache) still says clean.
     await kube.patch(SERVERS, UUID_A, {"status": {"isClean": False}}, subresource="status")
     any_class = ServerClass.from_json(await kube.get(SERVER_CLASSES, "any"))
@@ -296,7 +296,7 @@ async def test_a_server_the_server_controller_marks_at_once_stays_bound(
     # controller has answered it.
     await register(kube, UUID_A, accepted=True, clean=True)
     await eventually(lambda: _class_has(kube, available=[UUID_A], in_use=[]))
-    servers = [Server.from_json(await kube.get(SERVERS, UUID_A))]
+    servers = {UUID_A: Server.from_json(await kube.get(SERVERS, UUID_A))}
     any_class = ServerClass.from_json(await kube.get(SERVER_CLASSES, "any"))
     create = allocator.create
 

@@ -179,8 +179,9 @@ def test_members_and_allocation_order() -> None:
     )
     available, in_use = members(compiled, servers, bound={"c"})
     assert (available, in_use) == (["a", "b"], ["c"])
-    assert [s.name for s in candidates(compiled, servers, bound={"c"})] == ["a"]
-    assert [s.name for s in candidates(compiled, servers, bound=set())] == ["a", "c"]
+    by_name = {s.name: s for s in servers}
+    assert [s.name for s in candidates(compiled, by_name, bound={"c"})] == ["a"]
+    assert [s.name for s in candidates(compiled, by_name, bound=set())] == ["a", "c"]
 
 
 def at(rv: str, s: Server) -> Server:

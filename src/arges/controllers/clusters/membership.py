@@ -119,7 +119,7 @@ async def scale_up(
             made = await allocate_many(
                 state.kube,
                 server_class,
-                list(servers.values()),
+                servers,
                 bound,
                 need,
                 consumer=consumer,
