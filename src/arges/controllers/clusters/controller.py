@@ -64,7 +64,7 @@ from arges.kube.errors import NotFound
 from arges.kube.resources import SERVER_BINDINGS, SERVER_CLASSES, SERVERS, TALOS_CLUSTERS
 from arges.metal.clusters import Liveness, MemberView, leaving, phase, pools, unhealthy
 from arges.metal.conditions import is_true
-from arges.metal.memberconfig import CLUSTER_LABEL, POOL_LABEL
+from arges.metal.memberconfig import CLUSTER_LABEL
 from arges.talos.api import TalosApi
 from arges.talos.components import image, tag
 from arges.talos.configgen import DEFAULT_INSTALL_DISK, ClusterInput
@@ -316,14 +316,7 @@ class TalosClusterController(Controller):
         bindings += added
         views += [membership.view(b, servers.get(b.name), False) for b in added]
         await owned.sweep(self.kube, cluster, bindings)
-        for binding in bindings:
-            pool = binding.labels.get(POOL_LABEL, "")
-            if pool in configs:
-                written = await owned.member_config(
-                    state, binding, pool, configs[pool], secrets_of.get(binding.name)
-                )
-                if written is not None:
-                    secrets_of[binding.name] = written
+        secrets_of = await owned.member_configs(state, bindings, configs, secrets_of)
         addresses = {b.name: address_of(servers.get(b.name)) for b in bindings}
         await bootstrap.bootstrap(state, talos, views, addresses)
         bootstrapped = is_true(state.conditions, BOOTSTRAPPED)

@@ -37,6 +37,7 @@ from arges.metal.memberconfig import (
     CLUSTER_LABEL,
     DIGEST,
     MEMBER_LABEL,
+    POOL_LABEL,
     ROLLOUT_STEP,
     digest,
     metadata_for,
@@ -245,6 +246,49 @@ async def member_config(
         return None
     log.info("%s/%s: %s", cluster.namespace, cluster.name, why_written)
     return written
+
+
+CONFIGS_AT_ONCE = 16
+"""Member config Secrets a reconcile writes at once (:func:`member_configs`)."""
+
+
+async def member_configs(
+    state: Round,
+    bindings: list[ServerBinding],
+    configs: dict[str, str],
+    listed: dict[str, dict[str, Any]],
+) -> dict[str, dict[str, Any]]:
+    """:func:`member_config` for each binding of a pool ``configs`` renders (pool name to
+    its config), :data:`CONFIGS_AT_ONCE` at a time; returns ``listed`` (the Secrets as the
+    reconcile listed them, by server name) with what was written in their place.
+
+    A cluster's members are Secrets of their own: one after another, a cluster of twenty
+    held its reconcile for twenty round trips, and the fleet benchmark's clusters waited
+    seconds for the controller's workers, almost all of it in API requests.
+
+    Raises:
+        KubeError: a write failed other than by losing a race (the rest of its batch is
+            still written; a later reconcile writes what was not).
+    """
+    out = dict(listed)
+    todo = [b for b in bindings if b.labels.get(POOL_LABEL, "") in configs]
+    for start in range(0, len(todo), CONFIGS_AT_ONCE):
+        batch = todo[start : start + CONFIGS_AT_ONCE]
+        results = await asyncio.gather(
+            *(
+                member_config(
+                    state, b, b.labels[POOL_LABEL], configs[b.labels[POOL_LABEL]], out.get(b.name)
+                )
+                for b in batch
+            ),
+            return_exceptions=True,
+        )
+        for binding, result in zip(batch, results, strict=True):
+            if isinstance(result, BaseException):
+                raise result
+            if result is not None:
+                out[binding.name] = result
+    return out
 
 
 async def member_secrets(kube: KubeClient, cluster: TalosCluster) -> dict[str, dict[str, Any]]:
