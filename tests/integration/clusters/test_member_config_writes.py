@@ -25,29 +25,34 @@ UUID = "5d1f9c1e-0a53-4c84-9a43-2f6b1c1d7e01"
 CONFIG = "version: v1alpha1\nmachine:\n  type: worker\n"
 
 
+async def worker_binding(kube: KubeClient, uuid: str) -> ServerBinding:
+    """A binding of server ``uuid`` to the ``demo`` cluster's ``workers`` pool."""
+    return ServerBinding.from_json(
+        await kube.create(
+            SERVER_BINDINGS,
+            {
+                "metadata": {"name": uuid, "labels": {POOL_LABEL: "workers"}},
+                "spec": {
+                    "serverRef": {"name": uuid},
+                    "role": "worker",
+                    "consumerRef": {
+                        "apiVersion": "cluster.arges.dev/v1alpha1",
+                        "kind": "TalosCluster",
+                        "name": "demo",
+                        "namespace": NS,
+                    },
+                },
+            },
+        )
+    )
+
+
 async def test_a_member_config_is_written_on_what_the_reconcile_listed(tmp_path: Path) -> None:
     api = await start_server(tmp_path / "api", crds=all_crds())
     try:
         async with KubeClient(from_kubeconfig(api.kubeconfig_path)) as kube:
             cluster = TalosCluster.from_json(await create_cluster(kube))
-            binding = ServerBinding.from_json(
-                await kube.create(
-                    SERVER_BINDINGS,
-                    {
-                        "metadata": {"name": UUID, "labels": {POOL_LABEL: "workers"}},
-                        "spec": {
-                            "serverRef": {"name": UUID},
-                            "role": "worker",
-                            "consumerRef": {
-                                "apiVersion": "cluster.arges.dev/v1alpha1",
-                                "kind": "TalosCluster",
-                                "name": "demo",
-                                "namespace": NS,
-                            },
-                        },
-                    },
-                )
-            )
+            binding = await worker_binding(kube, UUID)
             state = Round(kube, cluster, [], dt.datetime.now(dt.UTC), None)
             name = owned.config_name("demo", UUID)
 
@@ -81,27 +86,7 @@ async def test_a_clusters_member_configs_are_written_at_once(tmp_path: Path) -> 
         async with KubeClient(from_kubeconfig(api.kubeconfig_path)) as kube:
             cluster = TalosCluster.from_json(await create_cluster(kube))
             uuids = [f"5d1f9c1e-0a53-4c84-9a43-2f6b1c1d7e0{i}" for i in range(1, 4)]
-            bindings = [
-                ServerBinding.from_json(
-                    await kube.create(
-                        SERVER_BINDINGS,
-                        {
-                            "metadata": {"name": uuid, "labels": {POOL_LABEL: "workers"}},
-                            "spec": {
-                                "serverRef": {"name": uuid},
-                                "role": "worker",
-                                "consumerRef": {
-                                    "apiVersion": "cluster.arges.dev/v1alpha1",
-                                    "kind": "TalosCluster",
-                                    "name": "demo",
-                                    "namespace": NS,
-                                },
-                            },
-                        },
-                    )
-                )
-                for uuid in uuids
-            ]
+            bindings = [await worker_binding(kube, uuid) for uuid in uuids]
             started: list[str] = []
             all_started = asyncio.Event()
             create = kube.create
