@@ -60,7 +60,7 @@ async def test_a_member_config_is_written_on_what_the_reconcile_listed(tmp_path:
                 await owned.member_config(state, binding, "workers", CONFIG)
             assert sent == [("POST", f"/api/v1/namespaces/{NS}/secrets")], "no read first"
 
-            listed = (await owned.member_secrets(kube, cluster))[UUID]
+            listed = owned.by_server(await owned.listed_members(kube, cluster))[UUID]
             with requests_of(kube) as sent:
                 kept = await owned.member_config(state, binding, "workers", CONFIG, listed)
             assert (sent, kept) == ([], listed), "as listed, up to date: nothing sent"
@@ -104,7 +104,7 @@ async def test_a_clusters_member_configs_are_written_at_once(tmp_path: Path) -> 
             written = await owned.member_configs(state, bindings, {"workers": CONFIG}, {})
             del kube.create
             assert sorted(written) == sorted(uuids)
-            listed = await owned.member_secrets(kube, cluster)
+            listed = owned.by_server(await owned.listed_members(kube, cluster))
             assert {u: s["metadata"]["name"] for u, s in listed.items()} == {
                 u: owned.config_name("demo", u) for u in uuids
             }

@@ -277,7 +277,8 @@ class TalosClusterController(Controller):
         previous = {m.server: m for m in cluster.status.members or []}
         views = [membership.view(b, servers.get(b.name), seen[b.name].answers) for b in bindings]
         by_name = {b.name: b for b in bindings}
-        secrets_of = await owned.member_secrets(self.kube, cluster)
+        listed = await owned.listed_members(self.kube, cluster)
+        secrets_of = owned.by_server(listed)
         shown_seen = {
             v.server: status.last_seen(
                 previous[v.server].last_seen if v.server in previous else None,
@@ -315,7 +316,7 @@ class TalosClusterController(Controller):
             seen[binding.name] = Observation(state.now, False)
         bindings += added
         views += [membership.view(b, servers.get(b.name), False) for b in added]
-        await owned.sweep(self.kube, cluster, bindings)
+        await owned.sweep(self.kube, cluster, bindings, listed)
         secrets_of = await owned.member_configs(state, bindings, configs, secrets_of)
         addresses = {b.name: address_of(servers.get(b.name)) for b in bindings}
         await bootstrap.bootstrap(state, talos, views, addresses)

@@ -18,7 +18,7 @@ import asyncio
 import base64
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import yaml
@@ -191,7 +191,7 @@ async def member_config(
     membership's leftover); given the new rendering, keeping its records, when the pool's
     rendering changed (what a roll-out applies).
 
-    ``listed``: the Secret as this reconcile listed it (:func:`member_secrets`), taken as it
+    ``listed``: the Secret as this reconcile listed it (:func:`listed_members`), taken as it
     is instead of a read (a write on a stale copy is refused with 409, and the next
     reconcile sees the newer one); when none was listed, the Secret is created, and read
     only if it exists after all (a leftover without the member labels).
@@ -291,11 +291,16 @@ async def member_configs(
     return out
 
 
-async def member_secrets(kube: KubeClient, cluster: TalosCluster) -> dict[str, dict[str, Any]]:
-    """The cluster's member config Secrets as stored, by the server they are for."""
+async def listed_members(kube: KubeClient, cluster: TalosCluster) -> list[dict[str, Any]]:
+    """The cluster's member config Secrets as stored (one list request, by their labels)."""
     selector = f"{CLUSTER_LABEL}={cluster.name},{MEMBER_LABEL}"
+    return await kube.list(SECRETS, cluster.namespace, label_selector=selector)
+
+
+def by_server(secrets: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Member config Secrets (:func:`listed_members`) by the server they record."""
     out = {}
-    for secret in await kube.list(SECRETS, cluster.namespace, label_selector=selector):
+    for secret in secrets:
         server = record_of(secret).server
         if server:
             out[server] = secret
@@ -333,12 +338,22 @@ async def record_step(
     return written
 
 
-async def sweep(kube: KubeClient, cluster: TalosCluster, bindings: list[ServerBinding]) -> None:
+async def sweep(
+    kube: KubeClient,
+    cluster: TalosCluster,
+    bindings: list[ServerBinding],
+    listed: list[dict[str, Any]] | None = None,
+) -> None:
     """Delete the member configs whose membership is over (a release cut short, a binding
     deleted by hand); their owner reference lets the garbage collector do the same, this
-    does not wait for it."""
-    selector = f"{CLUSTER_LABEL}={cluster.name},{MEMBER_LABEL}"
-    secrets = await kube.list(SECRETS, cluster.namespace, label_selector=selector)
+    does not wait for it.
+
+    ``listed``: the member config Secrets as this reconcile listed them
+    (:func:`listed_members`), instead of a second list. One deleted since is skipped
+    (NotFound); each deletion is preconditioned on the listed uid, so a Secret created anew
+    under the same name since is kept.
+    """
+    secrets = await listed_members(kube, cluster) if listed is None else listed
     uids = {s["metadata"]["name"]: s["metadata"].get("uid") for s in secrets}
     for name in orphans(secrets, bindings):
         log.info(
