@@ -62,6 +62,8 @@ def condition_patch(
     ``kind`` as given and the ``extra`` status fields; None when it has them already. Made for
     :meth:`arges.kube.client.KubeClient.update_status`."""
     current_status = obj.get("status") or {}
+    if _holds(current_status, kind, status, reason, message, observed_generation, extra):
+        return None
     current = [Condition.model_validate(c) for c in current_status.get("conditions") or []]
     updated = set_condition(
         current, kind, status, reason, message, now=now, observed_generation=observed_generation
@@ -72,3 +74,29 @@ def condition_patch(
         **{k: current_status.get(k) for k in extra or {}},
     }
     return None if wanted == have else wanted
+
+
+def _holds(
+    current_status: dict[str, Any],
+    kind: str,
+    status: ConditionStatus,
+    reason: str,
+    message: str,
+    observed_generation: int | None,
+    extra: dict[str, Any] | None,
+) -> bool:
+    """Whether the status as stored already says exactly this: one condition ``kind`` with
+    these fields, and the ``extra`` values. Read on the JSON, since most writes a controller
+    considers find nothing to change (the power controller asks on every reconcile), and
+    parsing every condition to learn that cost most of the answer."""
+    found = [c for c in current_status.get("conditions") or [] if c.get("type") == kind]
+    if len(found) != 1:
+        return False
+    (condition,) = found
+    return (
+        condition.get("status") == status
+        and condition.get("reason") == reason
+        and condition.get("message") == message
+        and condition.get("observedGeneration") == observed_generation
+        and all(current_status.get(k) == v for k, v in (extra or {}).items())
+    )
