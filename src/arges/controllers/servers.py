@@ -31,7 +31,7 @@ from arges.controllers.runtime import Body, Controller, Key, RetryLater, Watch, 
 from arges.kube.errors import Conflict, NotFound
 from arges.kube.resources import SERVER_BINDINGS, SERVERS
 from arges.metal.conditions import condition_patch
-from arges.metal.power import POWER_CYCLE
+from arges.metal.power import kept_on_release
 from arges.metal.stage import stays_clean
 
 FINALIZER = "metal.arges.dev/server-protection"
@@ -39,6 +39,12 @@ FINALIZER = "metal.arges.dev/server-protection"
 
 def _finalizers(body: Body) -> list[str]:
     return list((body.get("metadata") or {}).get("finalizers") or [])
+
+
+def _deleted_at(binding: Body | None) -> dt.datetime:
+    """When a binding being deleted was asked to go (its ``deletionTimestamp``)."""
+    meta = (binding or {}).get("metadata") or {}
+    return dt.datetime.fromisoformat(str(meta["deletionTimestamp"]))
 
 
 def _server_key(event_type: str | None, body: Body) -> list[tuple[str, Key]]:
@@ -88,7 +94,7 @@ class ServerController(Controller):
             )
             return None
         else:
-            await self._status(server, body, bound, released)
+            await self._status(server, body, bound, _deleted_at(binding) if released else None)
         if binding is not None and released:
             await self._release_done(binding)
         elif binding is not None and RELEASE_FINALIZER not in _finalizers(binding):
@@ -98,8 +104,13 @@ class ServerController(Controller):
             )
         return None
 
-    async def _status(self, server: Server, body: Body, bound: bool, released: bool) -> None:
+    async def _status(
+        self, server: Server, body: Body, bound: bool, released_at: dt.datetime | None
+    ) -> None:
+        """Record ``inUse`` and ``isClean``; ``released_at``: when the binding's deletion
+        began, for a server being released (None otherwise)."""
         status = server.status
+        released = released_at is not None
         in_use = bound
         is_clean = stays_clean(server, bound=bound, released=released)
         if status.in_use == in_use and status.is_clean == is_clean:
@@ -108,11 +119,10 @@ class ServerController(Controller):
             "metadata": {"resourceVersion": body["metadata"]["resourceVersion"]},
             "status": {"inUse": in_use, "isClean": is_clean},
         }
-        if released:
+        if released_at is not None:
             # A release starts a new wipe: an earlier power-cycle request must not hold it off.
-            patch["status"]["conditions"] = [
-                c.to_json() for c in status.conditions or [] if c.type != POWER_CYCLE
-            ]
+            kept = kept_on_release(status.conditions or [], released_at)
+            patch["status"]["conditions"] = [c.to_json() for c in kept]
         # Status before Event: a kill between them loses the Event only, since the next
         # reconcile sees the status already written and has nothing to announce.
         await self.kube.patch(SERVERS, server.name, patch, subresource="status")

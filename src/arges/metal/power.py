@@ -87,6 +87,18 @@ class Reading:
     at: float
 
 
+def kept_on_release(conditions: list[Condition], released_at: dt.datetime) -> list[Condition]:
+    """``conditions`` as a release (its binding deleted at ``released_at``) leaves them.
+
+    A ``PowerCycle`` requested before the release is dropped: it must not hold off the wipe
+    the release starts. One requested since is that wipe's own and stays: the power
+    controller may see the binding go and cycle the server before the release is recorded,
+    and without its record it would cycle the booting server again. Both times are whole
+    seconds (``metav1.Time``): a cycle in the release's second is taken as the wipe's.
+    """
+    return [c for c in conditions if c.type != POWER_CYCLE or c.last_transition_time >= released_at]
+
+
 def read_again_in(
     last: Reading | None, plan: PowerIntent, bmc: str, *, now: float, refresh: float
 ) -> float:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,13 @@ from tests.integration.conftest import eventually, make_assets, register, sha512
 UUID_A = "4c4c4544-0035-4b10-8036-000000000a0a"
 UUID_B = "4c4c4544-0035-4b10-8036-000000000b0b"
 UUID_C = "4c4c4544-0035-4b10-8036-000000000c0c"
+EARLIER_CYCLE = {
+    "type": "PowerCycle",
+    "status": "True",
+    "reason": "Requested",
+    "message": "power cycle requested (an earlier wipe)",
+    "lastTransitionTime": "2026-01-01T00:00:00Z",
+}
 CONSUMER = ObjectReference(
     api_version="cluster.arges.dev/v1alpha1", kind="TalosCluster", name="demo", namespace="default"
 )
@@ -97,6 +105,56 @@ async def test_a_binding_deleted_at_once_still_sends_its_server_through_a_wipe(
     # binding goes only then.
     await eventually(lambda: _status_is(kube, UUID_A, inUse=False, isClean=False))
     await eventually(lambda: _binding_gone(kube, UUID_A), what="the binding gone")
+
+
+async def test_a_cycle_asked_for_the_releases_wipe_outlives_the_release(
+    kube: KubeClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await register(kube, UUID_A, accepted=True, clean=True)
+    await bind(kube, UUID_A, finalizers=[RELEASE_FINALIZER])
+    await eventually(lambda: _status_is(kube, UUID_A, inUse=True, isClean=False))
+    await kube.patch(
+        SERVERS, UUID_A, {"status": {"conditions": [EARLIER_CYCLE]}}, subresource="status"
+    )
+    # The power controller sees the binding go too, and may ask for the wipe's cycle before
+    # the server controller records the release (whose write is then refused, and made
+    # again on the newer Server): reproduced by writing that cycle just ahead of it.
+    real = KubeClient.patch
+    raced: list[dict[str, Any]] = []
+
+    async def patch(client: KubeClient, res: Any, name: str, body: Any, *a: Any, **kw: Any) -> Any:
+        status = body.get("status") or {} if isinstance(body, dict) else {}
+        if res is SERVERS and status.get("inUse") is False and not raced:
+            now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            raced.append(
+                {
+                    **EARLIER_CYCLE,
+                    "message": "power cycle requested (wipe)",
+                    "lastTransitionTime": now,
+                }
+            )
+            await real(
+                client, SERVERS, name, {"status": {"conditions": raced}}, subresource="status"
+            )
+        return await real(client, res, name, body, *a, **kw)
+
+    monkeypatch.setattr(KubeClient, "patch", patch)
+    await kube.delete(SERVER_BINDINGS, UUID_A)
+    await eventually(lambda: _status_is(kube, UUID_A, inUse=False, isClean=False))
+    assert raced, "the release was recorded"
+    assert await _condition(kube, UUID_A, "PowerCycle") == raced[0], "the wipe's cycle is kept"
+
+
+async def test_a_release_drops_a_cycle_asked_before_it(kube: KubeClient) -> None:
+    await register(kube, UUID_A, accepted=True, clean=True)
+    await bind(kube, UUID_A, finalizers=[RELEASE_FINALIZER])
+    await eventually(lambda: _status_is(kube, UUID_A, inUse=True, isClean=False))
+    await kube.patch(
+        SERVERS, UUID_A, {"status": {"conditions": [EARLIER_CYCLE]}}, subresource="status"
+    )
+    await kube.delete(SERVER_BINDINGS, UUID_A)
+    await eventually(lambda: _status_is(kube, UUID_A, inUse=False, isClean=False))
+    assert await _condition(kube, UUID_A, "PowerCycle") is None, "it does not hold off the wipe"
 
 
 async def _binding_gone(kube: KubeClient, name: str) -> bool:

@@ -5,7 +5,7 @@ import pytest
 from arges.api.base import Condition
 from arges.api.binding import ServerBinding
 from arges.api.server import Server
-from arges.metal.power import PowerIntent, Reading, intent, read_again_in
+from arges.metal.power import PowerIntent, Reading, intent, kept_on_release, read_again_in
 from tests.unit.metal.conftest import server
 
 NOW = dt.datetime(2026, 11, 24, 12, 0, tzinfo=dt.UTC)
@@ -257,3 +257,28 @@ def test_times_stored_without_a_zone_are_utc() -> None:
     assert s.status.last_seen == NOW - dt.timedelta(minutes=2)
     plan = intent(s, None, now=NOW, reboot_timeout=TIMEOUT, reset_timeout=TIMEOUT)
     assert plan.reason == "the agent is running; waiting for its wipe"
+
+
+def _cycle(at: dt.datetime) -> Condition:
+    return Condition(type="PowerCycle", status="True", reason="Requested", last_transition_time=at)
+
+
+WIPED = Condition(type="Wipe", status="True", reason="Wiped", last_transition_time=NOW)
+SECOND = dt.timedelta(seconds=1)
+
+
+@pytest.mark.parametrize(
+    ("conditions", "kept"),
+    [
+        pytest.param([WIPED, _cycle(NOW - SECOND)], [WIPED], id="a cycle before the release"),
+        pytest.param(
+            [WIPED, _cycle(NOW + SECOND)], [WIPED, _cycle(NOW + SECOND)], id="the wipe's own cycle"
+        ),
+        pytest.param([_cycle(NOW)], [_cycle(NOW)], id="a cycle in the release's second"),
+        pytest.param([WIPED], [WIPED], id="no cycle"),
+    ],
+)
+def test_a_release_drops_only_the_cycles_requested_before_it(
+    conditions: list[Condition], kept: list[Condition]
+) -> None:
+    assert kept_on_release(conditions, NOW) == kept
