@@ -5,8 +5,9 @@ For each Server, from its own state and whether a ServerBinding of the same name
 - a bound server is in use and not clean (it is about to be installed);
 - an unbound server is not in use; a server whose binding is being deleted has been
   released: it is recorded as not in use and not clean (so it stays so until the agent
-  reports a successful wipe), its ``PowerCycle`` record is dropped so the power controller
-  reboots it into the agent at once, and only then is the binding's
+  reports a successful wipe), a ``PowerCycle`` record from before the release is dropped so
+  the power controller reboots it into the agent at once (one made since, for this wipe, is
+  kept, so it is not cycled twice), and only then is the binding's
   ``metal.arges.dev/server-release`` finalizer removed: however briefly a binding existed,
   its server is wiped before reuse;
 - a server that is not accepted is never clean (it is wiped once accepted);
