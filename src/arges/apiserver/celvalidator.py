@@ -19,6 +19,7 @@ from typing import Any
 from arges.apiserver.celrules import Node, Rule
 from arges.apiserver.celvalues import CostLimitExceeded, EvalError, Meter, Optional
 from arges.apiserver.errors import Cause
+from arges.apiserver.ratcheting import same
 from arges.errors import ArgesError
 
 PER_CALL_LIMIT = 1_000_000
@@ -46,6 +47,9 @@ class _OutOfBudget(ArgesError):
     pass
 
 
+_Anchor = tuple[Any, Any] | None
+
+
 class Validator:
     """The rules of one version's schema, ready to run against objects."""
 
@@ -53,25 +57,36 @@ class Validator:
         self.root = root
 
     def validate(
-        self, obj: Any, old: Any | None = None, prior: list[Cause] | None = None
+        self,
+        obj: Any,
+        old: Any | None = None,
+        prior: list[Cause] | None = None,
+        *,
+        ratchet: bool = False,
+        warnings: list[str] | None = None,
     ) -> list[Cause]:
         """Causes for every rule ``obj`` breaks (``old`` is the stored object on update).
 
         As in kube-apiserver, rules are not run over an object that already has values of the
         wrong type (``prior`` causes of ``FieldValueTypeInvalid``): one cause says so instead.
+        With ``ratchet`` (an update of a custom resource), a rule not using ``oldSelf`` that
+        fails where the value is unchanged, or where its nearest correlated place above is
+        (:mod:`~arges.apiserver.ratcheting`), is not a cause but a line of ``warnings``.
         """
         if any(c.reason == "FieldValueTypeInvalid" for c in prior or []):
             return [Cause("<nil>", f'Invalid value: "null": {BLOCKED}')]
-        run = _Run(RUNTIME_BUDGET)
+        run = _Run(RUNTIME_BUDGET, warnings)
+        anchor = (obj, old) if ratchet and old is not None else None
         with contextlib.suppress(_OutOfBudget):
-            run.node(self.root, "", obj, old)
+            run.node(self.root, "", obj, old, anchor)
         return run.causes
 
 
 class _Run:
-    def __init__(self, budget: int) -> None:
+    def __init__(self, budget: int, warnings: list[str] | None) -> None:
         self.remaining = budget
         self.causes: list[Cause] = []
+        self.warnings = warnings
 
     def stop(self, path: str, schema_type: str, message: str) -> None:
         self.causes.append(
@@ -79,24 +94,33 @@ class _Run:
         )
         raise _OutOfBudget
 
-    def node(self, node: Node, path: str, obj: Any, old: Any) -> None:
+    def node(self, node: Node, path: str, obj: Any, old: Any, anchor: _Anchor) -> None:
+        """Run the rules at ``node`` and below. ``anchor``: the new and old value of the
+        nearest correlated place at or above (None: nothing ratchets)."""
         if obj is None:
             return
         if node.rules:
-            self.rules(node, path, obj, old)
+            self.rules(node, path, obj, old, anchor)
         if isinstance(obj, dict):
             old_map = old if isinstance(old, dict) else {}
+
+            def below(key: str) -> _Anchor:
+                return (obj[key], old_map[key]) if anchor and key in old_map else anchor
+
             if node.additional is not None:
                 for key, value in obj.items():
-                    self.node(node.additional, f"{path}[{key}]", value, old_map.get(key))
+                    self.node(
+                        node.additional, f"{path}[{key}]", value, old_map.get(key), below(key)
+                    )
             for key, sub in node.properties.items():
                 if key in obj:
-                    self.node(sub, _child(path, key), obj[key], old_map.get(key))
+                    self.node(sub, _child(path, key), obj[key], old_map.get(key), below(key))
         elif isinstance(obj, list) and node.items is not None:
             for i, (item, before) in enumerate(_correlate(obj, old, node.map_keys)):
-                self.node(node.items, f"{path}[{i}]", item, before)
+                item_anchor = (item, before) if anchor and before is not None else anchor
+                self.node(node.items, f"{path}[{i}]", item, before, item_anchor)
 
-    def rules(self, node: Node, path: str, obj: Any, old: Any) -> None:
+    def rules(self, node: Node, path: str, obj: Any, old: Any, anchor: _Anchor) -> None:
         if self.remaining <= 0:
             self.stop(path, node.schema_type, OUT_OF_BUDGET)
         for rule in node.rules:
@@ -147,7 +171,12 @@ class _Run:
             for name, is_key in rule.field_steps:
                 where = f"{where}[{name}]" if is_key else _child(where, name)
             detail = self.message(rule, variables) or _default_message(rule)
-            self.causes.append(_cause(_shown(where), node.schema_type, detail, rule.spec))
+            cause = _cause(_shown(where), node.schema_type, detail, rule.spec)
+            if not rule.transition and anchor is not None and same(*anchor):
+                if self.warnings is not None:
+                    self.warnings.append(cause.render())
+                continue
+            self.causes.append(cause)
 
     def message(self, rule: Rule, variables: dict[str, Any]) -> str | None:
         if rule.message is None:

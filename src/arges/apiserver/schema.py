@@ -17,6 +17,8 @@ built-in kinds), in the same order: prune unknown fields, apply defaults, valida
   (about 30 times faster); only what it refuses, and objects holding a float (it takes ``1.0``
   as an integer, Draft 4 does not), go through ``jsonschema`` for the causes. Where the two
   disagree, ``jsonschema`` decides: the fast check only ever skips it for an object both accept.
+- On an update, failures in parts the update left unchanged are ratcheted
+  (:mod:`arges.apiserver.ratcheting`).
 
 Reference: https://kubernetes.io/docs/tasks/extend-kubernetes/custom-resources/
 custom-resource-definitions/ (sections "Specifying a structural schema", "Field pruning",
@@ -40,6 +42,7 @@ from jsonschema.exceptions import ValidationError
 
 from arges.apiserver.errors import Cause
 from arges.apiserver.listtypes import duplicates
+from arges.apiserver.ratcheting import composition_depth, unchanged
 
 log = logging.getLogger(__name__)
 
@@ -135,11 +138,33 @@ class Schema:
         """Apply the schema's defaults to ``obj`` in place."""
         _default(obj, self._defaults)
 
-    def validate(self, obj: dict[str, Any]) -> list[Cause]:
-        """Everything wrong with ``obj``, one cause per failure, in a stable order."""
-        causes = [] if self._accepts(obj) else [_cause(e) for e in self.validator.iter_errors(obj)]
+    def validate(self, obj: dict[str, Any], old: dict[str, Any] | None = None) -> list[Cause]:
+        """Everything wrong with ``obj``, one cause per failure, in a stable order.
+
+        ``old``, the stored object of an update, ratchets the failures of parts the update
+        left unchanged (:mod:`~arges.apiserver.ratcheting`); duplicates in ``set`` and
+        ``map`` lists are refused all the same, as kube-apiserver refuses them.
+        """
+        errors = [] if self._accepts(obj) else list(self.validator.iter_errors(obj))
+        if old is not None:
+            errors = [
+                e
+                for e in errors
+                if not unchanged(
+                    list(e.absolute_path),
+                    obj,
+                    old,
+                    self.raw,
+                    stop=composition_depth(e.absolute_schema_path),
+                )
+            ]
+        causes = [_cause(e) for e in errors]
         causes += duplicates(obj, self._lists)
-        causes += _format_causes(obj, self._formats, "")
+        causes += [
+            cause
+            for parts, cause in _format_causes(obj, self._formats, "")
+            if old is None or not unchanged(parts, obj, old, self.raw)
+        ]
         return sorted(causes, key=lambda c: c.field)
 
 
@@ -290,22 +315,28 @@ _DATE_TIME = re.compile(
 )
 
 
-def _format_causes(value: Any, schema: Any, path: str) -> list[Cause]:
-    """``format: date-time`` strings that are not timestamps, as kube-openapi words it."""
+def _format_causes(
+    value: Any, schema: Any, path: str, parts: tuple[str | int, ...] = ()
+) -> list[tuple[tuple[str | int, ...], Cause]]:
+    """``format: date-time`` strings that are not timestamps, as kube-openapi words it, each
+    with its place as property names and list indexes (``parts`` is ``path``'s)."""
     if not isinstance(schema, dict):
         return []
     if isinstance(value, str):
         if schema.get("format") == "date-time" and not _DATE_TIME.match(value):
             return [
-                Cause(
-                    path,
-                    f"Invalid value: {_show(value)}: {path or '<root>'} in body must be of type "
-                    f"date-time: {_show(value)}",
-                    "FieldValueTypeInvalid",
+                (
+                    parts,
+                    Cause(
+                        path,
+                        f"Invalid value: {_show(value)}: {path or '<root>'} in body must be of "
+                        f"type date-time: {_show(value)}",
+                        "FieldValueTypeInvalid",
+                    ),
                 )
             ]
         return []
-    causes: list[Cause] = []
+    causes: list[tuple[tuple[str | int, ...], Cause]] = []
     if isinstance(value, dict):
         props = schema.get("properties") or {}
         additional = schema.get("additionalProperties")
@@ -313,12 +344,12 @@ def _format_causes(value: Any, schema: Any, path: str) -> list[Cause]:
             sub = props.get(key, additional)
             if sub:  # ``{}``: a declared field with no date-time below (see _reduce)
                 where = _join(path, key) if key in props else f"{path}[{key}]"
-                causes += _format_causes(item, sub, where)
+                causes += _format_causes(item, sub, where, (*parts, key))
     elif isinstance(value, list):
         items = schema.get("items")
         if items:
             for i, item in enumerate(value):
-                causes += _format_causes(item, items, f"{path}[{i}]")
+                causes += _format_causes(item, items, f"{path}[{i}]", (*parts, i))
     return causes
 
 

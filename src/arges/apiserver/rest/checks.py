@@ -127,18 +127,28 @@ class WriteChecks(Reads):
         version: Version,
         obj: dict[str, Any],
         old: dict[str, Any] | None = None,
+        warnings: list[str] | None = None,
     ) -> None:
+        """Refuse ``obj`` (``old``: the stored object of an update) with every cause found.
+
+        A custom resource's update is ratcheted (:mod:`~arges.apiserver.ratcheting`): what
+        its schema and validation rules find wrong in unchanged parts is let through, the
+        rules' findings as ``warnings``, as kube-apiserver does; built-in kinds are not.
+        """
         meta = obj["metadata"]
         causes = object_meta_causes(
             meta, namespaced=rt.namespaced, name_is_label=rt.strategy.name_is_label
         )
+        ratchet_from = old if rt.crd is not None else None
         if version.schema is not None:
-            causes += version.schema.validate(obj)
+            causes += version.schema.validate(obj, ratchet_from)
         causes += rt.strategy.validate(rt, obj)
         if old is not None:
             causes += rt.strategy.validate_update(rt, obj, old)
         if version.rules is not None:
-            causes += version.rules.validate(obj, old, causes)
+            causes += version.rules.validate(
+                obj, old, causes, ratchet=ratchet_from is not None, warnings=warnings
+            )
         if causes:
             raise Invalid(rt.kind, rt.group, meta.get("name", ""), causes)
 
@@ -247,7 +257,7 @@ class WriteChecks(Reads):
                 )
         if rt.strategy.generation and spec_changed(new, old, version.status):
             meta["generation"] = int(old_meta.get("generation") or 0) + 1
-        self._validate(rt, version, new, old)
+        self._validate(rt, version, new, old, opts.warnings)
         if self._admits(opts, mutating=False):
             attrs = self._attributes(rt, version, "UPDATE", namespace, new, old, opts, subresource)
             await self.admission.validate(attrs)
