@@ -64,7 +64,20 @@ async def test_objects_stored_under_a_looser_schema_stay_updatable(widgets: Clus
     assert status == 422
     assert sorted(c["field"] for c in err["details"]["causes"]) == ["spec.size", "spec.tags[0]"]
 
+    # Server-side apply of the object as stored, with a new color: ratcheted as any update.
+    applied = {**old, "spec": {**old["spec"], "color": "red"}}
+    await widgets.kubectl(
+        "apply",
+        "--server-side",
+        "--force-conflicts",
+        "--field-manager=ci",
+        "-f",
+        "-",
+        stdin=json.dumps(applied),
+    )
+
     status, stored = await widgets.api.get(f"{WIDGETS}/w")
+    assert stored["spec"]["color"] == "red"
     assert stored["metadata"]["labels"] == {"team": "a"}
     assert stored["status"] == {"observedGeneration": 3}
     assert stored["spec"]["tags"] == ["long-tag"] and stored["spec"]["size"] == 9
