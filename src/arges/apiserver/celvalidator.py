@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Iterator
 from typing import Any
 
 from arges.apiserver.celrules import Node, Rule
 from arges.apiserver.celvalues import CostLimitExceeded, EvalError, Meter, Optional
 from arges.apiserver.errors import Cause
-from arges.apiserver.ratcheting import same
+from arges.apiserver.ratcheting import correlate, same
 from arges.errors import ArgesError
 
 PER_CALL_LIMIT = 1_000_000
@@ -116,7 +115,7 @@ class _Run:
                 if key in obj:
                     self.node(sub, _child(path, key), obj[key], old_map.get(key), below(key))
         elif isinstance(obj, list) and node.items is not None:
-            for i, (item, before) in enumerate(_correlate(obj, old, node.map_keys)):
+            for i, (item, before) in enumerate(correlate(obj, old, node.map_keys)):
                 item_anchor = (item, before) if anchor and before is not None else anchor
                 self.node(node.items, f"{path}[{i}]", item, before, item_anchor)
 
@@ -212,22 +211,3 @@ def _cause(path: str, schema_type: str, detail: str, spec: dict[str, Any]) -> Ca
     if reason == "FieldValueDuplicate":
         return Cause(path, f"Duplicate value: {json.dumps(schema_type)}", reason)
     return Cause(path, f"Invalid value: {json.dumps(schema_type)}: {detail}")
-
-
-def _correlate(items: list[Any], old: Any, keys: tuple[str, ...]) -> Iterator[tuple[Any, Any]]:
-    """Each item with its old self: by map keys for ``list-type: map`` lists, else none."""
-    if not keys or not isinstance(old, list):
-        for item in items:
-            yield item, None
-        return
-    by_key = {}
-    for before in old:
-        if isinstance(before, dict):
-            by_key[json.dumps([before.get(k) for k in keys], sort_keys=True)] = before
-    for item in items:
-        key = (
-            json.dumps([item.get(k) for k in keys], sort_keys=True)
-            if isinstance(item, dict)
-            else ""
-        )
-        yield item, by_key.get(key)

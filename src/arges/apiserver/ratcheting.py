@@ -22,7 +22,8 @@ custom-resource-definitions/#validation-ratcheting
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import json
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import orjson
@@ -44,19 +45,31 @@ def same(new: Any, old: Any) -> bool:
     )
 
 
-def correlate_item(schema: Any, old: Any, item: Any) -> Any:
-    """The old item of ``item`` in a list under ``schema``: the one with the same map keys in
-    a ``list-type: map`` list, else :data:`ABSENT`."""
-    if not isinstance(schema, dict) or schema.get("x-kubernetes-list-type") != "map":
-        return ABSENT
-    keys = schema.get("x-kubernetes-list-map-keys") or []
-    if not keys or not isinstance(old, list) or not isinstance(item, dict):
-        return ABSENT
-    wanted = [item.get(k, ABSENT) for k in keys]
+def correlate(items: list[Any], old: Any, keys: Sequence[str]) -> Iterator[tuple[Any, Any]]:
+    """Each of ``items`` with its old self (None: none): the old item with the same ``keys``
+    (a ``list-type: map`` list's ``x-kubernetes-list-map-keys``); without keys, none."""
+    if not keys or not isinstance(old, list):
+        for item in items:
+            yield item, None
+        return
+    by_key = {}
     for before in old:
-        if isinstance(before, dict) and [before.get(k, ABSENT) for k in keys] == wanted:
-            return before
-    return ABSENT
+        if isinstance(before, dict):
+            by_key[json.dumps([before.get(k) for k in keys], sort_keys=True)] = before
+    for item in items:
+        key = (
+            json.dumps([item.get(k) for k in keys], sort_keys=True)
+            if isinstance(item, dict)
+            else ""
+        )
+        yield item, by_key.get(key)
+
+
+def _map_keys(schema: Any) -> Sequence[str]:
+    """The keys items of a list under ``schema`` correlate by (none unless ``list-type: map``)."""
+    if not isinstance(schema, dict) or schema.get("x-kubernetes-list-type") != "map":
+        return ()
+    return schema.get("x-kubernetes-list-map-keys") or ()
 
 
 def child_schema(schema: Any, key: str | int) -> Any:
@@ -91,9 +104,8 @@ def unchanged(
         if isinstance(key, int):
             if not isinstance(node, list) or key >= len(node):
                 return False
-            item = node[key]
-            before = correlate_item(here, before, item)
-            node = item
+            node, found = next(correlate([node[key]], before, _map_keys(here)))
+            before = ABSENT if found is None else found
         else:
             if not isinstance(node, dict) or key not in node:
                 return False
