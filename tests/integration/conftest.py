@@ -405,25 +405,34 @@ async def bind(kube: KubeClient, name: str) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def requests_of(kube: KubeClient, sender: str | None = None) -> Iterator[list[tuple[str, str]]]:
+def requests_of(
+    kube: KubeClient, sender: str | None = None, bodies: list[Any] | None = None
+) -> Iterator[list[tuple[str, str]]]:
     """Every request ``kube`` sends while the block runs: (method, path without query).
 
     ``sender``: only those sent by code of that module (a frame of it awaiting the request),
     leaving out the controllers that share ``kube`` and act on the same objects meanwhile.
+    ``bodies``, when given, gets each of those requests' bodies, in the same order.
     """
     sent: list[tuple[str, str]] = []
     answered = kube.request
+    nested = "request" in vars(kube)
 
     async def request(method: str, path: str, body: Any = None, **kw: Any) -> Any:
         if sender is None or _sent_by(sender):
             sent.append((method, path.split("?")[0]))
+            if bodies is not None:
+                bodies.append(body)
         return await answered(method, path, body, **kw)
 
     kube.request = request  # type: ignore[method-assign]
     try:
         yield sent
     finally:
-        del kube.request
+        if nested:
+            kube.request = answered  # type: ignore[method-assign]
+        else:
+            del kube.request
 
 
 def _sent_by(module: str) -> bool:

@@ -25,6 +25,10 @@ from arges.api.base import (
 
 PowerState = Literal["on", "off", "unknown"]
 IPMI_PORT = 623
+PROTECTION_FINALIZER = "metal.arges.dev/server-protection"
+"""Every Server carries this finalizer (the Server controller adds it, discovery creates
+Servers with it); the Server controller removes it only when the Server is being deleted and
+no binding holds it, so a bound server cannot be deleted."""
 BootMethod = Literal["network", "virtualMedia"]
 DiskType = Literal["SSD", "HDD", "NVMe", "virtio", "SD", "Unknown"]
 

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from typing import Any
 
 from arges.api.binding import RELEASE_FINALIZER, releasing
-from arges.api.server import Server
+from arges.api.server import PROTECTION_FINALIZER, Server
 from arges.controllers.parsed import parsed
 from arges.controllers.runtime import Body, Controller, Key, RetryLater, Watch, key_of
 from arges.kube.errors import Conflict, NotFound
@@ -34,8 +34,6 @@ from arges.kube.resources import SERVER_BINDINGS, SERVERS
 from arges.metal.conditions import condition_patch
 from arges.metal.power import kept_on_release
 from arges.metal.stage import stays_clean
-
-FINALIZER = "metal.arges.dev/server-protection"
 
 
 def _finalizers(body: Body) -> list[str]:
@@ -80,18 +78,23 @@ class ServerController(Controller):
         released = releasing(binding)
         bound = binding is not None and not released
         if meta.get("deletionTimestamp"):
-            if FINALIZER in finalizers and binding is None:
-                rest = [f for f in finalizers if f != FINALIZER]
+            if PROTECTION_FINALIZER in finalizers and binding is None:
+                rest = [f for f in finalizers if f != PROTECTION_FINALIZER]
                 await self.kube.patch(
                     SERVERS, key, {"metadata": {"finalizers": rest or None, "resourceVersion": rv}}
                 )
             elif binding is not None:
                 await self._deletion_blocked(server)
-        elif FINALIZER not in finalizers:
+        elif PROTECTION_FINALIZER not in finalizers:
             await self.kube.patch(
                 SERVERS,
                 key,
-                {"metadata": {"finalizers": [*finalizers, FINALIZER], "resourceVersion": rv}},
+                {
+                    "metadata": {
+                        "finalizers": [*finalizers, PROTECTION_FINALIZER],
+                        "resourceVersion": rv,
+                    }
+                },
             )
             return None
         else:

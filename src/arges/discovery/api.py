@@ -2,7 +2,9 @@
 
 ``register`` creates the Server named by the lowercase SMBIOS UUID (``spec.accepted`` from
 ``--auto-accept-servers``), or refreshes its inventory, addresses and ``lastSeen`` (Sidero
-froze the inventory at first sight; here a re-registration updates it). ``report`` records
+froze the inventory at first sight; here a re-registration updates it). A new Server comes
+with what the Server controller would write next: its protection finalizer, and (unbound)
+``inUse`` and ``isClean`` false. ``report`` records
 heartbeats and outcomes: a successful wipe makes an accepted, unbound server clean; a
 target install marks its ServerBinding ``Installed``. Both answer the next
 :class:`~arges.wire.Instruction` (see :mod:`arges.metal.agent`).
@@ -44,14 +46,14 @@ from pydantic import TypeAdapter, ValidationError
 from arges.access.guard import BootGuard, Refused
 from arges.api.base import ConditionStatus, Time
 from arges.api.binding import INSTALLED, ServerBinding
-from arges.api.server import CredentialPurpose, HardwareInformation, Server
+from arges.api.server import PROTECTION_FINALIZER, CredentialPurpose, HardwareInformation, Server
 from arges.errors import ArgesError
 from arges.kube.client import KubeClient
 from arges.kube.errors import AlreadyExists, KubeError, NotFound
 from arges.kube.resources import SERVER_BINDINGS, SERVERS
 from arges.metal.agent import SEEN_EVERY, instruct, seen_due
 from arges.metal.conditions import condition_patch, find, is_true
-from arges.metal.stage import WIPE, clean_after_wipe
+from arges.metal.stage import WIPE, clean_after_wipe, stays_clean
 from arges.wire import MAX_BODY_BYTES, PHASES, REGISTER_PATH, REPORT_PATH, WipeMode, server_name
 
 log = logging.getLogger(__name__)
@@ -193,9 +195,13 @@ class DiscoveryApi:
         current = verified.server
         if current is None:
             try:
+                # With the Server controller's finalizer: one write fewer per new server.
                 current = await self.kube.create(
                     SERVERS,
-                    {"metadata": {"name": uuid}, "spec": {"accepted": self.config.auto_accept}},
+                    {
+                        "metadata": {"name": uuid, "finalizers": [PROTECTION_FINALIZER]},
+                        "spec": {"accepted": self.config.auto_accept},
+                    },
                 )
                 created = True
             except AlreadyExists:
@@ -212,6 +218,13 @@ class DiscoveryApi:
             "lastSeen": _now(),
             **(verified.patch or {}),
         }
+        binding = await self._binding(uuid)
+        recorded = current.get("status") or {}
+        if binding is None and ("inUse" not in recorded or "isClean" not in recorded):
+            # A new server's allocation state, as the Server controller would record it
+            # next (unbound, so not in use; clean only if it already was): one write fewer.
+            status["inUse"] = False
+            status["isClean"] = stays_clean(Server.from_json(current), bound=False, released=False)
         # Create, then the inventory: a kill between them leaves a Server without hardware,
         # which the agent's retried registration fills in (without a second Registered Event).
         updated = await self.kube.patch(SERVERS, uuid, {"status": status}, subresource="status")
@@ -221,7 +234,7 @@ class DiscoveryApi:
             )
         elif previous is not None and previous != inventory:
             await self.kube.event(updated, "InventoryChanged", f"now {_summary(hardware)}")
-        return self._instruction(updated, _parsed(await self._binding(uuid)))
+        return self._instruction(updated, _parsed(binding))
 
     async def _check_identity(
         self, server: Server, hardware: HardwareInformation, remote: str

@@ -155,6 +155,32 @@ async def test_register_creates_then_refreshes_the_server(endpoint) -> None:
     assert "Registered" in reasons and "InventoryChanged" in reasons
 
 
+async def test_a_new_server_is_registered_protected_and_unallocated(endpoint) -> None:
+    # The Server controller's finalizer and allocation state come with the registration, so
+    # the controller has nothing to write for a new server (each write is one that every
+    # watch of Servers gets); on an idle plane it may still race the registration's write.
+    kube = endpoint.kube
+    path = f"/apis/metal.arges.dev/v1alpha1/servers/{UUID}"
+    registered: list[Any] = []
+    with (
+        requests_of(kube, "arges.discovery.api", registered) as sent,
+        requests_of(kube, "arges.controllers.servers") as controller,
+    ):
+        status, _ = await endpoint.post(REGISTER_PATH, registration())
+        assert status == 200
+        server = await kube.get(SERVERS, UUID)
+        assert server["metadata"]["finalizers"] == ["metal.arges.dev/server-protection"]
+        await bind(kube, UUID)
+
+        async def in_use() -> bool:
+            return bool((await kube.get(SERVERS, UUID))["status"]["inUse"])
+
+        await eventually(in_use, what="the bound server in use")
+    [recorded] = [b["status"] for (m, p), b in zip(sent, registered, strict=True) if m == "PATCH"]
+    assert (recorded["inUse"], recorded["isClean"]) == (False, False)
+    assert ("PATCH", path) not in controller, "the finalizer came with the Server"
+
+
 async def test_reports_that_change_nothing_write_last_seen_once_a_minute(endpoint) -> None:
     # As kubelet's unchanged NodeStatus: an idle agent's reports are not each a write that
     # every watch of the Server receives.
