@@ -4,10 +4,10 @@
 ``--auto-accept-servers``), or refreshes its inventory, addresses and ``lastSeen`` (Sidero
 froze the inventory at first sight; here a re-registration updates it). A new Server comes
 with what the Server controller would write next: its protection finalizer, and (unbound)
-``inUse`` and ``isClean`` false. ``report`` records
-heartbeats and outcomes: a successful wipe makes an accepted, unbound server clean; a
-target install marks its ServerBinding ``Installed``. Both answer the next
-:class:`~arges.wire.Instruction` (see :mod:`arges.metal.agent`).
+``inUse`` and ``isClean`` false. ``report`` records heartbeats and outcomes: a successful
+wipe makes an accepted, unbound server clean; a target install marks its ServerBinding
+``Installed``. Both answer the next :class:`~arges.wire.Instruction` (see
+:mod:`arges.metal.agent`).
 
 Every request carries the credential ``/ipxe`` minted for the server's current boot
 (``Authorization: Bearer``, from the agent's ``arges.token=`` kernel argument; the
