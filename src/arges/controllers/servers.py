@@ -12,7 +12,10 @@ For each Server, from its own state and whether a ServerBinding of the same name
   its server is wiped before reuse;
 - a server that is not accepted is never clean (it is wiped once accepted);
 - every server carries the ``metal.arges.dev/server-protection`` finalizer, removed only when
-  it is being deleted and no binding holds it, so a bound server cannot be deleted.
+  it is being deleted and no binding holds it, so a bound server cannot be deleted;
+- a server with no status yet is left to its registration for a few seconds from its
+  creation (``arges.metal.stage.registration_wait``): the agent's registration records the
+  same allocation state in its first status write, a moment after it creates the Server.
 
 Writes carry the resourceVersion they were computed from, so a decision made on a stale
 cache is refused (409) and recomputed instead of overwriting newer facts (e.g. a wipe report).
@@ -33,11 +36,20 @@ from arges.kube.errors import Conflict, NotFound
 from arges.kube.resources import SERVER_BINDINGS, SERVERS
 from arges.metal.conditions import condition_patch
 from arges.metal.power import kept_on_release
-from arges.metal.stage import stays_clean
+from arges.metal.stage import registration_wait, stays_clean
 
 
 def _finalizers(body: Body) -> list[str]:
     return list((body.get("metadata") or {}).get("finalizers") or [])
+
+
+def _created(body: Body) -> dt.datetime | None:
+    """A Server's ``creationTimestamp`` (None when it has none the API could have set)."""
+    created = (body.get("metadata") or {}).get("creationTimestamp")
+    try:
+        return dt.datetime.fromisoformat(str(created))
+    except ValueError:
+        return None
 
 
 def _deleted_at(binding: Body | None) -> dt.datetime:
@@ -98,6 +110,11 @@ class ServerController(Controller):
             )
             return None
         else:
+            now = dt.datetime.now(dt.UTC)
+            wait = registration_wait(bool(body.get("status")), _created(body), now)
+            if wait:
+                # Its registration's first status write is due, with these very values.
+                return wait
             await self._status(server, body, bound, _deleted_at(binding) if released else None)
         if binding is not None and released:
             await self._release_done(binding)

@@ -14,6 +14,7 @@ between them are the enums below rather than bare strings.
 
 from __future__ import annotations
 
+import datetime as dt
 from enum import StrEnum
 
 from arges.api.binding import CONFIG_DELIVERED, INSTALLED, ServerBinding
@@ -112,6 +113,31 @@ def stays_clean(server: Server, *, bound: bool, released: bool) -> bool:
     just released (a binding, even one deleted at once, means its disks may hold a tenant's
     data; an unaccepted server is wiped once accepted)."""
     return bool(server.status.is_clean) and server.spec.accepted and not bound and not released
+
+
+REGISTRATION_GRACE = 3.0
+"""Seconds from a Server's creation that the Server controller leaves a Server with no
+status to the registration that created it (``arges.discovery``), which records its
+allocation state in its first status write, a moment after the create."""
+
+
+def registration_wait(has_status: bool, created: dt.datetime | None, now: dt.datetime) -> float:
+    """Seconds to wait before recording a Server's allocation state (``inUse``, ``isClean``)
+    oneself: what is left of :data:`REGISTRATION_GRACE` since ``created`` (its
+    ``creationTimestamp``) while it has no status at all; 0 once it has one, once the grace
+    is over, or when ``created`` is unknown or later than ``now`` (clocks apart: no wait).
+
+    A Server the agent registers gets its first status from the registration, with the same
+    values the Server controller would record; writing them first makes two writes of one
+    fact, or a write refused (409) on a copy the registration has just changed. A Server
+    created otherwise (``kubectl``, an import) gets its state once the grace is over.
+    """
+    if has_status or created is None:
+        return 0.0
+    elapsed = (now - created).total_seconds()
+    if elapsed < 0 or elapsed >= REGISTRATION_GRACE:
+        return 0.0
+    return REGISTRATION_GRACE - elapsed
 
 
 def clean_after_wipe(*, accepted: bool, bound: bool) -> bool:

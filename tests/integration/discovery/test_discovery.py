@@ -158,27 +158,42 @@ async def test_register_creates_then_refreshes_the_server(endpoint) -> None:
 async def test_a_new_server_is_registered_protected_and_unallocated(endpoint) -> None:
     # The Server controller's finalizer and allocation state come with the registration, so
     # the controller has nothing to write for a new server (each write is one that every
-    # watch of Servers gets); on an idle plane it may still race the registration's write.
+    # watch of Servers gets), even when the registration's status write comes a second after
+    # its create (under load): the controller leaves a Server without status to it a while.
     kube = endpoint.kube
     path = f"/apis/metal.arges.dev/v1alpha1/servers/{UUID}"
+    answered = kube.request
+
+    async def late_registration(method: str, path: str, body: Any = None, **kw: Any) -> Any:
+        if method == "PATCH" and "hardware" in ((body or {}).get("status") or {}):
+            await asyncio.sleep(1.0)
+        return await answered(method, path, body, **kw)
+
+    kube.request = late_registration  # type: ignore[method-assign]
     registered: list[Any] = []
-    with (
-        requests_of(kube, "arges.discovery.api", registered) as sent,
-        requests_of(kube, "arges.controllers.servers") as controller,
-    ):
-        status, _ = await endpoint.post(REGISTER_PATH, registration())
-        assert status == 200
-        server = await kube.get(SERVERS, UUID)
-        assert server["metadata"]["finalizers"] == ["metal.arges.dev/server-protection"]
-        await bind(kube, UUID)
+    try:
+        with (
+            requests_of(kube, "arges.discovery.api", registered) as sent,
+            requests_of(kube, "arges.controllers.servers") as controller,
+        ):
+            status, _ = await endpoint.post(REGISTER_PATH, registration())
+            assert status == 200
+            server = await kube.get(SERVERS, UUID)
+            assert server["metadata"]["finalizers"] == ["metal.arges.dev/server-protection"]
+            unbound = list(controller)
+            await bind(kube, UUID)
 
-        async def in_use() -> bool:
-            return bool((await kube.get(SERVERS, UUID))["status"]["inUse"])
+            async def in_use() -> bool:
+                return bool((await kube.get(SERVERS, UUID))["status"]["inUse"])
 
-        await eventually(in_use, what="the bound server in use")
+            await eventually(in_use, what="the bound server in use")
+    finally:
+        del kube.request
     [recorded] = [b["status"] for (m, p), b in zip(sent, registered, strict=True) if m == "PATCH"]
     assert (recorded["inUse"], recorded["isClean"]) == (False, False)
     assert ("PATCH", path) not in controller, "the finalizer came with the Server"
+    assert ("PATCH", f"{path}/status") not in unbound, "the allocation state came with it too"
+    assert ("PATCH", f"{path}/status") in controller, "the binding is the controller's to record"
 
 
 async def test_reports_that_change_nothing_write_last_seen_once_a_minute(endpoint) -> None:

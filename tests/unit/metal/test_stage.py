@@ -11,10 +11,12 @@ from arges.api.base import Condition
 from arges.api.binding import ServerBinding
 from arges.api.server import Server
 from arges.metal.stage import (
+    REGISTRATION_GRACE,
     BootReason,
     Stage,
     clean_after_wipe,
     last_boot,
+    registration_wait,
     runs_agent,
     stage,
     stays_clean,
@@ -133,3 +135,31 @@ def test_a_wipe_makes_only_an_accepted_unbound_server_clean(
     accepted: bool, bound: bool, clean: bool
 ) -> None:
     assert clean_after_wipe(accepted=accepted, bound=bound) is clean
+
+
+@pytest.mark.parametrize(
+    ("has_status", "age", "wait"),
+    [
+        (False, 0.0, REGISTRATION_GRACE),
+        (False, 1.0, REGISTRATION_GRACE - 1.0),
+        (False, REGISTRATION_GRACE, 0.0),
+        (False, 60.0, 0.0),
+        (True, 0.0, 0.0),
+        (False, -5.0, 0.0),
+        (False, None, 0.0),
+    ],
+    ids=[
+        "just created: left to its registration",
+        "a second old: the rest of the grace",
+        "the grace is over",
+        "made otherwise, long ago",
+        "its registration wrote its status",
+        "created in this clock's future: no wait",
+        "no creation time",
+    ],
+)
+def test_a_server_without_status_is_left_to_its_registration_a_while(
+    has_status: bool, age: float | None, wait: float
+) -> None:
+    created = None if age is None else NOW - dt.timedelta(seconds=age)
+    assert registration_wait(has_status, created, NOW) == pytest.approx(wait)
