@@ -44,12 +44,14 @@ def _finalizers(body: Body) -> list[str]:
 
 
 def _created(body: Body) -> dt.datetime | None:
-    """A Server's ``creationTimestamp`` (None when it has none the API could have set)."""
+    """A Server's ``creationTimestamp`` (RFC 3339, UTC when it names no zone); None when it
+    has none, or one that does not parse."""
     created = (body.get("metadata") or {}).get("creationTimestamp")
     try:
-        return dt.datetime.fromisoformat(str(created))
+        when = dt.datetime.fromisoformat(str(created))
     except ValueError:
         return None
+    return when if when.tzinfo is not None else when.replace(tzinfo=dt.UTC)
 
 
 def _deleted_at(binding: Body | None) -> dt.datetime:
