@@ -89,6 +89,17 @@ async def test_accept_clean_available_bind_release(kube: KubeClient) -> None:
     await eventually(lambda: _class_has(kube, available=[UUID_A], in_use=[]))
 
 
+async def test_a_server_made_without_registration_gets_its_allocation_state_after_a_while(
+    kube: KubeClient,
+) -> None:
+    # As kubectl makes one: no agent registers it, so nobody else will record its state; the
+    # controller leaves it to a registration for a few seconds (REGISTRATION_GRACE), then does.
+    await kube.create(SERVERS, {"metadata": {"name": UUID_A}, "spec": {"accepted": False}})
+    await asyncio.sleep(1.0)
+    assert not await status_of(kube, UUID_A), "left to a registration at first"
+    await eventually(lambda: _status_is(kube, UUID_A, inUse=False, isClean=False))
+
+
 async def _has(found: Any, wanted: set[str]) -> bool:
     return wanted <= await found
 
