@@ -26,6 +26,17 @@ that names no zone (OpenAPI's ``date-time`` format allows it); it is read as UTC
 compared with the controllers' aware times."""
 
 
+def parse_time(value: object) -> dt.datetime | None:
+    """``value`` read as a :data:`Time` (an RFC 3339 date-time, UTC when it names no zone);
+    None when it is not a string or not a date-time."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return _utc(dt.datetime.fromisoformat(value))
+    except ValueError:
+        return None
+
+
 class Model(BaseModel):
     """Base of every resource fragment: camelCase on the wire, unknown fields ignored."""
 

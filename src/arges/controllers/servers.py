@@ -28,6 +28,7 @@ import datetime as dt
 from collections.abc import Callable
 from typing import Any
 
+from arges.api.base import parse_time
 from arges.api.binding import RELEASE_FINALIZER, releasing
 from arges.api.server import PROTECTION_FINALIZER, Server
 from arges.controllers.parsed import parsed
@@ -41,17 +42,6 @@ from arges.metal.stage import registration_wait, stays_clean
 
 def _finalizers(body: Body) -> list[str]:
     return list((body.get("metadata") or {}).get("finalizers") or [])
-
-
-def _created(body: Body) -> dt.datetime | None:
-    """A Server's ``creationTimestamp`` (RFC 3339, UTC when it names no zone); None when it
-    has none, or one that does not parse."""
-    created = (body.get("metadata") or {}).get("creationTimestamp")
-    try:
-        when = dt.datetime.fromisoformat(str(created))
-    except ValueError:
-        return None
-    return when if when.tzinfo is not None else when.replace(tzinfo=dt.UTC)
 
 
 def _deleted_at(binding: Body | None) -> dt.datetime:
@@ -113,7 +103,8 @@ class ServerController(Controller):
             return None
         else:
             now = dt.datetime.now(dt.UTC)
-            wait = registration_wait(bool(body.get("status")), _created(body), now)
+            created = parse_time(meta.get("creationTimestamp"))
+            wait = registration_wait(bool(body.get("status")), created, now)
             if wait:
                 # Its registration's first status write is due, with these very values.
                 return wait

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+from arges.api.base import parse_time
 from arges.api.server import Server
 
 POWER_CYCLE_REQUESTED = "metal.arges.dev/power-cycle-requested"
@@ -23,14 +24,7 @@ REINSPECT_REQUESTED = "metal.arges.dev/reinspect-requested"
 def requested(server: Server, annotation: str) -> dt.datetime | None:
     """When ``annotation`` asked for its action; None without one (or with a value that is
     no time, which asks for nothing)."""
-    value = (server.metadata.get("annotations") or {}).get(annotation)
-    if not isinstance(value, str):
-        return None
-    try:
-        when = dt.datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return when if when.tzinfo is not None else when.replace(tzinfo=dt.UTC)
+    return parse_time((server.metadata.get("annotations") or {}).get(annotation))
 
 
 def stamp(now: dt.datetime) -> str:
