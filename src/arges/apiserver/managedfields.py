@@ -316,7 +316,7 @@ def empty_object(rt: ResourceType, version: Version) -> dict[str, Any]:
         "apiVersion": rt.api_version(version.name),
         "kind": rt.kind,
         "metadata": {},
-        **json.loads(json.dumps(extra)),
+        **codec.clone(extra),
     }
 
 

@@ -20,6 +20,7 @@ from typing import Any
 import jsonpatch
 import jsonpointer
 
+from arges.apiserver import codec
 from arges.apiserver.errors import BadRequest, Cause, Invalid, UnsupportedMediaType
 
 MERGE_PATCH = "application/merge-patch+json"
@@ -87,7 +88,9 @@ def apply_patch(
 def merge_patch(target: Any, patch: Any) -> Any:
     """RFC 7386 JSON Merge Patch: objects merge recursively, null deletes, all else replaces."""
     if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
+        # A copy, as the result is changed later (defaults, managed fields) and a retried
+        # update applies the same patch again; a scalar is immutable.
+        return codec.clone(patch) if isinstance(patch, list) else patch
     result = dict(target) if isinstance(target, dict) else {}
     for key, value in patch.items():
         if value is None:

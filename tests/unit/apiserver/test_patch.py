@@ -1,5 +1,6 @@
 import pytest
 
+from arges.apiserver.codec import depth
 from arges.apiserver.errors import BadRequest, Invalid, UnsupportedMediaType
 from arges.apiserver.patch import (
     JSON_PATCH,
@@ -73,77 +74,69 @@ def test_strategic_merge_is_refused_where_unsupported() -> None:
     )
 
 
-@pytest.mark.parametrize(
-    ("original", "patch", "expected"),
-    [
-        # maps merge, null deletes
-        (
-            {"data": {"a": "1", "b": "2"}},
-            {"data": {"b": None, "c": "3"}},
-            {"data": {"a": "1", "c": "3"}},
-        ),
-        # $patch: replace replaces the map
-        ({"data": {"a": "1"}}, {"data": {"$patch": "replace", "z": "9"}}, {"data": {"z": "9"}}),
-        # $patch: delete removes the map
-        ({"data": {"a": "1"}, "x": 1}, {"data": {"$patch": "delete"}}, {"x": 1}),
-        # $retainKeys keeps only the listed keys
-        (
-            {"s": {"a": 1, "b": 2}},
-            {"s": {"$retainKeys": ["b", "c"], "c": 3}},
-            {"s": {"b": 2, "c": 3}},
-        ),
-        # finalizers: a set union, and $deleteFromPrimitiveList removes
-        (
-            {"metadata": {"finalizers": ["a"]}},
-            {"metadata": {"finalizers": ["b", "a"]}},
-            {"metadata": {"finalizers": ["a", "b"]}},
-        ),
-        (
-            {"metadata": {"finalizers": ["a", "b"]}},
-            {"metadata": {"$deleteFromPrimitiveList/finalizers": ["a"]}},
-            {"metadata": {"finalizers": ["b"]}},
-        ),
-        # ownerReferences merge by uid; $patch: delete removes one entry
-        (
-            {
-                "metadata": {
-                    "ownerReferences": [{"uid": "1", "name": "a"}, {"uid": "2", "name": "b"}]
-                }
-            },
-            {
-                "metadata": {
-                    "ownerReferences": [{"uid": "2", "name": "B"}, {"uid": "3", "name": "c"}]
-                }
-            },
-            {
-                "metadata": {
-                    "ownerReferences": [
-                        {"uid": "1", "name": "a"},
-                        {"uid": "2", "name": "B"},
-                        {"uid": "3", "name": "c"},
-                    ]
-                }
-            },
-        ),
-        (
-            {"metadata": {"ownerReferences": [{"uid": "1"}, {"uid": "2"}]}},
-            {"metadata": {"ownerReferences": [{"uid": "1", "$patch": "delete"}]}},
-            {"metadata": {"ownerReferences": [{"uid": "2"}]}},
-        ),
-        # lists without a strategy are replaced
-        (
-            {"spec": {"finalizers": ["kubernetes"]}},
-            {"spec": {"finalizers": []}},
-            {"spec": {"finalizers": []}},
-        ),
-        # $setElementOrder orders a merged list
-        (
-            {"metadata": {"finalizers": ["a", "b"]}},
-            {"metadata": {"$setElementOrder/finalizers": ["b", "a"]}},
-            {"metadata": {"finalizers": ["b", "a"]}},
-        ),
-    ],
-)
+STRATEGIC = [
+    # maps merge, null deletes
+    (
+        {"data": {"a": "1", "b": "2"}},
+        {"data": {"b": None, "c": "3"}},
+        {"data": {"a": "1", "c": "3"}},
+    ),
+    # $patch: replace replaces the map
+    ({"data": {"a": "1"}}, {"data": {"$patch": "replace", "z": "9"}}, {"data": {"z": "9"}}),
+    # $patch: delete removes the map
+    ({"data": {"a": "1"}, "x": 1}, {"data": {"$patch": "delete"}}, {"x": 1}),
+    # $retainKeys keeps only the listed keys
+    (
+        {"s": {"a": 1, "b": 2}},
+        {"s": {"$retainKeys": ["b", "c"], "c": 3}},
+        {"s": {"b": 2, "c": 3}},
+    ),
+    # finalizers: a set union, and $deleteFromPrimitiveList removes
+    (
+        {"metadata": {"finalizers": ["a"]}},
+        {"metadata": {"finalizers": ["b", "a"]}},
+        {"metadata": {"finalizers": ["a", "b"]}},
+    ),
+    (
+        {"metadata": {"finalizers": ["a", "b"]}},
+        {"metadata": {"$deleteFromPrimitiveList/finalizers": ["a"]}},
+        {"metadata": {"finalizers": ["b"]}},
+    ),
+    # ownerReferences merge by uid; $patch: delete removes one entry
+    (
+        {"metadata": {"ownerReferences": [{"uid": "1", "name": "a"}, {"uid": "2", "name": "b"}]}},
+        {"metadata": {"ownerReferences": [{"uid": "2", "name": "B"}, {"uid": "3", "name": "c"}]}},
+        {
+            "metadata": {
+                "ownerReferences": [
+                    {"uid": "1", "name": "a"},
+                    {"uid": "2", "name": "B"},
+                    {"uid": "3", "name": "c"},
+                ]
+            }
+        },
+    ),
+    (
+        {"metadata": {"ownerReferences": [{"uid": "1"}, {"uid": "2"}]}},
+        {"metadata": {"ownerReferences": [{"uid": "1", "$patch": "delete"}]}},
+        {"metadata": {"ownerReferences": [{"uid": "2"}]}},
+    ),
+    # lists without a strategy are replaced
+    (
+        {"spec": {"finalizers": ["kubernetes"]}},
+        {"spec": {"finalizers": []}},
+        {"spec": {"finalizers": []}},
+    ),
+    # $setElementOrder orders a merged list
+    (
+        {"metadata": {"finalizers": ["a", "b"]}},
+        {"metadata": {"$setElementOrder/finalizers": ["b", "a"]}},
+        {"metadata": {"finalizers": ["b", "a"]}},
+    ),
+]
+
+
+@pytest.mark.parametrize(("original", "patch", "expected"), STRATEGIC)
 def test_strategic_merge_patch(original: dict, patch: dict, expected: dict) -> None:
     assert strategic_merge_patch(original, patch, OBJECT_META_PATCH) == expected
 
@@ -156,3 +149,30 @@ def test_strategic_merge_unknown_directive() -> None:
 def test_merge_patch_must_be_an_object() -> None:
     with pytest.raises(BadRequest):
         _apply(MERGE_PATCH, {}, ["not", "an", "object"])
+
+
+DEEP = {"a": {"b": {"c": {"d": [{"e": 1}]}}}}
+
+
+@pytest.mark.parametrize(
+    ("target", "patch"),
+    [
+        *((t, p) for t, p, _ in RFC7386),
+        (DEEP, {"a": {"b": None}}),
+        (DEEP, {"x": DEEP}),
+        ({"x": 1}, {"a": {"b": {"c": {"d": {"e": {"f": 1}}}}}}),
+        (DEEP, {"a": {"b": {"c": {"d": [[{"e": [1]}]]}}}}),
+    ],
+)
+def test_a_merge_nests_no_deeper_than_its_deeper_input(target: object, patch: object) -> None:
+    # What lets an update by a merge patch skip measuring its result (the stored object and
+    # the decoded patch were measured already).
+    assert depth(merge_patch(target, patch)) <= max(depth(target), depth(patch))
+
+
+@pytest.mark.parametrize(("original", "patch", "expected"), STRATEGIC)
+def test_a_strategic_merge_nests_no_deeper_than_its_deeper_input(
+    original: dict, patch: dict, expected: dict
+) -> None:
+    merged = strategic_merge_patch(original, patch, OBJECT_META_PATCH)
+    assert depth(merged) <= max(depth(original), depth(patch))

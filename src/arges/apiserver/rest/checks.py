@@ -223,7 +223,9 @@ class WriteChecks(Reads):
         managed = meta.get("managedFields")
         if subresource == "status":
             status = new.get("status")
-            new = codec.clone(old)
+            # The stored object with the new status, in its place: the stored status is not
+            # copied only to be replaced (a Server's holds its whole inventory).
+            new = codec.clone({k: None if k == "status" else v for k, v in old.items()})
             if status is None:
                 new.pop("status", None)
             else:

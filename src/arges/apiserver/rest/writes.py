@@ -11,7 +11,6 @@ creates the object when it is missing. What the object goes through before it is
 
 from __future__ import annotations
 
-import copy
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -28,7 +27,7 @@ from arges.apiserver.errors import (
     NotFound,
 )
 from arges.apiserver.objects import at_version, generate_name, metadata, now_rfc3339
-from arges.apiserver.patch import APPLY_PATCH, apply_patch
+from arges.apiserver.patch import APPLY_PATCH, MERGE_PATCH, STRATEGIC_MERGE_PATCH, apply_patch
 from arges.apiserver.resources import ResourceType, Version
 from arges.apiserver.rest.checks import WriteChecks, set_managed
 from arges.apiserver.rest.options import WriteOptions
@@ -166,15 +165,16 @@ class Writes(WriteChecks):
             )
 
         def produce(old: dict[str, Any]) -> dict[str, Any]:
-            new = copy.deepcopy(obj)
+            new: dict[str, Any] = codec.clone(obj)
             new_meta = new["metadata"]
             new_meta["name"] = name
             if rt.namespaced:
                 new_meta["namespace"] = namespace
             return new
 
+        # The body is the object, and its depth was bounded when it was decoded.
         return await self._guaranteed_update(
-            rt, version, namespace, name, produce, opts, subresource
+            rt, version, namespace, name, produce, opts, subresource, measured=True
         )
 
     async def patch(
@@ -212,8 +212,14 @@ class Writes(WriteChecks):
                 name=name,
             )
 
+        # A merge (RFC 7386, or strategic) puts each value of the patch where the patch has it
+        # and keeps the rest of the stored object where it was: the result nests no deeper
+        # than the deeper of the two, both bounded already (the stored object when it was
+        # written, the patch when it was decoded). A JSON Patch can copy a subtree into
+        # itself, and is measured.
+        merged = content_type in (MERGE_PATCH, STRATEGIC_MERGE_PATCH)
         return await self._guaranteed_update(
-            rt, version, namespace, name, produce, opts, subresource
+            rt, version, namespace, name, produce, opts, subresource, measured=merged
         )
 
     async def _apply(
@@ -263,7 +269,12 @@ class Writes(WriteChecks):
         subresource: str | None,
         *,
         track: bool = True,
+        measured: bool = False,
     ) -> dict[str, Any]:
+        """Write ``produce(old)`` over the stored object, read again on a conflicting write.
+        ``measured``: the result nests no deeper than the stored object or the request's
+        body, whose depths were bounded already (:data:`codec.MAX_DEPTH`), so it is not
+        walked to measure it again (a walk of the whole object on every write)."""
         storage = rt.storage_version().name
         for _ in range(RETRIES):
             entry = self.get(rt, namespace, name)
@@ -279,7 +290,7 @@ class Writes(WriteChecks):
             new = produce(codec.clone(old))
             if not isinstance(new, dict):
                 raise BadRequest(f"the result must be a {rt.kind} object")
-            self._check_decodes(rt, version, new)
+            self._check_decodes(rt, version, new, measure_depth=not measured)
             meta = metadata(new)
             given = meta.get("resourceVersion")
             if given and given != str(entry.rv):
