@@ -1,8 +1,8 @@
 """What a TalosCluster reconcile derives from inputs that rarely change, derived once.
 
 A reconcile reads the cluster's secrets bundle and talosconfig (YAML with keys and
-certificates: 60 ms and 15 ms to load), renders each pool's machine config (tens of ms) and
-builds a Talos API client (an mTLS context: 20 ms). A cluster is reconciled after every change
+certificates), renders each pool's machine config (tens of ms) and builds a Talos API client
+(an mTLS context: 20 ms). A cluster is reconciled after every change
 of its members, so during provisioning that was most of the controllers' CPU. The inputs are
 immutable values or carry their own version (a cluster's generation changes with its spec;
 the bundle never changes once written; a talosconfig changes only with its text), so their
@@ -16,8 +16,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from typing import Any, Generic, TypeVar
 
-import yaml
-
+from arges.talos import documents
 from arges.talos.secrets import SecretsBundle
 from arges.talos.talosconfig import ClientCredentials, credentials
 
@@ -47,7 +46,7 @@ def client_credentials(text: str) -> ClientCredentials:
 @functools.lru_cache(maxsize=256)
 def endpoints(text: str) -> tuple[str, ...] | None:
     """The endpoints of the talosconfig ``text``'s current context (None when unset)."""
-    doc: Any = yaml.safe_load(text)
+    doc: Any = documents.load(text)
     found = doc["contexts"][doc["context"]].get("endpoints")
     return None if found is None else tuple(found)
 

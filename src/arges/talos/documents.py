@@ -30,6 +30,29 @@ _Loader: type[yaml.SafeLoader] | type[yaml.CSafeLoader] = getattr(
 )
 """PyYAML's safe loader on libyaml where PyYAML was built with it (the wheels are)."""
 
+_Dumper: type[yaml.SafeDumper] | type[yaml.CSafeDumper] = getattr(
+    yaml, "CSafeDumper", yaml.SafeDumper
+)
+"""PyYAML's safe dumper on libyaml, likewise."""
+
+
+def load(text: str) -> Any:
+    """One YAML document (``secrets.yaml``, a talosconfig), parsed by libyaml with PyYAML's
+    safe constructors: what ``yaml.safe_load`` gives, about ten times faster.
+
+    Raises:
+        yaml.YAMLError: when ``text`` is not YAML.
+    """
+    return yaml.load(text, Loader=_Loader)
+
+
+def dump(doc: Any) -> str:
+    """``doc`` as ``secrets.yaml`` and talosconfigs are written (4-space indent, keys in
+    their order), emitted by libyaml: ``yaml.safe_dump(doc, sort_keys=False, indent=4)``'s
+    text, several times faster. Machine configs, whose lists yaml.v3 indents, are
+    :func:`encode`'s."""
+    return yaml.dump(doc, Dumper=_Dumper, sort_keys=False, indent=4)
+
 
 def encode(documents: list[dict[str, Any]]) -> str:
     """A YAML stream of ``documents`` (``---`` between them), in Talos' style."""

@@ -35,6 +35,7 @@ from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPri
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from arges import certs
+from arges.talos import documents
 from arges.talos.errors import InvalidSecrets
 
 CA_VALIDITY = dt.timedelta(hours=87600)
@@ -95,7 +96,7 @@ class SecretsBundle:
                 "os": pair(self.os),
             },
         }
-        return yaml.safe_dump(doc, sort_keys=False, indent=4)
+        return documents.dump(doc)
 
     @classmethod
     def from_yaml(cls, text: str) -> SecretsBundle:
@@ -105,7 +106,7 @@ class SecretsBundle:
             InvalidSecrets: naming the missing or malformed field.
         """
         try:
-            doc = yaml.safe_load(text)
+            doc = documents.load(text)
         except yaml.YAMLError as exc:
             raise InvalidSecrets(f"secrets are not YAML: {exc}") from exc
 

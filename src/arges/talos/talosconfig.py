@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from arges import certs
+from arges.talos import documents
 from arges.talos.errors import InvalidSecrets
 from arges.talos.secrets import CertAndKey, SecretsBundle, ed25519_key_pem
 
@@ -102,7 +103,7 @@ def talosconfig(
             }
         },
     }
-    return yaml.safe_dump(doc, sort_keys=False, indent=4)
+    return documents.dump(doc)
 
 
 def credentials(text: str) -> ClientCredentials:
@@ -112,7 +113,7 @@ def credentials(text: str) -> ClientCredentials:
         InvalidSecrets: when the talosconfig lacks them.
     """
     try:
-        doc = yaml.safe_load(text)
+        doc = documents.load(text)
         ctx = doc["contexts"][doc["context"]]
         return ClientCredentials(
             base64.b64decode(ctx["ca"]), base64.b64decode(ctx["crt"]), base64.b64decode(ctx["key"])

@@ -21,8 +21,6 @@ import logging
 from collections.abc import Callable, Iterable
 from typing import Any
 
-import yaml
-
 from arges.api.binding import CONFIG_KEY, ServerBinding
 from arges.api.cluster import TalosCluster
 from arges.api.server import Server
@@ -47,6 +45,7 @@ from arges.metal.memberconfig import (
     stale,
 )
 from arges.metal.rollout import Step
+from arges.talos import documents
 from arges.talos.secrets import SecretsBundle, generate
 from arges.talos.talosconfig import ClientCredentials, talosconfig
 
@@ -171,9 +170,9 @@ async def admin_credentials(
         if a is not None
     )
     if clustermemo.endpoints(value) != tuple(endpoints):
-        doc = yaml.safe_load(value)
+        doc = documents.load(value)
         doc["contexts"][doc["context"]]["endpoints"] = endpoints
-        value = yaml.safe_dump(doc, sort_keys=False, indent=4)
+        value = documents.dump(doc)
         await kube.patch(SECRETS, name, {"stringData": {TALOSCONFIG_KEY: value}}, cluster.namespace)
     return clustermemo.client_credentials(value)
 
