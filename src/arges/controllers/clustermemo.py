@@ -2,11 +2,11 @@
 
 A reconcile reads the cluster's secrets bundle and talosconfig (YAML with keys and
 certificates), renders each pool's machine config (tens of ms) and builds a Talos API client
-(an mTLS context: 20 ms). A cluster is reconciled after every change
-of its members, so during provisioning that was most of the controllers' CPU. The inputs are
-immutable values or carry their own version (a cluster's generation changes with its spec;
-the bundle never changes once written; a talosconfig changes only with its text), so their
-results are kept, keyed by those inputs, in bounded memos.
+(an mTLS context: 20 ms). A cluster is reconciled after every change of its members, so
+during provisioning that was most of the controllers' CPU. The inputs are immutable values or
+carry their own version (a cluster's generation changes with its spec; the bundle never
+changes once written; a talosconfig changes only with its text), so their results are kept,
+keyed by those inputs, in bounded memos.
 """
 
 from __future__ import annotations
