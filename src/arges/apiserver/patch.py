@@ -14,7 +14,6 @@ Failures raise :class:`~arges.apiserver.errors.StatusError` subclasses: a malfor
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 import jsonpatch
@@ -85,12 +84,18 @@ def apply_patch(
     return result
 
 
+def _copy(value: Any) -> Any:
+    """A value of a patch as it goes into the result: containers copied, as the result is
+    changed later (defaults, managed fields) and a retried update applies the same patch
+    again (a JSON round trip, several times ``copy.deepcopy``'s speed); scalars are
+    immutable."""
+    return codec.clone(value) if isinstance(value, (dict, list)) else value
+
+
 def merge_patch(target: Any, patch: Any) -> Any:
     """RFC 7386 JSON Merge Patch: objects merge recursively, null deletes, all else replaces."""
     if not isinstance(patch, dict):
-        # A copy, as the result is changed later (defaults, managed fields) and a retried
-        # update applies the same patch again; a scalar is immutable.
-        return codec.clone(patch) if isinstance(patch, list) else patch
+        return _copy(patch)
     result = dict(target) if isinstance(target, dict) else {}
     for key, value in patch.items():
         if value is None:
@@ -126,7 +131,7 @@ def strategic_merge_patch(original: Any, patch: dict[str, Any], meta: PatchMeta)
     if directive == "delete":
         return None
     if directive == "replace":
-        return {k: copy.deepcopy(v) for k, v in patch.items() if k != "$patch"}
+        return {k: _copy(v) for k, v in patch.items() if k != "$patch"}
     if directive not in (None, "merge"):
         raise BadRequest(f"unknown patch directive {directive!r}")
     result = dict(original) if isinstance(original, dict) else {}
@@ -155,7 +160,7 @@ def strategic_merge_patch(original: Any, patch: dict[str, Any], meta: PatchMeta)
         elif isinstance(value, list) and isinstance(sub_meta, str):
             result[key] = _merge_list(result.get(key), value, sub_meta)
         else:
-            result[key] = copy.deepcopy(value)
+            result[key] = _copy(value)
     for key, value in patch.items():
         if key.startswith("$setElementOrder/"):
             field = key.split("/", 1)[1]
@@ -169,7 +174,7 @@ def strategic_merge_patch(original: Any, patch: dict[str, Any], meta: PatchMeta)
 def _merge_list(original: Any, patch: list[Any], merge_key: str) -> list[Any]:
     current = list(original) if isinstance(original, list) else []
     if any(isinstance(p, dict) and p.get("$patch") == "replace" for p in patch):
-        return [copy.deepcopy(p) for p in patch if not (isinstance(p, dict) and "$patch" in p)]
+        return [_copy(p) for p in patch if not (isinstance(p, dict) and "$patch" in p)]
     if merge_key == PRIMITIVE:
         for item in patch:
             if item not in current:
@@ -190,7 +195,7 @@ def _merge_list(original: Any, patch: list[Any], merge_key: str) -> list[Any]:
             if idx is not None:
                 del current[idx]
         elif idx is None:
-            current.append({k: copy.deepcopy(v) for k, v in item.items() if k != "$patch"})
+            current.append({k: _copy(v) for k, v in item.items() if k != "$patch"})
         else:
             current[idx] = strategic_merge_patch(current[idx], item, {})
     return current
