@@ -2,11 +2,13 @@
 
 Each size (default 500, 1,000 and 2,000) gets a fresh embedded API server in a child process
 (its CPU and RSS are its own), and in this process, on a thread and event loop of their own,
-Arges' controllers and boot HTTP against it (``arges up --kubeconfig`` as a plane), the fake
-BMCs, and on the main thread the simulated servers of the cluster tests
-(``tests/integration/clusters/sim.py``: they boot through ``/ipxe``, register with their
-inventory, wipe, fetch their configs; no Talos API). Both processes are tuned once started
-as ``arges up`` tunes itself (``arges.cli.up.settle_process``: start-up objects frozen out of
+Arges' controllers and boot HTTP against it (``arges up --kubeconfig`` as a plane) with its
+fake BMCs; the simulated servers of the cluster tests (``tests/integration/clusters/sim.py``:
+they boot through ``/ipxe``, register with their inventory, wipe, fetch their configs; no
+Talos API) run in a third process (``benchmarks/fleetsims.py``: they share the BMCs' state
+with the plane through a mapped file), so neither their CPU nor their hold on the GIL is
+the plane's. The API server's and the plane's processes are tuned once started as
+``arges up`` tunes itself (``arges.cli.up.settle_process``: start-up objects frozen out of
 the garbage collector's sight, a full collection per 100 middle-generation ones, a 0.5 ms GIL
 switch interval). The life of the fleet:
 
@@ -21,10 +23,11 @@ switch interval). The life of the fleet:
 Printed per size: the time of each phase and in all; the control plane's latency per
 transition, by controller (p50/p99 seconds from the watch event of an API write to the end
 of the reconcile that decided on it); CPU seconds per server (API server process + the
-controllers' thread, without the simulated servers) and how much of it the clusters' secrets
-bundles took (one RSA-4096 key each, a per-cluster cost), the API server's RSS (peak and at the
-end), each work queue's peak depth, and the API requests per server by verb and resource
-(the API server's ``arges_apiserver_requests_total``; the ten largest). The reference,
+plane's, without its main thread, which only drives the run) and how much of it the
+clusters' secrets bundles took (one RSA-4096 key each, a per-cluster cost), the simulated
+servers' own (not counted), the API server's RSS (peak and at the end), each work queue's
+peak depth, and the API requests per server by verb and resource (the API server's
+``arges_apiserver_requests_total``; the ten largest). The reference,
 measured in the same run once the fleet is done and the plane stopped: the CPU of one GET of
 a Server by the plane's client (both ends); CPU per server is also printed in such GETs, a
 figure the host's drifting speed moves less; so is how it grows from the first size to the
@@ -61,7 +64,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from prometheus_client.parser import text_string_to_metric_families
 from tests.integration.clusters.conftest import environment
-from tests.integration.clusters.sim import SimServer
 
 from arges.api.crds import all_crds
 from arges.apiserver.server import SOCKET, ApiServer, ApiServerConfig
@@ -76,6 +78,17 @@ from arges.metrics.http import exposition
 from arges.plane import ManagementPlane, PlaneConfig
 from arges.power import fake
 from arges.power.base import PowerState
+from fleetsims import (
+    BOOTED,
+    INSTALLED,
+    PLANE_BOOTS,
+    REGISTERED,
+    WIPED,
+    Board,
+    Sims,
+    bmc_of,
+    server_uuid,
+)
 
 NS = "default"
 
@@ -182,31 +195,6 @@ class Probe:
         return uninstall
 
 
-class FleetServer(SimServer):
-    """A simulated server that notes when it registered, was wiped and installed, and runs
-    no Talos API (the fleet's life ends at config delivery)."""
-
-    registered: float = 0.0
-    wiped: float = 0.0
-    installed_at: float = 0.0
-
-    async def _post(self, path: str, body: dict[str, Any], base: str | None = None) -> Any:
-        # A report is noted when sent: the plane may power the server off (which ends this
-        # task) before the answer to its "wiped" report is back.
-        now = time.perf_counter()
-        if body.get("phase") == "wiped" and not self.wiped:
-            self.wiped = now
-        elif body.get("phase") == "installed" and not self.installed_at:
-            self.installed_at = now
-        answer = await super()._post(path, body, base)
-        if path.endswith("/register") and not self.registered:
-            self.registered = time.perf_counter()
-        return answer
-
-    async def _run_talos(self) -> None:
-        return None
-
-
 class PlaneThread(threading.Thread):
     """The plane on its own event loop, as ``arges up --kubeconfig`` would run it."""
 
@@ -258,18 +246,23 @@ def serve_api(data_dir: str, port: str, profile: str = "") -> None:
     asyncio.run(main())
 
 
-async def wait_for(
-    sims: list[FleetServer], done: Callable[[FleetServer], bool], what: str
-) -> float:
-    """When every server is ``done``; progress is printed every 30 s."""
+async def wait_for(board: Board, flag: int, what: str, off: bool = False) -> float:
+    """When every server on the ``board`` has ``flag`` (and, with ``off``, is powered off);
+    progress is printed every 30 s."""
     started = time.perf_counter()
     said = started
-    while (count := sum(1 for s in sims if done(s))) < len(sims):
+    servers = range(1, board.servers + 1)
+
+    def done(i: int) -> bool:
+        return board.done(i, flag) and (not off or board.power(i) == PowerState.OFF)
+
+    while (count := sum(1 for i in servers if done(i))) < board.servers:
         now = time.perf_counter()
         if now - said >= 30:
-            booted = sum(1 for s in sims if s.boots)
+            booted = sum(1 for i in servers if board.done(i, BOOTED))
             print(
-                f"    {what}: {count}/{len(sims)} after {now - started:.0f} s ({booted} booted)",
+                f"    {what}: {count}/{board.servers} after {now - started:.0f} s "
+                f"({booted} booted)",
                 flush=True,
             )
             said = now
@@ -278,8 +271,11 @@ async def wait_for(
 
 
 async def run_size(n: int, args: argparse.Namespace, work: Path) -> dict[str, Any]:
-    fake.MACHINES.clear()
     data = work / f"fleet-{n}"
+    data.mkdir(parents=True)
+    board = Board(data / "bmcs", n, create=True)
+    fake.MACHINES.clear()
+    fake.MACHINES.update(board.machines(PLANE_BOOTS))
     api_port = free_port()
     api_log = (work / f"api-{n}.log").open("wb")
     api = subprocess.Popen(
@@ -327,7 +323,7 @@ async def run_size(n: int, args: argparse.Namespace, work: Path) -> dict[str, An
     main_cpu0 = time.thread_time()
     api_cpu0 = proc_cpu(api.pid)
     thread.call(plane.start())
-    # As `arges up` does once started (this process also holds the simulated servers).
+    # As `arges up` does once started.
     settle_process()
     assert plane.boot is not None
     base_url = plane.boot.http.base_url
@@ -341,30 +337,27 @@ async def run_size(n: int, args: argparse.Namespace, work: Path) -> dict[str, An
             },
             NS,
         )
-        sims = [
-            # Each leaves from its own loopback address: the plane answers a machine only there.
-            FleetServer(i + 1, base_url, 1, kube, tick=args.tick, poll=args.poll)
-            for i in range(n)
-        ]
-        tasks = []
+        sims_log = (work / f"sims-{n}.log").open("wb")
+        sims = Sims(
+            data / "bmcs", n, base_url, kubeconfig, tick=args.tick, poll=args.poll, log=sims_log
+        )
+        sims_cpu0 = proc_cpu(sims.process.pid)
         start = time.perf_counter()
-        for sim in sims:
-            sim.power_on()
-            tasks.append(asyncio.create_task(sim.run()))
+        sims.go()
         try:
-            timings["discovery"] = await wait_for(sims, lambda s: bool(s.registered), "discovery")
+            timings["discovery"] = await wait_for(board, REGISTERED, "discovery")
             slots = asyncio.Semaphore(16)
 
-            async def accept(sim: FleetServer) -> None:
+            async def accept(index: int) -> None:
                 async with slots:
                     await kube.patch(
                         SERVERS,
-                        sim.uuid,
+                        server_uuid(index),
                         {
                             "spec": {
                                 "accepted": True,
                                 "bmc": {
-                                    "address": sim.bmc_address,
+                                    "address": bmc_of(index),
                                     "protocol": "fake",
                                     "credentialsSecretRef": {"name": "sim-bmc", "namespace": NS},
                                 },
@@ -372,11 +365,9 @@ async def run_size(n: int, args: argparse.Namespace, work: Path) -> dict[str, An
                         },
                     )
 
-            await asyncio.gather(*(accept(s) for s in sims))
+            await asyncio.gather(*(accept(i) for i in range(1, n + 1)))
             timings["acceptance"] = time.perf_counter()
-            timings["wipe"] = await wait_for(
-                sims, lambda s: bool(s.wiped) and s.machine.power == PowerState.OFF, "wipe"
-            )
+            timings["wipe"] = await wait_for(board, WIPED, "wipe", off=True)
             clusters = max(1, n // args.cluster_size)
             for c in range(clusters):
                 size = args.cluster_size if c < clusters - 1 else n - c * args.cluster_size
@@ -393,15 +384,11 @@ async def run_size(n: int, args: argparse.Namespace, work: Path) -> dict[str, An
                     NS,
                 )
             timings["allocation"] = time.perf_counter()
-            timings["config delivery"] = await wait_for(
-                sims, lambda s: bool(s.installed_at), "config delivery"
-            )
+            timings["config delivery"] = await wait_for(board, INSTALLED, "config delivery")
         finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            for sim in sims:
-                await sim.close()
+            sims_cpu = proc_cpu(sims.process.pid) - sims_cpu0
+            sims.stop()
+            sims_log.close()
         requests = request_counts(await kube.request("GET", "/metrics"))
     total = time.perf_counter() - start
     process_cpu = sum(resource.getrusage(resource.RUSAGE_SELF)[:2]) - process_cpu0
@@ -416,7 +403,9 @@ async def run_size(n: int, args: argparse.Namespace, work: Path) -> dict[str, An
     thread.join(30)
     # With the plane stopped, nothing else asks the API server meanwhile (its controllers
     # keep reconciling, the BMC readings every refresh period: more the larger the fleet).
-    baseline = await baseline_get(plane_connection, api.pid, sims[0].uuid)
+    baseline = await baseline_get(plane_connection, api.pid, server_uuid(1))
+    fake.MACHINES.clear()
+    board.close()
     gc.unfreeze()  # the next size starts its plane afresh
     uninstall()
     api.terminate()
@@ -441,6 +430,7 @@ async def run_size(n: int, args: argparse.Namespace, work: Path) -> dict[str, An
         "baseline": baseline,
         "bundles": probe.bundles,
         "bundle_cpu": probe.bundle_cpu,
+        "sims_cpu": sims_cpu,
     }
 
 
@@ -494,6 +484,7 @@ def report(r: dict[str, Any]) -> None:
             f"({r['bundles']} bundles, {r['bundle_cpu'] / r['bundles'] * 1000:.0f} ms each: "
             "an RSA-4096 service-account key each, as Talos' contract > 1.6 makes them)"
         )
+    print(f"  the simulated servers' own process (not counted): {r['sims_cpu'] / n * 1000:.1f} ms")
     print(
         f"  API server RSS: {r['api_rss']:.0f} MiB at the end, peak {r['api_peak']:.0f} MiB"
         "  goal <= 500 MiB at 2,000"

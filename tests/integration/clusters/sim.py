@@ -57,6 +57,16 @@ ETCDS: dict[str, FakeEtcd] = {}
 """Each cluster's etcd, by the cluster id of its secrets bundle."""
 
 
+def uuid_of(index: int) -> str:
+    """The SMBIOS UUID of simulated server ``index``."""
+    return f"5a5a0000-0000-4000-8000-{index:012d}"
+
+
+def bmc_of(index: int) -> str:
+    """The address of simulated server ``index``'s fake BMC (its port: 623)."""
+    return f"sim-bmc-{index}"
+
+
 @dataclass
 class SimServer:
     """One simulated server (see the module docstring)."""
@@ -100,7 +110,7 @@ class SimServer:
 
     @property
     def uuid(self) -> str:
-        return f"5a5a0000-0000-4000-8000-{self.index:012d}"
+        return uuid_of(self.index)
 
     @property
     def address(self) -> str:
@@ -121,7 +131,7 @@ class SimServer:
 
     @property
     def bmc_address(self) -> str:
-        return f"sim-bmc-{self.index}"
+        return bmc_of(self.index)
 
     @property
     def machine(self) -> fake.FakeMachine:
@@ -150,16 +160,21 @@ class SimServer:
         """Follow the BMC: boot on power-on or cycle, stop on power-off."""
         try:
             while True:
-                actions = self.machine.actions[self._seen :]
-                self._seen += len(actions)
+                booted = self._booted_again()
                 if self.machine.power == PowerState.OFF:
                     await self._halt()
-                elif any(a in BOOTS for a in actions) or self._task is None:
+                elif booted or self._task is None:
                     await self._halt()
                     self._task = asyncio.create_task(self._boot())
                 await asyncio.sleep(self.tick)
         finally:
             await self._halt()
+
+    def _booted_again(self) -> bool:
+        """Whether its BMC powered it on, cycled or reset it since the last look."""
+        actions = self.machine.actions[self._seen :]
+        self._seen += len(actions)
+        return any(a in BOOTS for a in actions)
 
     async def _halt(self) -> None:
         if self._task is not None:
