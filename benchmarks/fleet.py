@@ -62,6 +62,17 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.fleetsims import (
+    BOOTED,
+    INSTALLED,
+    PLANE_BOOTS,
+    REGISTERED,
+    WIPED,
+    Board,
+    Sims,
+    bmc_of,
+    server_uuid,
+)
 from prometheus_client.parser import text_string_to_metric_families
 from tests.integration.clusters.conftest import environment
 
@@ -78,17 +89,6 @@ from arges.metrics.http import exposition
 from arges.plane import ManagementPlane, PlaneConfig
 from arges.power import fake
 from arges.power.base import PowerState
-from fleetsims import (
-    BOOTED,
-    INSTALLED,
-    PLANE_BOOTS,
-    REGISTERED,
-    WIPED,
-    Board,
-    Sims,
-    bmc_of,
-    server_uuid,
-)
 
 NS = "default"
 
