@@ -297,7 +297,10 @@ class DiscoveryApi:
         verified = await self.guard.verify(uuid, token, (purpose,), remote)
         # Until a person accepts the server its agent only waits (arges.metal.agent), and a
         # wipe makes nothing clean: its binding, if any, changes nothing, and is not read.
-        looked = purpose == "config" or _accepted(verified.server)
+        # Nor is it for a wipe's heartbeat (every 10 s of a wipe that may take hours): the
+        # agent carries on wiping whatever it is told, and its outcome's report reads it.
+        wiping = phase == "wiping"
+        looked = purpose == "config" or (not wiping and _accepted(verified.server))
         binding_body = await self._binding(uuid) if looked else None
         binding = _parsed(binding_body)
         now = dt.datetime.now(dt.UTC)
@@ -344,9 +347,9 @@ class DiscoveryApi:
             await self.kube.event(updated, "WipeFailed", message, type="Warning")
         elif phase == "install-failed" and binding_body is not None:
             await self._installed(binding_body, False, message)
-        if not looked and _accepted(updated):
+        if not looked and not wiping and _accepted(updated):
             binding = _parsed(await self._binding(uuid))
-        return self._instruction(updated, binding)
+        return self._instruction(updated, binding, wiping=wiping)
 
     async def _installed(self, binding: dict[str, Any], ok: bool, message: str) -> None:
         """Condition ``Installed`` on the binding, written on the copy this report read (a
@@ -373,10 +376,10 @@ class DiscoveryApi:
             return None
 
     def _instruction(
-        self, server_body: dict[str, Any], binding: ServerBinding | None
+        self, server_body: dict[str, Any], binding: ServerBinding | None, *, wiping: bool = False
     ) -> dict[str, Any]:
         server = Server.from_json(server_body)
-        return instruct(server, binding, wipe_mode=self.config.wipe_mode).to_json()
+        return instruct(server, binding, wipe_mode=self.config.wipe_mode, wiping=wiping).to_json()
 
 
 MAX_INT = 2**63 - 1

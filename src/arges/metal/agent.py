@@ -2,6 +2,9 @@
 
 - not accepted → wait (nothing destructive happens until a person accepts it; unlike Sidero,
   the agent polls instead of rebooting in a loop);
+- wiping (the answer to a ``wiping`` heartbeat) → wipe: the agent goes on with the wipe it is
+  doing, and the next step comes with its outcome's report (its ``wiped`` report reads the
+  binding; a heartbeat does not);
 - bound → reboot (its next network boot serves the target Environment);
 - not clean → wipe;
 - clean and unbound → power off when a BMC can power it on again, else wait, polling, so a
@@ -23,11 +26,18 @@ SEEN_EVERY = 60.0
 
 
 def instruct(
-    server: Server, binding: ServerBinding | None, *, wipe_mode: WipeMode = "fast"
+    server: Server,
+    binding: ServerBinding | None,
+    *,
+    wipe_mode: WipeMode = "fast",
+    wiping: bool = False,
 ) -> Instruction:
-    """The next instruction for the agent running on ``server``."""
+    """The next instruction for the agent running on ``server`` (see the module docstring);
+    ``wiping``: the answer to a ``wiping`` heartbeat, whose ``binding`` is not read."""
     if not server.spec.accepted:
         return Instruction("wait", POLL_SECONDS, reason="not accepted yet")
+    if wiping:
+        return Instruction("wipe", wipe_mode=wipe_mode, reason="wiping: carry on")
     if binding is not None:
         return Instruction("reboot", reason="allocated: rebooting into the target environment")
     if not server.status.is_clean:

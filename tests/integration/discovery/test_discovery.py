@@ -240,6 +240,34 @@ async def test_an_unaccepted_servers_report_does_not_read_its_binding(endpoint) 
     assert [p.rsplit("/", 2)[-2] for m, p in sent if m == "GET"] == ["servers", "serverbindings"]
 
 
+async def test_a_wipe_heartbeat_does_not_read_the_binding_its_outcome_does(endpoint) -> None:
+    # An agent reports "wiping" every 10 s of a wipe that may take hours, and carries on
+    # whatever it is told: the binding is read for the outcome's report, not for each beat.
+    kube = endpoint.kube
+    await endpoint.post(REGISTER_PATH, registration())
+    await kube.patch(SERVERS, UUID, {"spec": {"accepted": True}})
+    await bind(kube, UUID)
+
+    async def in_use() -> bool:  # the Server controller's write, which a report could meet
+        return bool((await kube.get(SERVERS, UUID))["status"]["inUse"])
+
+    await eventually(in_use, what="the bound server in use")
+    with requests_of(kube, "arges.discovery.api") as sent:
+        status, answer = await endpoint.post(REPORT_PATH, {"uuid": UUID, "phase": "wiping"})
+    assert (status, answer["action"]) == (200, "wipe"), "carry on"
+    assert [p for m, p in sent if m == "GET"] == [f"/apis/metal.arges.dev/v1alpha1/servers/{UUID}"]
+    wiped = {
+        "uuid": UUID,
+        "phase": "wiped",
+        "wiped": [{"name": "vda", "size": 1, "bytesZeroed": 1}],
+    }
+    with requests_of(kube, "arges.discovery.api") as sent:
+        status, answer = await endpoint.post(REPORT_PATH, wiped)
+    assert (status, answer["action"]) == (200, "reboot"), "bound: its target is next"
+    assert [p.rsplit("/", 2)[-2] for m, p in sent if m == "GET"] == ["servers", "serverbindings"]
+    assert (await kube.get(SERVERS, UUID))["status"]["isClean"] is False, "bound: not clean"
+
+
 async def test_wipe_report_makes_an_accepted_server_clean(endpoint) -> None:
     kube = endpoint.kube
     await endpoint.post(REGISTER_PATH, registration())

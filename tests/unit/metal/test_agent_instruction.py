@@ -38,6 +38,23 @@ def test_instruction_table(srv, binding, action) -> None:
         assert got.wipe_mode == "full"
 
 
+@pytest.mark.parametrize(
+    ("srv", "action"),
+    [
+        (server("s", accepted=False, clean=False), "wait"),
+        (server("s", clean=False), "wipe"),
+        (server("s", clean=True, **BMC), "wipe"),
+    ],
+)
+def test_a_wiping_agent_carries_on_bound_or_not(srv, action) -> None:
+    # The answer to a heartbeat: the wipe's outcome is reported, and answered, next.
+    for binding in (None, BINDING):
+        got = instruct(srv, binding, wipe_mode="full", wiping=True)
+        assert got.action == action and got.reason
+    if action == "wipe":
+        assert got.wipe_mode == "full"
+
+
 NOW = dt.datetime(2026, 12, 5, 12, 0, 0, tzinfo=dt.UTC)
 
 
