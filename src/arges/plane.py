@@ -186,7 +186,9 @@ class ManagementPlane:
         else:
             assert self.config.external_api is not None
             connection = self.config.external_api
-        self.kube = KubeClient(connection, component="arges")
+        # Embedded, the controllers' requests (not their watches and lists) skip HTTP too.
+        local = self.api.local if self.api is not None else None
+        self.kube = KubeClient(connection, component="arges", local=local)
         await self._check_installed(self.kube)
         sightings = None
         if self.config.boot is not None:

@@ -24,10 +24,12 @@ import os
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
-from aiohttp import web
+
+if TYPE_CHECKING:
+    from arges.apiserver.http.incoming import Incoming
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +124,7 @@ class AuditLog:
         # log, and the process log never reaches the audit file.
         self._file = _AuditFile(path, maxBytes=max_bytes, backupCount=backups, encoding="utf-8")
 
-    def request(self, request: web.Request, trail: Trail, code: int, received: dt.datetime) -> None:
+    def request(self, request: Incoming, trail: Trail, code: int, received: dt.datetime) -> None:
         """Append the event of ``request`` if it is a write (answered ``code``)."""
         if request.method not in VERBS:
             return

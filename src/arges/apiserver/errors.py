@@ -216,6 +216,11 @@ class ServerError(StatusError):
     reason = ""
 
 
+class ServiceUnavailable(StatusError):
+    code = 503
+    reason = "ServiceUnavailable"
+
+
 class Timeout(StatusError):
     code = 504
     reason = "Timeout"

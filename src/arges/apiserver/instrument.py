@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
+from arges.apiserver.http.incoming import Incoming
 from arges.apiserver.resources import Registry
 from arges.metrics import Metrics
 
@@ -58,17 +59,19 @@ def classify(
     return verb, group, resource
 
 
-def middleware(metrics: Metrics, registry: Registry, mounts: Mapping[str, Handler]) -> Middleware:
-    """The middleware (see the module docstring); ``mounts`` maps a path prefix to its
-    handler and may change while the server runs."""
+class Instrument:
+    """Counts and times API requests (see the module docstring)."""
 
-    @web.middleware
-    async def instrumented(request: web.Request, handler: Handler) -> web.StreamResponse:
-        path = request.path
-        for prefix, mounted in mounts.items():
-            if path == prefix or path.startswith(prefix + "/"):
-                return await mounted(request)
-        verb, group, resource = classify(request.method, path, request.query, registry)
+    def __init__(self, metrics: Metrics, registry: Registry) -> None:
+        self.metrics = metrics
+        self.registry = registry
+
+    async def observe(
+        self, request: Incoming, answer: Callable[[], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        """``answer()``'s response to ``request``, counted and timed."""
+        metrics = self.metrics
+        verb, group, resource = classify(request.method, request.path, request.query, self.registry)
         if request.content_type == "application/apply-patch+yaml" and verb == "patch":
             verb = "apply"
         started = time.monotonic()
@@ -77,7 +80,7 @@ def middleware(metrics: Metrics, registry: Registry, mounts: Mapping[str, Handle
             watches.inc()
         code = 500
         try:
-            response = await handler(request)
+            response = await answer()
             code = response.status
             return response
         except web.HTTPException as exc:
@@ -91,5 +94,18 @@ def middleware(metrics: Metrics, registry: Registry, mounts: Mapping[str, Handle
                     time.monotonic() - started
                 )
             metrics.api_requests.labels(verb, group, resource, str(code)).inc()
+
+
+def middleware(instrument: Instrument, mounts: Mapping[str, Handler]) -> Middleware:
+    """The middleware (see the module docstring); ``mounts`` maps a path prefix to its
+    handler and may change while the server runs."""
+
+    @web.middleware
+    async def instrumented(request: web.Request, handler: Handler) -> web.StreamResponse:
+        path = request.path
+        for prefix, mounted in mounts.items():
+            if path == prefix or path.startswith(prefix + "/"):
+                return await mounted(request)
+        return await instrument.observe(request, lambda: handler(request))
 
     return instrumented

@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from typing import Any, Self
 
 import aiohttp
 import orjson
+from aiohttp.http import SERVER_SOFTWARE
 
 from arges.kube.connection import Connection
 from arges.kube.errors import Conflict, KubeError, NotFound, Unavailable, from_status
@@ -33,6 +34,12 @@ TIMEOUT = aiohttp.ClientTimeout(total=30, connect=5)
 LOCAL = "http://localhost"
 """The base URL of requests over a Unix socket (the host only fills the Host header)."""
 
+LocalApi = Callable[
+    [str, str, Mapping[str, str], Mapping[str, str], bytes | None], Awaitable[tuple[int, bytes]]
+]
+"""An API server in this process: (method, path, query, headers, body) -> (status, body), as
+the embedded one's :meth:`arges.apiserver.server.ApiServer.local` answers."""
+
 
 class KubeClient:
     """A session to one API server (see the module docstring).
@@ -40,9 +47,15 @@ class KubeClient:
     Every method raises :class:`~arges.kube.errors.KubeError` subclasses only.
     """
 
-    def __init__(self, connection: Connection, *, component: str = "arges") -> None:
+    def __init__(
+        self, connection: Connection, *, component: str = "arges", local: LocalApi | None = None
+    ) -> None:
+        """``local``: the API server of ``connection`` when it runs in this process; every
+        request but watches and lists then goes to it without HTTP (``arges up``'s
+        controllers: a request's CPU is most of it HTTP, both ends)."""
         self.connection = connection
         self.component = component
+        self.local = local
         self._session: aiohttp.ClientSession | None = None
         self._base = connection.server
         self._events = EventRecorder(self, component)
@@ -71,8 +84,9 @@ class KubeClient:
             self._session = None
 
     def _headers(self) -> dict[str, str]:
-        """JSON asked for, with the current bearer token when there is one."""
-        headers = {"Accept": "application/json"}
+        """JSON asked for, with the current bearer token when there is one; the User-Agent
+        is aiohttp's (kube-apiserver names an update's field manager after it)."""
+        headers = {"Accept": "application/json", "User-Agent": SERVER_SOFTWARE}
         token = self.connection.bearer()
         if token:
             headers["Authorization"] = f"Bearer {token}"
@@ -86,10 +100,10 @@ class KubeClient:
         *,
         content_type: str = "application/json",
         params: dict[str, str] | None = None,
+        http: bool = False,
     ) -> Any:
-        """One API call; returns the decoded JSON answer."""
-        self.open()
-        assert self._session is not None
+        """One API call; returns the decoded JSON answer. ``http``: over HTTP even to a
+        local API server (a list, whose answer may stream)."""
         headers = self._headers()
         data = None
         if body is not None:
@@ -97,6 +111,20 @@ class KubeClient:
             # orjson: several times the standard library's speed, on every call a plane makes.
             data = orjson.dumps(body)
         what = f"{method} {path}"
+        if self.local is not None and not http:
+            try:
+                # The same bound as over HTTP; the request itself runs on (as a server's
+                # does when its client gives up).
+                async with asyncio.timeout(TIMEOUT.total):
+                    status, raw = await self.local(method, path, params or {}, headers, data)
+            except TimeoutError as exc:
+                raise Unavailable(f"{what}: no answer within {TIMEOUT.total} s") from exc
+            decoded = _decoded(raw)
+            if status >= 400:
+                raise from_status(status, decoded, what)
+            return decoded
+        self.open()
+        assert self._session is not None
         try:
             async with self._session.request(
                 method, self._base + path, data=data, headers=headers, params=params
@@ -133,7 +161,7 @@ class KubeClient:
             params["fieldSelector"] = field_selector
         if limit is not None:
             params["limit"] = str(limit)
-        body = await self.request("GET", res.path(namespace), params=params)
+        body = await self.request("GET", res.path(namespace), params=params, http=True)
         items: list[dict[str, Any]] = body.get("items") or []
         return items
 

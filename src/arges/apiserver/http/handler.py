@@ -29,6 +29,7 @@ from aiohttp import web
 
 from arges.apiserver import audit, codec, discovery
 from arges.apiserver.errors import (
+    BadRequest,
     InternalError,
     MethodNotAllowed,
     NotFound,
@@ -36,6 +37,7 @@ from arges.apiserver.errors import (
     StatusError,
     Unauthorized,
 )
+from arges.apiserver.http.incoming import Incoming
 from arges.apiserver.http.negotiation import JSON, OPENAPI_V2_PROTOBUF, negotiate
 from arges.apiserver.http.params import (
     MAX_BODY_BYTES,
@@ -99,11 +101,8 @@ class Handler:
         return app
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
-        received = dt.datetime.now(dt.UTC)
-        trail = audit.begin()
-        response = await self._answer(request)
-        if self.audit is not None:
-            self.audit.request(request, trail, response.status, received)
+        """The answer to an HTTP request; a large body is sent in slices."""
+        response = await self.respond(request)
         if (
             type(response) is web.Response
             and isinstance(response.body, bytes)
@@ -112,7 +111,17 @@ class Handler:
             return await sent_in_slices(request, response)
         return response
 
-    async def _answer(self, request: web.Request) -> web.StreamResponse:
+    async def respond(self, request: Incoming) -> web.StreamResponse:
+        """The answer to ``request`` (every error as its ``Status``), audited; a local
+        request's answer is whole (see :mod:`~arges.apiserver.http.incoming`)."""
+        received = dt.datetime.now(dt.UTC)
+        trail = audit.begin()
+        response = await self._answer(request)
+        if self.audit is not None:
+            self.audit.request(request, trail, response.status, received)
+        return response
+
+    async def _answer(self, request: Incoming) -> web.StreamResponse:
         try:
             return await self._handle(request)
         except StatusError as err:
@@ -130,7 +139,7 @@ class Handler:
             log.exception("%s %s failed", request.method, request.path)
             return status_response(InternalError("an internal error occurred; see the server log"))
 
-    def _authenticate(self, request: web.Request) -> None:
+    def _authenticate(self, request: Incoming) -> None:
         header = request.headers.get("Authorization", "")
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not hmac.compare_digest(
@@ -139,7 +148,7 @@ class Handler:
             raise Unauthorized("Unauthorized")
         audit.current().authenticated = True
 
-    async def _handle(self, request: web.Request) -> web.StreamResponse:
+    async def _handle(self, request: Incoming) -> web.StreamResponse:
         path = request.path.rstrip("/") or "/"
         if path in ("/healthz", "/livez", "/readyz"):
             if path == "/readyz" and not self.ready():
@@ -176,7 +185,7 @@ class Handler:
             return json_response(doc)
         return await self._resource(request, route)
 
-    def _discovery(self, request: web.Request, *, core: bool) -> web.Response:
+    def _discovery(self, request: Incoming, *, core: bool) -> web.Response:
         neg = negotiate(request.headers.get("Accept", ""))
         if neg.form == "discovery":
             doc = discovery.aggregated(self.registry, core=core, api_version=neg.discovery_version)
@@ -187,7 +196,7 @@ class Handler:
             return json_response(discovery.api_versions(self.server_address))
         return json_response(discovery.api_group_list(self.registry))
 
-    def _openapi(self, request: web.Request, parts: list[str]) -> web.Response:
+    def _openapi(self, request: Incoming, parts: list[str]) -> web.Response:
         if parts == ["v2"]:
             as_json, as_proto = self.openapi.v2()
             accept = request.headers.get("Accept", "")
@@ -214,7 +223,7 @@ class Handler:
 
     # Resources.
 
-    async def _resource(self, request: web.Request, route: Route) -> web.StreamResponse:
+    async def _resource(self, request: Incoming, route: Route) -> web.StreamResponse:
         audit.current().ref = audit.ObjectRef(
             route.plural, route.namespace, route.name, route.group, route.version, route.subresource
         )
@@ -230,6 +239,8 @@ class Handler:
             if method == "GET":
                 opts = list_options(query, rt, version)
                 if flag(query.get("watch")):
+                    if not isinstance(request, web.Request):
+                        raise BadRequest("a watch is served over HTTP only")
                     return await serve_watch(
                         request,
                         self.rest,

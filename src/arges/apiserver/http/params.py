@@ -14,9 +14,10 @@ import gc
 import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from aiohttp import web
+if TYPE_CHECKING:
+    from arges.apiserver.http.incoming import Incoming
 
 from arges.apiserver import codec, kubeproto
 from arges.apiserver.apply import parse_force
@@ -155,7 +156,7 @@ def non_negative_int(query: Any, key: str) -> int:
     return value
 
 
-def write_options(request: web.Request) -> WriteOptions:
+def write_options(request: Incoming) -> WriteOptions:
     """The :class:`WriteOptions` of a create, update or patch request.
 
     Raises:
@@ -182,7 +183,7 @@ def write_options(request: web.Request) -> WriteOptions:
     )
 
 
-async def read_body(request: web.Request, rt: ResourceType) -> Any:
+async def read_body(request: Incoming, rt: ResourceType) -> Any:
     """The request body decoded (JSON, YAML or Kubernetes protobuf).
 
     Raises:
@@ -210,7 +211,7 @@ async def read_body(request: web.Request, rt: ResourceType) -> Any:
     return await decode(await request.read(), media, kind=rt.kind)
 
 
-async def delete_options(request: web.Request) -> DeleteOptions:
+async def delete_options(request: Incoming) -> DeleteOptions:
     """The :class:`DeleteOptions` of a DELETE: the query's and a ``DeleteOptions`` body's
     (``orphanDependents`` read as the propagation policy it stands for).
 

@@ -9,10 +9,13 @@ slices (:func:`sent_in_slices`).
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from aiohttp import web
+
+if TYPE_CHECKING:
+    from arges.apiserver.http.incoming import Incoming
 
 from arges.apiserver import codec
 from arges.apiserver.errors import StatusError
@@ -69,7 +72,7 @@ def warned(resp: web.StreamResponse, warnings: list[str]) -> None:
 
 
 async def entry_response(
-    request: web.Request, rest: Rest, rt: ResourceType, version: Version, entry: Entry
+    request: Incoming, rest: Rest, rt: ResourceType, version: Version, entry: Entry
 ) -> web.Response:
     """A stored object at ``version``, in the representation the client asked for."""
     neg = negotiate(request.headers.get("Accept", ""))
@@ -79,7 +82,7 @@ async def entry_response(
 
 
 async def object_response(
-    request: web.Request,
+    request: Incoming,
     rt: ResourceType,
     version: Version,
     obj: dict[str, Any],
@@ -121,7 +124,7 @@ async def object_response(
 
 
 async def list_response(
-    request: web.Request,
+    request: Incoming,
     rest: Rest,
     rt: ResourceType,
     version: Version,
@@ -182,7 +185,8 @@ async def list_response(
             text=yaml.safe_dump(codec.loads(body + b"]}"), sort_keys=False),
             content_type="application/yaml",
         )
-    if len(result.entries) <= LIST_CHUNK:
+    if len(result.entries) <= LIST_CHUNK or not isinstance(request, web.BaseRequest):
+        # Whole, also to a local caller, which takes the answer as it is (no connection).
         items = b",".join(rest.render(e, rt, version) for e in result.entries)
         return web.Response(body=head + items + b"]}", content_type=JSON)
     # Large lists go out in chunks, each written when the client has taken the last, so a
