@@ -13,7 +13,7 @@ import orjson
 import pytest
 from aiohttp.http import SERVER_SOFTWARE
 
-from arges.kube.client import MERGE, KubeClient
+from arges.kube.client import CONCURRENCY, MERGE, KubeClient
 from arges.kube.connection import from_kubeconfig
 from arges.kube.errors import AlreadyExists, Conflict, Invalid, NotFound
 from arges.kube.resources import Resource
@@ -142,6 +142,28 @@ async def test_a_kube_client_with_the_local_api_raises_as_over_http(cluster: Clu
         got = await kube.get(CONFIG_MAPS, "c", "default")
         assert got["metadata"]["uid"] == created["metadata"]["uid"]
         assert [c["metadata"]["name"] for c in await kube.list(CONFIG_MAPS, "default")] == ["c"]
+
+
+async def test_a_burst_of_local_calls_is_queued_as_http_requests_are(cluster: Cluster) -> None:
+    # Every server booting at once: at most a connection pool's worth in flight, the rest
+    # wait their turn instead of all being answered at once, every answer in memory.
+    inflight = peak = 0
+
+    async def counted(*call: Any) -> tuple[int, bytes]:
+        nonlocal inflight, peak
+        inflight += 1
+        peak = max(peak, inflight)
+        try:
+            return await cluster.server.local(*call)
+        finally:
+            inflight -= 1
+
+    connection = from_kubeconfig(cluster.server.kubeconfig_path)
+    async with KubeClient(connection, local=counted) as kube:
+        reads = [kube.get(CONFIG_MAPS, f"none-{i}", "default") for i in range(3 * CONCURRENCY)]
+        answers = await asyncio.gather(*reads, return_exceptions=True)
+    assert all(isinstance(a, NotFound) for a in answers)
+    assert peak == CONCURRENCY
 
 
 async def test_a_stopped_server_answers_local_calls_503(cluster: Cluster) -> None:

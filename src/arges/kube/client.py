@@ -34,6 +34,9 @@ TIMEOUT = aiohttp.ClientTimeout(total=30, connect=5)
 LOCAL = "http://localhost"
 """The base URL of requests over a Unix socket (the host only fills the Host header)."""
 
+CONCURRENCY = 32
+"""Requests one client has in flight at most (its connection pool; as many local calls)."""
+
 LocalApi = Callable[
     [str, str, Mapping[str, str], Mapping[str, str], bytes | None], Awaitable[tuple[int, bytes]]
 ]
@@ -56,6 +59,9 @@ class KubeClient:
         self.connection = connection
         self.component = component
         self.local = local
+        # As many local calls at once as HTTP requests: a burst (every server booting) is
+        # queued here, not answered all at once with every answer in memory.
+        self._local_slots = asyncio.Semaphore(CONCURRENCY)
         self._session: aiohttp.ClientSession | None = None
         self._base = connection.server
         self._events = EventRecorder(self, component)
@@ -71,10 +77,14 @@ class KubeClient:
         if self._session is None:
             connector: aiohttp.BaseConnector
             if self.connection.unix_socket is not None:
-                connector = aiohttp.UnixConnector(str(self.connection.unix_socket), limit=32)
+                connector = aiohttp.UnixConnector(
+                    str(self.connection.unix_socket), limit=CONCURRENCY
+                )
                 self._base = LOCAL
             else:
-                connector = aiohttp.TCPConnector(ssl=self.connection.ssl_context(), limit=32)
+                connector = aiohttp.TCPConnector(
+                    ssl=self.connection.ssl_context(), limit=CONCURRENCY
+                )
                 self._base = self.connection.server
             self._session = aiohttp.ClientSession(connector=connector, timeout=TIMEOUT)
 
@@ -115,7 +125,7 @@ class KubeClient:
             try:
                 # The same bound as over HTTP; the request itself runs on (as a server's
                 # does when its client gives up).
-                async with asyncio.timeout(TIMEOUT.total):
+                async with asyncio.timeout(TIMEOUT.total), self._local_slots:
                     status, raw = await self.local(method, path, params or {}, headers, data)
             except TimeoutError as exc:
                 raise Unavailable(f"{what}: no answer within {TIMEOUT.total} s") from exc
