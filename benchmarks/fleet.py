@@ -477,6 +477,9 @@ async def bench(args: argparse.Namespace) -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
     work = Path(tempfile.mkdtemp(prefix="arges-fleet-"))
     print(f"load before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}; {os.cpu_count()} cores")
+    if args.layout == "embedded" and len(args.sizes) > 1:
+        print("embedded: one process runs every size, and a size's RSS holds what the earlier")
+        print("  left (freed memory is not all given back): run one size for its RSS")
     results = []
     for n in args.sizes:
         result = await run_size(n, args, work)
