@@ -4,7 +4,8 @@
 headers, body); an aiohttp ``web.Request`` is one. :class:`LocalRequest` is another: a
 request from a client in the API server's own process (``arges up``'s controllers, see
 :meth:`arges.apiserver.server.ApiServer.local`), answered by the same handler and
-middleware without HTTP in between. Watches and long lists, which stream, need aiohttp's.
+middleware without HTTP in between. Watches need aiohttp's; a long list, which goes to
+aiohttp's in chunks, is answered to a local request whole.
 """
 
 from __future__ import annotations
@@ -54,8 +55,8 @@ class Incoming(Protocol):
 @dataclass(frozen=True)
 class LocalRequest:
     """A request made in the API server's process: ``path`` without its query, ``params``
-    its query, ``headers`` as a client would send them (``Authorization`` among them),
-    ``body`` the bytes sent.
+    its query, ``header_values`` the headers as a client would send them (``Authorization``
+    among them), ``body`` the bytes sent.
 
     :meth:`read` refuses a body over the API's limit, as aiohttp does (413).
     """

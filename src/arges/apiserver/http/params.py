@@ -16,9 +16,6 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:
-    from arges.apiserver.http.incoming import Incoming
-
 from arges.apiserver import codec, kubeproto
 from arges.apiserver.apply import parse_force
 from arges.apiserver.errors import BadRequest, UnsupportedMediaType
@@ -26,6 +23,9 @@ from arges.apiserver.http.negotiation import JSON
 from arges.apiserver.resources import ResourceType, Version
 from arges.apiserver.rest.options import DeleteOptions, ListOptions, WriteOptions
 from arges.apiserver.selectors import parse_field_selector, parse_label_selector
+
+if TYPE_CHECKING:
+    from arges.apiserver.http.incoming import Incoming
 
 MAX_BODY_BYTES = 3 * 1024 * 1024
 """kube-apiserver's request body limit."""

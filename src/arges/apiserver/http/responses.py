@@ -14,9 +14,6 @@ from typing import TYPE_CHECKING, Any
 import yaml
 from aiohttp import web
 
-if TYPE_CHECKING:
-    from arges.apiserver.http.incoming import Incoming
-
 from arges.apiserver import codec
 from arges.apiserver.errors import StatusError
 from arges.apiserver.http.negotiation import JSON, negotiate
@@ -26,6 +23,9 @@ from arges.apiserver.rest import Rest
 from arges.apiserver.rest.options import ListOptions
 from arges.apiserver.store import Entry
 from arges.apiserver.tables import build_table
+
+if TYPE_CHECKING:
+    from arges.apiserver.http.incoming import Incoming
 
 LIST_CHUNK = 500
 """Objects per write when a list response is streamed."""
