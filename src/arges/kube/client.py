@@ -59,8 +59,8 @@ class KubeClient:
         self.connection = connection
         self.component = component
         self.local = local
-        # As many local calls at once as HTTP requests: a burst (every server booting) is
-        # queued here, not answered all at once with every answer in memory.
+        # As many local calls at once as HTTP requests (the connection pool's size): a burst
+        # (every server booting) waits its turn here, as it waited for a connection.
         self._local_slots = asyncio.Semaphore(CONCURRENCY)
         self._session: aiohttp.ClientSession | None = None
         self._base = connection.server
