@@ -74,6 +74,10 @@ class Board:
         """Cell ``what`` of server ``index`` (from 1)."""
         return int(self.cells[(index - 1) * SLOT + what])
 
+    def note(self, index: int, flag: int) -> None:
+        """Server ``index`` got as far as ``flag``."""
+        self.cells[(index - 1) * SLOT + PROGRESS] |= flag
+
     def done(self, index: int, flag: int) -> bool:
         return bool(self.cell(index, PROGRESS) & flag)
 
@@ -107,6 +111,21 @@ class Actions(list[str]):
             self._cells[self._cell] += 1
 
 
+class _OnBoard:
+    """A field of :class:`SharedMachine` kept in cell ``what`` of its slot, as an index
+    into ``values``."""
+
+    def __init__(self, what: int, values: tuple[Any, ...]) -> None:
+        self.what = what
+        self.values = values
+
+    def __get__(self, machine: SharedMachine, owner: type | None = None) -> Any:
+        return self.values[machine._cells[machine._at + self.what]]
+
+    def __set__(self, machine: SharedMachine, value: Any) -> None:
+        machine._cells[machine._at + self.what] = self.values.index(value)
+
+
 class SharedMachine(fake.FakeMachine):
     """A fake BMC whose power state and boot device are on the board (the rest, faults and
     credentials, stay in the process: the fleet injects none)."""
@@ -123,21 +142,8 @@ class SharedMachine(fake.FakeMachine):
         self.media = None
         self.reads = 0
 
-    @property  # type: ignore[override]
-    def power(self) -> PowerState:
-        return POWERS[self._cells[self._at + POWER]]
-
-    @power.setter
-    def power(self, value: PowerState) -> None:
-        self._cells[self._at + POWER] = POWERS.index(value)
-
-    @property  # type: ignore[override]
-    def boot_device(self) -> BootDevice:
-        return DEVICES[self._cells[self._at + DEVICE]]
-
-    @boot_device.setter
-    def boot_device(self, value: BootDevice) -> None:
-        self._cells[self._at + DEVICE] = DEVICES.index(value)
+    power = _OnBoard(POWER, POWERS)
+    boot_device = _OnBoard(DEVICE, DEVICES)
 
 
 class FleetServer(SimServer):
@@ -149,7 +155,7 @@ class FleetServer(SimServer):
 
     def _note(self, flag: int) -> None:
         assert self.board is not None
-        self.board.cells[(self.index - 1) * SLOT + PROGRESS] |= flag
+        self.board.note(self.index, flag)
 
     def _booted_again(self) -> bool:
         # The plane's boots and its own, each counted by its writer.
@@ -181,17 +187,26 @@ class FleetServer(SimServer):
 class Sims:
     """The simulated servers' process, seen from the benchmark (see the module docstring)."""
 
-    def __init__(self, board: Path, servers: int, boot_url: str, kubeconfig: Path, **kw: Any):
+    def __init__(
+        self,
+        board: Path,
+        servers: int,
+        boot_url: str,
+        kubeconfig: Path,
+        *,
+        tick: float,
+        poll: float,
+        log: IO[bytes] | None = None,
+    ) -> None:
         self.process = subprocess.Popen(
             [
                 sys.executable,
                 __file__,
-                *(str(board), str(servers), boot_url, str(kubeconfig)),
-                *(str(kw["tick"]), str(kw["poll"])),
+                *(str(board), str(servers), boot_url, str(kubeconfig), str(tick), str(poll)),
             ],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
-            stderr=kw.get("log"),
+            stderr=log,
         )
         assert self.process.stdout is not None
         if self.process.stdout.readline().strip() != b"ready":
