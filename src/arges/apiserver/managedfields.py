@@ -253,7 +253,7 @@ def _fields(data: Any) -> FieldSet:
         found = FieldSet.from_fields_v1(data)
         if len(_FIELDS) >= _FIELDS_CACHE_SIZE:
             _FIELDS.clear()
-        _FIELDS[key] = found
+        _FIELDS[codec.trim(key)] = found
     return found
 
 

@@ -449,7 +449,7 @@ class Store:
                         raise Stale(op.resource, *key)
                 rv += 1
                 meta["resourceVersion"] = str(rv)
-                entry = make_entry(op.resource, rv, codec.dumps(op.obj), op.obj)
+                entry = make_entry(op.resource, rv, codec.trim(codec.dumps(op.obj)), op.obj)
                 changes.append(Change("ADDED" if existing is None else "MODIFIED", entry, existing))
                 local[(op.resource, key)] = entry
             else:
@@ -462,7 +462,7 @@ class Store:
                 rv += 1
                 final = op.obj if op.obj is not None else existing.object()
                 final["metadata"]["resourceVersion"] = str(rv)
-                entry = make_entry(op.resource, rv, codec.dumps(final), final)
+                entry = make_entry(op.resource, rv, codec.trim(codec.dumps(final)), final)
                 changes.append(Change("DELETED", entry, existing))
                 local[(op.resource, key)] = None
         overlay.update(local)

@@ -1,4 +1,6 @@
 import asyncio
+import gc
+import tracemalloc
 from pathlib import Path
 
 import pytest
@@ -134,3 +136,23 @@ async def test_owner_index_follows_writes(store: Store) -> None:
     assert dep is not None
     await store.commit([Remove("things", "", "dep", dep.rv)])
     assert store.dependents("u-1") == []
+
+
+async def test_the_index_holds_each_object_in_about_its_own_size(store: Store) -> None:
+    # A Server with its inventory is about 4 KB of JSON; 2,000 of them and their Secrets
+    # and Events are what the API server holds at fleet size. orjson's output kept as it
+    # comes held 24 KiB for each.
+    inventory = {f"disk{i}": {"model": "x" * 40, "serial": f"S{i:030d}"} for i in range(40)}
+    count = 200
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for i in range(count):
+            await store.commit([Put("things", obj(f"s{i}", status={"inventory": inventory}))])
+        gc.collect()
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    entry = store.get("things", "", "s0")
+    assert entry is not None and len(entry.raw) > 3_500
+    assert held / count < 2 * len(entry.raw), (held / count, len(entry.raw))
