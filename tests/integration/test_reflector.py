@@ -126,6 +126,30 @@ async def test_lists_then_hands_over_every_change_in_order(kube: KubeClient) -> 
     ]
 
 
+async def test_objects_come_without_managed_fields_and_an_update_of_one_keeps_them(
+    kube: KubeClient,
+) -> None:
+    await install_widgets(kube)
+    await kube.create(WIDGETS, widget("a"), "default")
+    mirror: dict[str, dict[str, Any]] = {}
+
+    def keep(_kind: str | None, obj: dict[str, Any]) -> None:
+        mirror[obj["metadata"]["name"]] = obj
+
+    async with reflecting(Reflector(kube, WIDGETS, keep)) as reflector:
+        await asyncio.wait_for(reflector.synced.wait(), 5)
+        await kube.create(WIDGETS, widget("b"), "default")
+        await eventually(lambda: "b" in mirror)
+        assert [("managedFields" in o["metadata"]) for o in mirror.values()] == [False, False]
+        # A controller that sends its cached copy back (PUT) does not erase who owns what.
+        mirror["a"]["spec"]["size"] = 5
+        await kube.replace(WIDGETS, mirror["a"])
+    live = await kube.get(WIDGETS, "a", "default")
+    assert live["spec"]["size"] == 5
+    assert [m["operation"] for m in live["metadata"]["managedFields"]] == ["Update"]
+    assert "f:size" in live["metadata"]["managedFields"][0]["fieldsV1"]["f:spec"]
+
+
 async def test_a_watch_too_old_to_resume_lists_again_and_loses_no_deletion(
     server: ApiServer, kube: KubeClient, tmp_path: Path
 ) -> None:

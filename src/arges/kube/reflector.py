@@ -20,6 +20,11 @@ The informer pattern's first half (controller-runtime's informers rest on client
    for the deletion of every object. A reflector made with ``forget_unserved`` (the
    dashboard's) hands every object known over as ``DELETED`` instead.
 
+Objects are handed over without ``metadata.managedFields`` (controller-runtime's
+``cache.TransformStripManagedFields``): no consumer reads them, they are half of a mirrored
+Server's or ServerBinding's memory, and an update sent without them keeps the live ones
+(kube-apiserver's rule, and the embedded API server's).
+
 A resource given without a version (Cluster API's kinds, which may be installed after Arges
 starts) is read at the version the API server prefers (discovery), looked for again every
 ``absent_poll`` seconds while it is not served, and its version looked up again each time a
@@ -213,6 +218,9 @@ class Reflector:
 
     def _hand(self, kind: str | None, obj: dict[str, Any]) -> None:
         self._handed += 1
+        metadata = obj.get("metadata")
+        if isinstance(metadata, dict):
+            metadata.pop("managedFields", None)
         # A callback's failure is the callback's: it must not stop the watch or lose the
         # events after it.
         try:
