@@ -253,7 +253,11 @@ class ManagementPlane:
         ]
         for controller in controllers:
             controller.gate = self.gate
-        self._manager = Manager(connection, controllers, cache, self.metrics)
+        # Embedded, the dashboard mirrors Servers, ServerBindings and more already: the
+        # controllers take its informers' changes rather than hold a second copy (there a kind
+        # stops being served only when its CRD goes, and its objects with it).
+        shared = self.dashboard.informers if self.dashboard is not None else None
+        self._manager = Manager(connection, controllers, cache, self.metrics, shared)
         if self.config.leader_election is None:
             await self._run_controllers()
         if self.config.boot is not None:

@@ -15,9 +15,10 @@ import pytest
 from aiohttp import web
 
 from arges.apiserver.server import ApiServer
+from arges.controllers.runtime import Cache, Controller, Manager, Watch, key_of
 from arges.kube.client import KubeClient
 from arges.kube.connection import Connection, from_kubeconfig
-from arges.kube.informer import Informer
+from arges.kube.informer import Informer, Informers
 from arges.kube.reflector import Reflector
 from arges.kube.resources import Resource
 from tests.integration.conftest import WIDGET_CRD, eventually, start_server, widget
@@ -301,3 +302,82 @@ async def test_the_dashboards_informer_mirrors_trims_and_empties_with_the_kind(
         with contextlib.suppress(asyncio.CancelledError):
             await task
     assert set(changes) == {"widgets"} and len(changes) >= 8
+
+
+async def test_a_handler_added_late_gets_what_is_held_then_every_change(
+    kube: KubeClient,
+) -> None:
+    await install_widgets(kube)
+    for name in ("a", "bad"):
+        await kube.create(WIDGETS, widget(name), "default")
+    informer = Informer(kube, WIDGETS)
+    task = asyncio.create_task(informer.run())
+    try:
+        await asyncio.wait_for(informer.reflector.synced.wait(), 5)
+        late, failing = Seen(), Seen(fail_on="bad")
+        remove = informer.add_handler(late)
+        informer.add_handler(failing)
+        assert sorted(late.events) == [(None, "a", 1), (None, "bad", 1)]
+        await kube.patch(WIDGETS, "bad", {"spec": {"size": 2}}, "default")
+        await kube.create(WIDGETS, widget("b"), "default")
+        await eventually(lambda: len(late.events) == 4)
+        assert late.events[2:] == [("MODIFIED", "bad", 2), ("ADDED", "b", 1)]
+        assert failing.events == [(None, "a", 1), ("ADDED", "b", 1)], "past its own failures"
+        assert sorted(informer.objects) == ["default/a", "default/b", "default/bad"]
+        remove()
+        await kube.delete(WIDGETS, "a", "default")
+        await eventually(lambda: ("DELETED", "a", 1) in failing.events)
+        assert len(late.events) == 4, "a removed handler hears nothing more"
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    with pytest.raises(ValueError):
+        Informer(kube, WIDGETS, keep=lambda _objs: []).add_handler(late)
+
+
+class Sizes(Controller):
+    """Records each widget's size as it reconciles it."""
+
+    name = "sizes"
+    workers = 1
+
+    def __init__(self, kube: KubeClient, cache: Cache) -> None:
+        super().__init__(kube, cache)
+        self.sizes: dict[str, int] = {}
+
+    def watches(self) -> list[Watch]:
+        return [Watch(WIDGETS, lambda _e, body: [(self.name, key_of(body))])]
+
+    async def reconcile(self, key: str) -> float | None:
+        body = self.cache.get(WIDGETS, key)
+        if body is not None:
+            self.sizes[key] = body["spec"]["size"]
+        return None
+
+
+async def test_the_controllers_take_a_shared_informers_changes_instead_of_watching(
+    server: ApiServer, kube: KubeClient, tmp_path: Path
+) -> None:
+    await install_widgets(kube)
+    await kube.create(WIDGETS, widget("a"), "default")
+    async with behind_proxy(server, tmp_path) as (proxy, through_proxy):
+        informers = Informers(through_proxy.connection, [WIDGETS], component="test-shared")
+        informers.start()
+        controller = Sizes(kube, Cache())
+        manager = Manager(through_proxy.connection, [controller], controller.cache, None, informers)
+        stop, ready = asyncio.Event(), asyncio.Event()
+        run = asyncio.create_task(manager.run(stop, ready))
+        try:
+            await asyncio.wait_for(ready.wait(), 10)
+            await kube.create(WIDGETS, widget("b", size=2), "default")
+            await kube.patch(WIDGETS, "a", {"spec": {"size": 3}}, "default")
+            await eventually(lambda: controller.sizes == {"default/a": 3, "default/b": 2})
+            held = informers.informer(WIDGETS).objects["default/b"]
+            assert controller.cache.get(WIDGETS, "default/b") is held, "one copy, not two"
+            watches = [p for m, p in proxy.proxy.seen if "watch=1" in p and "widgets" in p]
+            assert proxy.widget_listings() == 1 and len(watches) == 1, "the informer's alone"
+        finally:
+            stop.set()
+            await asyncio.wait_for(run, 10)
+            await informers.stop()

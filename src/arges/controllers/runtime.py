@@ -32,6 +32,7 @@ from typing import Any, Protocol
 from arges.errors import ArgesError
 from arges.kube.client import KubeClient
 from arges.kube.connection import Connection
+from arges.kube.informer import Informer, Informers
 from arges.kube.reflector import Reflector
 from arges.kube.resources import Resource
 from arges.metrics import Metrics
@@ -250,7 +251,11 @@ class Manager:
     caller's event loop.
 
     The watches have a client of their own (each holds a connection for as long as it lasts),
-    so they never take the connections the controllers' requests need.
+    so they never take the connections the controllers' requests need. A resource that one
+    of the ``shared`` informers already mirrors whole, at the same version, is not watched
+    again: the manager takes that informer's changes
+    (:meth:`~arges.kube.informer.Informer.add_handler`), and the cache holds the informer's
+    objects rather than copies.
     """
 
     def __init__(
@@ -259,11 +264,13 @@ class Manager:
         controllers: list[Controller],
         cache: Cache,
         metrics: Metrics | None = None,
+        shared: Informers | None = None,
     ) -> None:
         self.connection = connection
         self.controllers = {c.name: c for c in controllers}
         self.cache = cache
         self.metrics = metrics if metrics is not None else Metrics()
+        self.shared = shared
         self.metrics.queues = lambda: {n: c.queue.depth() for n, c in self.controllers.items()}
 
     def routes(self) -> dict[Resource, list[Watch]]:
@@ -281,7 +288,18 @@ class Manager:
                 raise ValueError(f"the watches of {resource.plural} select different objects")
         return routes
 
-    async def _wait_for_cache(self, reflectors: list[Reflector], stop: asyncio.Event) -> None:
+    def _shared_informer(self, resource: Resource, watches: list[Watch]) -> Informer | None:
+        """The shared informer that mirrors what ``watches`` need of ``resource``, if any."""
+        if self.shared is None or watches[0].label_selector:
+            return None
+        informer = self.shared.by_plural.get(resource.plural)
+        if informer is None or informer.resource != resource or informer.keep is not None:
+            return None
+        return informer
+
+    async def _wait_for_cache(
+        self, listings: list[tuple[Resource, asyncio.Event]], stop: asyncio.Event
+    ) -> None:
         """Return once the first listing of each watched resource of a fixed version is in the
         cache (controller-runtime's ``WaitForCacheSync``), or after ``CACHE_SYNC_SECONDS`` per
         resource, or at ``stop``.
@@ -294,10 +312,10 @@ class Manager:
         """
         stopped = asyncio.ensure_future(stop.wait())
         try:
-            for reflector in reflectors:
-                if not reflector.resource.version:
+            for resource, listed in listings:
+                if not resource.version:
                     continue
-                synced = asyncio.ensure_future(reflector.synced.wait())
+                synced = asyncio.ensure_future(listed.wait())
                 done, _ = await asyncio.wait(
                     [synced, stopped], timeout=CACHE_SYNC_SECONDS, return_when=FIRST_COMPLETED
                 )
@@ -307,7 +325,7 @@ class Manager:
                 if not done:
                     log.warning(
                         "the cache of %s is not filled after %.0f s; starting",
-                        reflector.resource.plural,
+                        resource.plural,
                         CACHE_SYNC_SECONDS,
                     )
         finally:
@@ -329,20 +347,26 @@ class Manager:
         """
         tasks: list[asyncio.Task[None]] = []
         async with KubeClient(self.connection, component="arges-watch") as kube:
-            reflectors = [
-                Reflector(
-                    kube,
-                    resource,
-                    functools.partial(self._dispatch, resource, watches),
-                    label_selector=watches[0].label_selector,
+            reflectors: list[Reflector] = []
+            listings: list[tuple[Resource, asyncio.Event]] = []
+            removals: list[Callable[[], None]] = []
+            for resource, watches in self.routes().items():
+                deliver = functools.partial(self._dispatch, resource, watches)
+                informer = self._shared_informer(resource, watches)
+                if informer is not None:
+                    removals.append(informer.add_handler(deliver))
+                    listings.append((resource, informer.reflector.synced))
+                    continue
+                reflector = Reflector(
+                    kube, resource, deliver, label_selector=watches[0].label_selector
                 )
-                for resource, watches in self.routes().items()
-            ]
+                reflectors.append(reflector)
+                listings.append((resource, reflector.synced))
             watching = [
                 asyncio.create_task(r.run(), name=f"watch-{r.resource.plural}") for r in reflectors
             ]
             try:
-                await self._wait_for_cache(reflectors, stop)
+                await self._wait_for_cache(listings, stop)
                 for controller in self.controllers.values():
                     await controller.start()
                     for i in range(controller.workers):
@@ -370,6 +394,8 @@ class Manager:
                 finally:
                     for controller in self.controllers.values():
                         controller.queue.close()
+                    for remove in removals:
+                        remove()
                     await _cancel_quietly(watching)
 
 

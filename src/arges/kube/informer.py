@@ -6,10 +6,14 @@ again after 410 Gone, retrying with capped backoff); the informer keeps the obje
 over, by ``namespace/name``, and says when they changed. Errors are never raised by the
 mirror: it holds what it last saw.
 
-Two consumers:
+Three consumers:
 
 - the dashboard renders from its mirrors, so a page costs no API call (its reflectors tell
   of every object as deleted when the kind stops being served);
+- in ``arges up``, the controllers' runtime takes the changes of the resources the dashboard
+  mirrors from the dashboard's informers (:meth:`Informer.add_handler`, client-go's
+  ``AddEventHandler`` on a shared informer) rather than from watches of its own: one copy of
+  each Server and ServerBinding in the process, not two;
 - the boot HTTP port reads Environments and ServerClasses, which change rarely and are read
   at every ``/ipxe`` and ``/configdata``, as controller-runtime's cached client reads
   (Sidero's iPXE and metadata servers read through one): :meth:`Informer.read` and
@@ -21,15 +25,18 @@ Two consumers:
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from arges.kube.client import KubeClient
 from arges.kube.connection import Connection
 from arges.kube.errors import NotFound
-from arges.kube.reflector import Reflector
+from arges.kube.reflector import Deliver, Reflector
 from arges.kube.resources import Resource
 from arges.tasks import cancel_and_wait
+
+log = logging.getLogger(__name__)
 
 Body = dict[str, Any]
 Keep = Callable[[dict[str, Body]], list[str]]
@@ -67,6 +74,7 @@ class Informer:
         self.keep = keep
         self.objects: dict[str, Body] = {}
         self.reflector = Reflector(kube, resource, self._apply, forget_unserved=forget_unserved)
+        self._handlers: list[Deliver] = []
 
     @property
     def synced(self) -> bool:
@@ -104,6 +112,38 @@ class Informer:
             return list(self.objects.values())
         return await self.kube.list(self.resource)
 
+    def add_handler(self, deliver: Deliver) -> Callable[[], None]:
+        """Hand ``deliver`` every change from now on, as the reflector hands them (event type,
+        object; ``None`` for a listing), after the mirror has taken it; returns the function
+        that stops it (client-go's ``AddEventHandler``).
+
+        The objects already held are handed over first, as a listing; :attr:`synced` says
+        whether that was a whole one. The objects are shared with the mirror and every other
+        handler: nobody may change them. A handler's failure is logged and stops neither the
+        others nor the mirror. Not for an informer with ``keep`` (a handler would see objects
+        leave that did not go).
+
+        Raises:
+            ValueError: the informer has ``keep``.
+        """
+        if self.keep is not None:
+            raise ValueError(f"the informer of {self.resource.plural} keeps only some objects")
+        for obj in list(self.objects.values()):
+            self._deliver(deliver, None, obj)
+        self._handlers.append(deliver)
+
+        def remove() -> None:
+            if deliver in self._handlers:
+                self._handlers.remove(deliver)
+
+        return remove
+
+    def _deliver(self, deliver: Deliver, event_type: str | None, obj: Body) -> None:
+        try:
+            deliver(event_type, obj)
+        except Exception:
+            log.exception("handling a %s event of %s failed", event_type, self.resource.plural)
+
     def _apply(self, event_type: str | None, obj: Body) -> None:
         if event_type == "DELETED":
             self.objects.pop(key_of(obj), None)
@@ -114,6 +154,8 @@ class Informer:
                 dropped = self.objects.pop(key, None)
                 if dropped is not None:
                     self.reflector.forget(dropped)
+        for deliver in list(self._handlers):
+            self._deliver(deliver, event_type, obj)
         if self.changed is not None:
             self.changed(self.resource)
 
