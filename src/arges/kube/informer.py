@@ -25,18 +25,15 @@ Three consumers:
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from arges.kube.client import KubeClient
 from arges.kube.connection import Connection
 from arges.kube.errors import NotFound
-from arges.kube.reflector import Deliver, Reflector
+from arges.kube.reflector import Deliver, Reflector, deliver_safely
 from arges.kube.resources import Resource
 from arges.tasks import cancel_and_wait
-
-log = logging.getLogger(__name__)
 
 Body = dict[str, Any]
 Keep = Callable[[dict[str, Body]], list[str]]
@@ -129,7 +126,7 @@ class Informer:
         if self.keep is not None:
             raise ValueError(f"the informer of {self.resource.plural} keeps only some objects")
         for obj in list(self.objects.values()):
-            self._deliver(deliver, None, obj)
+            deliver_safely(deliver, None, obj, self.resource)
         self._handlers.append(deliver)
 
         def remove() -> None:
@@ -137,12 +134,6 @@ class Informer:
                 self._handlers.remove(deliver)
 
         return remove
-
-    def _deliver(self, deliver: Deliver, event_type: str | None, obj: Body) -> None:
-        try:
-            deliver(event_type, obj)
-        except Exception:
-            log.exception("handling a %s event of %s failed", event_type, self.resource.plural)
 
     def _apply(self, event_type: str | None, obj: Body) -> None:
         if event_type == "DELETED":
@@ -155,7 +146,7 @@ class Informer:
                 if dropped is not None:
                     self.reflector.forget(dropped)
         for deliver in list(self._handlers):
-            self._deliver(deliver, event_type, obj)
+            deliver_safely(deliver, event_type, obj, self.resource)
         if self.changed is not None:
             self.changed(self.resource)
 

@@ -221,12 +221,19 @@ class Reflector:
         metadata = obj.get("metadata")
         if isinstance(metadata, dict):
             metadata.pop("managedFields", None)
-        # A callback's failure is the callback's: it must not stop the watch or lose the
-        # events after it.
-        try:
-            self.deliver(kind, obj)
-        except Exception:
-            log.exception("handling a %s event of %s failed", kind, self.resource.plural)
+        deliver_safely(self.deliver, kind, obj, self.resource)
+
+
+def deliver_safely(
+    deliver: Deliver, kind: str | None, obj: dict[str, Any], resource: Resource
+) -> None:
+    """Call ``deliver(kind, obj)``; its failure is logged (with ``resource``'s plural) and
+    not raised: a callback's failure is the callback's, and must not stop a watch, a mirror
+    or another callback, or lose the events after it."""
+    try:
+        deliver(kind, obj)
+    except Exception:
+        log.exception("handling a %s event of %s failed", kind, resource.plural)
 
 
 def _key(obj: dict[str, Any]) -> tuple[str, str]:
