@@ -53,6 +53,10 @@ from arges.tasks import cancel_and_wait
 from arges.wire import REGISTER_PATH, REPORT_PATH
 
 BOOTS = ("on", "cycle", "reset")
+RETRIED = (aiohttp.ClientError, TimeoutError)
+"""What a request of a machine tries again: a failed connection, and an answer that did not
+come within its session's timeout (aiohttp raises a bare TimeoutError for that; uncaught, it
+ended the machine's boot, and the machine never asked again)."""
 ETCDS: dict[str, FakeEtcd] = {}
 """Each cluster's etcd, by the cluster id of its secrets bundle."""
 
@@ -251,19 +255,21 @@ class SimServer:
         }
 
     async def _get(self, url: str, params: dict[str, str] | None = None) -> str:
-        """GET until it answers 200, as firmware and Talos retry (Arges may be restarting)."""
+        """GET until it answers 200, as firmware and Talos retry (Arges may be restarting,
+        or too busy to answer before the session's timeout)."""
         while True:
-            with contextlib.suppress(aiohttp.ClientError):
+            with contextlib.suppress(*RETRIED):
                 async with self.session.get(url, params=params) as resp:
                     if resp.status == 200:
                         return await resp.text()
             await asyncio.sleep(0.25)
 
     async def _post(self, path: str, body: dict[str, Any], base: str | None = None) -> Any:
-        """POST with its boot's credential until it answers 200, as the agent retries."""
+        """POST with its boot's credential until it answers 200, as the agent retries (an
+        answer that does not come within the session's timeout too)."""
         headers = {"Authorization": f"Bearer {self.credential}"}
         while True:
-            with contextlib.suppress(aiohttp.ClientError):
+            with contextlib.suppress(*RETRIED):
                 async with self.session.post(
                     (base or self.base_url) + path, json=body, headers=headers
                 ) as resp:

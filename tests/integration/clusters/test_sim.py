@@ -3,6 +3,9 @@
 import asyncio
 from typing import cast
 
+import aiohttp
+from aiohttp import web
+
 from arges.kube.client import KubeClient
 from arges.power import fake
 from arges.power.base import PowerState
@@ -33,3 +36,34 @@ async def test_a_cancel_that_meets_the_halt_of_a_boot_stops_the_server() -> None
     done, _ = await asyncio.wait({run}, timeout=2)
     fake.MACHINES.pop(f"{sim.bmc_address}:623", None)
     assert run in done and run.cancelled(), "run() went on after it was cancelled"
+
+
+async def test_a_request_answered_too_late_is_asked_again() -> None:
+    # aiohttp ends a request whose answer does not come within the session's timeout with
+    # a bare TimeoutError, not a ClientError: the machine must ask again, as firmware and
+    # the agent do, not end its boot there (it would never register).
+    asked = 0
+
+    async def slow_once(request: web.Request) -> web.Response:
+        nonlocal asked
+        asked += 1
+        if asked == 1:
+            await asyncio.sleep(2)
+        return web.json_response({"action": "wait"})
+
+    app = web.Application()
+    app.router.add_post("/agent/v1/register", slow_once)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    sim = SimServer(0, f"http://127.0.0.1:{port}", 1, cast(KubeClient, None))
+    sim._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=0.3))
+    try:
+        answer = await asyncio.wait_for(sim._post("/agent/v1/register", {"uuid": sim.uuid}), 10)
+    finally:
+        await sim.close()
+        await runner.cleanup()
+    assert answer == {"action": "wait"}
+    assert asked == 2
