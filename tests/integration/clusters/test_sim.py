@@ -1,6 +1,7 @@
 """The simulated server itself: a test's teardown must be able to stop it."""
 
 import asyncio
+import time
 from typing import cast
 
 import aiohttp
@@ -67,3 +68,42 @@ async def test_a_request_answered_too_late_is_asked_again() -> None:
         await runner.cleanup()
     assert answer == {"action": "wait"}
     assert asked == 2
+
+
+async def test_a_fleet_machine_waits_out_a_refusals_retry_after() -> None:
+    asked: list[float] = []
+
+    async def busy_once(request: web.Request) -> web.Response:
+        asked.append(time.monotonic())
+        if len(asked) == 1:
+            return web.json_response({"error": "busy"}, status=503, headers={"Retry-After": "1"})
+        return web.json_response({"action": "wait"})
+
+    app = web.Application()
+    app.router.add_post("/agent/v1/report", busy_once)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    waited = {}
+    try:
+        for honours in (True, False):
+            asked.clear()
+            sim = SimServer(
+                0,
+                f"http://127.0.0.1:{port}",
+                1,
+                cast(KubeClient, None),
+                honours_retry_after=honours,
+            )
+            sim._session = aiohttp.ClientSession()
+            try:
+                await asyncio.wait_for(sim._post("/agent/v1/report", {"uuid": sim.uuid}), 10)
+            finally:
+                await sim.close()
+            waited[honours] = asked[1] - asked[0]
+    finally:
+        await runner.cleanup()
+    assert waited[True] >= 1.0, "the fleet's machine asked again before its Retry-After"
+    assert waited[False] < 1.0, "a test's machine waited out the Retry-After"
