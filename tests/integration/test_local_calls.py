@@ -170,3 +170,35 @@ async def test_a_stopped_server_answers_local_calls_503(cluster: Cluster) -> Non
     await cluster.server.stop()
     status, raw = await cluster.server.local("GET", CM, {}, {}, None)
     assert (status, json.loads(raw)["reason"]) == (503, "ServiceUnavailable")
+
+
+async def test_a_components_writes_are_owned_and_audited_under_its_name(cluster: Cluster) -> None:
+    # As client-go's User-Agent names a controller's binary: kube-apiserver makes the part
+    # before its first '/' the field manager of a write that names none.
+    connection = from_kubeconfig(cluster.server.kubeconfig_path)
+    local = replace(connection, unix_socket=cluster.server.socket_path)
+    async with (
+        KubeClient(local, component="arges", local=cluster.server.local) as plane,
+        KubeClient(connection, component="arges-cli") as cli,
+    ):
+        await plane.create(
+            CONFIG_MAPS, {"metadata": {"name": "by-plane"}, "data": {"a": "1"}}, "default"
+        )
+        await cli.create(
+            CONFIG_MAPS, {"metadata": {"name": "by-cli"}, "data": {"a": "1"}}, "default"
+        )
+        await plane.patch(CONFIG_MAPS, "by-cli", {"data": {"b": "2"}}, "default")
+        by_plane = await cli.get(CONFIG_MAPS, "by-plane", "default")
+        by_cli = await cli.get(CONFIG_MAPS, "by-cli", "default")
+    assert [e["manager"] for e in by_plane["metadata"]["managedFields"]] == ["arges"]
+    assert sorted(e["manager"] for e in by_cli["metadata"]["managedFields"]) == [
+        "arges",
+        "arges-cli",
+    ]
+    log = cluster.server.data_dir / "audit" / "audit.log"
+    agents = {
+        e["objectRef"]["name"]: e["userAgent"]
+        for e in map(json.loads, log.read_text().splitlines())
+        if e["verb"] == "create" and e["objectRef"].get("name", "").startswith("by-")
+    }
+    assert agents["by-plane"].startswith("arges/v") and agents["by-cli"].startswith("arges-cli/v")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import platform
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from typing import Any, Self
 
@@ -21,6 +22,7 @@ import aiohttp
 import orjson
 from aiohttp.http import SERVER_SOFTWARE
 
+from arges import __version__
 from arges.kube.connection import Connection
 from arges.kube.errors import Conflict, KubeError, NotFound, Unavailable, from_status
 from arges.kube.events import EventRecorder
@@ -36,6 +38,17 @@ LOCAL = "http://localhost"
 
 CONCURRENCY = 32
 """Requests one client has in flight at most (its connection pool; as many local calls)."""
+
+
+def user_agent(component: str) -> str:
+    """The User-Agent of ``component``'s requests, in client-go's shape (``arges/v0.1.0
+    (linux/x86_64) Python/3.11 aiohttp/3.14.5``). kube-apiserver names the field manager of
+    a write that names none after what comes before its first '/' (``managedFields`` show
+    ``arges``, as they show ``kube-controller-manager`` for its writes), and its audit log
+    shows it whole."""
+    system = f"{platform.system().lower()}/{platform.machine()}"
+    return f"{component}/v{__version__} ({system}) {SERVER_SOFTWARE}"
+
 
 LocalApi = Callable[
     [str, str, Mapping[str, str], Mapping[str, str], bytes | None], Awaitable[tuple[int, bytes]]
@@ -58,6 +71,7 @@ class KubeClient:
         controllers: a request's CPU is most of it HTTP, both ends)."""
         self.connection = connection
         self.component = component
+        self._user_agent = user_agent(component)
         self.local = local
         # As many local calls at once as HTTP requests (the connection pool's size): a burst
         # (every server booting) waits its turn here, as it waited for a connection.
@@ -94,9 +108,9 @@ class KubeClient:
             self._session = None
 
     def _headers(self) -> dict[str, str]:
-        """JSON asked for, with the current bearer token when there is one; the User-Agent
-        is aiohttp's (kube-apiserver names an update's field manager after it)."""
-        headers = {"Accept": "application/json", "User-Agent": SERVER_SOFTWARE}
+        """JSON asked for, with the current bearer token when there is one, as the
+        component (:func:`user_agent`)."""
+        headers = {"Accept": "application/json", "User-Agent": self._user_agent}
         token = self.connection.bearer()
         if token:
             headers["Authorization"] = f"Bearer {token}"
