@@ -12,7 +12,7 @@ the same for what they do themselves (the power button, an agent's reboot or pow
 and note how far they got (registered, wiped, installed) for the benchmark to wait on.
 Refused for a while (a busy plane answers 503 with ``Retry-After``), they wait as long as
 they are told, as Arges' agent does: asking again every quarter second, as the cluster
-tests' few machines do, a thousand of them kept a slowed plane answering refusals (80,000
+tests' few machines do, a thousand of them kept a slowed plane answering refusals (90,000
 in a 1,000-server run under tracemalloc).
 
     .venv/bin/python benchmarks/fleetsims.py BOARD SERVERS BOOT_URL KUBECONFIG TICK POLL

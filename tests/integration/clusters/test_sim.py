@@ -1,7 +1,9 @@
 """The simulated server itself: a test's teardown must be able to stop it."""
 
 import asyncio
+import contextlib
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import cast
 
 import aiohttp
@@ -12,6 +14,8 @@ from arges.power import fake
 from arges.power.base import PowerState
 
 from .sim import SimServer
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 async def test_a_cancel_that_meets_the_halt_of_a_boot_stops_the_server() -> None:
@@ -39,6 +43,20 @@ async def test_a_cancel_that_meets_the_halt_of_a_boot_stops_the_server() -> None
     assert run in done and run.cancelled(), "run() went on after it was cancelled"
 
 
+@contextlib.asynccontextmanager
+async def answering(path: str, handler: Handler) -> AsyncIterator[str]:
+    """A base URL whose ``path`` (a POST) ``handler`` answers, while the block runs."""
+    app = web.Application()
+    app.router.add_post(path, handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
+    finally:
+        await runner.cleanup()
+
+
 async def test_a_request_answered_too_late_is_asked_again() -> None:
     # aiohttp ends a request whose answer does not come within the session's timeout with
     # a bare TimeoutError, not a ClientError: the machine must ask again, as firmware and
@@ -52,20 +70,13 @@ async def test_a_request_answered_too_late_is_asked_again() -> None:
             await asyncio.sleep(2)
         return web.json_response({"action": "wait"})
 
-    app = web.Application()
-    app.router.add_post("/agent/v1/register", slow_once)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    sim = SimServer(0, f"http://127.0.0.1:{port}", 1, cast(KubeClient, None))
-    sim._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=0.3))
-    try:
-        answer = await asyncio.wait_for(sim._post("/agent/v1/register", {"uuid": sim.uuid}), 10)
-    finally:
-        await sim.close()
-        await runner.cleanup()
+    async with answering("/agent/v1/register", slow_once) as url:
+        sim = SimServer(0, url, 1, cast(KubeClient, None))
+        sim._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=0.3))
+        try:
+            answer = await asyncio.wait_for(sim._post("/agent/v1/register", {}), 10)
+        finally:
+            await sim.close()
     assert answer == {"action": "wait"}
     assert asked == 2
 
@@ -79,31 +90,16 @@ async def test_a_fleet_machine_waits_out_a_refusals_retry_after() -> None:
             return web.json_response({"error": "busy"}, status=503, headers={"Retry-After": "1"})
         return web.json_response({"action": "wait"})
 
-    app = web.Application()
-    app.router.add_post("/agent/v1/report", busy_once)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
     waited = {}
-    try:
+    async with answering("/agent/v1/report", busy_once) as url:
         for honours in (True, False):
             asked.clear()
-            sim = SimServer(
-                0,
-                f"http://127.0.0.1:{port}",
-                1,
-                cast(KubeClient, None),
-                honours_retry_after=honours,
-            )
+            sim = SimServer(0, url, 1, cast(KubeClient, None), honours_retry_after=honours)
             sim._session = aiohttp.ClientSession()
             try:
-                await asyncio.wait_for(sim._post("/agent/v1/report", {"uuid": sim.uuid}), 10)
+                await asyncio.wait_for(sim._post("/agent/v1/report", {}), 10)
             finally:
                 await sim.close()
             waited[honours] = asked[1] - asked[0]
-    finally:
-        await runner.cleanup()
     assert waited[True] >= 1.0, "the fleet's machine asked again before its Retry-After"
     assert waited[False] < 1.0, "a test's machine waited out the Retry-After"
