@@ -3,11 +3,11 @@
 This is what kube-apiserver does with a CRD's ``openAPIV3Schema`` (and what Go types do for
 built-in kinds), in the same order: prune unknown fields, apply defaults, validate.
 
-- Pruning drops every field the schema does not declare, unless the schema says
-  ``x-kubernetes-preserve-unknown-fields: true``; ``apiVersion``, ``kind`` and ``metadata`` at
-  the root (and in ``x-kubernetes-embedded-resource`` objects) are always kept, ``metadata``
-  reduced to the ``ObjectMeta`` fields. The dropped paths are returned, so the caller can warn
-  (``fieldValidation=Warn``) or refuse (``Strict``).
+- Pruning (:mod:`arges.apiserver.pruning`) drops every field the schema does not declare,
+  unless the schema says ``x-kubernetes-preserve-unknown-fields: true``; ``apiVersion``,
+  ``kind`` and ``metadata`` at the root (and in ``x-kubernetes-embedded-resource`` objects) are
+  always kept, ``metadata`` reduced to the ``ObjectMeta`` fields. The dropped paths are
+  returned, so the caller can warn (``fieldValidation=Warn``) or refuse (``Strict``).
 - Defaulting sets ``default`` wherever the parent object exists and the field is missing (or
   null and not ``nullable``), recursing into the defaults themselves.
 - Validation uses ``jsonschema``'s Draft 4 validator (OpenAPI 3.0 schemas are Draft 4 with
@@ -42,29 +42,10 @@ from jsonschema.exceptions import ValidationError
 
 from arges.apiserver.errors import Cause
 from arges.apiserver.listtypes import duplicates
+from arges.apiserver.pruning import Pruner
 from arges.apiserver.ratcheting import composition_depth, unchanged
 
 log = logging.getLogger(__name__)
-
-OBJECT_META_FIELDS = frozenset(
-    {
-        "name",
-        "generateName",
-        "namespace",
-        "selfLink",
-        "uid",
-        "resourceVersion",
-        "generation",
-        "creationTimestamp",
-        "deletionTimestamp",
-        "deletionGracePeriodSeconds",
-        "labels",
-        "annotations",
-        "ownerReferences",
-        "finalizers",
-        "managedFields",
-    }
-)
 
 _TYPE_NAMES = {
     "object": "object",
@@ -128,11 +109,14 @@ class Schema:
             return False
         return True
 
+    @functools.cached_property
+    def _pruner(self) -> Pruner:
+        return Pruner.compile(self.raw)
+
     def prune(self, obj: dict[str, Any]) -> list[str]:
-        """Drop undeclared fields from ``obj`` in place; returns their dotted paths."""
-        dropped: list[str] = []
-        _prune_root(obj, self.raw, "", dropped)
-        return dropped
+        """Drop undeclared fields from ``obj`` in place (:mod:`~arges.apiserver.pruning`);
+        returns their dotted paths."""
+        return self._pruner.prune(obj)
 
     def default(self, obj: dict[str, Any]) -> None:
         """Apply the schema's defaults to ``obj`` in place."""
@@ -378,50 +362,6 @@ def to_json_schema(schema: Any) -> Any:
         if "enum" in out:
             out["enum"] = [*out["enum"], None]
     return out
-
-
-def _prune_root(obj: dict[str, Any], schema: dict[str, Any], path: str, dropped: list[str]) -> None:
-    meta = obj.get("metadata")
-    if isinstance(meta, dict):
-        for key in list(meta):
-            if key not in OBJECT_META_FIELDS:
-                del meta[key]
-                dropped.append(_join(_join(path, "metadata"), key))
-    props = schema.get("properties") or {}
-    preserve = schema.get("x-kubernetes-preserve-unknown-fields") is True
-    for key in list(obj):
-        if key in ("apiVersion", "kind", "metadata"):
-            continue
-        if key in props:
-            _prune(obj[key], props[key], _join(path, key), dropped)
-        elif not preserve:
-            del obj[key]
-            dropped.append(_join(path, key))
-
-
-def _prune(value: Any, schema: dict[str, Any], path: str, dropped: list[str]) -> None:
-    if isinstance(value, dict):
-        props = schema.get("properties")
-        additional = schema.get("additionalProperties")
-        preserve = schema.get("x-kubernetes-preserve-unknown-fields") is True
-        if schema.get("x-kubernetes-embedded-resource"):
-            _prune_root(value, schema, path, dropped)
-            return
-        for key in list(value):
-            if props is not None and key in props:
-                _prune(value[key], props[key], _join(path, key), dropped)
-            elif isinstance(additional, dict):
-                _prune(value[key], additional, _join(path, key), dropped)
-            elif additional is True or preserve:
-                continue
-            else:
-                del value[key]
-                dropped.append(_join(path, key))
-    elif isinstance(value, list):
-        items = schema.get("items")
-        if isinstance(items, dict):
-            for i, item in enumerate(value):
-                _prune(item, items, f"{path}[{i}]", dropped)
 
 
 def _default(value: Any, schema: dict[str, Any]) -> None:
