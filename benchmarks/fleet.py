@@ -34,7 +34,9 @@ peak depth, and the API requests per server by verb and resource (the API server
 measured in the same run once the fleet is done and the plane stopped: the CPU of one GET of
 a Server by the plane's client (both ends); CPU per server is also printed in such GETs, a
 figure the host's drifting speed moves less; so is how it grows from the first size to the
-others, also without the secrets bundles. Goals (issue #20):
+others, also without the secrets bundles. The secrets bundles' reference, measured before
+the fleets: the CPU of an RSA-4096 key of Go's ``crypto/rsa``, what CABPT and talosctl run
+for a bundle (:mod:`benchmarks.fleetkeys`; none where Go is not installed). Goals (issue #20):
 per-server cost flat from 500 to 2,000, <= 50 ms CPU per server for its whole life, RSS
 <= 500 MiB at 2,000. Figures, not assertions.
 
@@ -64,6 +66,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.fleetkeys import go_key_cpu
 from benchmarks.fleetprobe import Probe
 from benchmarks.fleetsims import (
     BOOTED,
@@ -407,7 +410,9 @@ def request_counts(exposition_text: str) -> dict[str, float]:
     return counts
 
 
-def report(r: dict[str, Any]) -> None:
+def report(r: dict[str, Any], go_key: tuple[float | None, str]) -> None:
+    """Print one size's figures; ``go_key``: the reference for the secrets bundles
+    (:func:`benchmarks.fleetkeys.go_key_cpu`)."""
     n = r["n"]
     phases = "  ".join(f"{k} {v:.1f} s" for k, v in r["phases"].items())
     cpu = r["api_cpu"] + r["plane_cpu"]
@@ -436,6 +441,15 @@ def report(r: dict[str, Any]) -> None:
             f"({r['bundles']} bundles, {r['bundle_cpu'] / r['bundles'] * 1000:.0f} ms each: "
             "an RSA-4096 service-account key each, as Talos' contract > 1.6 makes them)"
         )
+        key, how = go_key
+        if key is None:
+            print(f"  reference for the bundles: none ({how})")
+        else:
+            print(
+                f"  reference for the bundles: an RSA-4096 key of Go's crypto/rsa (what CABPT "
+                f"and talosctl generate) {key * 1000:.0f} ms of CPU ({how}); a bundle here "
+                f"{r['bundle_cpu'] / r['bundles'] / key:.2f}x that"
+            )
     print(f"  the simulated servers' own process (not counted): {r['sims_cpu'] / n * 1000:.1f} ms")
     whose = "API server and plane" if r["layout"] == "embedded" else "API server"
     print(
@@ -480,10 +494,12 @@ async def bench(args: argparse.Namespace) -> None:
     if args.layout == "embedded" and len(args.sizes) > 1:
         print("embedded: one process runs every size, and a size's RSS holds what the earlier")
         print("  left (freed memory is not all given back): run one size for its RSS")
+    # On the quiet host, before the fleets.
+    go_key = go_key_cpu()
     results = []
     for n in args.sizes:
         result = await run_size(n, args, work)
-        report(result)
+        report(result, go_key)
         results.append(result)
     if len(results) > 1:
         base = results[0]
