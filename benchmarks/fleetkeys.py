@@ -7,6 +7,7 @@ makes each key's cost vary by half: the reference is a mean of several."""
 from __future__ import annotations
 
 import os
+import resource
 import shutil
 import subprocess
 import tempfile
@@ -36,12 +37,13 @@ def go_key_cpu(keys: int = KEYS) -> tuple[float | None, str]:
         )
         if built.returncode != 0:
             return None, f"go build failed: {built.stderr.strip()}"
-        process = subprocess.Popen([str(program), str(keys)])
-        _, status, usage = os.wait4(process.pid, 0)
-        process.returncode = os.waitstatus_to_exitcode(status)
-        if process.returncode != 0:
-            return None, f"rsakeys exited {process.returncode}"
-    return (usage.ru_utime + usage.ru_stime) / keys, f"mean of {keys}, {_version(go)}"
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        run = subprocess.run([str(program), str(keys)], check=False)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        if run.returncode != 0:
+            return None, f"rsakeys exited {run.returncode}"
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    return cpu / keys, f"mean of {keys}, {_version(go)}"
 
 
 def _version(go: str) -> str:
