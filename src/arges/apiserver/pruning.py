@@ -99,12 +99,20 @@ class Pruner:
 
 def _prune(value: Any, node: Pruner, where: _Where, dropped: list[_Where]) -> None:
     if isinstance(value, dict):
-        if node.root:
-            _prune_root(value, node, where, dropped)
-            return
+        root = node.root
+        if root:
+            meta = value.get("metadata")
+            if isinstance(meta, dict):
+                extra = [key for key in meta if key not in OBJECT_META_FIELDS]
+                for key in extra:
+                    del meta[key]
+                    dropped.append(((where, "metadata"), key))
+        # A root's additional is None (see Pruner.compile): its fields are the declared ones.
         props, additional = node.props, node.additional
         gone = []
         for key, sub_value in value.items():
+            if root and key in _KEPT_AT_ROOT:
+                continue
             sub = props.get(key) if props is not None else None
             if sub is None:
                 sub = additional
@@ -122,29 +130,6 @@ def _prune(value: Any, node: Pruner, where: _Where, dropped: list[_Where]) -> No
             for i, item in enumerate(value):
                 if isinstance(item, dict | list):
                     _prune(item, items, (where, i), dropped)
-
-
-def _prune_root(obj: dict[str, Any], node: Pruner, where: _Where, dropped: list[_Where]) -> None:
-    meta = obj.get("metadata")
-    if isinstance(meta, dict):
-        extra = [key for key in meta if key not in OBJECT_META_FIELDS]
-        for key in extra:
-            del meta[key]
-            dropped.append(((where, "metadata"), key))
-    props = node.props or {}
-    gone = []
-    for key, sub_value in obj.items():
-        if key in _KEPT_AT_ROOT:
-            continue
-        sub = props.get(key)
-        if sub is not None:
-            if isinstance(sub_value, dict | list):
-                _prune(sub_value, sub, (where, key), dropped)
-        elif not node.keep:
-            gone.append(key)
-            dropped.append((where, key))
-    for key in gone:
-        del obj[key]
 
 
 def _spell(where: _Where) -> str:
