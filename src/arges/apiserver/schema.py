@@ -40,6 +40,7 @@ import jsonschema
 from jsonschema import Draft4Validator
 from jsonschema.exceptions import ValidationError
 
+from arges.apiserver import codec
 from arges.apiserver.errors import Cause
 from arges.apiserver.listtypes import duplicates
 from arges.apiserver.pruning import Pruner
@@ -76,11 +77,24 @@ class Schema:
 
     @classmethod
     def compile(cls, raw: dict[str, Any]) -> Schema:
-        """Compile ``raw``.
+        """Compile ``raw``; the same schema (the same JSON) compiled before is the same
+        :class:`Schema`, whose ``raw`` is a copy of its own.
+
+        A CRD's schemas are compiled when it is checked and again when it is served, and every
+        API server in a process compiles the same built-in and CRD schemas: the Draft 4
+        meta-schema check and the reductions cost most of an API server's start.
 
         Raises:
             jsonschema.SchemaError: when the translated schema is not valid Draft 4.
         """
+        try:
+            key = codec.dumps(raw)
+        except TypeError:  # orjson's JSONEncodeError: not JSON (an int past 64 bits)
+            return cls._compile(raw)
+        return _compiled(codec.trim(key))
+
+    @classmethod
+    def _compile(cls, raw: dict[str, Any]) -> Schema:
         translated = to_json_schema(raw)
         Draft4Validator.check_schema(translated)
         return cls(
@@ -292,6 +306,15 @@ def _has_float(value: Any) -> bool:
         elif kind is float:
             return True
     return False
+
+
+@functools.lru_cache(maxsize=128)
+def _compiled(key: bytes) -> Schema:
+    """The :class:`Schema` of the schema whose JSON is ``key`` (its own copy of it). Room
+    for Arges' own schemas, the built-in kinds' and the Cluster API providers' CRDs (about
+    60 in all) and some more."""
+    raw: dict[str, Any] = codec.loads(key)
+    return Schema._compile(raw)
 
 
 _DATE_TIME = re.compile(

@@ -182,3 +182,26 @@ def test_list_type_set_and_map_refuse_duplicates() -> None:
         ("gates[2]", 'Duplicate value: map[string]interface {}{"type":"X"}'),
         ("tags[2]", 'Duplicate value: "a"'),
     ]
+
+
+def test_a_schema_compiled_again_is_the_same_and_owns_its_copy() -> None:
+    raw = {
+        "type": "object",
+        "properties": {"spec": {"type": "object", "properties": {"size": {"type": "integer"}}}},
+    }
+    first = Schema.compile(raw)
+    assert Schema.compile({**raw}) is first
+    # The caller's dict changed afterwards changes nothing compiled from it.
+    raw["properties"]["spec"]["properties"]["size"]["type"] = "string"
+    assert first.raw["properties"]["spec"]["properties"]["size"] == {"type": "integer"}
+    assert first.validate({"spec": {"size": 3}}) == []
+    assert Schema.compile(raw) is not first
+    assert Schema.compile(raw).validate({"spec": {"size": 3}}) != []
+
+
+def test_a_schema_that_is_not_plain_json_is_compiled_all_the_same() -> None:
+    # A bound past 64 bits: no JSON key for the cache, compiled every time.
+    raw = {"type": "object", "properties": {"n": {"type": "integer", "maximum": 2**70}}}
+    schema = Schema.compile(raw)
+    assert schema.validate({"n": 5}) == []
+    assert schema.validate({"n": "x"}) != []
