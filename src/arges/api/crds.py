@@ -363,7 +363,7 @@ def all_crds() -> list[dict[str, Any]]:
 
 @functools.cache
 def _all_crds_json() -> bytes:
-    # Built once: pydantic's JSON schemas of the models cost 150 to 200 ms, and every API
+    # Built once: pydantic's JSON schemas of the models cost about 60 ms, and every API
     # server, plane and manifest started in a process asks for them.
     return orjson.dumps([crd(d) for d in DEFINITIONS])
 
