@@ -229,13 +229,13 @@ async def run_size(n: int, args: argparse.Namespace, work: Path) -> dict[str, An
     thread.start()
     plane = ManagementPlane(config)
     thread.plane = plane
-    start_cpu0, main_cpu0 = plane_cpu_now(), time.thread_time()
+    start_cpu0, main_cpu0 = own_cpu(), time.thread_time()
     thread.call(plane.start())
     # As `arges up` does once started.
     settle_process()
     # The fleet's CPU from here: the plane's start (its API server's CRDs installed, their
     # schemas compiled) is paid once, whatever the fleet's size, and printed apart.
-    process_cpu0 = plane_cpu_now()
+    process_cpu0 = own_cpu()
     start_cpu = process_cpu0 - start_cpu0 - (time.thread_time() - main_cpu0)
     main_cpu0 = time.thread_time()
     api_cpu0 = proc_cpu(api.pid) if api is not None else 0.0
@@ -310,7 +310,7 @@ async def run_size(n: int, args: argparse.Namespace, work: Path) -> dict[str, An
             sims_log.close()
         requests = request_counts(await kube.request("GET", "/metrics"))
     total = time.perf_counter() - start
-    process_cpu = plane_cpu_now() - process_cpu0
+    process_cpu = own_cpu() - process_cpu0
     plane_cpu = process_cpu - (time.thread_time() - main_cpu0)
     api_cpu = proc_cpu(api.pid) - api_cpu0 if api is not None else 0.0
     pid = api.pid if api is not None else os.getpid()
@@ -358,7 +358,7 @@ async def run_size(n: int, args: argparse.Namespace, work: Path) -> dict[str, An
     }
 
 
-def plane_cpu_now() -> float:
+def own_cpu() -> float:
     """CPU seconds of this process so far, user and system."""
     return sum(resource.getrusage(resource.RUSAGE_SELF)[:2])
 
