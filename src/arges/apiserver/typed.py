@@ -303,6 +303,7 @@ def _equal(a: Any, b: Any) -> bool:
 
 
 _Diff = tuple[str, FieldSet | None, FieldSet | None, FieldSet | None]
+_SAME: _Diff = ("", None, None, None)
 
 
 def _compare(lhs: Any, rhs: Any, t: Type) -> _Diff:
@@ -312,10 +313,14 @@ def _compare(lhs: Any, rhs: Any, t: Type) -> _Diff:
         return "a", _everything(rhs, t), None, None
     if rhs is MISSING:
         return "r", None, None, _everything(lhs, t)
-    if lhs == rhs and codec.dumps(lhs) == codec.dumps(rhs):
-        # Most of an update is unchanged, and this skips those parts in C; the encoding tells
-        # true from 1, which Python's equality does not.
-        return "", None, None, None
+    if lhs == rhs and (
+        (type(lhs) is type(rhs) and not isinstance(lhs, (dict, list)))
+        or codec.dumps(lhs) == codec.dumps(rhs)
+    ):
+        # Most of an update is unchanged, and this skips those parts in C. Equal scalars of
+        # one type are one value; in containers the encoding tells true from 1 below, which
+        # Python's equality does not.
+        return _SAME
     form = _form(t, lhs)
     if form == _form(t, rhs):
         if form == "map" and not t.map_atomic:
@@ -323,14 +328,17 @@ def _compare(lhs: Any, rhs: Any, t: Type) -> _Diff:
             rm = rhs if isinstance(rhs, dict) else {}
             if lm or rm:
                 keys = lm.keys() | rm.keys() if lm and rm else (lm or rm).keys()
+                declared, elem = t.fields, t.elem or DEDUCED
                 return _pairs(
-                    (
-                        field_pe(k),
-                        lm.get(k, MISSING),
-                        rm.get(k, MISSING),
-                        _entry_type(t, k) or DEDUCED,
-                    )
-                    for k in keys
+                    [
+                        (
+                            field_pe(k),
+                            lm.get(k, MISSING),
+                            rm.get(k, MISSING),
+                            declared.get(k) or elem,
+                        )
+                        for k in keys
+                    ]
                 )
         elif form == "list" and t.list_type != "atomic":
             litems = _index(t, lhs, [], False) if isinstance(lhs, list) else {}
@@ -345,21 +353,29 @@ def _compare(lhs: Any, rhs: Any, t: Type) -> _Diff:
 
 
 def _pairs(children: Iterable[tuple[str, Any, Any, Type]]) -> _Diff:
-    sets: list[FieldSet | None] = [None, None, None]
+    added: FieldSet | None = None
+    modified: FieldSet | None = None
+    removed: FieldSet | None = None
     for pe, lhs, rhs, t in children:
-        what, *below = _compare(lhs, rhs, t)
-        for i, sub in enumerate(below):
-            marked = what == "amr"[i]
-            if sub is None and not marked:
-                continue
-            target = sets[i]
-            if target is None:
-                target = sets[i] = FieldSet()
-            if marked:
-                target.members.add(pe)
-            if sub is not None:
-                target.children[pe] = sub
-    return "", sets[0], sets[1], sets[2]
+        what, a, m, r = _compare(lhs, rhs, t)
+        if what or a is not None or m is not None or r is not None:
+            added = _put(added, pe, what == "a", a)
+            modified = _put(modified, pe, what == "m", m)
+            removed = _put(removed, pe, what == "r", r)
+    return "", added, modified, removed
+
+
+def _put(into: FieldSet | None, pe: str, marked: bool, below: FieldSet | None) -> FieldSet | None:
+    """``into`` (made when None) with ``pe`` a member if ``marked`` and ``below`` under it."""
+    if not marked and below is None:
+        return into
+    if into is None:
+        into = FieldSet()
+    if marked:
+        into.members.add(pe)
+    if below is not None:
+        into.children[pe] = below
+    return into
 
 
 def _everything(value: Any, t: Type) -> FieldSet | None:
@@ -370,9 +386,10 @@ def _everything(value: Any, t: Type) -> FieldSet | None:
         for key, sub in value.items():
             pe = field_pe(key)
             out.members.add(pe)
-            below = _everything(sub, _entry_type(t, key) or DEDUCED)
-            if below is not None:
-                out.children[pe] = below
+            if sub and isinstance(sub, (dict, list)):  # nothing is below a leaf
+                below = _everything(sub, _entry_type(t, key) or DEDUCED)
+                if below is not None:
+                    out.children[pe] = below
         return out
     if form == "list" and t.list_type != "atomic" and isinstance(value, list) and value:
         items = _index(t, value, [], False)
@@ -380,9 +397,10 @@ def _everything(value: Any, t: Type) -> FieldSet | None:
             return None
         out = FieldSet(set(items))
         for pe, sub in items.items():
-            below = _everything(sub, t.item or DEDUCED)
-            if below is not None:
-                out.children[pe] = below
+            if sub and isinstance(sub, (dict, list)):
+                below = _everything(sub, t.item or DEDUCED)
+                if below is not None:
+                    out.children[pe] = below
         return out
     return None
 
