@@ -328,14 +328,13 @@ def _compare(lhs: Any, rhs: Any, t: Type) -> _Diff:
             rm = rhs if isinstance(rhs, dict) else {}
             if lm or rm:
                 keys = lm.keys() | rm.keys() if lm and rm else (lm or rm).keys()
-                declared, elem = t.fields, t.elem or DEDUCED
                 return _pairs(
                     [
                         (
                             field_pe(k),
                             lm.get(k, MISSING),
                             rm.get(k, MISSING),
-                            declared.get(k) or elem,
+                            _entry_type(t, k) or DEDUCED,
                         )
                         for k in keys
                     ]
