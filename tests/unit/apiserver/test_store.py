@@ -1,6 +1,8 @@
 import asyncio
+import contextlib
 import gc
 import tracemalloc
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -16,12 +18,21 @@ def obj(name: str, ns: str = "", **extra: object) -> dict:
     }
 
 
+@contextlib.asynccontextmanager
+async def opened(path: Path) -> AsyncIterator[Store]:
+    """The store in ``path``, started, and closed after."""
+    s = Store.open(path)
+    await s.start()
+    try:
+        yield s
+    finally:
+        await s.close()
+
+
 @pytest.fixture
 async def store(tmp_path: Path):
-    s = Store.open(tmp_path / "state.db")
-    await s.start()
-    yield s
-    await s.close()
+    async with opened(tmp_path / "state.db") as s:
+        yield s
 
 
 async def test_revisions_are_one_global_counter(store: Store) -> None:
@@ -61,15 +72,11 @@ async def test_concurrent_writers_are_grouped_but_each_gets_its_answer(store: St
 
 
 async def test_state_and_history_survive_reopening(tmp_path: Path) -> None:
-    s = Store.open(tmp_path / "state.db")
-    await s.start()
-    (a,) = await s.commit([Put("things", obj("a", labels={"x": "1"}))])
-    await s.commit([Put("things", obj("b"))])
-    await s.commit([Remove("things", "", "b", 2)])
-    await s.close()
-    s = Store.open(tmp_path / "state.db")
-    await s.start()
-    try:
+    async with opened(tmp_path / "state.db") as s:
+        (a,) = await s.commit([Put("things", obj("a", labels={"x": "1"}))])
+        await s.commit([Put("things", obj("b"))])
+        await s.commit([Remove("things", "", "b", 2)])
+    async with opened(tmp_path / "state.db") as s:
         assert s.rv == 3
         entry = s.get("things", "", "a")
         assert entry is not None and entry.labels == {"x": "1"} and entry.rv == a.rv
@@ -82,8 +89,37 @@ async def test_state_and_history_survive_reopening(tmp_path: Path) -> None:
         ]
         (c,) = await s.commit([Put("things", obj("c"))])
         assert c.rv == 4
-    finally:
-        await s.close()
+
+
+async def test_one_batch_is_stored_in_its_order_however_long(tmp_path: Path) -> None:
+    # Objects are written many rows to a statement: what a batch deletes and makes again,
+    # and batches past one statement's rows, must read back as they were committed.
+    async with opened(tmp_path / "state.db") as s:
+        await s.commit(
+            [
+                Put("things", obj("a")),
+                Put("things", obj("gone")),
+                Remove("things", "", "a", 1),
+                Put("things", obj("a", labels={"v": "again"})),
+                Remove("things", "", "gone", 2),
+                *(Put("things", obj(f"n{i}")) for i in range(250)),
+            ]
+        )
+    async with opened(tmp_path / "state.db") as s:
+        assert s.rv == 255
+        entry = s.get("things", "", "a")
+        assert entry is not None and entry.labels == {"v": "again"} and entry.rv == 4
+        assert s.get("things", "", "gone") is None
+        assert len(s.items("things")) == 251
+        history = await s.history("things", 0, s.rv)
+        assert [(c.type, c.entry.name) for c in history[:5]] == [
+            ("ADDED", "a"),
+            ("ADDED", "gone"),
+            ("DELETED", "a"),
+            ("ADDED", "a"),
+            ("DELETED", "gone"),
+        ]
+        assert [c.rv for c in history] == list(range(1, 256))
 
 
 async def test_snapshot_rebuilds_an_older_revision(store: Store) -> None:
