@@ -206,7 +206,7 @@ class Database:
         steps, and beside a busy event loop each taking back waits for a switch. Batches of 8
         records against a thread holding the GIL: 120 us of the writer's CPU per record with a
         statement per row, 70 with multi-row ones, and half the wall time; in
-        ``benchmarks/fleet.py`` (500 servers) 128-141 us per record, 114-127.
+        ``benchmarks/fleet.py`` (500 servers) 114-127 us per record against 128-141.
         """
         conn = self._conn
         try:
