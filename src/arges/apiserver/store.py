@@ -396,7 +396,7 @@ class Store:
             if records:
                 try:
                     await loop.run_in_executor(
-                        self._writer_pool, self._db.write, records, rv, time.time()
+                        self._writer_pool, self._db.write, records, time.time()
                     )
                 except StorageError as exc:
                     log.error("write failed, %d transaction(s) refused: %s", len(batch), exc)

@@ -134,7 +134,7 @@ def test_a_rotation_interrupted_after_the_new_key_is_written_finishes_on_open(
     path = tmp_path / "state.db"
     first = ensure_config(tmp_path / "pki")
     db = Database(path, encryption=first)
-    db.write([LogRecord(1, "secrets", "default", "db", "ADDED", b'{"v":1}', None)], 1, 0.0)
+    db.write([LogRecord(1, "secrets", "default", "db", "ADDED", b'{"v":1}', None)], 0.0)
     db.close()
     # As step 1 of a rotation leaves it: the new key first, the old one still there to read.
     db = Database(path, encryption=Encryption([new_key(first.keys), *first.keys]))
@@ -150,7 +150,7 @@ def test_store_files_are_private(tmp_path: Path) -> None:
     data.mkdir(mode=0o755)
     path = data / "state.db"
     db = Database(path, encryption=ensure_config(data / "pki"))
-    db.write([], 0, 0.0)
+    db.write([LogRecord(1, "secrets", "default", "db", "ADDED", b'{"v":1}', None)], 0.0)
     reader = sqlite3.connect(path)
     reader.execute("SELECT 1").fetchall()
     for name in ("state.db", "state.db-wal", "state.db-shm", "pki/encryption-config.yaml"):

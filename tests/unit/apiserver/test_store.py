@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from arges.apiserver.storage import Database, LogRecord, StorageError
 from arges.apiserver.store import AlreadyStored, Expired, NotStored, Put, Remove, Stale, Store
 
 
@@ -192,3 +193,22 @@ async def test_the_index_holds_each_object_in_about_its_own_size(store: Store) -
     entry = store.get("things", "", "s0")
     assert entry is not None and len(entry.raw) > 3_500
     assert held / count < 2 * len(entry.raw), (held / count, len(entry.raw))
+
+
+@pytest.mark.parametrize("count", [2, 150], ids=["one statement", "a transaction of several"])
+def test_a_refused_write_leaves_nothing_behind(tmp_path: Path, count: int) -> None:
+    # The log's triggers write the objects and the revision: a batch the log refuses (here
+    # its last record repeats a revision) must leave neither.
+    db = Database(tmp_path / "state.db")
+    try:
+        records = [
+            LogRecord(i + 1, "things", "", f"t{i}", "ADDED", b'{"v":1}', None) for i in range(count)
+        ]
+        records[-1] = LogRecord(1, "things", "", "last", "ADDED", b'{"v":1}', None)
+        with pytest.raises(StorageError):
+            db.write(records, 0.0)
+        assert list(db.load()) == [] and db.revision() == 0
+        db.write(records[:-1], 0.0)
+        assert len(list(db.load())) == count - 1 and db.revision() == count - 1
+    finally:
+        db.close()
