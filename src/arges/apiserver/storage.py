@@ -34,8 +34,8 @@ database's mode), its directory 0700. One writer per file: the writer holds an e
 ``flock`` on ``state.db.lock`` until it closes, so a second ``arges up`` (or a key rotation
 while Arges runs) is refused instead of interleaving with the first.
 
-All methods are blocking and must run on the thread that owns the connection (the store runs
-them on one writer thread and one reader thread).
+All methods are blocking, and a connection serves one caller at a time (the store writes on its
+event loop or its writer thread, one write at a time, and reads on a reader thread).
 """
 
 from __future__ import annotations

@@ -1,6 +1,8 @@
 import asyncio
 import contextlib
 import gc
+import threading
+import time
 import tracemalloc
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -8,7 +10,17 @@ from pathlib import Path
 import pytest
 
 from arges.apiserver.storage import Database, LogRecord, StorageError
-from arges.apiserver.store import AlreadyStored, Expired, NotStored, Put, Remove, Stale, Store
+from arges.apiserver.store import (
+    SLOW_WRITE,
+    AlreadyStored,
+    Expired,
+    NotStored,
+    Put,
+    Remove,
+    Stale,
+    Store,
+    sort_entries,
+)
 
 
 def obj(name: str, ns: str = "", **extra: object) -> dict:
@@ -212,3 +224,37 @@ def test_a_refused_write_leaves_nothing_behind(tmp_path: Path, count: int) -> No
         assert len(list(db.load())) == count - 1 and db.revision() == count - 1
     finally:
         db.close()
+
+
+async def test_a_slow_disk_moves_writes_off_the_event_loop(tmp_path: Path) -> None:
+    # Writes run on the event loop while the disk keeps up; after one slower than SLOW_WRITE
+    # they go to the writer thread, so the loop (reads, watches) is not held up by the disk.
+    async with opened(tmp_path / "state.db") as s:
+        real = s._db.write
+        threads: list[threading.Thread] = []
+        delay = [0.0]
+
+        def write(records: list[LogRecord], now: float) -> None:
+            threads.append(threading.current_thread())
+            time.sleep(delay[0])
+            real(records, now)
+
+        s._db.write = write  # type: ignore[method-assign]
+        await s.commit([Put("things", obj("fast"))])
+        assert threads[-1] is threading.current_thread(), "a quick disk: written on the loop"
+
+        async def ticks_during(name: str) -> int:
+            count = 0
+            commit = asyncio.ensure_future(s.commit([Put("things", obj(name))]))
+            while not commit.done():
+                await asyncio.sleep(0.005)
+                count += 1
+            await commit
+            return count
+
+        delay[0] = 5 * SLOW_WRITE
+        assert await ticks_during("slow") <= 2, "the slow write held the loop, once"
+        assert threads[-1] is threading.current_thread()
+        assert await ticks_during("after") >= 5, "the next one left the loop free"
+        assert threads[-1] is not threading.current_thread()
+        assert [e.name for e in sort_entries(s.items("things"))] == ["after", "fast", "slow"]
