@@ -178,17 +178,17 @@ class ManagementPlane:
         if self.api is not None:
             await self.api.start()
             self.api.mounts["/metrics"] = exposition(self.metrics, self.api.token)
-            # The controllers' requests and watches skip TLS through the server's local
-            # socket (a tenth of a request's CPU).
+            # The controllers' requests and watches skip HTTP (a request's CPU is most of it
+            # HTTP, both ends); their lists skip TLS through the server's local socket.
             connection = replace(
-                from_kubeconfig(self.api.kubeconfig_path), unix_socket=self.api.socket_path
+                from_kubeconfig(self.api.kubeconfig_path),
+                unix_socket=self.api.socket_path,
+                local=self.api,
             )
         else:
             assert self.config.external_api is not None
             connection = self.config.external_api
-        # Embedded, the controllers' requests (not their watches and lists) skip HTTP too.
-        local = self.api.local if self.api is not None else None
-        self.kube = KubeClient(connection, component="arges", local=local)
+        self.kube = KubeClient(connection, component="arges")
         await self._check_installed(self.kube)
         sightings = None
         if self.config.boot is not None:

@@ -127,8 +127,8 @@ async def test_a_write_whose_caller_is_cancelled_is_finished(cluster: Cluster) -
 
 async def test_a_kube_client_with_the_local_api_raises_as_over_http(cluster: Cluster) -> None:
     connection = from_kubeconfig(cluster.server.kubeconfig_path)
-    connection = replace(connection, unix_socket=cluster.server.socket_path)
-    async with KubeClient(connection, local=cluster.server.local) as kube:
+    connection = replace(connection, unix_socket=cluster.server.socket_path, local=cluster.server)
+    async with KubeClient(connection) as kube:
         created = await kube.create(CONFIG_MAPS, {"metadata": {"name": "c"}}, "default")
         with pytest.raises(AlreadyExists):
             await kube.create(CONFIG_MAPS, {"metadata": {"name": "c"}}, "default")
@@ -149,17 +149,20 @@ async def test_a_burst_of_local_calls_is_queued_as_http_requests_are(cluster: Cl
     # wait their turn instead of all being answered at once, every answer in memory.
     inflight = peak = 0
 
-    async def counted(*call: Any) -> tuple[int, bytes]:
-        nonlocal inflight, peak
-        inflight += 1
-        peak = max(peak, inflight)
-        try:
-            return await cluster.server.local(*call)
-        finally:
-            inflight -= 1
+    class Counted:
+        async def local(self, *call: Any) -> tuple[int, bytes]:
+            nonlocal inflight, peak
+            inflight += 1
+            peak = max(peak, inflight)
+            try:
+                return await cluster.server.local(*call)
+            finally:
+                inflight -= 1
 
-    connection = from_kubeconfig(cluster.server.kubeconfig_path)
-    async with KubeClient(connection, local=counted) as kube:
+        local_watch = cluster.server.local_watch
+
+    connection = replace(from_kubeconfig(cluster.server.kubeconfig_path), local=Counted())
+    async with KubeClient(connection) as kube:
         reads = [kube.get(CONFIG_MAPS, f"none-{i}", "default") for i in range(3 * CONCURRENCY)]
         answers = await asyncio.gather(*reads, return_exceptions=True)
     assert all(isinstance(a, NotFound) for a in answers)
@@ -176,9 +179,9 @@ async def test_a_components_writes_are_owned_and_audited_under_its_name(cluster:
     # As client-go's User-Agent names a controller's binary: kube-apiserver makes the part
     # before its first '/' the field manager of a write that names none.
     connection = from_kubeconfig(cluster.server.kubeconfig_path)
-    local = replace(connection, unix_socket=cluster.server.socket_path)
+    local = replace(connection, unix_socket=cluster.server.socket_path, local=cluster.server)
     async with (
-        KubeClient(local, component="arges", local=cluster.server.local) as plane,
+        KubeClient(local, component="arges") as plane,
         KubeClient(connection, component="arges-cli") as cli,
     ):
         await plane.create(

@@ -35,7 +35,7 @@ from arges.apiserver.builtin import builtin_types
 from arges.apiserver.encryption import EncryptionError, ensure_config
 from arges.apiserver.errors import AlreadyExists, InternalError, ServiceUnavailable
 from arges.apiserver.http.handler import Handler
-from arges.apiserver.http.incoming import LocalRequest
+from arges.apiserver.http.incoming import LocalRequest, LocalStream
 from arges.apiserver.http.responses import status_response
 from arges.apiserver.lifecycle import CRD_RESOURCE, Lifecycle
 from arges.apiserver.pki import ensure_credentials, write_kubeconfig
@@ -281,7 +281,7 @@ class ApiServer:
         """The answer (status, body) to a request from this process, as the API port gives
         it (the same handler, audit and request metrics) without HTTP in between: the
         controllers of ``arges up`` (see :mod:`arges.apiserver.http.incoming`). ``path`` is
-        without its query, ``params`` the query. Watches are not served here.
+        without its query, ``params`` the query. A watch goes to :meth:`local_watch`.
 
         The request runs in a task of its own, as aiohttp runs each: a caller cancelled
         meanwhile does not cut the request short (a write it started is finished).
@@ -303,8 +303,48 @@ class ApiServer:
             except Exception:  # what aiohttp answers 500 (an audit line that cannot be written)
                 log.exception("%s %s (local) failed", method, path)
                 response = status_response(InternalError("an internal error occurred"))
-        raw = response.body if isinstance(response, web.Response) else None
-        return response.status, raw if isinstance(raw, bytes) else b""
+        return _whole(response)
+
+    async def local_watch(
+        self, path: str, params: Mapping[str, str], headers: Mapping[str, str]
+    ) -> tuple[int, bytes | LocalStream]:
+        r"""A watch from this process, served as :meth:`local` serves a request (the same
+        handler, audit and metrics) with its events written to a
+        :class:`~arges.apiserver.http.incoming.LocalStream` instead of a socket: ``(200,
+        stream)`` once the watch has begun, or ``(status, body)`` when it was refused
+        (401, 404, 400: the Status it was answered with). ``params`` is the watch's query
+        (``watch=1`` among them).
+
+        The stream ends when the watch does (its timeout, the server stopping); the caller
+        :meth:`~arges.apiserver.http.incoming.LocalStream.close`\ s it when it goes away,
+        which ends the watch.
+        """
+        if self._instrument is None or not self._ready:
+            return _whole(status_response(ServiceUnavailable("the API server is not running")))
+        stream = LocalStream()
+        request = LocalRequest("GET", path, params, headers, stream=stream)
+        handler = self._handler
+        answer = asyncio.ensure_future(
+            self._instrument.observe(request, lambda: handler.respond(request))
+        )
+        answer.add_done_callback(lambda _: stream.end())
+        started = asyncio.ensure_future(stream.started.wait())
+        try:
+            await asyncio.wait((answer, started), return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            answer.cancel()
+            raise
+        finally:
+            started.cancel()
+        if stream.started.is_set():
+            stream.when_closed(answer.cancel)
+            return 200, stream
+        try:
+            response = answer.result()
+        except Exception:  # what aiohttp answers 500
+            log.exception("WATCH %s (local) failed", path)
+            response = status_response(InternalError("an internal error occurred"))
+        return _whole(response)
 
     async def stop(self) -> None:
         """Stop accepting requests, end watches, finish queued writes, close the database."""
@@ -327,6 +367,12 @@ class ApiServer:
         if self.audit is not None:
             self.audit.close()
             self.audit = None
+
+
+def _whole(response: web.StreamResponse) -> tuple[int, bytes]:
+    """(status, body) of an answer made whole (a local request's)."""
+    raw = response.body if isinstance(response, web.Response) else None
+    return response.status, raw if isinstance(raw, bytes) else b""
 
 
 async def install_crds(rest: Rest, registry: Registry, crds: Sequence[dict[str, Any]]) -> None:

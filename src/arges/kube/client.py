@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import platform
-from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callable
 from typing import Any, Self
 
 import aiohttp
@@ -50,29 +50,19 @@ def user_agent(component: str) -> str:
     return f"{component}/v{__version__} ({system}) {SERVER_SOFTWARE}"
 
 
-LocalApi = Callable[
-    [str, str, Mapping[str, str], Mapping[str, str], bytes | None], Awaitable[tuple[int, bytes]]
-]
-"""An API server in this process: (method, path, query, headers, body) -> (status, body), as
-the embedded one's :meth:`arges.apiserver.server.ApiServer.local` answers."""
-
-
 class KubeClient:
     """A session to one API server (see the module docstring).
 
     Every method raises :class:`~arges.kube.errors.KubeError` subclasses only.
     """
 
-    def __init__(
-        self, connection: Connection, *, component: str = "arges", local: LocalApi | None = None
-    ) -> None:
-        """``local``: the API server of ``connection`` when it runs in this process; every
-        request but watches and lists then goes to it without HTTP (``arges up``'s
-        controllers: a request's CPU is most of it HTTP, both ends)."""
+    def __init__(self, connection: Connection, *, component: str = "arges") -> None:
+        """Requests and watches go to ``connection.local`` when it is set (the API server
+        in this process), lists over HTTP."""
         self.connection = connection
         self.component = component
         self._user_agent = user_agent(component)
-        self.local = local
+        self.local = connection.local
         # As many local calls at once as HTTP requests (the connection pool's size): a burst
         # (every server booting) waits its turn here, as it waited for a connection.
         self._local_slots = asyncio.Semaphore(CONCURRENCY)
@@ -140,7 +130,7 @@ class KubeClient:
                 # The same bound as over HTTP; the request itself runs on (as a server's
                 # does when its client gives up).
                 async with asyncio.timeout(TIMEOUT.total), self._local_slots:
-                    status, raw = await self.local(method, path, params or {}, headers, data)
+                    status, raw = await self.local.local(method, path, params or {}, headers, data)
             except TimeoutError as exc:
                 raise Unavailable(f"{what}: no answer within {TIMEOUT.total} s") from exc
             decoded = _decoded(raw)
@@ -211,8 +201,6 @@ class KubeClient:
             KubeError: the watch was refused (410 when ``resource_version`` is too old), or
                 broke off (:class:`Unavailable`).
         """
-        self.open()
-        assert self._session is not None
         headers = self._headers()
         params = {
             "watch": "1",
@@ -222,33 +210,35 @@ class KubeClient:
         }
         if label_selector:
             params["labelSelector"] = label_selector
+        what = f"WATCH {res.path()}"
+        if self.local is not None:
+            status, answer = await self.local.local_watch(res.path(), params, headers)
+            if isinstance(answer, bytes):
+                if status >= 400:
+                    raise from_status(status, _decoded(answer), what)
+                return
+            try:
+                async for event in _events(answer, what):
+                    yield event
+            finally:
+                answer.close()
+            return
+        self.open()
+        assert self._session is not None
         # No total: a watch lasts its timeout; a silent stream is one that broke.
         timeout = aiohttp.ClientTimeout(
             total=None, connect=TIMEOUT.connect, sock_read=timeout_seconds + 30
         )
-        what = f"WATCH {res.path()}"
         try:
             async with self._session.get(
                 self._base + res.path(), params=params, headers=headers, timeout=timeout
             ) as resp:
                 if resp.status >= 400:
                     raise from_status(resp.status, _decoded(await resp.read()), what)
-                parts: list[bytes] = []
-                async for chunk in resp.content.iter_any():
-                    start = 0
-                    while (end := chunk.find(b"\n", start)) >= 0:
-                        parts.append(chunk[start:end])
-                        line = b"".join(parts)
-                        parts.clear()
-                        start = end + 1
-                        if line.strip():
-                            yield orjson.loads(line)
-                    if start < len(chunk):
-                        parts.append(chunk[start:])
+                async for event in _events(resp.content.iter_any(), what):
+                    yield event
         except KubeError:
             raise
-        except ValueError as exc:
-            raise Unavailable(f"{what}: an event that is not JSON: {exc}") from exc
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             raise Unavailable(f"{what}: {exc or type(exc).__name__}") from exc
 
@@ -409,3 +399,28 @@ def _decoded(raw: bytes) -> Any:
         return orjson.loads(raw) if raw else None
     except ValueError:
         return raw.decode(errors="replace")
+
+
+async def _events(chunks: AsyncIterable[bytes], what: str) -> AsyncIterator[dict[str, Any]]:
+    """The watch events of a stream of ``chunks``: one JSON document per line, however the
+    lines are cut into chunks.
+
+    Raises:
+        Unavailable: a line that is not JSON (``what`` names the watch).
+    """
+    parts: list[bytes] = []
+    async for chunk in chunks:
+        start = 0
+        while (end := chunk.find(b"\n", start)) >= 0:
+            parts.append(chunk[start:end])
+            line = b"".join(parts)
+            parts.clear()
+            start = end + 1
+            if line.strip():
+                try:
+                    event: dict[str, Any] = orjson.loads(line)
+                except ValueError as exc:
+                    raise Unavailable(f"{what}: an event that is not JSON: {exc}") from exc
+                yield event
+        if start < len(chunk):
+            parts.append(chunk[start:])

@@ -11,8 +11,10 @@ import base64
 import os
 import ssl
 import tempfile
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import yaml
 
@@ -25,6 +27,38 @@ class ConfigError(ArgesError):
     """The kubeconfig is missing, unreadable, or lacks what is needed."""
 
 
+class LocalBody(Protocol):
+    """A local watch's stream: chunks of JSON lines, closed by the reader when it goes."""
+
+    def __aiter__(self) -> AsyncIterator[bytes]: ...
+
+    def close(self) -> None: ...
+
+
+class LocalApiServer(Protocol):
+    """The API server of a connection when it runs in this process (the embedded one,
+    :class:`arges.apiserver.server.ApiServer`): it answers requests and watches without
+    HTTP, with the same handler, audit and metrics."""
+
+    async def local(
+        self,
+        method: str,
+        path: str,
+        params: Mapping[str, str],
+        headers: Mapping[str, str],
+        body: bytes | None,
+    ) -> tuple[int, bytes]:
+        """(status, body) of one request; ``params`` is its query."""
+        ...
+
+    async def local_watch(
+        self, path: str, params: Mapping[str, str], headers: Mapping[str, str]
+    ) -> tuple[int, bytes | LocalBody]:
+        """``(200, stream)`` once a watch has begun, or the ``(status, body)`` it was
+        refused with."""
+        ...
+
+
 @dataclass(frozen=True)
 class Connection:
     """Where the API server is and how to authenticate; secret fields never print.
@@ -33,6 +67,10 @@ class Connection:
     this Unix socket instead of HTTPS to ``server`` — the embedded API server's own socket,
     which only the owner of its data directory can open (see
     :attr:`arges.apiserver.server.ApiServer.socket_path`). Authentication is unchanged.
+
+    ``local``: the API server itself, when it runs in this process (``arges up``): every
+    request but lists, and every watch, then goes to it without HTTP (a request's CPU is
+    most of it HTTP, both ends; a watch event's, a third).
     """
 
     server: str
@@ -44,6 +82,7 @@ class Connection:
     key_data: bytes | None = field(default=None, repr=False)
     namespace: str = "default"
     unix_socket: Path | None = None
+    local: LocalApiServer | None = field(default=None, repr=False, compare=False)
 
     def bearer(self) -> str | None:
         """The current bearer token (re-read from ``token_file`` when there is one)."""

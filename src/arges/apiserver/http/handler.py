@@ -37,7 +37,7 @@ from arges.apiserver.errors import (
     StatusError,
     Unauthorized,
 )
-from arges.apiserver.http.incoming import Incoming
+from arges.apiserver.http.incoming import Incoming, LocalRequest
 from arges.apiserver.http.negotiation import JSON, OPENAPI_V2_PROTOBUF, negotiate
 from arges.apiserver.http.params import (
     MAX_BODY_BYTES,
@@ -239,8 +239,8 @@ class Handler:
             if method == "GET":
                 opts = list_options(query, rt, version)
                 if flag(query.get("watch")):
-                    if not isinstance(request, web.Request):
-                        raise BadRequest("a watch is served over HTTP only")
+                    if not isinstance(request, web.Request | LocalRequest):
+                        raise BadRequest("a watch is served over HTTP or to a local stream only")
                     return await serve_watch(
                         request,
                         self.rest,

@@ -4,13 +4,16 @@
 headers, body); an aiohttp ``web.Request`` is one. :class:`LocalRequest` is another: a
 request from a client in the API server's own process (``arges up``'s controllers, see
 :meth:`arges.apiserver.server.ApiServer.local`), answered by the same handler and
-middleware without HTTP in between. Watches need aiohttp's; a long list, which goes to
-aiohttp's in chunks, is answered to a local request whole.
+middleware without HTTP in between. A local watch streams its events to a
+:class:`LocalStream` (:meth:`arges.apiserver.server.ApiServer.local_watch`); a long list,
+which goes to aiohttp's in chunks, is answered to a local request whole.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import asyncio
+import collections
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Protocol
@@ -66,6 +69,8 @@ class LocalRequest:
     params: Mapping[str, str] = field(default_factory=dict)
     header_values: Mapping[str, str] = field(default_factory=dict)
     body: bytes = b""
+    stream: LocalStream | None = None
+    """Where a watch's events go (None: the request is not a watch)."""
 
     @cached_property
     def query(self) -> MultiMapping[str]:
@@ -96,3 +101,86 @@ class LocalRequest:
         if len(self.body) > MAX_BODY_BYTES:
             raise web.HTTPRequestEntityTooLarge(max_size=MAX_BODY_BYTES, actual_size=len(self.body))
         return self.body
+
+
+LOCAL_STREAM_CHUNKS = 64
+"""Chunks (each one or more watch events) a local stream holds for a reader that is behind;
+the writer then waits, as a socket's sender waits for the receiver's window."""
+
+
+class LocalStream:
+    r"""The body of a streamed answer (a watch) to a request from the API server's process:
+    the chunks the handler writes, in order, to one reader in the same event loop.
+
+    The writer (:func:`arges.apiserver.http.watching.serve_watch`) calls :meth:`start`, then
+    :meth:`write` for each chunk and :meth:`write_eof`; the reader iterates (``async for``)
+    until the end, and :meth:`close`\ s it when it goes away, after which :meth:`write` raises
+    :class:`ConnectionResetError`, as a socket whose reader left does.
+    """
+
+    def __init__(self, limit: int = LOCAL_STREAM_CHUNKS) -> None:
+        self.limit = limit
+        self.started = asyncio.Event()
+        self._chunks: collections.deque[bytes] = collections.deque()
+        self._readable = asyncio.Event()
+        self._writable = asyncio.Event()
+        self._ended = False
+        self._closed = False
+        self._on_close: Callable[[], object] | None = None
+
+    def start(self) -> None:
+        """The answer is a stream (its status 200 and the chunks to come)."""
+        self.started.set()
+
+    async def write(self, data: bytes) -> None:
+        """Queue ``data`` for the reader, waiting while it holds :attr:`limit` chunks.
+
+        Raises:
+            ConnectionResetError: the reader closed the stream.
+        """
+        while len(self._chunks) >= self.limit and not self._closed:
+            self._writable.clear()
+            await self._writable.wait()
+        if self._closed:
+            raise ConnectionResetError("the local reader closed the watch")
+        self._chunks.append(data)
+        self._readable.set()
+
+    async def write_eof(self, data: bytes = b"") -> None:
+        """Queue ``data`` (when any) and end the stream."""
+        if data:
+            await self.write(data)
+        self.end()
+
+    def end(self) -> None:
+        """No more chunks: the reader gets those queued, then the end."""
+        self._ended = True
+        self._readable.set()
+
+    def when_closed(self, callback: Callable[[], object]) -> None:
+        """Call ``callback`` when the reader closes the stream (the server ends the watch)."""
+        self._on_close = callback
+
+    def close(self) -> None:
+        """The reader is gone: drop what is queued, refuse what comes, and say so."""
+        if self._closed:
+            return
+        self._closed = self._ended = True
+        self._chunks.clear()
+        self._readable.set()
+        self._writable.set()
+        if self._on_close is not None:
+            self._on_close()
+
+    def __aiter__(self) -> LocalStream:
+        return self
+
+    async def __anext__(self) -> bytes:
+        while not self._chunks:
+            if self._ended:
+                raise StopAsyncIteration
+            self._readable.clear()
+            await self._readable.wait()
+        chunk = self._chunks.popleft()
+        self._writable.set()
+        return chunk

@@ -14,6 +14,7 @@ from aiohttp import web
 
 from arges.apiserver import codec
 from arges.apiserver.errors import BadRequest
+from arges.apiserver.http.incoming import LocalRequest, LocalStream
 from arges.apiserver.http.negotiation import JSON, negotiate
 from arges.apiserver.http.params import flag, non_negative_int
 from arges.apiserver.resources import ResourceType, Version
@@ -24,7 +25,7 @@ from arges.apiserver.watch import INITIAL_EVENTS_END, WatchEvent, WatchOptions, 
 
 
 async def serve_watch(
-    request: web.Request,
+    request: web.Request | LocalRequest,
     rest: Rest,
     rt: ResourceType,
     version: Version,
@@ -36,7 +37,9 @@ async def serve_watch(
 ) -> web.StreamResponse:
     """Answer a watch request: a chunked stream of events until the watch times out
     (``timeoutSeconds``, else 30 minutes) or the client goes; the task is in ``watches``
-    meanwhile, so the server can end it on shutdown.
+    meanwhile, so the server can end it on shutdown. A local request's events go to its
+    :class:`~arges.apiserver.http.incoming.LocalStream`, and the answer returned is only
+    its status and headers.
 
     Raises:
         BadRequest: ``sendInitialEvents`` without ``resourceVersionMatch=NotOlderThan``, a
@@ -64,18 +67,27 @@ async def serve_watch(
         status=200,
         headers={"Content-Type": JSON, "Cache-Control": "no-cache, private"},
     )
-    resp.enable_chunked_encoding()
-    await resp.prepare(request)
+    sink: web.StreamResponse | LocalStream
+    if isinstance(request, web.Request):
+        resp.enable_chunked_encoding()
+        await resp.prepare(request)
+        sink = resp
+    else:
+        # From the API server's process: the same events, to its stream instead of a socket.
+        if request.stream is None:
+            raise BadRequest("a watch is served over HTTP or to a local stream only")
+        sink = request.stream
+        sink.start()
     task = asyncio.current_task()
     if task is not None:
         watches.add(task)
     stream = watch(rest, rt, version, namespace, opts, wopts)
     try:
         async for batch in stream:
-            await resp.write(
+            await sink.write(
                 b"".join(encode_event(rest, ev, rt, version, neg.form, include) for ev in batch)
             )
-        await resp.write_eof()
+        await sink.write_eof()
     except (ConnectionResetError, asyncio.CancelledError):
         pass
     finally:
