@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from arges.apiserver.audit import AuditLog, ObjectRef
+from arges.apiserver.audit import AuditLog, ObjectRef, Trail
+from arges.apiserver.http.incoming import LocalRequest
 
 
 def test_the_log_rotates_keeping_a_bounded_number_of_private_files(tmp_path: Path) -> None:
@@ -70,3 +71,37 @@ def test_a_line_that_cannot_be_written_is_logged_and_the_next_is_written(
     log.close()
     lines = (tmp_path / "audit" / "audit.log").read_text(encoding="utf-8").splitlines()
     assert len(lines) == 2 and json.loads(lines[1])["userAgent"] == "arges/é"
+
+
+@pytest.mark.parametrize(
+    ("path", "params", "uri"),
+    [
+        ("/api/v1/namespaces/default/configmaps/c", {}, "/api/v1/namespaces/default/configmaps/c"),
+        (
+            "/api/v1/namespaces/default/configmaps/a b",
+            {},
+            "/api/v1/namespaces/default/configmaps/a%20b",
+        ),
+        (
+            "/api/v1/namespaces/default/configmaps",
+            {"dryRun": "All"},
+            "/api/v1/namespaces/default/configmaps?dryRun=All",
+        ),
+    ],
+    ids=["plain", "quoted", "with a query"],
+)
+def test_a_local_write_is_logged_with_its_uri_and_microsecond_times(
+    tmp_path: Path, path: str, params: dict[str, str], uri: str
+) -> None:
+    log = AuditLog(tmp_path / "audit" / "audit.log")
+    request = LocalRequest("POST", path, params, {"User-Agent": "arges/v0"})
+    received = dt.datetime(2026, 12, 7, 6, 5, 4, 7, tzinfo=dt.UTC)
+    log.request(request, Trail(authenticated=True), 201, received)
+    log.close()
+    [line] = (tmp_path / "audit" / "audit.log").read_text().splitlines()
+    event = json.loads(line)
+    assert event["requestURI"] == uri
+    # MicroTime, as kube-apiserver writes it: six digits of fraction, always.
+    assert event["requestReceivedTimestamp"] == "2026-12-07T06:05:04.000007Z"
+    stage = dt.datetime.strptime(event["stageTimestamp"], "%Y-%m-%dT%H:%M:%S.%fZ")
+    assert stage.replace(tzinfo=dt.UTC) >= received

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -55,6 +56,10 @@ class Incoming(Protocol):
     async def read(self) -> bytes: ...
 
 
+_PLAIN_PATH = re.compile(r"[A-Za-z0-9._~/-]*")
+"""A path of unreserved characters and slashes: the same once quoted (RFC 3986, 2.3)."""
+
+
 @dataclass(frozen=True)
 class LocalRequest:
     """A request made in the API server's process: ``path`` without its query, ``params``
@@ -78,6 +83,10 @@ class LocalRequest:
 
     @property
     def path_qs(self) -> str:
+        if not self.params and _PLAIN_PATH.fullmatch(self.path):
+            # Nothing to quote: what yarl would give, without building a URL (the audit
+            # log's requestURI of every local write).
+            return self.path
         return str(URL.build(path=self.path, query=dict(self.params)))
 
     @cached_property
