@@ -283,8 +283,10 @@ class ApiServer:
         controllers of ``arges up`` (see :mod:`arges.apiserver.http.incoming`). ``path`` is
         without its query, ``params`` the query. A watch goes to :meth:`local_watch`.
 
-        The request runs in a task of its own, as aiohttp runs each: a caller cancelled
-        meanwhile does not cut the request short (a write it started is finished).
+        A write runs in a task of its own, as aiohttp runs each request: a caller cancelled
+        meanwhile does not cut it short (a write it started is finished). A read runs in the
+        caller's task: cut short, it changes nothing, and the hop to a task of its own cost
+        it 20 us of CPU, half of a GET's.
 
         Not started or stopped, it answers 503 (``ServiceUnavailable``).
         """
@@ -295,11 +297,12 @@ class ApiServer:
         else:
             request = LocalRequest(method, path, params, headers, body or b"")
             handler = self._handler
-            answer = asyncio.ensure_future(
-                self._instrument.observe(request, lambda: handler.respond(request))
-            )
+            answer = self._instrument.observe(request, lambda: handler.respond(request))
             try:
-                response = await asyncio.shield(answer)
+                if method == "GET":
+                    response = await answer
+                else:
+                    response = await asyncio.shield(asyncio.ensure_future(answer))
             except Exception:  # what aiohttp answers 500 (an audit line that cannot be written)
                 log.exception("%s %s (local) failed", method, path)
                 response = status_response(InternalError("an internal error occurred"))
