@@ -220,9 +220,10 @@ class Database:
 
         A batch of up to :data:`ROWS_PER_STATEMENT` records is one statement, its own
         transaction: the sqlite3 module lets go of the GIL for every statement it prepares
-        and steps, and beside a busy event loop each taking back waits for a switch (batches
-        of 8 records of 2.5 KB beside a thread holding the GIL: 78 us of the process' CPU per
-        record as a transaction of five statements, 53 as one).
+        and steps, and on the store's writer thread, beside a busy event loop, each taking
+        back waits for a switch (batches of 8 records of 2.5 KB beside a thread holding the
+        GIL: 78 us of the process' CPU per record as a transaction of five statements, 53 as
+        one).
         """
         if not records:
             return
