@@ -29,7 +29,6 @@ from aiohttp import web
 
 from arges.apiserver import audit, codec, discovery
 from arges.apiserver.errors import (
-    BadRequest,
     InternalError,
     MethodNotAllowed,
     NotFound,
@@ -37,7 +36,7 @@ from arges.apiserver.errors import (
     StatusError,
     Unauthorized,
 )
-from arges.apiserver.http.incoming import Incoming, LocalRequest
+from arges.apiserver.http.incoming import Incoming
 from arges.apiserver.http.negotiation import JSON, OPENAPI_V2_PROTOBUF, negotiate
 from arges.apiserver.http.params import (
     MAX_BODY_BYTES,
@@ -239,8 +238,6 @@ class Handler:
             if method == "GET":
                 opts = list_options(query, rt, version)
                 if flag(query.get("watch")):
-                    if not isinstance(request, web.Request | LocalRequest):
-                        raise BadRequest("a watch is served over HTTP or to a local stream only")
                     return await serve_watch(
                         request,
                         self.rest,

@@ -14,7 +14,7 @@ from aiohttp import web
 
 from arges.apiserver import codec
 from arges.apiserver.errors import BadRequest
-from arges.apiserver.http.incoming import LocalRequest, LocalStream
+from arges.apiserver.http.incoming import Incoming, LocalRequest, LocalStream
 from arges.apiserver.http.negotiation import JSON, negotiate
 from arges.apiserver.http.params import flag, non_negative_int
 from arges.apiserver.resources import ResourceType, Version
@@ -25,7 +25,7 @@ from arges.apiserver.watch import INITIAL_EVENTS_END, WatchEvent, WatchOptions, 
 
 
 async def serve_watch(
-    request: web.Request | LocalRequest,
+    request: Incoming,
     rest: Rest,
     rt: ResourceType,
     version: Version,
@@ -72,12 +72,12 @@ async def serve_watch(
         resp.enable_chunked_encoding()
         await resp.prepare(request)
         sink = resp
-    else:
+    elif isinstance(request, LocalRequest) and request.stream is not None:
         # From the API server's process: the same events, to its stream instead of a socket.
-        if request.stream is None:
-            raise BadRequest("a watch is served over HTTP or to a local stream only")
         sink = request.stream
         sink.start()
+    else:
+        raise BadRequest("a watch is served over HTTP or to a local stream only")
     task = asyncio.current_task()
     if task is not None:
         watches.add(task)
