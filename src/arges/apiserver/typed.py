@@ -303,16 +303,18 @@ def _equal(a: Any, b: Any) -> bool:
 
 
 _Diff = tuple[str, FieldSet | None, FieldSet | None, FieldSet | None]
+_CONTAINERS = (dict, list)
 _SAME: _Diff = ("", None, None, None)
 
 
 def _compare(lhs: Any, rhs: Any, t: Type) -> _Diff:
     """Compare one node: what happened to it (``a``dded, ``m``odified, ``r``emoved or
     ``""``) and the added, modified and removed paths below it (None when none)."""
+    # Nothing is below a scalar or an empty container, as most nodes that come and go are.
     if lhs is MISSING:
-        return "a", _everything(rhs, t), None, None
+        return "a", _everything(rhs, t) if rhs and type(rhs) in _CONTAINERS else None, None, None
     if rhs is MISSING:
-        return "r", None, None, _everything(lhs, t)
+        return "r", None, None, _everything(lhs, t) if lhs and type(lhs) in _CONTAINERS else None
     if lhs == rhs and (
         (type(lhs) is type(rhs) and not isinstance(lhs, (dict, list)))
         or codec.dumps(lhs) == codec.dumps(rhs)
@@ -357,9 +359,11 @@ def _pairs(children: Iterable[tuple[str, Any, Any, Type]]) -> _Diff:
     removed: FieldSet | None = None
     for pe, lhs, rhs, t in children:
         what, a, m, r = _compare(lhs, rhs, t)
-        if what or a is not None or m is not None or r is not None:
+        if what == "a" or a is not None:
             added = _put(added, pe, what == "a", a)
+        if what == "m" or m is not None:
             modified = _put(modified, pe, what == "m", m)
+        if what == "r" or r is not None:
             removed = _put(removed, pe, what == "r", r)
     return "", added, modified, removed
 
