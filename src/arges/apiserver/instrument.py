@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable, Mapping
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
+from prometheus_client import Counter, Histogram
 
 from arges.apiserver.http.incoming import Incoming
 from arges.apiserver.resources import Registry
@@ -65,6 +66,10 @@ class Instrument:
     def __init__(self, metrics: Metrics, registry: Registry) -> None:
         self.metrics = metrics
         self.registry = registry
+        # Each request's series, by their labels (bounded by classify): a dict lookup where
+        # the client library checks and locks its own on every call.
+        self._timers: dict[tuple[str, str, str], Histogram] = {}
+        self._counters: dict[tuple[str, str, str, int], Counter] = {}
 
     async def observe(
         self, request: Incoming, answer: Callable[[], Awaitable[web.StreamResponse]]
@@ -90,10 +95,18 @@ class Instrument:
             if watches is not None:
                 watches.dec()
             else:
-                metrics.api_latency.labels(verb, group, resource).observe(
-                    time.monotonic() - started
+                series = (verb, group, resource)
+                timer = self._timers.get(series)
+                if timer is None:
+                    timer = self._timers[series] = metrics.api_latency.labels(*series)
+                timer.observe(time.monotonic() - started)
+            counted = (verb, group, resource, code)
+            counter = self._counters.get(counted)
+            if counter is None:
+                counter = self._counters[counted] = metrics.api_requests.labels(
+                    verb, group, resource, str(code)
                 )
-            metrics.api_requests.labels(verb, group, resource, str(code)).inc()
+            counter.inc()
 
 
 def middleware(instrument: Instrument, mounts: Mapping[str, Handler]) -> Middleware:
