@@ -4,10 +4,9 @@ Each size (default 500, 1,000 and 2,000) gets a fresh embedded API server in a c
 (its CPU and RSS are its own), and in this process, on a thread and event loop of their own,
 Arges' controllers and boot HTTP against it (``arges up --kubeconfig`` as a plane) with its
 fake BMCs; with ``--layout embedded``, the plane runs the API server on its own loop, with
-its dashboard, as ``arges up`` does (their CPU and RSS then together, and no reference GET:
-the API server stops with the plane). The simulated servers of the cluster tests
-(``tests/integration/clusters/sim.py``: they boot through ``/ipxe``, register with their
-inventory, wipe, fetch their configs; no Talos API) run in a third process
+its dashboard, as ``arges up`` does (their CPU and RSS then together). The simulated servers
+of the cluster tests (``tests/integration/clusters/sim.py``: they boot through ``/ipxe``,
+register with their inventory, wipe, fetch their configs; no Talos API) run in a third process
 (``benchmarks/fleetsims.py``: they share the BMCs' state with the plane through a mapped
 file), so neither their CPU nor their hold on the GIL is the plane's. The API server's and
 the plane's processes are tuned once started as ``arges up`` tunes itself
@@ -31,11 +30,12 @@ start, whose CPU is printed apart) and how much of it the
 clusters' secrets bundles took (one RSA-4096 key each, a per-cluster cost), the simulated
 servers' own (not counted), the API server's RSS (peak and at the end), each work queue's
 peak depth, and the API requests per server by verb and resource (the API server's
-``arges_apiserver_requests_total``; the ten largest). The reference,
-measured in the same run once the fleet is done and the plane stopped: the CPU of one GET of
-a Server by the plane's client (both ends); CPU per server is also printed in such GETs, a
-figure the host's drifting speed moves less; so is how it grows from the first size to the
-others, also without the secrets bundles. The secrets bundles' reference, measured before
+``arges_apiserver_requests_total``; the ten largest). The reference, measured in the same
+run once the fleet is done: the CPU of one GET of a Server by the plane's client, both ends
+(over the plane's transport to the API server's process once the plane stopped; embedded,
+answered in the process before the plane stops); CPU per server is also printed in such
+GETs, a figure the host's drifting speed moves less; so is how it grows from the first size
+to the others, also without the secrets bundles. The secrets bundles' reference, measured before
 the fleets: the CPU of an RSA-4096 key of Go's ``crypto/rsa``, what CABPT and talosctl run
 for a bundle (:mod:`benchmarks.fleetkeys`; none where Go is not installed). Goals (issue #20):
 per-server cost flat from 500 to 2,000, <= 50 ms CPU per server for its whole life, RSS
@@ -318,13 +318,14 @@ async def run_size(n: int, args: argparse.Namespace, work: Path) -> dict[str, An
     names = {
         id(c.queue): c.name for c in (plane._manager.controllers.values() if plane._manager else [])
     }
+    baseline = float("nan")
+    if plane.api is not None and plane.kube is not None:
+        baseline = thread.call(baseline_local_get(plane.kube, server_uuid(1)))
     thread.call(plane.stop())
     thread.loop.call_soon_threadsafe(thread.loop.stop)
     thread.join(30)
     # With the plane stopped, nothing else asks the API server meanwhile (its controllers
     # keep reconciling, the BMC readings every refresh period: more the larger the fleet).
-    # Embedded, the API server stopped with the plane: no reference.
-    baseline = float("nan")
     if api is not None:
         baseline = await baseline_get(plane_connection, api.pid, server_uuid(1))
         api.terminate()
@@ -408,6 +409,18 @@ async def baseline_get(connection: Any, api_pid: int, name: str) -> float:
         return (proc_cpu(api_pid) - api0 + time.thread_time() - here0) / BASELINE_GETS
 
 
+async def baseline_local_get(kube: KubeClient, name: str) -> float:
+    """Embedded, the reference of the run: CPU seconds of one GET of a Server by the
+    controllers' client, answered in the process (``ApiServer.local``: both ends on the
+    plane's thread), once the fleet is done and before the plane stops. Run on the plane's
+    loop; its controllers are idle by then."""
+    await kube.get(SERVERS, name)
+    here0 = time.thread_time()
+    for _ in range(BASELINE_GETS):
+        await kube.get(SERVERS, name)
+    return (time.thread_time() - here0) / BASELINE_GETS
+
+
 def request_counts(exposition_text: str) -> dict[str, float]:
     """``arges_apiserver_requests_total`` from the Prometheus text, summed per "VERB
     resource" over groups and codes."""
@@ -434,7 +447,10 @@ def report(r: dict[str, Any], go_key: tuple[float | None, str]) -> None:
             f"  CPU per server: {cpu / n * 1000:.1f} ms (API server, controllers and boot HTTP "
             "in one process, as `arges up` runs them)  goal <= 50 ms"
         )
-        print("  reference: none (the API server stopped with the plane)")
+        print(
+            f"  reference: a GET of a Server answered in the process, both ends, "
+            f"{get * 1e6:.1f} us of CPU; CPU per server = {cpu / n / get:.0f} GETs"
+        )
     else:
         print(
             f"  CPU per server: {cpu / n * 1000:.1f} ms (API server "
@@ -451,7 +467,8 @@ def report(r: dict[str, Any], go_key: tuple[float | None, str]) -> None:
             f"  of which the clusters' secrets bundles: {r['bundle_cpu'] / n * 1000:.1f} ms "
             f"({r['bundles']} bundles, {r['bundle_cpu'] / r['bundles'] * 1000:.0f} ms each: "
             "an RSA-4096 service-account key each, as Talos' contract > 1.6 makes them); "
-            f"the rest {(cpu - r['bundle_cpu']) / n * 1000:.1f} ms"
+            f"the rest {(cpu - r['bundle_cpu']) / n * 1000:.1f} ms "
+            f"({(cpu - r['bundle_cpu']) / n / get:.0f} GETs)"
         )
         key, how = go_key
         if key is None:
@@ -516,14 +533,12 @@ async def bench(args: argparse.Namespace) -> None:
         results.append(result)
     if len(results) > 1:
         base = results[0]
-        # Embedded runs have no reference GET to take the host's drift out.
-        in_gets = args.layout == "split"
         for r in results[1:]:
             print(
                 f"CPU per server at {r['n']} / at {base['n']}: {growth(r, base):.2f}x; "
-                + (f"in reference GETs {growth(r, base, in_gets=True):.2f}x, " if in_gets else "")
-                + "without the secrets bundles "
-                f"{growth(r, base, in_gets=in_gets, bundles=False):.2f}x  goal ~1.0 (flat)"
+                f"in reference GETs {growth(r, base, in_gets=True):.2f}x, "
+                "without the secrets bundles "
+                f"{growth(r, base, in_gets=True, bundles=False):.2f}x  goal ~1.0 (flat)"
             )
     print(f"load after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     shutil.rmtree(work, ignore_errors=True)
