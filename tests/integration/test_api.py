@@ -473,3 +473,46 @@ async def test_secrets_fold_string_data_and_keep_types(cluster: Cluster) -> None
         "BadRequest",
         'Secret in version "v1" cannot be handled as a Secret: illegal base64 data at input byte 0',
     )
+
+
+async def test_a_write_answers_the_object_as_a_read_then_finds_it(widgets: Cluster) -> None:
+    # The same fields in the same order: the answer is the object as stored, at its new
+    # resourceVersion, for each way of writing (kube-apiserver answers what it stored).
+    api = widgets.api
+    apply = "application/apply-patch+yaml"
+    writes = [
+        ("POST", CM, configmap("w"), "application/json", f"{CM}/w"),
+        ("PATCH", f"{CM}/w", {"data": {"x": "y"}}, "application/merge-patch+json", f"{CM}/w"),
+        ("PATCH", f"{CM}/w", [{"op": "add", "path": "/data/z", "value": "1"}], None, f"{CM}/w"),
+        ("PUT", f"{CM}/w", None, "application/json", f"{CM}/w"),
+        ("POST", WIDGETS, widget("w"), "application/json", f"{WIDGETS}/w"),
+        (
+            "PATCH",
+            f"{WIDGETS}/w/status",
+            {"status": {"conditions": [{"type": "Ready"}]}},
+            "application/merge-patch+json",
+            f"{WIDGETS}/w",
+        ),
+        (
+            "PATCH",
+            f"{WIDGETS}/w",
+            {**widget("w", 2), "metadata": {"name": "w"}},
+            apply,
+            f"{WIDGETS}/w",
+        ),
+    ]
+    for method, path, body, content_type, read in writes:
+        if body is None:
+            _, body = await api.get(read)
+            body["data"]["k"] = "changed"
+        status, answer = await api.request(
+            method,
+            path,
+            body,
+            content_type=content_type or "application/json-patch+json",
+            params={"fieldManager": "test", "force": "true"} if content_type == apply else None,
+        )
+        assert status in (200, 201), answer
+        status, found = await api.get(read)
+        assert status == 200
+        assert json.dumps(answer) == json.dumps(found), (method, path)

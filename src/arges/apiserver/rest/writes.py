@@ -121,7 +121,9 @@ class Writes(WriteChecks):
                 stored["metadata"]["name"] = generate_name(meta["generateName"])
                 continue
             if relabel:
-                return at_version(change.entry.object(), rt, version.name)
+                # The object as stored (the store set its resourceVersion), not parsed back
+                # from the stored bytes: the same JSON, a decode fewer per write.
+                return at_version(stored, rt, version.name)
             return await self.object_at(rt, version, change.entry)
         raise AlreadyExists.resource(rt.plural, rt.group, stored["metadata"]["name"])
 
@@ -320,5 +322,8 @@ class Writes(WriteChecks):
                 continue
             except NotStored as exc:
                 raise NotFound.resource(rt.plural, rt.group, name) from exc
+            if rt.conversion is None:
+                # As a create's: the object as stored, not parsed back.
+                return at_version(stored, rt, version.name)
             return await self.object_at(rt, version, change.entry)
         raise Conflict.modified(rt.plural, rt.group, name, "too many concurrent updates")
