@@ -8,8 +8,11 @@ in the order found (``spec.a.b``, ``spec.list[0].c``; a map's key is dotted like
 the caller can warn (``fieldValidation=Warn``) or refuse (``Strict``).
 
 The schema is compiled once into :class:`Pruner` nodes, and a field's path is spelled out only
-when it is dropped: every write prunes its whole object, and reading the schema's keys and
-joining a path at each of its fields cost more than the walk itself.
+when it is dropped: every write prunes its object, and reading the schema's keys and joining a
+path at each of its fields cost more than the walk itself. An update may give the object as it
+was stored, pruned by the same schema: a declared field whose value the update left equal to
+the stored one has nothing left to drop, and is not walked again (a Server's status update
+does not walk its inventory).
 
 Reference: https://kubernetes.io/docs/tasks/extend-kubernetes/custom-resources/
 custom-resource-definitions/#field-pruning
@@ -90,15 +93,23 @@ class Pruner:
             items=cls.compile(items, root=False) if isinstance(items, dict) else None,
         )
 
-    def prune(self, obj: dict[str, Any]) -> list[str]:
-        """Drop the undeclared fields of ``obj`` in place; returns their dotted paths."""
+    def prune(self, obj: dict[str, Any], pruned: dict[str, Any] | None = None) -> list[str]:
+        """Drop the undeclared fields of ``obj`` in place; returns their dotted paths.
+
+        ``pruned``: an earlier state of the object that this schema pruned already (the
+        stored object of an update); the values ``obj`` holds equal to it are not walked.
+        """
         dropped: list[_Where] = []
-        _prune(obj, self, None, dropped)
+        _prune(obj, self, None, dropped, pruned)
         return [_spell(where) for where in dropped]
 
 
-def _prune(value: Any, node: Pruner, where: _Where, dropped: list[_Where]) -> None:
+def _prune(value: Any, node: Pruner, where: _Where, dropped: list[_Where], pruned: Any) -> None:
+    # ``pruned``: the value at the same place in an object pruned by the same schema, when
+    # it is of the same type (else None). Equal values have the same fields all the way
+    # down (Python's equality of dicts and lists is structural), so nothing is left to drop.
     if isinstance(value, dict):
+        before = pruned if type(pruned) is dict else None
         root = node.root
         if root:
             meta = value.get("metadata")
@@ -118,7 +129,9 @@ def _prune(value: Any, node: Pruner, where: _Where, dropped: list[_Where]) -> No
                 sub = additional
             if sub is not None:
                 if isinstance(sub_value, dict | list):
-                    _prune(sub_value, sub, (where, key), dropped)
+                    was = before.get(key) if before is not None else None
+                    if was is None or was != sub_value:
+                        _prune(sub_value, sub, (where, key), dropped, was)
             elif not node.keep:
                 gone.append(key)
                 dropped.append((where, key))
@@ -127,9 +140,12 @@ def _prune(value: Any, node: Pruner, where: _Where, dropped: list[_Where]) -> No
     elif isinstance(value, list):
         items = node.items
         if items is not None:
+            before_items = pruned if type(pruned) is list else ()
             for i, item in enumerate(value):
                 if isinstance(item, dict | list):
-                    _prune(item, items, (where, i), dropped)
+                    was = before_items[i] if i < len(before_items) else None
+                    if was is None or was != item:
+                        _prune(item, items, (where, i), dropped, was)
 
 
 def _spell(where: _Where) -> str:

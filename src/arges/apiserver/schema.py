@@ -127,14 +127,17 @@ class Schema:
     def _pruner(self) -> Pruner:
         return Pruner.compile(self.raw)
 
-    def prune(self, obj: dict[str, Any]) -> list[str]:
+    def prune(self, obj: dict[str, Any], pruned: dict[str, Any] | None = None) -> list[str]:
         """Drop undeclared fields from ``obj`` in place (:mod:`~arges.apiserver.pruning`);
-        returns their dotted paths."""
-        return self._pruner.prune(obj)
+        returns their dotted paths. ``pruned``: an earlier state of the object this schema
+        pruned already, whose values ``obj`` kept are not walked."""
+        return self._pruner.prune(obj, pruned)
 
-    def default(self, obj: dict[str, Any]) -> None:
-        """Apply the schema's defaults to ``obj`` in place."""
-        _default(obj, self._defaults)
+    def default(self, obj: dict[str, Any], defaulted: dict[str, Any] | None = None) -> None:
+        """Apply the schema's defaults to ``obj`` in place. ``defaulted``: an earlier state of
+        the object this schema defaulted already; below a value ``obj`` kept equal to it
+        every default is in place, and it is not walked."""
+        _default(obj, self._defaults, defaulted)
 
     def validate(self, obj: dict[str, Any], old: dict[str, Any] | None = None) -> list[Cause]:
         """Everything wrong with ``obj``, one cause per failure, in a stable order.
@@ -387,8 +390,12 @@ def to_json_schema(schema: Any) -> Any:
     return out
 
 
-def _default(value: Any, schema: dict[str, Any]) -> None:
+def _default(value: Any, schema: dict[str, Any], defaulted: Any = None) -> None:
+    # ``defaulted``: the value at the same place in an object this schema defaulted, when
+    # of the same type. Below a value equal to it (Python's equality of dicts and lists is
+    # structural, and None equals only None) every default is in place already.
     if isinstance(value, dict):
+        before = defaulted if type(defaulted) is dict else None
         props = schema.get("properties") or {}
         for key, sub in props.items():
             if not isinstance(sub, dict):
@@ -398,17 +405,28 @@ def _default(value: Any, schema: dict[str, Any]) -> None:
             ):
                 value[key] = copy.deepcopy(sub["default"])
             if key in value:
-                _default(value[key], sub)
+                _default_below(value[key], sub, before, key)
         additional = schema.get("additionalProperties")
         if isinstance(additional, dict):
             for key, item in value.items():
                 if key not in props:
-                    _default(item, additional)
+                    _default_below(item, additional, before, key)
     elif isinstance(value, list):
         items = schema.get("items")
         if isinstance(items, dict):
-            for item in value:
-                _default(item, items)
+            before_items = defaulted if type(defaulted) is list else ()
+            for i, item in enumerate(value):
+                was = before_items[i] if i < len(before_items) else None
+                if was is None or was != item:
+                    _default(item, items, was)
+
+
+def _default_below(
+    item: Any, schema: dict[str, Any], before: dict[str, Any] | None, key: str
+) -> None:
+    was = before.get(key) if before is not None else None
+    if was is None or was != item:
+        _default(item, schema, was)
 
 
 def _join(path: str, key: str) -> str:

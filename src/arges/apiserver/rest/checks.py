@@ -11,6 +11,7 @@ after it, and validation (metadata, schema, kind rules) answers 422 with every c
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Any
 
 from arges.apiserver import codec
@@ -19,9 +20,11 @@ from arges.apiserver.admission import Attributes
 from arges.apiserver.decoding import decode_error, normalize_meta
 from arges.apiserver.errors import BadRequest, Cause, Forbidden, Invalid, NotFound
 from arges.apiserver.objects import metadata
-from arges.apiserver.resources import ResourceType, Version
+from arges.apiserver.resources import Registry, ResourceType, Version
 from arges.apiserver.rest.options import WriteOptions
 from arges.apiserver.rest.reads import NAMESPACES, Reads
+from arges.apiserver.schema import Schema
+from arges.apiserver.store import Entry, Store
 from arges.apiserver.validation import forbidden, invalid, object_meta_causes
 
 SYSTEM_FIELDS = (
@@ -31,6 +34,47 @@ SYSTEM_FIELDS = (
     "deletionGracePeriodSeconds",
     "generation",
 )
+
+
+PROCESSED_KEPT = 16384
+"""Custom resources whose last write :class:`Processed` remembers (the most recent kept)."""
+
+
+class Processed:
+    """Which schema pruned and defaulted each custom resource as this process last wrote it:
+    an update of such an object, through the same schema, prunes and defaults only what it
+    changes (:meth:`~arges.apiserver.schema.Schema.prune`), not again the values it left as
+    they were (a Server's status update, its inventory).
+
+    kube-apiserver prunes and defaults on every read from etcd as well, so what an object was
+    written under never shows. Here an object is known only when its whole stored state went
+    through the schema in this process: created, or updated from a known state; not one
+    stored before the process started or its CRD's schema changed, nor one a mutating webhook
+    changed, one read through a conversion webhook, or one written around the write path
+    (the garbage collector's finalizer removals). Those are walked whole, as every write was.
+    """
+
+    def __init__(self, size: int = PROCESSED_KEPT) -> None:
+        self.size = size
+        self._by_key: OrderedDict[tuple[str, str, str], tuple[int, Schema]] = OrderedDict()
+
+    def known(self, rt: ResourceType, version: Version, entry: Entry) -> bool:
+        """Whether ``entry`` is as a write through ``version``'s schema left it."""
+        held = self._by_key.get((rt.resource, entry.namespace, entry.name))
+        return held is not None and held[0] == entry.rv and held[1] is version.schema
+
+    def wrote(self, rt: ResourceType, version: Version, entry: Entry, *, whole: bool) -> None:
+        """Record the write of ``entry`` through ``version``'s schema; ``whole``: all of it
+        went through the schema (else it is forgotten)."""
+        key = (rt.resource, entry.namespace, entry.name)
+        schema = version.schema
+        if not whole or schema is None or rt.crd is None or rt.conversion is not None:
+            self._by_key.pop(key, None)
+            return
+        self._by_key[key] = (entry.rv, schema)
+        self._by_key.move_to_end(key)
+        if len(self._by_key) > self.size:
+            self._by_key.popitem(last=False)
 
 
 class WriteChecks(Reads):
@@ -59,6 +103,10 @@ class WriteChecks(Reads):
                 f"namespace {namespace} because it is being terminated",
                 details=details,
             )
+
+    def __init__(self, store: Store, registry: Registry) -> None:
+        super().__init__(store, registry)
+        self.processed = Processed()
 
     def _decode(self, rt: ResourceType, version: Version, body: Any) -> dict[str, Any]:
         if not isinstance(body, dict):
@@ -102,11 +150,18 @@ class WriteChecks(Reads):
             normalize_meta(meta)
 
     def _admit_fields(
-        self, rt: ResourceType, version: Version, obj: dict[str, Any], opts: WriteOptions
+        self,
+        rt: ResourceType,
+        version: Version,
+        obj: dict[str, Any],
+        opts: WriteOptions,
+        processed: dict[str, Any] | None = None,
     ) -> None:
+        """Prune and default ``obj``; ``processed``: the stored object it updates, when it
+        went through this schema already (see :class:`Processed`)."""
         if version.schema is None:
             return
-        dropped = version.schema.prune(obj)
+        dropped = version.schema.prune(obj, processed)
         if dropped and opts.field_validation == "Strict":
             raise BadRequest(
                 f'{rt.kind} in version "{version.name}" cannot be handled as a {rt.kind}: '
@@ -114,7 +169,7 @@ class WriteChecks(Reads):
             )
         if opts.field_validation != "Ignore":
             opts.warnings += [f'unknown field "{d}"' for d in dropped]
-        version.schema.default(obj)
+        version.schema.default(obj, processed)
         if version.deprecated:
             opts.warnings.append(
                 version.deprecation_warning
@@ -193,10 +248,12 @@ class WriteChecks(Reads):
         opts: WriteOptions,
         subresource: str | None,
         track: bool,
+        known: bool = False,
     ) -> dict[str, Any]:
         """The object an update stores, at ``version``: fields admitted, managed fields
         recorded, mutating webhooks called, the strategy's rules applied, validated, and
-        passed by the validating webhooks."""
+        passed by the validating webhooks. ``known``: ``old`` is as a write through this
+        version's schema left it (:class:`Processed`)."""
         name = old["metadata"]["name"]
         if new.get("kind") != rt.kind or new.get("apiVersion") != rt.api_version(version.name):
             raise BadRequest(
@@ -210,7 +267,7 @@ class WriteChecks(Reads):
                 causes.append(invalid(f"metadata.{key}", meta[key], "field is immutable"))
         if causes:
             raise Invalid(rt.kind, rt.group, name, causes)
-        self._admit_fields(rt, version, new, opts)
+        self._admit_fields(rt, version, new, opts, old if known else None)
         if track:
             set_managed(
                 new["metadata"], mf.record(rt, version, old, new, opts.manager, subresource)

@@ -81,7 +81,8 @@ class Writes(WriteChecks):
         meta = obj["metadata"]
         if track:
             set_managed(meta, mf.record(rt, version, None, obj, opts.manager))
-        if self._admits(opts, mutating=True):
+        mutating = self._admits(opts, mutating=True)
+        if mutating:
             attrs = self._attributes(rt, version, "CREATE", namespace, obj, None, opts, None)
             mutated = await self.admission.mutate(attrs)
             obj = mutated if mutated is not None else obj
@@ -120,6 +121,7 @@ class Writes(WriteChecks):
                     raise AlreadyExists.resource(rt.plural, rt.group, exc.name) from exc
                 stored["metadata"]["name"] = generate_name(meta["generateName"])
                 continue
+            self.processed.wrote(rt, version, change.entry, whole=not mutating)
             if relabel:
                 # The object as stored (the store set its resourceVersion), not parsed back
                 # from the stored bytes: the same JSON, a decode fewer per write.
@@ -298,8 +300,10 @@ class Writes(WriteChecks):
             if given and given != str(entry.rv):
                 raise Conflict.modified(rt.plural, rt.group, name)
             meta["resourceVersion"] = str(entry.rv)
+            known = self.processed.known(rt, version, entry)
+            mutating = self._admits(attempt_opts, mutating=True)
             final = await self._admit_update(
-                rt, version, namespace, new, old, attempt_opts, subresource, track
+                rt, version, namespace, new, old, attempt_opts, subresource, track, known
             )
             opts.warnings[:] = attempt_opts.warnings
             stored = await self._to_version(rt, final, storage)
@@ -322,6 +326,10 @@ class Writes(WriteChecks):
                 continue
             except NotStored as exc:
                 raise NotFound.resource(rt.plural, rt.group, name) from exc
+            # What the update took from the stored object unchanged (its status, or all but
+            # its status) went through this schema only if that object had.
+            whole = (known or not rt.storage_version().status) and not mutating
+            self.processed.wrote(rt, version, change.entry, whole=whole)
             if rt.conversion is None:
                 # As a create's: the object as stored, not parsed back.
                 return at_version(stored, rt, version.name)
