@@ -164,7 +164,7 @@ def apply(
     if isinstance(meta, dict) and meta.get("managedFields") is not None:
         raise BadRequest("metadata.managedFields must be nil")
     try:
-        managed = mf.decode(live.get("metadata", {}).get("managedFields"))
+        managed = mf.decode(live.get("metadata", {}).get("managedFields"), stored=True)
     except ValueError:
         managed = {}
     try:

@@ -31,7 +31,7 @@ import functools
 import json
 import time as clock
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from arges.apiserver import codec
@@ -116,6 +116,9 @@ class Entry:
     subresource: str
     fields: FieldSet
     time: str | None = None
+    stored: tuple[dict[str, Any], FieldSet] | None = field(default=None, compare=False, repr=False)
+    """The stored entry this was decoded from, with its fields as decoded: while the entry
+    keeps those fields and its time, it is shown as stored (:func:`encode`)."""
 
     @property
     def key(self) -> str:
@@ -198,8 +201,9 @@ def is_reset(value: Any) -> bool:
     return isinstance(value, list) and (value == [] or value == [{}])
 
 
-def decode(value: Any) -> Managed:
-    """managedFields as stored or sent; absent means none.
+def decode(value: Any, *, stored: bool = False) -> Managed:
+    """managedFields as stored or sent; absent means none. ``stored``: they are the stored
+    object's (as :func:`encode` made them), kept to be shown again where they do not change.
 
     Raises:
         ValueError: when an entry is malformed (kube-apiserver's ``DecodeManagedFields``).
@@ -228,13 +232,15 @@ def decode(value: Any) -> Managed:
             if not isinstance(time, str):
                 raise ValueError(f"invalid time in managed fields entry {i}")
             dt.datetime.fromisoformat(time)
+        fields = _fields(raw.get("fieldsV1") or {})
         entry = Entry(
             manager=str(raw.get("manager") or ""),
             operation=operation,
             api_version=api_version,
             subresource=str(raw.get("subresource") or ""),
-            fields=_fields(raw.get("fieldsV1") or {}),
+            fields=fields,
             time=time,
+            stored=(raw, fields) if stored else None,
         )
         out[entry.key] = entry
     return out
@@ -261,6 +267,12 @@ def encode(managed: Managed) -> list[dict[str, Any]]:
     """Entries as the API shows them, in kube-apiserver's order."""
     out = []
     for entry in sorted(managed.values(), key=_entry_order):
+        stored = entry.stored
+        if stored is not None and stored[1] is entry.fields and stored[0].get("time") == entry.time:
+            # Most entries of an update are another manager's, unchanged: shown as stored,
+            # not made again (their fieldsV1 parsed from its encoding each time).
+            out.append(stored[0])
+            continue
         raw: dict[str, Any] = {
             "manager": entry.manager,
             "operation": entry.operation,
@@ -357,14 +369,16 @@ def decode_live_or_new(live: Any, new: Any, subresource: str) -> Managed:
     if not subresource:
         if is_reset(new):
             return {}
-        try:
-            managed = decode(new)
-        except ValueError:
-            managed = {}
-        if managed:
-            return managed
+        # Sent as stored (an update of the object as read) is the stored entries.
+        if new != live:
+            try:
+                managed = decode(new)
+            except ValueError:
+                managed = {}
+            if managed:
+                return managed
     try:
-        return decode(live)
+        return decode(live, stored=True)
     except ValueError:
         return {}
 
@@ -423,7 +437,7 @@ def _update(
 
 
 def _copy(e: Entry) -> Entry:
-    return Entry(e.manager, e.operation, e.api_version, e.subresource, e.fields, e.time)
+    return Entry(e.manager, e.operation, e.api_version, e.subresource, e.fields, e.time, e.stored)
 
 
 def _take(

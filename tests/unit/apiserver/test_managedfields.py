@@ -90,6 +90,30 @@ def test_update_entries_are_capped_into_ancient_changes() -> None:
     assert "m00" not in managers and "m01" not in managers and "m11" in managers
 
 
+def test_entries_an_update_leaves_alone_are_shown_as_stored_and_the_rest_anew() -> None:
+    live = created(cm({"a": "1"}), "one")
+    live = updated(live, cm({"a": "1", "b": "2"}), "two")
+    one, two = live["metadata"]["managedFields"]
+    two["time"] = "2024-01-01T00:00:01Z"  # "two" wrote later
+    after = updated(live, cm({"a": "1", "b": "3"}), "two")
+    kept, made = after["metadata"]["managedFields"]
+    assert kept is one, "one's entry, unchanged, is the stored one"
+    assert made is not two and made["time"] != two["time"]
+    assert made["fieldsV1"] == {"f:data": {"f:b": {}}}
+    moved = updated(after, cm({"a": "2", "b": "3"}), "two")
+    assert moved["metadata"]["managedFields"][0] is not kept, "one's fields changed"
+    assert owners(moved) == {
+        ("one", "Update"): {"f:data": {}},
+        ("two", "Update"): {"f:data": {"f:a": {}, "f:b": {}}},
+    }
+    stored = mf.decode(live["metadata"]["managedFields"], stored=True)
+    entry = stored[mf.identifier("one", "Update", "v1", "")]
+    entry.time = "2024-01-01T00:00:02Z"
+    shown = {e["manager"]: e for e in mf.encode(stored)}
+    assert shown["one"]["time"] == "2024-01-01T00:00:02Z", "a new time shows"
+    assert shown["two"] is two
+
+
 def test_reset_and_objects_without_managed_fields() -> None:
     live = created(cm({"a": "1"}), "one")
     reset = updated(live, cm({"a": "1"}, managedFields=[{}]), "two")
