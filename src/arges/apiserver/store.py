@@ -54,8 +54,8 @@ log = logging.getLogger(__name__)
 
 SLOW_WRITE = 0.02
 """Seconds of wall time past which a write on the event loop is slow (see the module
-docstring); in ``benchmarks/fleet.py`` (500 servers, 2,493 batches of 5.3 changes on average)
-a batch took 0.6 ms at the median, 6.4 at the 99th percentile, 11.9 at most."""
+docstring); in ``benchmarks/fleet.py`` (500 servers, 1,040 batches of 12.5 changes on average)
+a batch took 0.9 ms at the median, 8 to 9 at the 99th percentile, 12.6 at most."""
 SLOW_BACKOFF = 10.0
 """Seconds the writes after a slow one run on the writer thread."""
 GATHER_ROUNDS = 4

@@ -80,6 +80,10 @@ class Processed:
 class WriteChecks(Reads):
     """The checks and admission of creates and updates (see the module docstring)."""
 
+    def __init__(self, store: Store, registry: Registry) -> None:
+        super().__init__(store, registry)
+        self.processed = Processed()
+
     def _check_namespace(self, rt: ResourceType, namespace: str, name: str) -> None:
         if not rt.namespaced:
             return
@@ -103,10 +107,6 @@ class WriteChecks(Reads):
                 f"namespace {namespace} because it is being terminated",
                 details=details,
             )
-
-    def __init__(self, store: Store, registry: Registry) -> None:
-        super().__init__(store, registry)
-        self.processed = Processed()
 
     def _decode(self, rt: ResourceType, version: Version, body: Any) -> dict[str, Any]:
         if not isinstance(body, dict):
