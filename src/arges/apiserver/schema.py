@@ -405,26 +405,22 @@ def _default(value: Any, schema: dict[str, Any], defaulted: Any = None) -> None:
             ):
                 value[key] = copy.deepcopy(sub["default"])
             if key in value:
-                _default_below(value[key], sub, before, key)
+                _default_changed(value[key], sub, before.get(key) if before else None)
         additional = schema.get("additionalProperties")
         if isinstance(additional, dict):
             for key, item in value.items():
                 if key not in props:
-                    _default_below(item, additional, before, key)
+                    _default_changed(item, additional, before.get(key) if before else None)
     elif isinstance(value, list):
         items = schema.get("items")
         if isinstance(items, dict):
             before_items = defaulted if type(defaulted) is list else ()
             for i, item in enumerate(value):
-                was = before_items[i] if i < len(before_items) else None
-                if was is None or was != item:
-                    _default(item, items, was)
+                _default_changed(item, items, before_items[i] if i < len(before_items) else None)
 
 
-def _default_below(
-    item: Any, schema: dict[str, Any], before: dict[str, Any] | None, key: str
-) -> None:
-    was = before.get(key) if before is not None else None
+def _default_changed(item: Any, schema: dict[str, Any], was: Any) -> None:
+    """:func:`_default` of ``item`` unless it equals ``was``, its defaulted former self."""
     if was is None or was != item:
         _default(item, schema, was)
 

@@ -316,7 +316,7 @@ def _compare(lhs: Any, rhs: Any, t: Type) -> _Diff:
     if rhs is MISSING:
         return "r", None, None, _everything(lhs, t) if lhs and type(lhs) in _CONTAINERS else None
     if lhs == rhs and (
-        (type(lhs) is type(rhs) and not isinstance(lhs, (dict, list)))
+        (type(lhs) is type(rhs) and not isinstance(lhs, _CONTAINERS))
         or codec.dumps(lhs) == codec.dumps(rhs)
     ):
         # Most of an update is unchanged, and this skips those parts in C. Equal scalars of

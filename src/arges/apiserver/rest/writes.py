@@ -279,7 +279,8 @@ class Writes(WriteChecks):
         ``measured``: the result nests no deeper than the stored object or the request's
         body, whose depths were bounded already (:data:`codec.MAX_DEPTH`), so it is not
         walked to measure it again (a walk of the whole object on every write)."""
-        storage = rt.storage_version().name
+        storage_version = rt.storage_version()
+        storage = storage_version.name
         for _ in range(RETRIES):
             entry = self.get(rt, namespace, name)
             old = await self.object_at(rt, version, entry)
@@ -328,7 +329,7 @@ class Writes(WriteChecks):
                 raise NotFound.resource(rt.plural, rt.group, name) from exc
             # What the update took from the stored object unchanged (its status, or all but
             # its status) went through this schema only if that object had.
-            whole = (known or not rt.storage_version().status) and not mutating
+            whole = (known or not storage_version.status) and not mutating
             self.processed.wrote(rt, version, change.entry, whole=whole)
             if rt.conversion is None:
                 # As a create's: the object as stored, not parsed back.
