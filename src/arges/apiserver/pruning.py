@@ -130,8 +130,7 @@ def _prune(value: Any, node: Pruner, where: _Where, dropped: list[_Where], prune
             if sub is not None:
                 if isinstance(sub_value, dict | list):
                     was = before.get(key) if before is not None else None
-                    if was is None or was != sub_value:
-                        _prune(sub_value, sub, (where, key), dropped, was)
+                    _prune_changed(sub_value, sub, (where, key), dropped, was)
             elif not node.keep:
                 gone.append(key)
                 dropped.append((where, key))
@@ -144,8 +143,15 @@ def _prune(value: Any, node: Pruner, where: _Where, dropped: list[_Where], prune
             for i, item in enumerate(value):
                 if isinstance(item, dict | list):
                     was = before_items[i] if i < len(before_items) else None
-                    if was is None or was != item:
-                        _prune(item, items, (where, i), dropped, was)
+                    _prune_changed(item, items, (where, i), dropped, was)
+
+
+def _prune_changed(
+    value: Any, node: Pruner, where: _Where, dropped: list[_Where], was: Any
+) -> None:
+    """:func:`_prune` of ``value`` unless it equals ``was``, its pruned former self."""
+    if was is None or was != value:
+        _prune(value, node, where, dropped, was)
 
 
 def _spell(where: _Where) -> str:
