@@ -25,7 +25,8 @@ from typing import Any
 
 from arges.apiserver.audit import AuditLog, ObjectRef
 from arges.apiserver.encryption import Encryption, new_key
-from arges.apiserver.store import Put, Store
+from arges.apiserver.entries import Put
+from arges.apiserver.store import Store
 
 
 def secret(i: int) -> dict[str, Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from arges.apiserver.store import Change
+from arges.apiserver.entries import Change
 from tests.integration.conftest import WIDGET_CRD, Api, api_session, start_server
 
 CRDS = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"

@@ -42,9 +42,10 @@ from arges.apiserver import codec
 from arges.apiserver.admissionregistration import EXEMPT, GROUP, MUTATING, VALIDATING
 from arges.apiserver.conversion import ConversionFailed, Converter, gvk
 from arges.apiserver.decoding import base64_error_offset
+from arges.apiserver.entries import Change
 from arges.apiserver.errors import Forbidden, InternalError, NotFound, StatusError, qualified
 from arges.apiserver.resources import ResourceType
-from arges.apiserver.store import Change, Store
+from arges.apiserver.store import Store
 from arges.apiserver.webhookclient import CallError, ConfigError, WebhookClient
 from arges.apiserver.webhookmatch import Hook, hooks_of, rule_matches
 from arges.errors import ArgesError

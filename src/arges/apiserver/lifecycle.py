@@ -29,6 +29,7 @@ from typing import Any
 
 from arges.apiserver import crd
 from arges.apiserver.admission import SYSTEM
+from arges.apiserver.entries import Change, Entry
 from arges.apiserver.errors import StatusError
 from arges.apiserver.resources import Registry, ResourceType
 from arges.apiserver.rest import Rest
@@ -36,7 +37,6 @@ from arges.apiserver.rest.deletes import FOREGROUND_FINALIZER, ORPHAN_FINALIZER
 from arges.apiserver.rest.options import DeleteOptions, WriteOptions
 from arges.apiserver.rest.reads import NAMESPACES
 from arges.apiserver.storage import StorageError
-from arges.apiserver.store import Change, Entry
 from arges.apiserver.tables import parse_time
 from arges.tasks import cancel_and_wait
 

@@ -28,11 +28,12 @@ from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from arges.apiserver.entries import Change, Entry, sort_entries
 from arges.apiserver.errors import Gone, StatusError
 from arges.apiserver.resources import ResourceType, Version
 from arges.apiserver.rest import Rest
 from arges.apiserver.rest.options import ListOptions, parse_rv, too_large
-from arges.apiserver.store import Change, Entry, Expired, sort_entries
+from arges.apiserver.store import Expired
 
 INITIAL_EVENTS_END = "k8s.io/initial-events-end"
 

@@ -18,9 +18,10 @@ from arges.apiserver.encryption import (
     new_key,
     read_config,
 )
+from arges.apiserver.entries import Put
 from arges.apiserver.rotation import rotate_key
 from arges.apiserver.storage import Database, LogRecord, StorageError
-from arges.apiserver.store import Put, Store
+from arges.apiserver.store import Store
 
 VALUE = "hunter2-correct-horse-battery-staple"
 

@@ -9,17 +9,15 @@ from pathlib import Path
 
 import pytest
 
+from arges.apiserver.entries import Put, Remove, sort_entries
 from arges.apiserver.storage import Database, LogRecord, StorageError
 from arges.apiserver.store import (
     SLOW_WRITE,
     AlreadyStored,
     Expired,
     NotStored,
-    Put,
-    Remove,
     Stale,
     Store,
-    sort_entries,
 )
 
 

@@ -15,13 +15,13 @@ import yaml
 from aiohttp import web
 
 from arges.apiserver import codec
+from arges.apiserver.entries import Entry
 from arges.apiserver.errors import StatusError
 from arges.apiserver.http.negotiation import JSON, negotiate
 from arges.apiserver.http.params import encode
 from arges.apiserver.resources import ResourceType, Version
 from arges.apiserver.rest import Rest
 from arges.apiserver.rest.options import ListOptions
-from arges.apiserver.store import Entry
 from arges.apiserver.tables import build_table
 
 if TYPE_CHECKING:

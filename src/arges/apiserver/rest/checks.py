@@ -18,13 +18,14 @@ from arges.apiserver import codec
 from arges.apiserver import managedfields as mf
 from arges.apiserver.admission import Attributes
 from arges.apiserver.decoding import decode_error, normalize_meta
+from arges.apiserver.entries import Entry
 from arges.apiserver.errors import BadRequest, Cause, Forbidden, Invalid, NotFound
 from arges.apiserver.objects import metadata
 from arges.apiserver.resources import Registry, ResourceType, Version
 from arges.apiserver.rest.options import WriteOptions
 from arges.apiserver.rest.reads import NAMESPACES, Reads
 from arges.apiserver.schema import Schema
-from arges.apiserver.store import Entry, Store
+from arges.apiserver.store import Store
 from arges.apiserver.validation import forbidden, invalid, object_meta_causes
 
 SYSTEM_FIELDS = (

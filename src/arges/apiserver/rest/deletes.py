@@ -12,12 +12,13 @@ from __future__ import annotations
 from typing import Any
 
 from arges.apiserver.admission import Attributes
+from arges.apiserver.entries import Entry, Put, Remove
 from arges.apiserver.errors import BadRequest, Conflict, NotFound
 from arges.apiserver.objects import at_version, now_rfc3339
 from arges.apiserver.resources import ResourceType, Version
 from arges.apiserver.rest.options import DeleteOptions, ListOptions
 from arges.apiserver.rest.reads import NAMESPACES, RETRIES, Reads
-from arges.apiserver.store import Entry, NotStored, Put, Remove, Stale
+from arges.apiserver.store import NotStored, Stale
 
 FOREGROUND_FINALIZER = "foregroundDeletion"
 ORPHAN_FINALIZER = "orphan"

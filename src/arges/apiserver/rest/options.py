@@ -12,9 +12,9 @@ from typing import Any
 
 from arges.apiserver import managedfields as mf
 from arges.apiserver.admission import ADMIN, UserInfo, meta_options
+from arges.apiserver.entries import Entry
 from arges.apiserver.errors import BadRequest, StatusError, Timeout
 from arges.apiserver.selectors import FieldSelector
-from arges.apiserver.store import Entry
 from arges.selectors import LabelSelector
 
 

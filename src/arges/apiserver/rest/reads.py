@@ -18,11 +18,12 @@ from typing import Any
 from arges.apiserver import codec
 from arges.apiserver.admission import Admission
 from arges.apiserver.conversion import Converter
+from arges.apiserver.entries import Entry, make_entry, sort_entries
 from arges.apiserver.errors import BadRequest, Gone, NotFound
 from arges.apiserver.objects import at_version
 from arges.apiserver.resources import Registry, ResourceType, Version
 from arges.apiserver.rest.options import ListOptions, ListResult, parse_rv, too_large
-from arges.apiserver.store import Entry, Expired, Store, make_entry, sort_entries
+from arges.apiserver.store import Expired, Store
 from arges.apiserver.tables import evaluate
 from arges.apiserver.webhookclient import WebhookClient
 

@@ -18,6 +18,7 @@ from typing import Any
 from arges.apiserver import apply as ssa
 from arges.apiserver import codec
 from arges.apiserver import managedfields as mf
+from arges.apiserver.entries import Put, Remove
 from arges.apiserver.errors import (
     AlreadyExists,
     BadRequest,
@@ -32,7 +33,7 @@ from arges.apiserver.resources import ResourceType, Version
 from arges.apiserver.rest.checks import WriteChecks, set_managed
 from arges.apiserver.rest.options import WriteOptions
 from arges.apiserver.rest.reads import RETRIES
-from arges.apiserver.store import AlreadyStored, NotStored, Put, Remove, Stale
+from arges.apiserver.store import AlreadyStored, NotStored, Stale
 from arges.apiserver.validation import invalid
 
 
