@@ -69,6 +69,7 @@ def make_entry(resource: str, rv: int, raw: bytes, obj: dict[str, Any]) -> Entry
 
 
 def entry_from_raw(resource: str, rv: int, raw: bytes) -> Entry:
+    """The index entry of the stored JSON bytes ``raw`` (trusted: parse errors propagate)."""
     return make_entry(resource, rv, raw, codec.loads(raw))
 
 

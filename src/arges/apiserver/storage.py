@@ -7,9 +7,10 @@ when :meth:`Database.write` returns, so nothing is acknowledged to a client befo
 Tables:
 
 ``objects(resource, namespace, name, rv, data)``
-    The current state, one row per object. ``resource`` is ``group/plural`` (``/secrets`` for
-    the core group), ``namespace`` is ``""`` for cluster-scoped objects, ``data`` the object's
-    JSON with its ``metadata.resourceVersion`` already set to ``rv``.
+    The current state, one row per object. ``resource`` is the qualified resource name
+    (``servers.metal.arges.dev``; ``secrets`` for the core group), ``namespace`` is ``""`` for
+    cluster-scoped objects, ``data`` the object's JSON with its ``metadata.resourceVersion``
+    already set to ``rv``.
 ``events(rv, resource, namespace, name, type, data, prev, ts)``
     The change log, like etcd's history: every write appends ``ADDED``, ``MODIFIED`` or
     ``DELETED`` with the new object and the previous one (``prev``), and the wall time ``ts``
