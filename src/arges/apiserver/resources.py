@@ -252,9 +252,6 @@ class Registry:
     def all(self) -> list[ResourceType]:
         return list(self._types.values())
 
-    def is_builtin(self, rt: ResourceType) -> bool:
-        return (rt.group, rt.plural) in self._builtin
-
     def groups(self) -> dict[str, list[str]]:
         """Group name to its served versions, most preferred first (core group is "")."""
         out: dict[str, set[str]] = {}
