@@ -99,21 +99,32 @@ def qualified(plural: str, group: str) -> str:
 
 
 class BadRequest(StatusError):
+    """400 (``StatusReasonBadRequest``): the request itself is wrong (a body that does not
+    decode, a parameter out of range)."""
+
     code = 400
     reason = "BadRequest"
 
 
 class Unauthorized(StatusError):
+    """401 (``StatusReasonUnauthorized``): the request carries no credentials the server
+    accepts."""
+
     code = 401
     reason = "Unauthorized"
 
 
 class Forbidden(StatusError):
+    """403 (``StatusReasonForbidden``): the authenticated user may not do this, or admission
+    refused it."""
+
     code = 403
     reason = "Forbidden"
 
 
 class NotFound(StatusError):
+    """404 (``StatusReasonNotFound``): the object, or the resource, does not exist."""
+
     code = 404
     reason = "NotFound"
 
@@ -127,21 +138,29 @@ class NotFound(StatusError):
 
 
 class MethodNotAllowed(StatusError):
+    """405 (``StatusReasonMethodNotAllowed``): the resource does not serve this verb."""
+
     code = 405
     reason = "MethodNotAllowed"
 
 
 class NotAcceptable(StatusError):
+    """406 (``StatusReasonNotAcceptable``): none of the ``Accept`` header's media types can be
+    served for this request."""
+
     code = 406
     reason = "NotAcceptable"
 
 
 class AlreadyExists(StatusError):
+    """409 (``StatusReasonAlreadyExists``): a create named an object that exists."""
+
     code = 409
     reason = "AlreadyExists"
 
     @classmethod
     def resource(cls, plural: str, group: str, name: str) -> AlreadyExists:
+        """``servers.metal.arges.dev "abc" already exists``."""
         return cls(
             f'{qualified(plural, group)} "{name}" already exists',
             details=_details(name, group, plural),
@@ -149,6 +168,9 @@ class AlreadyExists(StatusError):
 
 
 class Conflict(StatusError):
+    """409 (``StatusReasonConflict``): a write lost to a concurrent one (its
+    ``resourceVersion`` is stale) or another precondition failed; clients read and retry."""
+
     code = 409
     reason = "Conflict"
 
@@ -166,16 +188,24 @@ class Conflict(StatusError):
 
 
 class Gone(StatusError):
+    """410 (``StatusReasonExpired``): a list or watch asked for a ``resourceVersion`` older than
+    the retained history; the client lists again."""
+
     code = 410
     reason = "Expired"
 
 
 class RequestTooLarge(StatusError):
+    """413 (``StatusReasonRequestEntityTooLarge``): the body is past the server's limit."""
+
     code = 413
     reason = "RequestEntityTooLarge"
 
 
 class UnsupportedMediaType(StatusError):
+    """415 (``StatusReasonUnsupportedMediaType``): the body's ``Content-Type`` is not one this
+    verb decodes (a patch type the resource does not take, say)."""
+
     code = 415
     reason = "UnsupportedMediaType"
 
@@ -203,6 +233,9 @@ class Invalid(StatusError):
 
 
 class InternalError(StatusError):
+    """500 (``StatusReasonInternalError``): the server failed on a request it should have
+    served (storage, a bug); the cause is in the server's log, not the answer."""
+
     code = 500
     reason = "InternalError"
 
@@ -217,10 +250,16 @@ class ServerError(StatusError):
 
 
 class ServiceUnavailable(StatusError):
+    """503 (``StatusReasonServiceUnavailable``): the API server is not running (starting or
+    stopped)."""
+
     code = 503
     reason = "ServiceUnavailable"
 
 
 class Timeout(StatusError):
+    """504 (``StatusReasonTimeout``): the request could not be served in time, or asked for a
+    ``resourceVersion`` from the future (kube-apiserver answers that one with 504 too)."""
+
     code = 504
     reason = "Timeout"

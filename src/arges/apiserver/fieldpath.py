@@ -185,6 +185,7 @@ class FieldSet:
         return self.members == other.members and self.children == other.children
 
     def empty(self) -> bool:
+        """Whether the set holds no path."""
         return not self.members and not self.children
 
     def insert(self, path: Path) -> None:
@@ -205,12 +206,14 @@ class FieldSet:
         return self.children.get(pe) or FieldSet()
 
     def has(self, path: Path) -> bool:
+        """Whether ``path`` itself is in the set (a path only below it does not count)."""
         node: FieldSet | None = self
         for pe in path[:-1]:
             node = node.children.get(pe) if node is not None else None
         return node is not None and bool(path) and path[-1] in node.members
 
     def union(self, other: FieldSet) -> FieldSet:
+        """The paths in either set (an operand itself when the other is empty)."""
         if other.empty():
             return self
         if self.empty():
@@ -222,6 +225,7 @@ class FieldSet:
         return FieldSet(self.members | other.members, children)
 
     def intersection(self, other: FieldSet) -> FieldSet:
+        """The paths in both sets."""
         children = {}
         for pe, c in self.children.items():
             theirs = other.children.get(pe)

@@ -167,9 +167,12 @@ class ResourceType:
         return self.list_kind or f"{self.kind}List"
 
     def api_version(self, version: str) -> str:
+        """``apiVersion`` for ``version`` of this resource: ``group/version``, or ``version`` for
+        the core group."""
         return f"{self.group}/{version}" if self.group else version
 
     def storage_version(self) -> Version:
+        """The version objects are stored at (exactly one is marked ``storage``)."""
         return next(v for v in self.versions if v.storage)
 
     def served(self) -> list[Version]:
@@ -177,9 +180,13 @@ class ResourceType:
         return [v for v in self.versions if v.served]
 
     def version(self, name: str) -> Version | None:
+        """The served version called ``name``, or None (unknown, or not served)."""
         return next((v for v in self.versions if v.name == name and v.served), None)
 
     def field_labels(self, version: Version) -> frozenset[str]:
+        """The fields a field selector may name at ``version``: ``metadata.name`` and
+        ``metadata.namespace``, the kind's own (a built-in's, as kube-apiserver's), and a CRD
+        version's ``selectableFields``."""
         return (
             frozenset({"metadata.name", "metadata.namespace"})
             | self.strategy.field_labels
@@ -236,9 +243,12 @@ class Registry:
             self.generation += 1
 
     def get(self, group: str, plural: str) -> ResourceType | None:
+        """The resource ``plural`` of API group ``group`` ("" for core), or None."""
         return self._types.get((group, plural))
 
     def lookup(self, group: str, version: str, plural: str) -> tuple[ResourceType, Version] | None:
+        """The resource and its served ``version``, or None when either is unknown or the
+        version is not served."""
         rt = self._types.get((group, plural))
         if rt is None:
             return None
@@ -246,10 +256,13 @@ class Registry:
         return (rt, v) if v is not None else None
 
     def by_resource(self, resource: str) -> ResourceType | None:
+        """The resource by its qualified name (``servers.metal.arges.dev``, ``secrets``), or
+        None."""
         plural, _, group = resource.partition(".")
         return self._types.get((group, plural))
 
     def all(self) -> list[ResourceType]:
+        """Every registered resource, built-in and custom."""
         return list(self._types.values())
 
     def groups(self) -> dict[str, list[str]]:

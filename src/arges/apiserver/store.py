@@ -123,6 +123,8 @@ class Subscription:
         self._timer: asyncio.TimerHandle | None = None
 
     def push(self, change: Change) -> None:
+        """Queue ``change`` and wake the watcher; past ``limit`` queued, mark it ``overflowed``
+        instead (its watch ends) and drop what it held."""
         if self.overflowed or self.closed:
             return
         if len(self._buf) >= self.limit:
@@ -246,6 +248,7 @@ class Store:
             raise
 
     async def start(self) -> None:
+        """Start the writer and the compactor tasks on the running event loop."""
         self._wake = asyncio.Event()
         self._writer = asyncio.create_task(self._write_loop(), name="arges-store-writer")
         self._compactor = asyncio.create_task(self._compact_loop(), name="arges-store-compactor")
@@ -268,6 +271,7 @@ class Store:
     # Reads: served from memory, always as of the last durable revision.
 
     def get(self, resource: str, namespace: str, name: str) -> Entry | None:
+        """The current entry of an object (``namespace`` "" when cluster-scoped), or None."""
         return self._state.objects.get(resource, {}).get((namespace, name))
 
     def items(self, resource: str, namespace: str | None = None) -> list[Entry]:
@@ -278,9 +282,11 @@ class Store:
         return [e for e in objs.values() if e.namespace == namespace]
 
     def resources(self) -> list[str]:
+        """The qualified names of the resources that hold at least one object."""
         return [r for r, objs in self._state.objects.items() if objs]
 
     def by_uid(self, uid: str) -> Entry | None:
+        """The current entry of the object whose ``metadata.uid`` is ``uid``, or None."""
         where = self._state.by_uid.get(uid)
         if where is None:
             return None
@@ -488,6 +494,7 @@ class Store:
         return sub
 
     def unsubscribe(self, sub: Subscription) -> None:
+        """Stop delivering changes to ``sub`` and close it (a waiting ``get`` returns)."""
         self._subs.discard(sub)
         sub.close()
 

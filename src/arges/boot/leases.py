@@ -55,6 +55,8 @@ class LeaseTable:
         tmp.replace(self.path)
 
     def address_of(self, mac: str) -> str | None:
+        """The address of ``mac``'s recorded lease, expired or not, or None (``mac`` lowercase
+        and colon-separated, as the table keys it)."""
         lease = self._leases.get(mac)
         return str(lease["address"]) if lease else None
 
@@ -99,5 +101,6 @@ class LeaseTable:
         return True
 
     def release(self, mac: str) -> None:
+        """Forget ``mac``'s lease (RFC 2131 DHCPRELEASE) and save the table if it had one."""
         if self._leases.pop(mac, None) is not None:
             self._save()

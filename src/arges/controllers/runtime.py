@@ -46,6 +46,7 @@ Key = str
 
 
 def key_of(body: Body) -> Key:
+    """The reconcile :data:`Key` of an object (``metadata.name`` is required: KeyError)."""
     meta = body.get("metadata") or {}
     namespace = meta.get("namespace")
     return f"{namespace}/{meta['name']}" if namespace else str(meta["name"])
@@ -63,6 +64,8 @@ class Cache:
         self._objects: dict[str, dict[Key, Body]] = {}
 
     def apply(self, resource: Resource, event_type: str | None, body: Body) -> None:
+        """Record a watch event: a ``DELETED`` object leaves the cache, any other replaces its
+        key's entry."""
         objects = self._objects.setdefault(resource.plural, {})
         if event_type == "DELETED":
             objects.pop(key_of(body), None)
@@ -70,12 +73,15 @@ class Cache:
             objects[key_of(body)] = body
 
     def get(self, resource: Resource, key: Key) -> Body | None:
+        """The last observed object of ``resource`` at ``key``, or None."""
         return self._objects.get(resource.plural, {}).get(key)
 
     def objects(self, resource: Resource) -> list[Body]:
+        """Every observed object of ``resource`` (a new list; the bodies are the cache's own)."""
         return list(self._objects.get(resource.plural, {}).values())
 
     def names(self, resource: Resource) -> list[Key]:
+        """The keys of every observed object of ``resource``."""
         return list(self._objects.get(resource.plural, {}))
 
 
@@ -124,6 +130,8 @@ class WorkQueue:
         self.add(key)
 
     async def get(self) -> Key:
+        """Wait for the next key due for a reconcile and mark it active: it is not handed out
+        again until :meth:`done`."""
         key = await self._ready.get()
         self._queued.discard(key)
         self._active.add(key)
@@ -158,6 +166,7 @@ class WorkQueue:
         return self._failures.get(key, 0)
 
     def close(self) -> None:
+        """Cancel the delayed additions (retries, requeues) still pending."""
         for timer in self._timers.values():
             timer.cancel()
         self._timers.clear()
@@ -167,9 +176,11 @@ class Gate(Protocol):
     """What a worker passes before each reconcile (the plane-wide pause,
     :class:`arges.controllers.pause.PlaneGate`): ``enter`` waits while it is closed."""
 
-    async def enter(self) -> None: ...
+    async def enter(self) -> None:
+        """Wait until reconciles may run."""
 
-    def leave(self) -> None: ...
+    def leave(self) -> None:
+        """Say the reconcile that entered has ended."""
 
 
 @dataclass(frozen=True)

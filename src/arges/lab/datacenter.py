@@ -85,6 +85,8 @@ def lab_dir(data_dir: Path) -> Path:
 
 
 def arges_hint(data_dir: Path, network: LabNetwork) -> str:
+    """The ``arges up`` command line that serves this lab's network, for messages that ask
+    the user to start Arges first."""
     return (
         f"start Arges first: arges up --data-dir {data_dir} --boot-address "
         f"{network.host_address} --dhcp-interface {network.host_link}"
@@ -431,6 +433,9 @@ class ServerStatus:
 
 @dataclass(frozen=True)
 class LabStatus:
+    """What :func:`status` found: the lab's recorded state, whether its supervisor runs,
+    and each server's."""
+
     state: LabState
     supervisor_running: bool
     servers: list[ServerStatus]

@@ -14,6 +14,7 @@ def find(conditions: list[Condition] | None, kind: str) -> Condition | None:
 
 
 def is_true(conditions: list[Condition] | None, kind: str) -> bool:
+    """Whether the condition of type ``kind`` is present with status ``"True"``."""
     found = find(conditions, kind)
     return found is not None and found.status == "True"
 

@@ -32,12 +32,18 @@ def shown(url: str) -> str:
 
 
 class PowerState(Enum):
+    """A machine's power as its BMC reports it (IPMI ``chassis power status``, Redfish
+    ``PowerState``); ``UNKNOWN`` when the BMC does not say."""
+
     ON = "on"
     OFF = "off"
     UNKNOWN = "unknown"
 
 
 class PowerAction(Enum):
+    """What a driver asks the BMC for: IPMI ``chassis power on|off|soft|cycle|reset``, or the
+    Redfish ``ResetType`` that :mod:`arges.power.redfish` maps each to."""
+
     ON = "on"
     OFF = "off"
     SOFT_OFF = "soft"

@@ -17,6 +17,10 @@ from arges.power.errors import AuthenticationFailed, BmcUnreachable, PowerError
 
 @dataclass
 class Faults:
+    """Faults the fake BMC makes on demand (see the module docstring): the next ``fail``
+    calls raise ``error``; every call waits ``hang`` seconds first; the next ``lie_times``
+    power readings report ``lie``."""
+
     fail: int = 0
     error: type[PowerError] = BmcUnreachable
     hang: float = 0.0

@@ -36,18 +36,22 @@ class Entry:
 
 
 def directory(path: str, perm: int = 0o755) -> Entry:
+    """A directory entry at ``path`` (no leading ``/``) with permission bits ``perm``."""
     return Entry(path, stat.S_IFDIR | perm)
 
 
 def file(path: str, data: bytes, perm: int = 0o644) -> Entry:
+    """A regular file at ``path`` holding ``data``, with permission bits ``perm``."""
     return Entry(path, stat.S_IFREG | perm, data)
 
 
 def symlink(path: str, target: str) -> Entry:
+    """A symbolic link at ``path`` to ``target`` (cpio stores the target as the data)."""
     return Entry(path, stat.S_IFLNK | 0o777, target.encode())
 
 
 def char_device(path: str, major: int, minor: int, perm: int = 0o600) -> Entry:
+    """A character device node at ``path`` with device number ``major:minor``."""
     return Entry(path, stat.S_IFCHR | perm, rdev=(major, minor))
 
 

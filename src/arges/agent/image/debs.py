@@ -109,6 +109,8 @@ def resolve(names: list[str]) -> list[Deb]:
 
 
 def sha256(path: Path) -> str:
+    """The SHA-256 of the file at ``path``, lowercase hex (as a Debian ``Packages`` index
+    gives it)."""
     with path.open("rb") as f:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
