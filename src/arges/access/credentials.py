@@ -61,6 +61,7 @@ class Signer:
 
     @classmethod
     def random(cls) -> Signer:
+        """A signer with a fresh 256-bit key from :mod:`secrets`."""
         return cls(secrets.token_bytes(32))
 
     def _tag(self, purpose: str, uuid: str, client: str, issued: int, nonce: str) -> str:

@@ -107,10 +107,12 @@ class Progress:
         self._lock = threading.Lock()
 
     def add(self, count: int) -> None:
+        """Count ``count`` more bytes done (from any thread)."""
         with self._lock:
             self.done += count
 
     def percent(self) -> int:
+        """Bytes done as a whole percentage of the total (100 when there is nothing to do)."""
         with self._lock:
             return 100 if not self.total else int(self.done * 100 / self.total)
 

@@ -49,6 +49,7 @@ class Column:
     description: str = ""
 
     def to_json(self) -> dict[str, Any]:
+        """The CRD's ``additionalPrinterColumns`` entry for this column."""
         out: dict[str, Any] = {"name": self.name, "type": self.type, "jsonPath": self.json_path}
         if self.priority:
             out["priority"] = self.priority

@@ -65,6 +65,7 @@ class UserInfo:
     groups: tuple[str, ...] = ()
 
     def review(self) -> dict[str, Any]:
+        """An AdmissionReview request's ``userInfo``: ``username``, and ``groups`` when any."""
         out: dict[str, Any] = {"username": self.username}
         if self.groups:
             out["groups"] = list(self.groups)

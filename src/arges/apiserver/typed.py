@@ -283,6 +283,7 @@ class Comparison:
     removed: FieldSet = field(default_factory=FieldSet)
 
     def same(self) -> bool:
+        """Whether the two objects compared have no field added, changed or removed."""
         return self.added.empty() and self.modified.empty() and self.removed.empty()
 
 

@@ -120,6 +120,7 @@ class BootFiles:
     arm64_binary: str | None = None
 
     def url(self, path: str) -> str:
+        """The boot HTTP URL of ``path`` (which starts with ``/``) at this boot address."""
         return f"http://{self.address}:{self.http_port}{path}"
 
 

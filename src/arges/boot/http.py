@@ -109,6 +109,8 @@ class BootHttp:
         """Sends the port's file bodies off the event loop (:mod:`arges.boot.filesend`)."""
 
     def app(self) -> web.Application:
+        """The aiohttp application: ``/boot.ipxe``, ``/ipxe``, ``/env/{name}/{asset}``,
+        ``/tftp/{file}`` and the extra routes (discovery, metadata, agent media)."""
         app = web.Application(client_max_size=1 << 20)
         app[FILE_SENDER] = self.files
         app.add_routes(
@@ -124,6 +126,8 @@ class BootHttp:
         return app
 
     async def start(self) -> None:
+        """Listen on the configured address and port (its socket bound by
+        :mod:`arges.boot.sockets`), each client's connections limited."""
         cfg = self.config
         runner = web.AppRunner(self.app(), access_log=None, keepalive_timeout=cfg.header_timeout)
         await runner.setup()
@@ -137,6 +141,7 @@ class BootHttp:
         log.info("boot HTTP on %s:%d (servers use %s)", cfg.address, self.port, self.base_url)
 
     async def stop(self) -> None:
+        """Close the listener and its connections, and stop the file sender."""
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -148,10 +153,16 @@ class BootHttp:
         return f"http://{self.config.address}:{self.port}"
 
     async def boot_ipxe(self, request: web.Request) -> web.Response:
+        """``/boot.ipxe``: the chain script (:func:`arges.boot.ipxe.chain_script`) that asks
+        ``/ipxe`` on each NIC in turn, with the machine's SMBIOS UUID, MAC, arch and platform."""
         log.info("/boot.ipxe to %s", request.remote or "-")
         return web.Response(text=ipxe.chain_script(self.base_url))
 
     async def ipxe(self, request: web.Request) -> web.Response:
+        """``/ipxe?uuid=&mac=&platform=``: the iPXE script of this machine's boot decision
+        (:mod:`arges.metal.boot`, rendered by :mod:`arges.boot.ipxe`): an Environment, its
+        disk, not ready (412) or refused (403); 429 over the client's request rate, 503 when
+        the API cannot be read."""
         uuid = server_name(request.query.get("uuid", "")) or ""
         mac = ipxe.mac_from_query(request.query.get("mac", ""))
         client = request.remote or ""
@@ -189,6 +200,7 @@ class BootHttp:
         )
 
     async def tftp_file(self, request: web.Request) -> web.StreamResponse:
+        """``/tftp/{file}``: a file of the TFTP root over HTTP (404 for a name outside it)."""
         try:
             path = resolve(self.config.tftp_root, request.match_info["file"])
         except Refused as exc:

@@ -68,6 +68,7 @@ class AgentMedia:
         self._current: dict[str, Path] = {}
 
     def routes(self) -> list[web.RouteDef]:
+        """The route of the agent's boot ISO, ``/agent/{uuid}.iso``."""
         return [web.get("/agent/{uuid}.iso", self.serve)]
 
     async def prepare(self, uuid: str, token: str) -> Path:
@@ -144,6 +145,9 @@ class AgentMedia:
         return f"{self.base_url()}/agent/{uuid}.iso?token={token}"
 
     async def serve(self, request: web.Request) -> web.StreamResponse:
+        """``/agent/{uuid}.iso?token=``: the agent ISO for this server, built on first use, only to
+        the holder of its agent boot credential (403 otherwise, 429 over the rate, 412 when it
+        cannot be built, 503 when the API cannot be read)."""
         uuid = server_name(request.match_info["uuid"]) or ""
         token = request.query.get("token", "")
         client = request.remote or ""

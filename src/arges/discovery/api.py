@@ -125,12 +125,18 @@ class DiscoveryApi:
         self._slots = asyncio.Semaphore(config.concurrency)
 
     def routes(self) -> list[web.RouteDef]:
+        """The agent's two routes: registration and reports."""
         return [web.post(REGISTER_PATH, self.register), web.post(REPORT_PATH, self.report)]
 
     async def register(self, request: web.Request) -> web.Response:
+        """The agent's registration (:class:`arges.wire.Registration`), behind the boot
+        credential check and rate limits; answered with its next
+        :class:`arges.wire.Instruction`."""
         return await self._guarded(request, self._register)
 
     async def report(self, request: web.Request) -> web.Response:
+        """An agent's report (:class:`arges.wire.Report`), behind the boot credential check and
+        rate limits; answered with its next :class:`arges.wire.Instruction`."""
         return await self._guarded(request, self._report)
 
     async def _guarded(self, request: web.Request, handler: Any) -> web.Response:

@@ -78,6 +78,8 @@ class KubeClient:
         await self.close()
 
     def open(self) -> None:
+        """Make the HTTP session (over the connection's Unix socket, else TLS to its server);
+        idempotent: entering the client and each HTTP request or watch call it."""
         if self._session is None:
             connector: aiohttp.BaseConnector
             if self.connection.unix_socket is not None:
@@ -93,6 +95,7 @@ class KubeClient:
             self._session = aiohttp.ClientSession(connector=connector, timeout=TIMEOUT)
 
     async def close(self) -> None:
+        """Close the HTTP session and its connections (a later request opens a new one)."""
         if self._session is not None:
             await self._session.close()
             self._session = None

@@ -46,11 +46,13 @@ class Writer(Protocol):
 
     async def create(
         self, res: Resource, obj: dict[str, Any], namespace: str | None = None
-    ) -> dict[str, Any]: ...
+    ) -> dict[str, Any]:
+        """Create ``obj``; the object as stored."""
 
     async def patch(
         self, res: Resource, name: str, patch: Any, namespace: str | None = None
-    ) -> dict[str, Any]: ...
+    ) -> dict[str, Any]:
+        """Merge-patch object ``name``; the object as stored."""
 
 
 @dataclass

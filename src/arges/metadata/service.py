@@ -160,9 +160,16 @@ class MetadataService:
         self.server_classes = server_classes or Informer(kube, SERVER_CLASSES)
 
     def routes(self) -> list[web.RouteDef]:
+        """The route of the machine config, ``/configdata``."""
         return [web.get("/configdata", self.configdata)]
 
     async def configdata(self, request: web.Request) -> web.Response:
+        """``/configdata?uuid=&token=``: the bound server's Talos machine config (its
+        TalosCluster member config, or its Cluster API Machine's bootstrap data with the
+        Node's provider ID) with its ServerClass's and Server's patches applied, only to the
+        holder of its config boot credential (403 otherwise, and once the config is
+        installed: the credential is spent); 429 over the rate, 503 when the API cannot be
+        read."""
         uuid = server_name(request.query.get("uuid", "")) or ""
         token = request.query.get("token", "")
         remote = request.remote or ""

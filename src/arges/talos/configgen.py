@@ -55,6 +55,7 @@ class ClusterInput:
         return parsed.hostname
 
     def kubernetes(self) -> str:
+        """The Kubernetes version, without its ``v`` (the given one, else the Talos contract's)."""
         version = self.kubernetes_version or self.contract.kubernetes
         return version.removeprefix("v")
 

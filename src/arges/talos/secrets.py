@@ -52,6 +52,7 @@ class CertAndKey:
     key: bytes
 
     def certificate(self) -> x509.Certificate:
+        """The parsed certificate (``crt`` is PEM)."""
         return x509.load_pem_x509_certificate(self.crt)
 
     def private_key(self) -> Any:
