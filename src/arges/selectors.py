@@ -39,6 +39,8 @@ class Requirement:
     values: frozenset[str] = frozenset()
 
     def matches(self, labels: Mapping[str, str]) -> bool:
+        """Whether ``labels`` meets this requirement (``!=`` and ``notin`` match an absent
+        key, as Kubernetes' label selectors do)."""
         present = self.key in labels
         if self.op == "exists":
             return present
@@ -56,6 +58,7 @@ class LabelSelector:
     requirements: tuple[Requirement, ...] = ()
 
     def matches(self, labels: Mapping[str, str]) -> bool:
+        """Whether ``labels`` meets every requirement (an empty selector matches all)."""
         return all(r.matches(labels) for r in self.requirements)
 
     @property

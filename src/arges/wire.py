@@ -76,6 +76,7 @@ class Registration:
     boot_mac: str = ""
 
     def to_json(self) -> dict[str, Any]:
+        """The JSON the agent posts to the registration endpoint."""
         return {
             "uuid": self.uuid,
             "hardware": self.hardware,
@@ -96,6 +97,7 @@ class Report:
     wiped: list[dict[str, Any]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
+        """The JSON the agent posts as a report (empty fields left out)."""
         out = asdict(self)
         return {k: v for k, v in out.items() if v not in ("", [])}
 
@@ -110,6 +112,7 @@ class Instruction:
     reason: str = ""
 
     def to_json(self) -> dict[str, Any]:
+        """The JSON Arges answers the agent with."""
         return {
             "action": self.action,
             "pollSeconds": self.poll_seconds,

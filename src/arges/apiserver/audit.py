@@ -191,6 +191,7 @@ class AuditLog:
             log.error("cannot write the audit log %s: %s", self.path, exc)
 
     def close(self) -> None:
+        """Close the audit log's file."""
         self._file.close()
 
 

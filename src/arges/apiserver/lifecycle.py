@@ -82,9 +82,11 @@ class Lifecycle:
         self.store.observe(self._observe)
 
     def start(self) -> None:
+        """Start the lifecycle loop as a task on the running event loop."""
         self._task = asyncio.create_task(self._run(), name="arges-lifecycle")
 
     async def stop(self) -> None:
+        """Cancel the lifecycle loop and wait for it to end."""
         if self._task:
             await cancel_and_wait(self._task)
 

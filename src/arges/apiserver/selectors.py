@@ -38,6 +38,8 @@ class FieldRequirement:
     value: str
 
     def matches(self, fields: Mapping[str, str]) -> bool:
+        """Whether ``fields`` (field path to value; an absent field is "") meets this
+        requirement."""
         equal = fields.get(self.field, "") == self.value
         return equal if self.op == "=" else not equal
 
@@ -49,6 +51,7 @@ class FieldSelector:
     requirements: tuple[FieldRequirement, ...] = ()
 
     def matches(self, fields: Mapping[str, str]) -> bool:
+        """Whether ``fields`` meets every requirement (an empty selector matches all)."""
         return all(r.matches(fields) for r in self.requirements)
 
     def exact(self, field: str) -> str | None:

@@ -179,6 +179,7 @@ class Database:
             raise StorageError(str(exc)) from exc
 
     def close(self) -> None:
+        """Close the connection and release the writer's lock on the file."""
         self._conn.close()
         self._unlock()
 

@@ -280,6 +280,7 @@ class WebhookClient:
         self._contexts: dict[bytes, ssl.SSLContext] = {}
 
     async def close(self) -> None:
+        """Close the HTTP session to the webhooks (a later call opens a new one)."""
         if self._session is not None:
             await self._session.close()
             self._session = None

@@ -117,6 +117,7 @@ class DhcpService:
             self._follower = asyncio.create_task(self._follow(interface), name="dhcp-interface")
 
     async def stop(self) -> None:
+        """Stop watching for the interface and close the DHCP sockets."""
         if self._follower is not None:
             await cancel_and_wait(self._follower)
             self._follower = None

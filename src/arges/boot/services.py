@@ -151,6 +151,7 @@ class BootServices:
             await self.dhcp.start()
 
     async def stop(self) -> None:
+        """Stop DHCP, TFTP and boot HTTP, whichever run."""
         for service in (self.dhcp, self.tftp, self.http):
             if service is not None:
                 await service.stop()

@@ -14,6 +14,8 @@ class JsonFormatter(logging.Formatter):
     ``message``, and ``exception`` (the traceback) when there is one."""
 
     def format(self, record: logging.LogRecord) -> str:
+        """One JSON object per line: ``time`` (RFC 3339, UTC, milliseconds), ``level``,
+        ``logger``, ``message``, and ``exception`` when there is one."""
         entry = {
             "time": dt.datetime.fromtimestamp(record.created, dt.UTC).isoformat(
                 timespec="milliseconds"

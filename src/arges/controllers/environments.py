@@ -54,6 +54,8 @@ class EnvironmentController(Controller):
         return [Watch(ENVIRONMENTS, own)]
 
     async def start(self) -> None:
+        """Create the built-in Environments, or bring them in step (see
+        :meth:`ensure_built_in`), before the first reconcile."""
         for name, spec in self.built_ins.items():
             await self.ensure_built_in(name, spec)
 

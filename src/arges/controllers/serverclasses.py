@@ -64,6 +64,7 @@ class ServerClassController(Controller):
         self._written: dict[Key, tuple[float, Any]] = {}
 
     async def start(self) -> None:
+        """Create the built-in ``any`` ServerClass when it is missing."""
         await self._create_any()
 
     async def _create_any(self) -> None:

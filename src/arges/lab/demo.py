@@ -169,6 +169,7 @@ class Arges:
         return self.data_dir / "arges.log"
 
     def argv(self) -> list[str]:
+        """The ``arges up`` command line that serves the lab's network."""
         argv = [
             sys.executable,
             "-m",
@@ -299,6 +300,8 @@ class Demo:
         return "\n".join(lines)
 
     async def discovered(self, within: float = 900.0) -> float:
+        """Wait until every lab server has registered its inventory; the seconds it took."""
+
         def done(servers: dict[str, Object], _: dict[str, Object]) -> bool:
             return all(
                 (servers.get(s.uuid, {}).get("status") or {}).get("hardware")
@@ -308,6 +311,7 @@ class Demo:
         return await self.wait("every server has registered", done, within)
 
     async def accept(self) -> None:
+        """Accept every lab server (``spec.accepted: true``): Arges wipes each before use."""
         for server in self.lab.servers:
             await self.kube.patch(SERVERS, server.uuid, {"spec": {"accepted": True}})
         self.say(f"accepted {len(self.lab.servers)} server(s): they are wiped before use")
@@ -315,6 +319,8 @@ class Demo:
     async def available(
         self, within: float = 900.0, servers: list[LabServer] | None = None
     ) -> float:
+        """Wait until ``servers`` (all the lab's by default) are clean, powered off and unbound;
+        the seconds it took."""
         wanted = servers or self.lab.servers
 
         def done(found: dict[str, Object], bindings: dict[str, Object]) -> bool:
@@ -328,6 +334,8 @@ class Demo:
         return await self.wait("the servers are wiped, clean and powered off", done, within)
 
     async def create_cluster(self, control_planes: int = 1, workers: int = 1) -> None:
+        """Create the lab's ServerClass (if missing) and a TalosCluster of ``control_planes``
+        and ``workers`` drawn from it."""
         with contextlib.suppress(AlreadyExists):
             await self.kube.create(
                 SERVER_CLASSES,
@@ -361,6 +369,9 @@ class Demo:
         )
 
     async def configs_delivered(self, members: int = 2, within: float = 900.0) -> float:
+        """Wait until ``members`` bindings report their machine config installed; the seconds
+        it took."""
+
         def done(_: dict[str, Object], bindings: dict[str, Object]) -> bool:
             installed = [b for b in bindings.values() if _true(b, "Installed")]
             return len(bindings) == members and len(installed) == members

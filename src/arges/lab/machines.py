@@ -58,6 +58,8 @@ class Smbios:
     family: str = "Lab"
 
     def option(self) -> str:
+        """QEMU's ``-smbios`` value for SMBIOS type 1 (system information), empty fields left
+        out."""
         fields = {
             "uuid": self.uuid,
             "manufacturer": self.manufacturer,

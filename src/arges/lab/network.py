@@ -64,6 +64,7 @@ class LabNetwork:
         return str(net[net.num_addresses // 2]), str(net[net.num_addresses - 2])
 
     def in_namespace(self, *argv: str) -> list[str]:
+        """``argv`` run inside the lab's network namespace (``ip netns exec``)."""
         return ["ip", "netns", "exec", self.namespace, *argv]
 
     def create_plan(self) -> list[list[str]]:
@@ -98,6 +99,7 @@ class LabNetwork:
         ]
 
     def exists(self) -> bool:
+        """Whether the lab's network namespace exists."""
         out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=False)
         return any(line.split()[0] == self.namespace for line in out.stdout.splitlines() if line)
 

@@ -142,6 +142,7 @@ class LabState(_Model):
     arges: ArgesRecord | None = None
 
     def server(self, name: str) -> LabServer | None:
+        """The lab server called ``name``, or None."""
         return next((s for s in self.servers if s.name == name), None)
 
 

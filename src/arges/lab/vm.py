@@ -54,6 +54,7 @@ class VirtualMachine:
         self._lock = threading.Lock()
 
     def argv(self, boot: BootDevice) -> list[str]:
+        """The QEMU command line booting from ``boot`` (inside the lab's namespace when set)."""
         argv = self.argv_override or qemu_argv(self.machine, boot, self.qemu, self.media)
         if self.namespace:
             argv = ["ip", "netns", "exec", self.namespace, *argv]
@@ -64,6 +65,7 @@ class VirtualMachine:
         return self._proc is not None and self._proc.poll() is None
 
     def set_boot(self, device: BootDevice, persistent: bool) -> None:
+        """Boot from ``device`` at the next power-on only, or every time with ``persistent``."""
         with self._lock:
             if persistent:
                 self.default_boot = device
@@ -72,6 +74,7 @@ class VirtualMachine:
                 self.next_boot = device
 
     def boot_device(self) -> BootDevice:
+        """The device the next power-on boots from."""
         return self.next_boot or self.default_boot
 
     def insert(self, image: Path | None) -> None:
@@ -80,6 +83,7 @@ class VirtualMachine:
             self.media = image
 
     def power_on(self) -> None:
+        """Start QEMU from the next boot device (nothing when it runs already)."""
         with self._lock:
             if self.running:
                 return
@@ -124,6 +128,7 @@ class VirtualMachine:
         return " | ".join(text.strip().splitlines()[-lines:]) or "(empty log)"
 
     def power_off(self) -> None:
+        """Stop QEMU: SIGTERM, then SIGKILL after 10 s (nothing when it is off)."""
         with self._lock:
             proc, self._proc = self._proc, None
         if proc is None or proc.poll() is not None:
@@ -137,6 +142,7 @@ class VirtualMachine:
         log.info("%s: powered off", self.machine.name)
 
     def reset(self) -> None:
+        """Power off, then on (a cold reset: QEMU starts again)."""
         self.power_off()
         self.power_on()
 

@@ -96,6 +96,7 @@ class MetricsPort:
         log.info("metrics on http://%s:%d/metrics", self.address, self.port)
 
     async def stop(self) -> None:
+        """Close the metrics listener and its connections."""
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None

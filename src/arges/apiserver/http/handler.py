@@ -95,6 +95,8 @@ class Handler:
         self.watches: set[asyncio.Task[Any]] = set()
 
     def app(self) -> web.Application:
+        """An aiohttp application that sends every path to :meth:`handle` (bodies up to
+        :data:`MAX_BODY_BYTES`)."""
         app = web.Application(client_max_size=MAX_BODY_BYTES)
         app.router.add_route("*", "/{tail:.*}", self.handle)
         return app

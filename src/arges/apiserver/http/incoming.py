@@ -79,6 +79,7 @@ class LocalRequest:
 
     @cached_property
     def query(self) -> MultiMapping[str]:
+        """The query parameters, as aiohttp's ``Request.query`` gives them."""
         return MultiDictProxy(MultiDict(self.params))
 
     @property
@@ -91,6 +92,7 @@ class LocalRequest:
 
     @cached_property
     def headers(self) -> Mapping[str, str]:
+        """The headers, case-insensitive, as aiohttp's ``Request.headers`` gives them."""
         return CIMultiDictProxy(CIMultiDict(self.header_values))
 
     @property
@@ -107,6 +109,7 @@ class LocalRequest:
         return ""
 
     async def read(self) -> bytes:
+        """The body; 413 (``HTTPRequestEntityTooLarge``) past :data:`MAX_BODY_BYTES`."""
         if len(self.body) > MAX_BODY_BYTES:
             raise web.HTTPRequestEntityTooLarge(max_size=MAX_BODY_BYTES, actual_size=len(self.body))
         return self.body
