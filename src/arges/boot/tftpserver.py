@@ -410,11 +410,10 @@ class TftpServer:
         log.info("TFTP serving %s on %s:%d", self.root, self.host, self.port)
 
     async def stop(self) -> None:
-        """Stop listening, end every transfer, and stop the TFTP thread."""
+        """Serve the packets already received, then end every transfer and the TFTP thread."""
         thread = self._thread
         if thread is None:
             return
-        self._stopping = True
         with contextlib.suppress(OSError):
             os.eventfd_write(self._wake, 1)
         await asyncio.to_thread(thread.join, STOP_SECONDS)
@@ -426,6 +425,7 @@ class TftpServer:
     def _woken(self) -> None:
         with contextlib.suppress(OSError):
             os.eventfd_read(self._wake)
+        self._stopping = True
 
     def _run(self) -> None:
         """The TFTP thread: wait for packets or the next deadline, serve them, until stopped."""
@@ -434,6 +434,10 @@ class TftpServer:
         handlers = self._handlers
         timers = self._timers
         try:
+            # The loop ends after the turn that reads stop()'s wake (its handler sets the
+            # flag), not as soon as stop() is called: a packet that arrived before stop() (a
+            # final ACK) is among that turn's events, so its transfer is served and counted
+            # rather than cut off unseen.
             while not self._stopping:
                 wait = max(0.0, timers[0][0] - time.monotonic()) if timers else -1.0
                 try:
