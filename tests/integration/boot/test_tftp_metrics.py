@@ -12,6 +12,9 @@ from arges.boot.tftpserver import TftpServer
 from arges.metrics import Metrics
 from tests.integration.boot.test_tftp import curl
 
+SMALL_RRQ = struct.pack("!H", RRQ) + b"small.bin\x00octet\x00"
+"""A read request for ``small.bin`` in octet mode (RFC 1350), as the raw clients below send it."""
+
 
 def sample(metrics: Metrics, name: str, **labels: str) -> float:
     return metrics.registry.get_sample_value(name, labels) or 0.0
@@ -64,9 +67,7 @@ async def test_a_transfer_acknowledged_just_before_stop_is_counted(tmp_path: Pat
         await server.start()
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
             sock.settimeout(5)
-            sock.sendto(
-                struct.pack("!H", RRQ) + b"small.bin\x00octet\x00", ("127.0.0.1", server.port)
-            )
+            sock.sendto(SMALL_RRQ, ("127.0.0.1", server.port))
             _, peer = await asyncio.to_thread(sock.recvfrom, 600)
             sock.sendto(struct.pack("!HH", ACK, 1), peer)
             await server.stop()
@@ -77,7 +78,7 @@ async def test_a_transfer_acknowledged_just_before_stop_is_counted(tmp_path: Pat
 def _client_that_ignores_the_first_packet(port: int) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.settimeout(5)
-        sock.sendto(struct.pack("!H", RRQ) + b"small.bin\x00octet\x00", ("127.0.0.1", port))
+        sock.sendto(SMALL_RRQ, ("127.0.0.1", port))
         first, peer = sock.recvfrom(600)
         again, _ = sock.recvfrom(600)  # no ACK for the first: the server sends it again
         assert first == again and struct.unpack("!H", first[:2])[0] == DATA
