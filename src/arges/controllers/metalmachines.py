@@ -255,7 +255,7 @@ class MetalMachineController(InfrastructureController):
         class_body = self.cache.get(SERVER_CLASSES, class_name)
         if class_body is None:
             return None, ("ServerClassNotFound", f"ServerClass {class_name} does not exist")
-        servers = parsed(self.cache, SERVERS, Server).all()
+        servers = parsed(self.cache, SERVERS, Server).lazy()
         try:
             binding = await allocate(
                 self.kube,

@@ -11,6 +11,7 @@ the object changes or goes. Models are shared: callers must not mutate them.
 from __future__ import annotations
 
 import weakref
+from collections.abc import Iterator, Mapping
 from typing import Generic, TypeVar
 
 from arges.api.base import Object
@@ -67,6 +68,42 @@ class Parsed(Generic[M]):
             if body is not None:
                 out[key] = self._parse(key, body)
         return out
+
+    def lazy(self) -> LazyModels[M]:
+        """Every object of the resource, by key, each parsed only when looked up (see
+        :class:`LazyModels`): for a reconcile that reads a few objects of many, where
+        :meth:`all` would look at every one."""
+        return LazyModels(self)
+
+
+class LazyModels(Mapping[Key, M]):
+    """A :class:`Parsed` resource as a mapping of key to model, for one reconcile.
+
+    The keys are the cache's when iterated. An object is parsed when first looked up (from
+    the cache as it is then) and the same model is answered for it from then on, as a
+    reconcile's dictionary of :meth:`Parsed.all` would: a TalosCluster's reconcile reads its
+    own members and, when it grows, the candidates it tries, and with :meth:`Parsed.all` it
+    looked at every Server of the fleet (and parsed each that had changed) on every reconcile.
+    """
+
+    def __init__(self, parsed: Parsed[M]) -> None:
+        self._parsed = parsed
+        self._held: dict[Key, M] = {}
+
+    def __getitem__(self, key: Key) -> M:
+        model = self._held.get(key)
+        if model is None:
+            model = self._parsed.get(key)
+            if model is None:
+                raise KeyError(key)
+            self._held[key] = model
+        return model
+
+    def __iter__(self) -> Iterator[Key]:
+        return iter(self._parsed.cache.names(self._parsed.resource))
+
+    def __len__(self) -> int:
+        return len(self._parsed.cache.names(self._parsed.resource))
 
 
 _SHARED: weakref.WeakKeyDictionary[Cache, dict[Resource, Parsed[Object]]] = (

@@ -1,4 +1,4 @@
-from typing import Any
+from typing import Any, ClassVar, Self
 
 from arges.api.server import Server
 from arges.controllers.parsed import parsed
@@ -50,3 +50,41 @@ def test_caches_do_not_share_views() -> None:
     one.apply(SERVERS, "ADDED", server("a", "1"))
     assert parsed(two, SERVERS, Server).all() == {}
     assert list(parsed(one, SERVERS, Server).all()) == ["a"]
+
+
+class CountedServer(Server):
+    """A Server model that counts its parses."""
+
+    parses: ClassVar[list[str]] = []
+
+    @classmethod
+    def from_json(cls, body: dict[str, Any]) -> Self:
+        cls.parses.append(body["metadata"]["name"])
+        return super().from_json(body)
+
+
+def test_a_lazy_mapping_parses_only_what_is_looked_up() -> None:
+    cache = Cache()
+    for name in ("a", "b", "c"):
+        cache.apply(SERVERS, "ADDED", server(name, "1"))
+    CountedServer.parses.clear()
+    servers = parsed(cache, SERVERS, CountedServer).lazy()
+    assert sorted(servers) == ["a", "b", "c"] and len(servers) == 3
+    assert CountedServer.parses == []
+    got = servers.get("b")
+    assert got is not None and got.name == "b"
+    assert servers.get("missing") is None and "missing" not in servers
+    assert CountedServer.parses == ["b"]
+
+
+def test_a_lazy_mapping_keeps_the_version_first_looked_up() -> None:
+    cache = Cache()
+    cache.apply(SERVERS, "ADDED", server("a", "1"))
+    servers = parsed(cache, SERVERS, Server).lazy()
+    assert servers["a"].spec.accepted is False
+    cache.apply(SERVERS, "MODIFIED", server("a", "2", accepted=True))
+    cache.apply(SERVERS, "ADDED", server("b", "1"))
+    # One reconcile sees one version of an object it read; new objects show up in its keys.
+    assert servers["a"].spec.accepted is False
+    assert sorted(servers) == ["a", "b"]
+    assert parsed(cache, SERVERS, Server).lazy()["a"].spec.accepted is True

@@ -27,7 +27,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from arges.api.binding import INSTALLED, Role, ServerBinding
@@ -271,7 +271,7 @@ class TalosClusterController(Controller):
             # Secrets are not watched: one that patchesFrom names may appear or be fixed.
             return self.recheck if uses_secrets(cluster) else None
         state.set(CONFIG_VALID, "True", "Rendered", "every pool's machine config renders")
-        servers = parsed(self.cache, SERVERS, Server).all()
+        servers = parsed(self.cache, SERVERS, Server).lazy()
         talos = await self._talos(cluster, secrets, bindings, servers)
         seen = await self._observe(talos, bindings, servers, state.now)
         previous = {m.server: m for m in cluster.status.members or []}
@@ -368,7 +368,7 @@ class TalosClusterController(Controller):
         self,
         talos: Talos,
         bindings: list[ServerBinding],
-        servers: dict[str, Server],
+        servers: Mapping[str, Server],
         now: dt.datetime,
     ) -> dict[str, Observation]:
         """An observation of every member (by name); members not installed do not answer."""
@@ -386,7 +386,7 @@ class TalosClusterController(Controller):
         self,
         binding: ServerBinding,
         view: MemberView,
-        servers: dict[str, Server],
+        servers: Mapping[str, Server],
         configs: dict[str, str],
         seen: dict[str, Observation],
         secrets_of: dict[str, dict[str, Any]],
@@ -427,7 +427,7 @@ class TalosClusterController(Controller):
         cluster: TalosCluster,
         secrets: SecretsBundle,
         bindings: list[ServerBinding],
-        servers: dict[str, Server],
+        servers: Mapping[str, Server],
     ) -> Talos:
         """The cluster's Talos API as its admin (the talosconfig's endpoints brought up to
         date with the control planes' addresses first)."""
@@ -464,7 +464,7 @@ class TalosClusterController(Controller):
         # point leaves the finalizer, so the next reconcile repeats what is left.
         if bindings:
             secrets = await owned.bundle(self.kube, cluster)
-            servers = parsed(self.cache, SERVERS, Server).all()
+            servers = parsed(self.cache, SERVERS, Server).lazy()
             talos = await self._talos(cluster, secrets, bindings, servers)
             seen = await self._observe(talos, bindings, servers, state.now)
             await membership.scale_down(

@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from arges.api.base import Condition, ConditionStatus, ObjectReference, SecretReference
@@ -89,7 +90,7 @@ async def scale_up(
     cache: Cache,
     requests: list[PoolRequest],
     views: list[MemberView],
-    servers: dict[str, Server],
+    servers: Mapping[str, Server],
 ) -> list[ServerBinding]:
     """Bind servers to every pool short of its replicas; the bindings made."""
     cluster = state.cluster

@@ -18,7 +18,7 @@ import asyncio
 import base64
 import contextlib
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from arges.api.binding import CONFIG_KEY, ServerBinding
@@ -154,7 +154,7 @@ async def admin_credentials(
     cluster: TalosCluster,
     secrets: SecretsBundle,
     bindings: list[ServerBinding],
-    servers: dict[str, Server],
+    servers: Mapping[str, Server],
 ) -> ClientCredentials:
     """The admin talosconfig's credentials; its endpoints are brought up to date with the
     control-plane members' addresses first."""
