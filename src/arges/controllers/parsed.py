@@ -84,6 +84,10 @@ class LazyModels(Mapping[Key, M]):
     reconcile's dictionary of :meth:`Parsed.all` would: a TalosCluster's reconcile reads its
     own members and, when it grows, the candidates it tries, and with :meth:`Parsed.all` it
     looked at every Server of the fleet (and parsed each that had changed) on every reconcile.
+
+    Raises (on lookup):
+        KeyError: no such object (``get`` answers None).
+        pydantic.ValidationError: the cached body does not fit the model.
     """
 
     def __init__(self, parsed: Parsed[M]) -> None:
